@@ -9,3 +9,4 @@ pub mod data;
 pub mod kernels;
 pub mod layers;
 pub mod scalar;
+pub mod testutil;

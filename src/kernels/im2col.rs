@@ -1,0 +1,153 @@
+//! im2col and col2im for a valid (unpadded), stride-1 convolution, and the naive direct
+//! convolution loops that the GEMM path is tested against.
+//!
+//! Dimension legend: `N` batch, `C` input channels, `O` output channels, `H, W` input height and
+//! width, `K` kernel size, `OH = H - K + 1`, `OW = W - K + 1`, `P = OH * OW` output positions.
+//!
+//! `cols` has one row per weight of a filter and one column per output position:
+//! `cols[(c*K + ki)*K + kj, oi*OW + oj] = x[c, oi + ki, oj + kj]`. The row order is the order of
+//! a PyTorch/Caffe weight `(O, C, K, K)` flattened to `(O, C*K*K)`, so the convolution of one
+//! image is the single product `Y (O, P) = W (O, C*K*K) x cols (C*K*K, P)`.
+
+use crate::scalar::Scalar;
+use ndarray::{Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut3};
+
+/// Output side of a valid convolution: `H - K + 1`.
+pub fn out_size(h: usize, k: usize) -> usize {
+    assert!(k <= h, "kernel {k} larger than input {h}");
+    h - k + 1
+}
+
+/// Fills `cols (C*K*K, OH*OW)` from one image `x (C, H, W)`.
+pub fn im2col<T: Scalar>(x: ArrayView3<T>, k: usize, mut cols: ArrayViewMut2<T>) {
+    let (c_in, h, w) = x.dim();
+    let (oh, ow) = (out_size(h, k), out_size(w, k));
+    assert_eq!(cols.dim(), (c_in * k * k, oh * ow), "im2col: cols has the wrong shape");
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let cs = cols.as_slice_mut().expect("im2col: cols must be contiguous");
+    for c in 0..c_in {
+        for ki in 0..k {
+            for kj in 0..k {
+                let row = ((c * k + ki) * k + kj) * oh * ow;
+                for oi in 0..oh {
+                    // One output row of positions reads one contiguous run of the input row.
+                    let src = c * h * w + (oi + ki) * w + kj;
+                    cs[row + oi * ow..row + (oi + 1) * ow].copy_from_slice(&xs[src..src + ow]);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: `dx (C, H, W) += col2im(dcols (C*K*K, OH*OW))`. Each input pixel
+/// collects the gradient of every (output position, weight) pair that read it.
+pub fn col2im_add<T: Scalar>(dcols: ArrayView2<T>, k: usize, mut dx: ArrayViewMut3<T>) {
+    let (c_in, h, w) = dx.dim();
+    let (oh, ow) = (out_size(h, k), out_size(w, k));
+    assert_eq!(dcols.dim(), (c_in * k * k, oh * ow), "col2im: dcols has the wrong shape");
+    let dcols = dcols.as_standard_layout();
+    let ds = dcols.as_slice().expect("standard layout");
+    let xs = dx.as_slice_mut().expect("col2im: dx must be contiguous");
+    for c in 0..c_in {
+        for ki in 0..k {
+            for kj in 0..k {
+                let row = ((c * k + ki) * k + kj) * oh * ow;
+                for oi in 0..oh {
+                    let dst = c * h * w + (oi + ki) * w + kj;
+                    let src = &ds[row + oi * ow..row + (oi + 1) * ow];
+                    for (x, &g) in xs[dst..dst + ow].iter_mut().zip(src) {
+                        *x += g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Naive direct convolution: `y[n,o,i,j] = b[o] + sum_{c,ki,kj} w[o,c,ki,kj] x[n,c,i+ki,j+kj]`.
+pub fn conv2d_naive<T: Scalar>(x: ArrayView4<T>, weight: ArrayView4<T>, bias: ArrayView1<T>) -> Array4<T> {
+    let (n, c_in, h, w) = x.dim();
+    let (o_ch, c2, k, _) = weight.dim();
+    assert_eq!(c_in, c2);
+    let (oh, ow) = (out_size(h, k), out_size(w, k));
+    Array4::from_shape_fn((n, o_ch, oh, ow), |(b, o, i, j)| {
+        let mut s = bias[o];
+        for c in 0..c_in {
+            for ki in 0..k {
+                for kj in 0..k {
+                    s += weight[[o, c, ki, kj]] * x[[b, c, i + ki, j + kj]];
+                }
+            }
+        }
+        s
+    })
+}
+
+/// Naive backward of [`conv2d_naive`]: returns `(dx, dweight, dbias)` by scattering each output
+/// gradient to every input and weight that produced it.
+pub fn conv2d_naive_backward<T: Scalar>(
+    d_out: ArrayView4<T>,
+    x: ArrayView4<T>,
+    weight: ArrayView4<T>,
+) -> (Array4<T>, Array4<T>, ndarray::Array1<T>) {
+    let (n, c_in, h, w) = x.dim();
+    let (o_ch, _, k, _) = weight.dim();
+    let (oh, ow) = (out_size(h, k), out_size(w, k));
+    let mut dx = Array4::zeros((n, c_in, h, w));
+    let mut dw = Array4::zeros(weight.dim());
+    let mut db = ndarray::Array1::zeros(o_ch);
+    for b in 0..n {
+        for o in 0..o_ch {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let g = d_out[[b, o, i, j]];
+                    db[o] += g;
+                    for c in 0..c_in {
+                        for ki in 0..k {
+                            for kj in 0..k {
+                                dx[[b, c, i + ki, j + kj]] += weight[[o, c, ki, kj]] * g;
+                                dw[[o, c, ki, kj]] += x[[b, c, i + ki, j + kj]] * g;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw, db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::random_array;
+    use ndarray::{Array2, Array3, Ix3};
+
+    #[test]
+    fn im2col_hand_worked_case() {
+        // x = [[0 1 2] [3 4 5] [6 7 8]], K = 2: four positions, four weights.
+        // row (ki,kj)=(0,0) reads the top-left of each window: 0 1 3 4; (0,1): 1 2 4 5; ...
+        let x = Array3::from_shape_fn((1, 3, 3), |(_, i, j)| (3 * i + j) as f64);
+        let mut cols = Array2::zeros((4, 4));
+        im2col(x.view(), 2, cols.view_mut());
+        let want = ndarray::arr2(&[[0., 1., 3., 4.], [1., 2., 4., 5.], [3., 4., 6., 7.], [4., 5., 7., 8.]]);
+        assert_eq!(cols, want);
+    }
+
+    /// col2im is the adjoint (transpose) of im2col: <im2col(x), g> = <x, col2im(g)> for all x, g.
+    /// Both sides sum the same products in f64, so they agree to rounding (1e-12 relative).
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        let (c, h, w, k) = (3, 7, 6, 3);
+        let x = random_array::<f64, Ix3>((c, h, w), 5);
+        let g = random_array::<f64, ndarray::Ix2>((c * k * k, out_size(h, k) * out_size(w, k)), 6);
+        let mut cols = Array2::zeros(g.dim());
+        im2col(x.view(), k, cols.view_mut());
+        let mut dx = Array3::zeros((c, h, w));
+        col2im_add(g.view(), k, dx.view_mut());
+        let lhs = (&cols * &g).sum();
+        let rhs = (&x * &dx).sum();
+        assert!((lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+    }
+}

@@ -1,0 +1,211 @@
+//! 2-D convolution: valid (no padding), stride 1, as in Caffe's LeNet
+//! (`examples/mnist/lenet_train_test.prototxt`: `convolution_param { kernel_size: 5 stride: 1 }`).
+//!
+//! Dimension legend: `N` batch, `C` input channels, `O` output channels, `H, W` input size,
+//! `K` kernel size, `OH = H - K + 1`, `OW = W - K + 1`, `P = OH * OW` output positions.
+//!
+//! Forward, per image: `cols = im2col(x)`, then `Y (O, P) = W (O, C*K*K) x cols (C*K*K, P) + b`.
+//! Backward, per image (derivation in docs/math.md, "Convolution"):
+//!   `dW (O, C*K*K) += dY (O, P) x cols^T (P, C*K*K)`,   `db[o] += sum_p dY[o, p]`,
+//!   `dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)`,    `dx = col2im(dcols)`.
+//! The naive direct loops in `kernels::im2col` are the reference this GEMM path is tested against.
+
+use crate::kernels::gemm::gemm;
+use crate::kernels::im2col::{col2im_add, im2col, out_size};
+use crate::scalar::Scalar;
+use ndarray::{s, Array1, Array2, Array3, Array4, ArrayView2, ArrayView4, Axis};
+
+/// The learnable parameters of a convolution, in PyTorch's and Caffe's layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvParams<T> {
+    pub weight: Array4<T>, // (O, C, K, K)
+    pub bias: Array1<T>,   // (O)
+}
+
+/// What the forward pass keeps for the backward pass.
+#[derive(Clone, Debug)]
+pub struct ConvCache<T> {
+    pub cols: Array3<T>,            // (N, C*K*K, P): im2col of each input image
+    pub input_hw: (usize, usize),   // (H, W): to shape the input gradient
+}
+
+impl<T: Scalar> ConvParams<T> {
+    /// All-zero parameters of the given shape (for gradient accumulators).
+    pub fn zeros(out_channels: usize, in_channels: usize, kernel: usize) -> Self {
+        ConvParams {
+            weight: Array4::zeros((out_channels, in_channels, kernel, kernel)),
+            bias: Array1::zeros(out_channels),
+        }
+    }
+
+    pub fn kernel(&self) -> usize {
+        self.weight.dim().2
+    }
+
+    /// The weight seen as the GEMM operand `W (O, C*K*K)`.
+    pub fn weight_matrix(&self) -> ArrayView2<'_, T> {
+        let (o, c, k, _) = self.weight.dim();
+        self.weight.view().into_shape_with_order((o, c * k * k)).expect("conv weight must be in standard layout")
+    }
+}
+
+/// `y (N, O, OH, OW)` for `x (N, C, H, W)`, keeping each image's `cols` for the backward pass.
+pub fn forward<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> (Array4<T>, ConvCache<T>) {
+    let (n, c, h, w) = x.dim();
+    let k = p.kernel();
+    let (oh, ow) = (out_size(h, k), out_size(w, k));
+    let mut cols = Array3::zeros((n, c * k * k, oh * ow));
+    let mut y = Array4::zeros((n, p.weight.dim().0, oh, ow));
+    for i in 0..n {
+        forward_image(x.slice(s![i, .., .., ..]), p, cols.slice_mut(s![i, .., ..]), &mut y, i);
+    }
+    (y, ConvCache { cols, input_hw: (h, w) })
+}
+
+/// The forward pass without a cache (inference): one `cols` buffer reused for every image.
+pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
+    let (n, c, h, w) = x.dim();
+    let k = p.kernel();
+    let (oh, ow) = (out_size(h, k), out_size(w, k));
+    let mut cols = Array2::zeros((c * k * k, oh * ow));
+    let mut y = Array4::zeros((n, p.weight.dim().0, oh, ow));
+    for i in 0..n {
+        forward_image(x.slice(s![i, .., .., ..]), p, cols.view_mut(), &mut y, i);
+    }
+    y
+}
+
+fn forward_image<T: Scalar>(
+    x: ndarray::ArrayView3<T>,
+    p: &ConvParams<T>,
+    mut cols: ndarray::ArrayViewMut2<T>,
+    y: &mut Array4<T>,
+    i: usize,
+) {
+    let (_, o, oh, ow) = y.dim();
+    im2col(x, p.kernel(), cols.view_mut());
+    let mut yi = y.slice_mut(s![i, .., .., ..]).into_shape_with_order((o, oh * ow)).expect("contiguous output");
+    // The bias first, then the GEMM accumulates on top of it (beta = 1): one pass over Y.
+    for (mut row, &b) in yi.axis_iter_mut(Axis(0)).zip(p.bias.iter()) {
+        row.fill(b);
+    }
+    // Y (O, P) += W (O, C*K*K) x cols (C*K*K, P)
+    gemm(T::one(), p.weight_matrix(), cols.view(), T::one(), yi);
+}
+
+/// Accumulates the parameter gradients: `grads.weight += dL/dW`, `grads.bias += dL/db`.
+pub fn backward_params<T: Scalar>(d_out: ArrayView4<T>, cache: &ConvCache<T>, grads: &mut ConvParams<T>) {
+    let (n, o, oh, ow) = d_out.dim();
+    let (_, c, k, _) = grads.weight.dim();
+    let mut dw = grads.weight.view_mut().into_shape_with_order((o, c * k * k)).expect("standard layout");
+    for i in 0..n {
+        let dy = d_out.slice(s![i, .., .., ..]).into_shape_with_order((o, oh * ow)).expect("contiguous d_out");
+        // dW (O, C*K*K) += dY (O, P) x cols^T (P, C*K*K)
+        gemm(T::one(), dy, cache.cols.slice(s![i, .., ..]).t(), T::one(), dw.view_mut());
+        // db[o] += sum_p dY[o, p]: the bias is added at every output position.
+        grads.bias += &dy.sum_axis(Axis(1));
+    }
+}
+
+/// The input gradient `dL/dx (N, C, H, W)`.
+pub fn backward_input<T: Scalar>(d_out: ArrayView4<T>, cache: &ConvCache<T>, p: &ConvParams<T>) -> Array4<T> {
+    let (n, o, oh, ow) = d_out.dim();
+    let (_, c, k, _) = p.weight.dim();
+    let (h, w) = cache.input_hw;
+    let mut dx = Array4::zeros((n, c, h, w));
+    let mut dcols = Array2::zeros((c * k * k, oh * ow));
+    for i in 0..n {
+        let dy = d_out.slice(s![i, .., .., ..]).into_shape_with_order((o, oh * ow)).expect("contiguous d_out");
+        // dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)
+        gemm(T::one(), p.weight_matrix().t(), dy, T::zero(), dcols.view_mut());
+        col2im_add(dcols.view(), k, dx.slice_mut(s![i, .., .., ..]));
+    }
+    dx
+}
+
+/// Both gradients: accumulates the parameter gradients and returns the input gradient.
+pub fn backward<T: Scalar>(
+    d_out: ArrayView4<T>,
+    cache: &ConvCache<T>,
+    p: &ConvParams<T>,
+    grads: &mut ConvParams<T>,
+) -> Array4<T> {
+    backward_params(d_out, cache, grads);
+    backward_input(d_out, cache, p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::im2col::{conv2d_naive, conv2d_naive_backward};
+    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::{assert_close, random_array};
+    use ndarray::{Ix1, Ix4};
+
+    fn params(o: usize, c: usize, k: usize, seed: u64) -> ConvParams<f64> {
+        ConvParams { weight: random_array::<f64, Ix4>((o, c, k, k), seed), bias: random_array::<f64, Ix1>(o, seed + 1) }
+    }
+
+    /// The im2col + GEMM path against the naive direct loops, forward and backward, in f64
+    /// (same products summed in another order: equal to 1e-12).
+    #[test]
+    fn gemm_path_matches_naive_loops() {
+        let p = params(4, 3, 3, 10);
+        let x = random_array::<f64, Ix4>((2, 3, 8, 7), 12);
+        let (y, cache) = forward(x.view(), &p);
+        assert_close("conv y", y.view().into_dyn(), conv2d_naive(x.view(), p.weight.view(), p.bias.view()).view().into_dyn(), 1e-12, 1e-12);
+        assert_close("conv infer", infer(x.view(), &p).view().into_dyn(), y.view().into_dyn(), 0.0, 0.0);
+        let dy = random_array::<f64, Ix4>(y.dim(), 13);
+        let mut grads = ConvParams::zeros(4, 3, 3);
+        let dx = backward(dy.view(), &cache, &p, &mut grads);
+        let (ndx, ndw, ndb) = conv2d_naive_backward(dy.view(), x.view(), p.weight.view());
+        assert_close("conv dx", dx.view().into_dyn(), ndx.view().into_dyn(), 1e-12, 1e-12);
+        assert_close("conv dW", grads.weight.view().into_dyn(), ndw.view().into_dyn(), 1e-12, 1e-12);
+        assert_close("conv db", grads.bias.view().into_dyn(), ndb.view().into_dyn(), 1e-12, 1e-12);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let p = params(3, 2, 3, 20);
+        let x = random_array::<f64, Ix4>((2, 2, 5, 6), 22);
+        let (y, cache) = forward(x.view(), &p);
+        let dy = random_array::<f64, Ix4>(y.dim(), 23);
+        let mut grads = ConvParams::zeros(3, 2, 3);
+        let dx = backward(dy.view(), &cache, &p, &mut grads);
+        let num_dx = numeric_gradient(&x, &dy, |x| forward(x.view(), &p).0);
+        assert_gradient_matches("conv dx", &dx.into_dyn(), &num_dx);
+        let num_dw = numeric_gradient(&p.weight, &dy, |w| forward(x.view(), &ConvParams { weight: w.clone(), bias: p.bias.clone() }).0);
+        assert_gradient_matches("conv dW", &grads.weight.clone().into_dyn(), &num_dw);
+        let num_db = numeric_gradient(&p.bias, &dy, |b| forward(x.view(), &ConvParams { weight: p.weight.clone(), bias: b.clone() }).0);
+        assert_gradient_matches("conv db", &grads.bias.clone().into_dyn(), &num_db);
+    }
+
+    #[test]
+    fn parameter_gradients_accumulate() {
+        let p = params(2, 1, 2, 30);
+        let x = random_array::<f64, Ix4>((1, 1, 4, 4), 31);
+        let (y, cache) = forward(x.view(), &p);
+        let dy = random_array::<f64, Ix4>(y.dim(), 32);
+        let mut once = ConvParams::zeros(2, 1, 2);
+        backward_params(dy.view(), &cache, &mut once);
+        let mut twice = ConvParams::zeros(2, 1, 2);
+        backward_params(dy.view(), &cache, &mut twice);
+        backward_params(dy.view(), &cache, &mut twice);
+        assert_close("2 x dW", twice.weight.view().into_dyn(), (&once.weight * 2.0).view().into_dyn(), 1e-12, 1e-12);
+    }
+
+    #[test]
+    fn hand_worked_case() {
+        // x = [[1 2] [3 4]], one 2x2 filter [[1 0] [0 -1]], bias 0.5: y = 1*1 + 4*(-1) + 0.5 = -2.5.
+        // dL/dy = 2 -> dW = 2 * x = [[2 4] [6 8]], db = 2, dx = 2 * W = [[2 0] [0 -2]].
+        let x = Array4::from_shape_vec((1, 1, 2, 2), vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let p = ConvParams { weight: Array4::from_shape_vec((1, 1, 2, 2), vec![1.0, 0.0, 0.0, -1.0]).unwrap(), bias: ndarray::arr1(&[0.5]) };
+        let (y, cache) = forward(x.view(), &p);
+        assert_eq!(y.into_raw_vec_and_offset().0, vec![-2.5]);
+        let mut g = ConvParams::zeros(1, 1, 2);
+        let dx = backward(Array4::from_elem((1, 1, 1, 1), 2.0).view(), &cache, &p, &mut g);
+        assert_eq!(g.weight.into_raw_vec_and_offset().0, vec![2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(g.bias.to_vec(), vec![2.0]);
+        assert_eq!(dx.into_raw_vec_and_offset().0, vec![2.0, 0.0, 0.0, -2.0]);
+    }
+}

@@ -1,0 +1,146 @@
+//! Max-pooling over 2x2 windows with stride 2 (Caffe's LeNet: `pooling_param { pool: MAX
+//! kernel_size: 2 stride: 2 }`).
+//!
+//! Dimension legend: `N` batch, `C` channels, `H, W` input size (both even), `OH = H/2`, `OW = W/2`.
+//!
+//! Ties: the first maximum in row-major order inside the window wins (top-left, top-right,
+//! bottom-left, bottom-right), and only it receives the gradient. This is Caffe's rule
+//! (`pooling_layer.cpp` updates the max only on a strict `>`) and PyTorch's on the CPU.
+//! LeNet's pooled sizes (24 -> 12, 8 -> 4) are even, so Caffe's ceil-mode output size and
+//! PyTorch's floor-mode size agree; odd sizes are rejected rather than guessed.
+//!
+//! Backward: `dx[window's argmax] += dy`, every other input of the window gets 0
+//! (docs/math.md, "Max-pooling").
+
+use crate::scalar::Scalar;
+use ndarray::{Array4, ArrayView4};
+
+/// What the forward pass keeps for the backward pass.
+#[derive(Clone, Debug)]
+pub struct MaxPoolCache {
+    pub argmax: Array4<u8>,        // (N, C, OH, OW): position 0..4 of the max inside its 2x2 window, row-major
+    pub input_hw: (usize, usize),  // (H, W)
+}
+
+fn check_even(h: usize, w: usize) {
+    assert!(h % 2 == 0 && w % 2 == 0, "max-pool 2x2/2 needs even input sizes, got {h}x{w}");
+}
+
+/// `y (N, C, H/2, W/2)` and the argmax of every window.
+pub fn forward<T: Scalar>(x: ArrayView4<T>) -> (Array4<T>, MaxPoolCache) {
+    let (n, c, h, w) = x.dim();
+    check_even(h, w);
+    let (oh, ow) = (h / 2, w / 2);
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let mut y = Array4::zeros((n, c, oh, ow));
+    let mut argmax = Array4::zeros((n, c, oh, ow));
+    let ys = y.as_slice_mut().expect("fresh array");
+    let am = argmax.as_slice_mut().expect("fresh array");
+    for plane in 0..n * c {
+        let xp = &xs[plane * h * w..(plane + 1) * h * w];
+        for i in 0..oh {
+            let top = &xp[2 * i * w..(2 * i + 1) * w];
+            let bottom = &xp[(2 * i + 1) * w..(2 * i + 2) * w];
+            for j in 0..ow {
+                let window = [top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]];
+                // Strict `>`: a later equal value does not replace the first maximum (the tie rule).
+                let mut best = 0;
+                for q in 1..4 {
+                    if window[q] > window[best] {
+                        best = q;
+                    }
+                }
+                let o = plane * oh * ow + i * ow + j;
+                ys[o] = window[best];
+                am[o] = best as u8;
+            }
+        }
+    }
+    (y, MaxPoolCache { argmax, input_hw: (h, w) })
+}
+
+/// `dx (N, C, H, W)`: each window's gradient goes to its argmax.
+pub fn backward<T: Scalar>(d_out: ArrayView4<T>, cache: &MaxPoolCache) -> Array4<T> {
+    let (n, c, oh, ow) = d_out.dim();
+    let (h, w) = cache.input_hw;
+    let mut dx = Array4::zeros((n, c, h, w));
+    for ((b, ch, i, j), &q) in cache.argmax.indexed_iter() {
+        let (di, dj) = ((q / 2) as usize, (q % 2) as usize);
+        dx[[b, ch, 2 * i + di, 2 * j + dj]] += d_out[[b, ch, i, j]];
+    }
+    debug_assert_eq!((n, c, oh, ow), cache.argmax.dim());
+    dx
+}
+
+/// The naive twin of [`forward`]: a general `K x K` window with stride `S`, scanned with index
+/// arithmetic. Same tie rule. Used by the tests with `K = S = 2`.
+pub fn forward_naive<T: Scalar>(x: ArrayView4<T>, k: usize, stride: usize) -> (Array4<T>, Array4<usize>) {
+    let (n, c, h, w) = x.dim();
+    let (oh, ow) = ((h - k) / stride + 1, (w - k) / stride + 1);
+    let mut y = Array4::zeros((n, c, oh, ow));
+    let mut argmax = Array4::zeros((n, c, oh, ow));
+    for b in 0..n {
+        for ch in 0..c {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut best = (T::neg_infinity(), usize::MAX);
+                    for di in 0..k {
+                        for dj in 0..k {
+                            let v = x[[b, ch, i * stride + di, j * stride + dj]];
+                            if best.1 == usize::MAX || v > best.0 {
+                                best = (v, di * k + dj);
+                            }
+                        }
+                    }
+                    y[[b, ch, i, j]] = best.0;
+                    argmax[[b, ch, i, j]] = best.1;
+                }
+            }
+        }
+    }
+    (y, argmax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::random_array;
+    use ndarray::Ix4;
+
+    #[test]
+    fn matches_naive_window_scan() {
+        let x = random_array::<f32, Ix4>((3, 4, 8, 6), 40);
+        let (y, cache) = forward(x.view());
+        let (ny, nargmax) = forward_naive(x.view(), 2, 2);
+        assert_eq!(y, ny);
+        assert_eq!(cache.argmax.mapv(|q| q as usize), nargmax);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        // Random inputs: ties have probability zero, and no window's max changes under a 1e-5 step.
+        let x = random_array::<f64, Ix4>((2, 3, 4, 6), 41);
+        let (y, cache) = forward(x.view());
+        let dy = random_array::<f64, Ix4>(y.dim(), 42);
+        let dx = backward(dy.view(), &cache);
+        let num = numeric_gradient(&x, &dy, |x| forward(x.view()).0);
+        assert_gradient_matches("maxpool dx", &dx.into_dyn(), &num);
+    }
+
+    #[test]
+    fn hand_worked_case_with_ties() {
+        // window [[1 3] [3 2]]: max 3 at top-right (1) and bottom-left (2); the first, 1, wins,
+        // so d_in[0,1] += d_out and d_in[1,0] gets nothing.
+        let x = Array4::from_shape_vec((1, 1, 2, 2), vec![1.0f64, 3.0, 3.0, 2.0]).unwrap();
+        let (y, cache) = forward(x.view());
+        assert_eq!(y[[0, 0, 0, 0]], 3.0);
+        assert_eq!(cache.argmax[[0, 0, 0, 0]], 1);
+        let dx = backward(Array4::from_elem((1, 1, 1, 1), 5.0).view(), &cache);
+        assert_eq!(dx.into_raw_vec_and_offset().0, vec![0.0, 5.0, 0.0, 0.0]);
+        // All equal: the top-left wins.
+        let (_, cache) = forward(Array4::from_elem((1, 1, 2, 2), 0.0f32).view());
+        assert_eq!(cache.argmax[[0, 0, 0, 0]], 0);
+    }
+}

@@ -1,0 +1,90 @@
+//! Softmax followed by cross-entropy with the true label, fused (Caffe's `SoftmaxWithLoss`,
+//! PyTorch's `F.cross_entropy`).
+//!
+//! Dimension legend: `N` batch, `K` classes.
+//!
+//! Forward: `p = softmax(z)`, computed as `exp(z - max z) / sum exp(z - max z)` so that large
+//! logits cannot overflow; per-image loss `l_n = -log p[n, y_n] = logsumexp(z_n) - z_n[y_n]`.
+//! Backward: `dz[n, k] = scale * (p[n, k] - [k == y_n])` (docs/math.md, "Softmax and
+//! cross-entropy"). The caller chooses `scale`: `1/N` for the batch-mean loss that training
+//! minimises (Caffe's default `normalization: VALID`), `1` for each image's own loss.
+
+use crate::scalar::Scalar;
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+
+/// What the forward pass keeps for the backward pass.
+#[derive(Clone, Debug)]
+pub struct SoftmaxXentCache<T> {
+    pub probs: Array2<T>, // (N, K): softmax of the logits
+}
+
+/// Row-wise softmax of `z (N, K)`.
+pub fn softmax<T: Scalar>(z: ArrayView2<T>) -> Array2<T> {
+    let mut p = z.to_owned();
+    for mut row in p.axis_iter_mut(Axis(0)) {
+        let max = row.iter().cloned().fold(T::neg_infinity(), T::max);
+        row.mapv_inplace(|v| (v - max).exp());
+        let sum: T = row.sum();
+        row.mapv_inplace(|v| v / sum);
+    }
+    p
+}
+
+/// Per-image losses `(N)` and the cache. Labels must be below `K`.
+pub fn forward<T: Scalar>(logits: ArrayView2<T>, labels: &[u8]) -> (Array1<T>, SoftmaxXentCache<T>) {
+    assert_eq!(logits.nrows(), labels.len(), "one label per row of logits");
+    let losses = Array1::from_shape_fn(labels.len(), |n| {
+        let z = logits.row(n);
+        let y = labels[n] as usize;
+        assert!(y < z.len(), "label {y} out of range for {} classes", z.len());
+        let max = z.iter().cloned().fold(T::neg_infinity(), T::max);
+        let log_sum_exp = max + z.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
+        log_sum_exp - z[y]
+    });
+    (losses, SoftmaxXentCache { probs: softmax(logits) })
+}
+
+/// `dL/dz (N, K) = scale * (p - onehot(y))`.
+pub fn backward<T: Scalar>(cache: &SoftmaxXentCache<T>, labels: &[u8], scale: T) -> Array2<T> {
+    let mut dz = cache.probs.clone();
+    for (mut row, &y) in dz.axis_iter_mut(Axis(0)).zip(labels) {
+        row[y as usize] -= T::one();
+        row.mapv_inplace(|v| v * scale);
+    }
+    dz
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::random_array;
+    use ndarray::{Array1, Ix2};
+
+    #[test]
+    fn gradient_of_mean_loss_matches_finite_differences() {
+        let z = random_array::<f64, Ix2>((4, 10), 90) * 3.0;
+        let labels = [3u8, 0, 9, 3];
+        let (_, cache) = forward(z.view(), &labels);
+        let dz = backward(&cache, &labels, 0.25);
+        // Upstream gradient 1 on the scalar mean loss.
+        let one = Array1::from_elem(1, 1.0);
+        let num = numeric_gradient(&z, &one, |z| Array1::from_elem(1, forward(z.view(), &labels).0.mean().unwrap()));
+        assert_gradient_matches("softmax-xent dz", &dz.into_dyn(), &num);
+    }
+
+    #[test]
+    fn hand_worked_case() {
+        // Two equal logits: p = [1/2 1/2], loss = log 2; label 0 -> dz = [1/2 - 1, 1/2] = [-1/2 1/2].
+        let (loss, cache) = forward(ndarray::arr2(&[[1.0f64, 1.0]]).view(), &[0]);
+        assert!((loss[0] - 2f64.ln()).abs() < 1e-15);
+        assert_eq!(backward(&cache, &[0], 1.0), ndarray::arr2(&[[-0.5, 0.5]]));
+    }
+
+    #[test]
+    fn huge_logits_do_not_overflow() {
+        let (loss, cache) = forward(ndarray::arr2(&[[1000.0f32, 0.0, -1000.0]]).view(), &[1]);
+        assert_eq!(loss[0], 1000.0);
+        assert!(cache.probs.iter().all(|p| p.is_finite()));
+    }
+}

@@ -1,0 +1,115 @@
+//! The element type of every tensor: `f32` for training, attacks and benchmarks, `f64` for the
+//! finite-difference gradient checks (whose truncation and rounding errors would swamp an f32
+//! comparison; see `layers::gradcheck`).
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+/// A floating-point element type with a GEMM kernel from `matrixmultiply`.
+pub trait Scalar:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + ndarray::LinalgScalar
+    + ndarray::ScalarOperand
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + Sum
+    + Default
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + 'static
+{
+    /// `"F32"` or `"F64"`, for messages.
+    const NAME: &'static str;
+
+    /// Converts from f64 (constants, hyper-parameters). Rounds to nearest for f32.
+    fn of(x: f64) -> Self;
+
+    /// Widens to f64 (for reporting and comparisons).
+    fn f64(self) -> f64;
+
+    /// `C = alpha * A B + beta * C`, with `A` (m, k), `B` (k, n), `C` (m, n) given by pointers
+    /// and element strides (row stride, column stride). When `beta` is zero, `C` is not read.
+    ///
+    /// # Safety
+    /// The pointers and strides must describe valid, non-overlapping (for `C`) memory of the
+    /// stated shapes, as `matrixmultiply::sgemm` requires.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Scalar for f32 {
+    const NAME: &'static str = "F32";
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+impl Scalar for f64 {
+    const NAME: &'static str = "F64";
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn f64(self) -> f64 {
+        self
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f64,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        beta: f64,
+        c: *mut f64,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
