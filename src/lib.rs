@@ -10,3 +10,4 @@ pub mod kernels;
 pub mod layers;
 pub mod scalar;
 pub mod testutil;
+pub mod models;
