@@ -11,3 +11,5 @@ pub mod layers;
 pub mod scalar;
 pub mod testutil;
 pub mod models;
+pub mod optim;
+pub mod train;
