@@ -13,3 +13,6 @@ pub mod testutil;
 pub mod models;
 pub mod optim;
 pub mod train;
+pub mod attacks;
+pub mod experiments;
+pub mod report;

@@ -2,7 +2,9 @@
 
 use advmnist::data::{self, Split};
 use advmnist::models::file::{load_model, save_model};
-use advmnist::models::lenet::{error_pct, DropoutRates};
+use advmnist::experiments::sweep::{self, NamedModel, Noise, SweepConfig};
+use advmnist::models::lenet::{error_pct, DropoutRates, LeNet};
+use advmnist::report;
 use advmnist::train::{self, Event, TrainConfig, TrainOptions};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -46,6 +48,11 @@ enum Command {
     ///
     /// Example: advmnist eval --model lenet.safetensors --json
     Eval(EvalArgs),
+    /// Error against average distortion per pixel over evenly spaced noise levels (the study's
+    /// Figures 3 and 4): writes DIR/sweep.csv, DIR/sweep.json and DIR/sweep.svg.
+    ///
+    /// Example: advmnist sweep --model lenet.safetensors --noise fgsm --at 0.1,0.2
+    Sweep(SweepArgs),
 }
 
 #[derive(Args)]
@@ -92,6 +99,53 @@ struct EvalArgs {
     json: bool,
 }
 
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum NoiseArg {
+    /// Fast gradient sign: eps * sign(dL/dx), one gradient pass for all levels.
+    Fgsm,
+    /// Gaussian noise N(0, sigma^2), the same draw scaled at every level.
+    Gaussian,
+    /// Iterative gradient sign in the L-infinity ball (--steps per level).
+    Pgd,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Model file(s) to evaluate (each attacked through its own gradient unless --source).
+    #[arg(long = "model", value_name = "FILE", required = true)]
+    models: Vec<PathBuf>,
+    /// The perturbation.
+    #[arg(long, value_enum)]
+    noise: NoiseArg,
+    /// Number of levels, evenly spaced from 0 to --max, both included.
+    #[arg(long, default_value_t = 100)]
+    levels: usize,
+    /// Largest level (eps or sigma). Default: 0.5 for fgsm and pgd, 1.0 for gaussian.
+    #[arg(long, value_name = "X")]
+    max: Option<f32>,
+    /// Craft the examples on this model and evaluate every --model on them (transfer attack).
+    #[arg(long, value_name = "FILE")]
+    source: Option<PathBuf>,
+    /// Report each model's error at these distortions, interpolated between levels (Table 2).
+    #[arg(long, value_delimiter = ',', value_name = "D1,D2,...")]
+    at: Vec<f64>,
+    /// PGD: gradient steps per level (step size 2.5 eps / steps).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// PGD: start from a uniformly random point of the eps-ball.
+    #[arg(long)]
+    random_start: bool,
+    /// Seed of the Gaussian noise and of PGD's random start.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output folder.
+    #[arg(long, default_value = "sweep", value_name = "DIR")]
+    out: PathBuf,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -114,6 +168,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => cmd_train(a, data_dir),
         Command::Eval(a) => cmd_eval(a, data_dir),
+        Command::Sweep(a) => cmd_sweep(a, data_dir),
     }
 }
 
@@ -194,6 +249,61 @@ fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
     }
     if a.json {
         println!("{}", serde_json::json!({ "models": rows }));
+    }
+    Ok(())
+}
+
+fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
+    if a.levels < 2 {
+        bail!("--levels must be at least 2 (0 and --max)");
+    }
+    let noise = match a.noise {
+        NoiseArg::Fgsm => Noise::Fgsm,
+        NoiseArg::Gaussian => Noise::Gaussian,
+        NoiseArg::Pgd => {
+            if a.steps == 0 {
+                bail!("--steps must be at least 1");
+            }
+            Noise::Pgd { steps: a.steps, random_start: a.random_start }
+        }
+    };
+    if a.source.is_some() && noise == Noise::Gaussian {
+        bail!("--source makes no sense with --noise gaussian: random noise does not come from a model");
+    }
+    let max = a.max.unwrap_or(if noise == Noise::Gaussian { 1.0 } else { 0.5 });
+    if !(max > 0.0 && max.is_finite()) {
+        bail!("--max must be a positive number, got {max}");
+    }
+    let test = data::load_split(&data_dir, Split::Test)?;
+    let nets: Vec<(String, LeNet<f32>)> =
+        a.models.iter().map(|p| Ok((p.display().to_string(), load_model(p)?.0))).collect::<Result<_>>()?;
+    let source = match &a.source {
+        Some(p) => Some((p.display().to_string(), load_model(p)?.0)),
+        None => None,
+    };
+    let models: Vec<NamedModel> = nets.iter().map(|(n, m)| NamedModel { name: n.clone(), model: m }).collect();
+    let source = source.as_ref().map(|(n, m)| NamedModel { name: n.clone(), model: m });
+    let cfg = SweepConfig { noise, levels: sweep::levels(a.levels, max), seed: a.seed, at: a.at.clone() };
+    let bar = ProgressBar::new((cfg.levels.len() * models.len()) as u64);
+    bar.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} evaluations  ETA {eta}").expect("valid template"));
+    bar.set_message(format!("{} sweep", noise.name()));
+    let result = sweep::sweep(&models, source.as_ref(), &test, &cfg, |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    let title = match &a.source {
+        Some(s) => format!("{} examples crafted on {}", noise.name(), s.display()),
+        None => format!("{} noise", noise.name()),
+    };
+    report::write_sweep(&a.out, &result, &title)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        for r in &result.at {
+            match r.error_pct {
+                Some(e) => println!("{}: error {e:.2}% at distortion {}", r.model, r.distortion),
+                None => println!("{}: distortion {} is outside the swept range", r.model, r.distortion),
+            }
+        }
+        println!("wrote {}/sweep.csv, sweep.json, sweep.svg in {:.1} s", a.out.display(), result.wall_s);
     }
     Ok(())
 }

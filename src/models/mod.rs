@@ -4,3 +4,32 @@ pub mod file;
 pub mod lenet;
 
 pub use lenet::{DropoutRates, LeNet};
+
+use crate::models::lenet::argmax_rows;
+use ndarray::{Array1, Array2, Array4, ArrayView4};
+
+/// The one abstraction every attack, sweep and report is written against: a classifier that
+/// gives class logits for a batch, and each image's loss gradient with respect to that image
+/// through its own hand-written backward pass.
+pub trait Classifier: Sync {
+    /// Logits `(N, 10)` in evaluation mode (no dropout).
+    fn logits(&self, x: ArrayView4<f32>) -> Array2<f32>;
+
+    /// Each image's cross-entropy loss `(N)` with its true label and `dL_n/dx_n` `(N,1,28,28)`,
+    /// in evaluation mode.
+    fn input_gradient(&self, x: ArrayView4<f32>, labels: &[u8]) -> (Array1<f32>, Array4<f32>);
+
+    /// Predicted classes.
+    fn predict(&self, x: ArrayView4<f32>) -> Vec<u8> {
+        argmax_rows(self.logits(x).view())
+    }
+}
+
+impl Classifier for LeNet<f32> {
+    fn logits(&self, x: ArrayView4<f32>) -> Array2<f32> {
+        LeNet::logits(self, x)
+    }
+    fn input_gradient(&self, x: ArrayView4<f32>, labels: &[u8]) -> (Array1<f32>, Array4<f32>) {
+        LeNet::input_gradient(self, x, labels)
+    }
+}

@@ -1,0 +1,76 @@
+//! Perturbations of test images (the study's section 3.1) and their measure (section 3.2):
+//! Gaussian noise, the fast gradient sign method, and, beyond the study, projected gradient
+//! descent in the L-infinity ball. Attacks see a model only through `models::Classifier`.
+//!
+//! Every perturbed set is clipped to the valid image range [0, 1] (the study's images live in
+//! (0, 1); a pixel outside is no image at all) and checked by [`validate`] before use.
+
+pub mod distortion;
+pub mod fgsm;
+pub mod gaussian;
+pub mod pgd;
+
+use ndarray::{ArrayView4, Zip};
+
+/// Slack for `|x' - x| <= eps`: `x + eps` rounded to f32 may exceed `x` by eps plus half an ulp
+/// of 1 (6e-8); 1e-6 covers that with room and is still far below any meaningful perturbation.
+pub const EPS_SLACK: f32 = 1e-6;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InvalidPerturbation {
+    #[error("perturbed image {image}: pixel {pixel} is {value}, not a number in [0, 1]")]
+    OutOfRange { image: usize, pixel: usize, value: f32 },
+    #[error("perturbed image {image}: pixel {pixel} moved by {moved}, more than eps = {eps}")]
+    TooFar { image: usize, pixel: usize, moved: f32, eps: f32 },
+    #[error("perturbed set has shape {found:?}, the clean set {expected:?}")]
+    Shape { found: Vec<usize>, expected: Vec<usize> },
+}
+
+/// Checks a perturbed set against its clean set: every pixel a number in [0, 1] and, when
+/// `eps` is given, within `eps` (+ [`EPS_SLACK`]) of the clean pixel. A violation is an error.
+pub fn validate(clean: ArrayView4<f32>, perturbed: ArrayView4<f32>, eps: Option<f32>) -> Result<(), InvalidPerturbation> {
+    if clean.shape() != perturbed.shape() {
+        return Err(InvalidPerturbation::Shape { found: perturbed.shape().to_vec(), expected: clean.shape().to_vec() });
+    }
+    let per_image = clean.len() / clean.dim().0.max(1);
+    let mut first: Option<InvalidPerturbation> = None;
+    let mut index = 0usize;
+    Zip::from(&clean).and(&perturbed).for_each(|&x, &p| {
+        if first.is_none() {
+            let (image, pixel) = (index / per_image, index % per_image);
+            // `!(0 <= p <= 1)` also catches NaN.
+            if !((0.0..=1.0).contains(&p)) {
+                first = Some(InvalidPerturbation::OutOfRange { image, pixel, value: p });
+            } else if let Some(eps) = eps {
+                let moved = (p - x).abs();
+                if moved > eps + EPS_SLACK {
+                    first = Some(InvalidPerturbation::TooFar { image, pixel, moved, eps });
+                }
+            }
+        }
+        index += 1;
+    });
+    first.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array4;
+
+    #[test]
+    fn validate_catches_each_fault() {
+        let clean = Array4::from_elem((2, 1, 2, 2), 0.5f32);
+        let mut p = clean.clone();
+        assert_eq!(validate(clean.view(), p.view(), Some(0.1)), Ok(()));
+        p[[1, 0, 1, 0]] = 0.7;
+        assert_eq!(
+            validate(clean.view(), p.view(), Some(0.1)),
+            Err(InvalidPerturbation::TooFar { image: 1, pixel: 2, moved: 0.19999999, eps: 0.1 })
+        );
+        p[[0, 0, 0, 1]] = f32::NAN;
+        assert!(matches!(validate(clean.view(), p.view(), None), Err(InvalidPerturbation::OutOfRange { image: 0, pixel: 1, .. })));
+        p[[0, 0, 0, 1]] = 1.5;
+        assert!(matches!(validate(clean.view(), p.view(), None), Err(InvalidPerturbation::OutOfRange { .. })));
+    }
+}

@@ -1,0 +1,55 @@
+//! Iterative gradient sign / projected gradient descent in the L-infinity ball (Kurakin et al.
+//! 2017; Madry et al. 2018), beyond the study's single step:
+//!
+//! ```text
+//! X_0     = X                        or, with a random start, clip(X + U(-eps, eps), 0, 1)
+//! X_{t+1} = clip( clamp(X_t + alpha * sign(grad L(X_t)), X - eps, X + eps), 0, 1 )
+//! ```
+//! Every step projects back into the eps-ball around the clean image and then into [0, 1], so
+//! every iterate is a valid image within eps. The gradient is recomputed at every step through
+//! the model's own backward pass, with the true labels, in evaluation mode.
+
+use crate::attacks::fgsm::sign;
+use crate::models::Classifier;
+use crate::train::{stream, Purpose};
+use ndarray::{Array4, ArrayView4, Axis, Zip};
+use ndarray_rand::rand_distr::Uniform;
+use ndarray_rand::RandomExt;
+
+/// PGD's settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PgdConfig {
+    pub eps: f32,
+    pub steps: usize,
+    /// Step size alpha.
+    pub step_size: f32,
+    /// Seed of the random start; `None` starts at the clean image.
+    pub random_start: Option<u64>,
+}
+
+impl PgdConfig {
+    /// `steps` steps of `2.5 eps / steps` (Madry et al.'s rule of thumb: enough to cross the
+    /// ball and back), no random start.
+    pub fn new(eps: f32, steps: usize) -> Self {
+        PgdConfig { eps, steps, step_size: 2.5 * eps / steps.max(1) as f32, random_start: None }
+    }
+}
+
+pub fn pgd(model: &dyn Classifier, x: ArrayView4<f32>, labels: &[u8], cfg: &PgdConfig) -> Array4<f32> {
+    let eps = cfg.eps;
+    let mut adv = x.to_owned();
+    if let Some(seed) = cfg.random_start {
+        for (i, mut img) in adv.axis_iter_mut(Axis(0)).enumerate() {
+            let u = ndarray::Array3::<f32>::random_using(img.raw_dim(), Uniform::new_inclusive(-eps, eps).unwrap(), &mut stream(seed, Purpose::Experiment, i as u64));
+            img.zip_mut_with(&u, |a, &u| *a = (*a + u).clamp(0.0, 1.0));
+        }
+    }
+    for _ in 0..cfg.steps {
+        let (_, grad) = model.input_gradient(adv.view(), labels);
+        Zip::from(&mut adv).and(&x).and(&grad).par_for_each(|a, &x0, &g| {
+            let stepped = *a + cfg.step_size * sign(g);
+            *a = stepped.clamp(x0 - eps, x0 + eps).clamp(0.0, 1.0);
+        });
+    }
+    adv
+}

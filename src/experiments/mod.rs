@@ -1,0 +1,3 @@
+//! Experiments: compositions of models, attacks and evaluation (the study's figures and tables).
+
+pub mod sweep;

@@ -1,0 +1,188 @@
+//! Error-versus-distortion sweeps (the study's section 4.1 and Figures 3 and 4): for each of
+//! `levels` noise levels evenly spaced from 0 to `max` (0 included), perturb every test image,
+//! measure the average distortion per pixel actually applied, and record each model's error.
+//!
+//! Gradient-sign sweeps need one input-gradient pass per image: the sign pattern of the clean
+//! image does not depend on eps, so every level reuses it ([`crate::attacks::fgsm::perturb`]).
+//! Gaussian sweeps reuse one standard-normal field per image at every sigma (common random
+//! numbers). PGD recomputes its gradient at every step of every level, so it costs
+//! `steps` gradient passes per level.
+//!
+//! Without a source model each model is attacked through its own gradient (white-box); with
+//! `source`, every model is evaluated on the examples crafted on the source (transfer).
+
+use crate::attacks::distortion::distortion_per_pixel;
+use crate::attacks::fgsm::{gradient_sign, perturb};
+use crate::attacks::gaussian::standard_normal_like;
+use crate::attacks::pgd::{pgd, PgdConfig};
+use crate::attacks::{validate, InvalidPerturbation};
+use crate::data::Dataset;
+use crate::models::lenet::error_pct;
+use crate::models::Classifier;
+use ndarray::Array4;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Noise {
+    Fgsm,
+    Gaussian,
+    Pgd { steps: usize, random_start: bool },
+}
+
+impl Noise {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Noise::Fgsm => "fgsm",
+            Noise::Gaussian => "gaussian",
+            Noise::Pgd { .. } => "pgd",
+        }
+    }
+}
+
+/// Levels `max * i / (levels - 1)` for `i` in `0..levels`: evenly spaced, 0 and `max` included.
+pub fn levels(count: usize, max: f32) -> Vec<f32> {
+    assert!(count >= 2, "a sweep needs at least two levels");
+    (0..count).map(|i| (max as f64 * i as f64 / (count - 1) as f64) as f32).collect()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SweepRow {
+    pub noise: String,
+    pub level: f64,
+    pub distortion: f64,
+    pub model: String,
+    pub error_pct: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AtRow {
+    pub model: String,
+    pub distortion: f64,
+    /// `None` when the distortion lies outside the swept range.
+    pub error_pct: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepResult {
+    pub noise: String,
+    pub rows: Vec<SweepRow>,
+    pub at: Vec<AtRow>,
+    pub wall_s: f64,
+}
+
+/// A model to evaluate, with the name it gets in the rows.
+pub struct NamedModel<'a> {
+    pub name: String,
+    pub model: &'a dyn Classifier,
+}
+
+pub struct SweepConfig {
+    pub noise: Noise,
+    pub levels: Vec<f32>,
+    /// Seed of the Gaussian noise and of PGD's random start.
+    pub seed: u64,
+    /// Distortions at which to report each model's error by interpolation (Table 2).
+    pub at: Vec<f64>,
+}
+
+/// Runs a sweep. `progress(done, total)` is called after each (level, model) evaluation.
+pub fn sweep(
+    models: &[NamedModel<'_>],
+    source: Option<&NamedModel<'_>>,
+    test: &Dataset,
+    cfg: &SweepConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<SweepResult, InvalidPerturbation> {
+    let started = std::time::Instant::now();
+    let x = test.images.view();
+    let total = cfg.levels.len() * models.len();
+    let mut rows = Vec::with_capacity(total);
+    let mut done = 0;
+    // The perturbation direction of each attacked model (or of the source): computed once.
+    let attackers: Vec<&NamedModel<'_>> = match source {
+        Some(s) => vec![s],
+        None => models.iter().collect(),
+    };
+    let directions: Vec<Option<Array4<f32>>> = attackers
+        .iter()
+        .map(|a| match cfg.noise {
+            Noise::Fgsm => Some(gradient_sign(a.model, x, &test.labels)),
+            Noise::Gaussian => Some(standard_normal_like(x, cfg.seed)),
+            Noise::Pgd { .. } => None,
+        })
+        .collect();
+    for &level in &cfg.levels {
+        for (a, attacker) in attackers.iter().enumerate() {
+            let perturbed = match (cfg.noise, &directions[a]) {
+                (Noise::Pgd { steps, random_start }, _) => {
+                    let mut pc = PgdConfig::new(level, steps);
+                    pc.random_start = random_start.then_some(cfg.seed);
+                    pgd(attacker.model, x, &test.labels, &pc)
+                }
+                (_, Some(d)) => perturb(x, d.view(), level),
+                (_, None) => unreachable!("directions exist for single-step noises"),
+            };
+            // Gaussian noise is unbounded before clipping: only the range is checked.
+            let bound = (cfg.noise != Noise::Gaussian).then_some(level);
+            validate(x, perturbed.view(), bound)?;
+            let distortion = distortion_per_pixel(x, perturbed.view());
+            // Transfer: all models on the source's examples; white-box: each on its own.
+            let victims: Vec<&NamedModel<'_>> = if source.is_some() { models.iter().collect() } else { vec![&models[a]] };
+            for victim in victims {
+                let error_pct = error_pct(&victim.model.predict(perturbed.view()), &test.labels);
+                rows.push(SweepRow {
+                    noise: cfg.noise.name().into(),
+                    level: level as f64,
+                    distortion,
+                    model: victim.name.clone(),
+                    error_pct,
+                });
+                done += 1;
+                progress(done, total);
+            }
+        }
+    }
+    let at = models
+        .iter()
+        .flat_map(|m| {
+            let curve: Vec<(f64, f64)> = rows.iter().filter(|r| r.model == m.name).map(|r| (r.distortion, r.error_pct)).collect();
+            cfg.at.iter().map(move |&d| AtRow { model: m.name.clone(), distortion: d, error_pct: interpolate(&curve, d) })
+        })
+        .collect();
+    Ok(SweepResult { noise: cfg.noise.name().into(), rows, at, wall_s: started.elapsed().as_secs_f64() })
+}
+
+/// Linear interpolation of `y` at `x` along a curve given in sweep order (distortion grows with
+/// the level); the first segment that brackets `x` is used. `None` outside the curve's range.
+pub fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
+    curve.windows(2).find_map(|w| {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        let (lo, hi) = (x0.min(x1), x0.max(x1));
+        if x < lo || x > hi {
+            None
+        } else if x1 == x0 {
+            Some(y0)
+        } else {
+            Some(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_include_both_ends() {
+        assert_eq!(levels(5, 0.4), vec![0.0, 0.1, 0.2, 0.3, 0.4]);
+    }
+
+    #[test]
+    fn interpolation_hand_worked() {
+        // Between (0.05, 10%) and (0.15, 30%): at 0.1 -> 20%.
+        let curve = [(0.0, 1.0), (0.05, 10.0), (0.15, 30.0)];
+        assert!((interpolate(&curve, 0.1).unwrap() - 20.0).abs() < 1e-12);
+        assert_eq!(interpolate(&curve, 0.0), Some(1.0));
+        assert_eq!(interpolate(&curve, 0.2), None);
+    }
+}
