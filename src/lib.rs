@@ -16,3 +16,4 @@ pub mod train;
 pub mod attacks;
 pub mod experiments;
 pub mod report;
+pub mod bench;

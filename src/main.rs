@@ -53,6 +53,24 @@ enum Command {
     ///
     /// Example: advmnist sweep --model lenet.safetensors --noise fgsm --at 0.1,0.2
     Sweep(SweepArgs),
+    /// Images per second (and GFLOP/s) for a training step, the attack's input gradient and
+    /// inference, on the shapes of shared/bench/torch_lenet_bench.py, for side-by-side ratios.
+    ///
+    /// Example: advmnist bench --threads 2 --json
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Images per batch for the training step and the input gradient (inference uses 1000).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Seconds of measurement per workload, after a warm-up.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -169,6 +187,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => cmd_train(a, data_dir),
         Command::Eval(a) => cmd_eval(a, data_dir),
         Command::Sweep(a) => cmd_sweep(a, data_dir),
+        Command::Bench(a) => cmd_bench(a),
     }
 }
 
@@ -304,6 +323,30 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
             }
         }
         println!("wrote {}/sweep.csv, sweep.json, sweep.svg in {:.1} s", a.out.display(), result.wall_s);
+    }
+    Ok(())
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<()> {
+    if a.batch == 0 || !(a.seconds > 0.0) {
+        bail!("--batch and --seconds must be positive");
+    }
+    if !a.json {
+        eprintln!("measuring {} s per workload on {} threads...", a.seconds, rayon::current_num_threads());
+    }
+    let r = advmnist::bench::run(a.batch, a.seconds);
+    if a.json {
+        let v = serde_json::json!({
+            "threads": r.threads, "batch": r.batch,
+            "train_img_per_s": r.train_img_per_s, "fgsm_img_per_s": r.fgsm_img_per_s, "infer_img_per_s": r.infer_img_per_s,
+            "train_gflop_per_s": r.train_gflop_per_s, "fgsm_gflop_per_s": r.fgsm_gflop_per_s, "infer_gflop_per_s": r.infer_gflop_per_s,
+        });
+        println!("{v}");
+    } else {
+        println!("threads {}  batch {}", r.threads, r.batch);
+        println!("train_img_per_s {:.0}  ({:.1} GFLOP/s)", r.train_img_per_s, r.train_gflop_per_s);
+        println!("fgsm_img_per_s  {:.0}  ({:.1} GFLOP/s)", r.fgsm_img_per_s, r.fgsm_gflop_per_s);
+        println!("infer_img_per_s {:.0}  ({:.1} GFLOP/s, batch 1000)", r.infer_img_per_s, r.infer_gflop_per_s);
     }
     Ok(())
 }
