@@ -2,6 +2,7 @@
 //! atomically (temporary file, then rename), so a crash never leaves half a report.
 
 pub mod plot;
+pub mod show;
 
 use crate::experiments::sweep::SweepResult;
 use crate::models::file::{write_atomic, ModelFileError};
