@@ -56,7 +56,9 @@ pub fn run(batch: usize, seconds: f64) -> BenchResult {
     let mut velocity = LeNet::zeros();
     let x: Array4<f32> = random_array::<f32, Ix4>((batch, 1, 28, 28), 1).mapv(|v| 0.5 * (v + 1.0));
     let labels: Vec<u8> = (0..batch).map(|i| (i % 10) as u8).collect();
-    let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64).map(|i| stream(0, Purpose::Dropout, i)).collect();
+    let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64)
+        .map(|i| stream(0, Purpose::Dropout, i))
+        .collect();
     let (solver, lr) = (SgdMomentum::LENET, InvPolicy::LENET);
     let train_img_per_s = rate(batch, seconds, || {
         let (_, grads) = net.loss_and_gradients(x.view(), &labels, &DropoutRates::NONE, &mut rngs);

@@ -1,8 +1,8 @@
 //! The `advmnist` command line: parses arguments, calls the library, prints. Nothing else.
 
 use advmnist::data::{self, Split};
-use advmnist::models::file::{load_model, save_model};
 use advmnist::experiments::sweep::{self, NamedModel, Noise, SweepConfig};
+use advmnist::models::file::{load_model, save_model};
 use advmnist::models::lenet::{error_pct, DropoutRates, LeNet};
 use advmnist::report;
 use advmnist::train::{self, Event, TrainConfig, TrainOptions};
@@ -165,6 +165,7 @@ struct SweepArgs {
 }
 
 fn main() -> ExitCode {
+    advmnist::tune_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,9 +181,16 @@ fn run(cli: Cli) -> Result<()> {
         if t == 0 {
             bail!("--threads must be at least 1");
         }
-        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("setting up the thread pool")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .context("setting up the thread pool")?;
     }
-    let data_dir = cli.global.data.clone().unwrap_or_else(data::default_data_dir);
+    let data_dir = cli
+        .global
+        .data
+        .clone()
+        .unwrap_or_else(data::default_data_dir);
     match cli.command {
         Command::Train(a) => cmd_train(a, data_dir),
         Command::Eval(a) => cmd_eval(a, data_dir),
@@ -205,7 +213,10 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
     cfg.batch = a.batch;
     let started = Instant::now();
     let data = data::load_mnist(&data_dir)?;
-    let checkpoint = a.checkpoint.clone().unwrap_or_else(|| train::default_checkpoint_path(&a.out));
+    let checkpoint = a
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| train::default_checkpoint_path(&a.out));
     let (state, note) = train::starting_state(&cfg, &data, Some(&checkpoint), a.resume)?;
     if let Some(note) = note {
         eprintln!("{note}");
@@ -224,28 +235,58 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let say = |bar: &ProgressBar, line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
-    let options = TrainOptions { checkpoint: Some(checkpoint.clone()), checkpoint_every: a.checkpoint_every, eval_every: a.eval_every };
+    let say = |bar: &ProgressBar, line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}")
+        } else {
+            bar.println(line)
+        }
+    };
+    let options = TrainOptions {
+        checkpoint: Some(checkpoint.clone()),
+        checkpoint_every: a.checkpoint_every,
+        eval_every: a.eval_every,
+    };
     let result = train::train(&cfg, &data, state, &options, |event| match event {
-        Event::Iteration { iteration, loss, lr } => {
+        Event::Iteration {
+            iteration,
+            loss,
+            lr,
+        } => {
             bar.set_position(iteration);
             if iteration % 10 == 0 {
                 bar.set_message(format!("loss {loss:.4}  lr {lr:.5}"));
             }
         }
-        Event::Evaluated { iteration, test_error_pct } => {
-            say(&bar, format!("iteration {iteration}: test error {test_error_pct:.2}%"))
-        }
+        Event::Evaluated {
+            iteration,
+            test_error_pct,
+        } => say(
+            &bar,
+            format!("iteration {iteration}: test error {test_error_pct:.2}%"),
+        ),
         Event::Checkpointed { .. } => {}
     });
     bar.finish_and_clear();
     let state = result?;
-    save_model(&a.out, &state.net, &train::model_meta(&cfg, &data, state.iteration))
-        .with_context(|| format!("saving the model to {}", a.out.display()))?;
+    save_model(
+        &a.out,
+        &state.net,
+        &train::model_meta(&cfg, &data, state.iteration),
+    )
+    .with_context(|| format!("saving the model to {}", a.out.display()))?;
     if checkpoint.exists() {
-        std::fs::remove_file(&checkpoint).with_context(|| format!("removing the finished run's checkpoint {}", checkpoint.display()))?;
+        std::fs::remove_file(&checkpoint).with_context(|| {
+            format!(
+                "removing the finished run's checkpoint {}",
+                checkpoint.display()
+            )
+        })?;
     }
-    let test_error = error_pct(&state.net.predict(data.test.images.view()), &data.test.labels);
+    let test_error = error_pct(
+        &state.net.predict(data.test.images.view()),
+        &data.test.labels,
+    );
     eprintln!(
         "wrote {} ({} iterations, test error {test_error:.2}%) in {:.1} s",
         a.out.display(),
@@ -263,7 +304,11 @@ fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
         let err = error_pct(&net.predict(test.images.view()), &test.labels);
         rows.push(serde_json::json!({"model": path.display().to_string(), "test_error_pct": err, "n": test.len()}));
         if !a.json {
-            println!("{}: test error {err:.2}% on {} images", path.display(), test.len());
+            println!(
+                "{}: test error {err:.2}% on {} images",
+                path.display(),
+                test.len()
+            );
         }
     }
     if a.json {
@@ -283,30 +328,57 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
             if a.steps == 0 {
                 bail!("--steps must be at least 1");
             }
-            Noise::Pgd { steps: a.steps, random_start: a.random_start }
+            Noise::Pgd {
+                steps: a.steps,
+                random_start: a.random_start,
+            }
         }
     };
     if a.source.is_some() && noise == Noise::Gaussian {
         bail!("--source makes no sense with --noise gaussian: random noise does not come from a model");
     }
-    let max = a.max.unwrap_or(if noise == Noise::Gaussian { 1.0 } else { 0.5 });
+    let max = a
+        .max
+        .unwrap_or(if noise == Noise::Gaussian { 1.0 } else { 0.5 });
     if !(max > 0.0 && max.is_finite()) {
         bail!("--max must be a positive number, got {max}");
     }
     let test = data::load_split(&data_dir, Split::Test)?;
-    let nets: Vec<(String, LeNet<f32>)> =
-        a.models.iter().map(|p| Ok((p.display().to_string(), load_model(p)?.0))).collect::<Result<_>>()?;
+    let nets: Vec<(String, LeNet<f32>)> = a
+        .models
+        .iter()
+        .map(|p| Ok((p.display().to_string(), load_model(p)?.0)))
+        .collect::<Result<_>>()?;
     let source = match &a.source {
         Some(p) => Some((p.display().to_string(), load_model(p)?.0)),
         None => None,
     };
-    let models: Vec<NamedModel> = nets.iter().map(|(n, m)| NamedModel { name: n.clone(), model: m }).collect();
-    let source = source.as_ref().map(|(n, m)| NamedModel { name: n.clone(), model: m });
-    let cfg = SweepConfig { noise, levels: sweep::levels(a.levels, max), seed: a.seed, at: a.at.clone() };
+    let models: Vec<NamedModel> = nets
+        .iter()
+        .map(|(n, m)| NamedModel {
+            name: n.clone(),
+            model: m,
+        })
+        .collect();
+    let source = source.as_ref().map(|(n, m)| NamedModel {
+        name: n.clone(),
+        model: m,
+    });
+    let cfg = SweepConfig {
+        noise,
+        levels: sweep::levels(a.levels, max),
+        seed: a.seed,
+        at: a.at.clone(),
+    };
     let bar = ProgressBar::new((cfg.levels.len() * models.len()) as u64);
-    bar.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} evaluations  ETA {eta}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} evaluations  ETA {eta}")
+            .expect("valid template"),
+    );
     bar.set_message(format!("{} sweep", noise.name()));
-    let result = sweep::sweep(&models, source.as_ref(), &test, &cfg, |done, _| bar.set_position(done as u64))?;
+    let result = sweep::sweep(&models, source.as_ref(), &test, &cfg, |done, _| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     let title = match &a.source {
         Some(s) => format!("{} examples crafted on {}", noise.name(), s.display()),
@@ -319,10 +391,17 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
         for r in &result.at {
             match r.error_pct {
                 Some(e) => println!("{}: error {e:.2}% at distortion {}", r.model, r.distortion),
-                None => println!("{}: distortion {} is outside the swept range", r.model, r.distortion),
+                None => println!(
+                    "{}: distortion {} is outside the swept range",
+                    r.model, r.distortion
+                ),
             }
         }
-        println!("wrote {}/sweep.csv, sweep.json, sweep.svg in {:.1} s", a.out.display(), result.wall_s);
+        println!(
+            "wrote {}/sweep.csv, sweep.json, sweep.svg in {:.1} s",
+            a.out.display(),
+            result.wall_s
+        );
     }
     Ok(())
 }
@@ -332,7 +411,11 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         bail!("--batch and --seconds must be positive");
     }
     if !a.json {
-        eprintln!("measuring {} s per workload on {} threads...", a.seconds, rayon::current_num_threads());
+        eprintln!(
+            "measuring {} s per workload on {} threads...",
+            a.seconds,
+            rayon::current_num_threads()
+        );
     }
     let r = advmnist::bench::run(a.batch, a.seconds);
     if a.json {
@@ -344,9 +427,18 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         println!("{v}");
     } else {
         println!("threads {}  batch {}", r.threads, r.batch);
-        println!("train_img_per_s {:.0}  ({:.1} GFLOP/s)", r.train_img_per_s, r.train_gflop_per_s);
-        println!("fgsm_img_per_s  {:.0}  ({:.1} GFLOP/s)", r.fgsm_img_per_s, r.fgsm_gflop_per_s);
-        println!("infer_img_per_s {:.0}  ({:.1} GFLOP/s, batch 1000)", r.infer_img_per_s, r.infer_gflop_per_s);
+        println!(
+            "train_img_per_s {:.0}  ({:.1} GFLOP/s)",
+            r.train_img_per_s, r.train_gflop_per_s
+        );
+        println!(
+            "fgsm_img_per_s  {:.0}  ({:.1} GFLOP/s)",
+            r.fgsm_img_per_s, r.fgsm_gflop_per_s
+        );
+        println!(
+            "infer_img_per_s {:.0}  ({:.1} GFLOP/s, batch 1000)",
+            r.infer_img_per_s, r.infer_gflop_per_s
+        );
     }
     Ok(())
 }

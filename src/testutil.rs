@@ -10,15 +10,30 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// A tensor of the given shape, uniform in [-1, 1), from a seeded ChaCha8 stream.
-pub fn random_array<T: Scalar, D: Dimension>(shape: impl ShapeBuilder<Dim = D>, seed: u64) -> Array<T, D> {
+pub fn random_array<T: Scalar, D: Dimension>(
+    shape: impl ShapeBuilder<Dim = D>,
+    seed: u64,
+) -> Array<T, D> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     Array::<f64, D>::random_using(shape, Uniform::new(-1.0, 1.0).unwrap(), &mut rng).mapv(T::of)
 }
 
 /// Panics unless `|got - want| <= abs_tol + rel_tol * |want|` everywhere, printing the tensor's
 /// name, the first few offending (index, got, want) triples and the largest difference.
-pub fn assert_close<T: Scalar>(name: &str, got: ArrayViewD<T>, want: ArrayViewD<T>, abs_tol: f64, rel_tol: f64) {
-    assert_eq!(got.shape(), want.shape(), "{name}: shape {:?} vs {:?}", got.shape(), want.shape());
+pub fn assert_close<T: Scalar>(
+    name: &str,
+    got: ArrayViewD<T>,
+    want: ArrayViewD<T>,
+    abs_tol: f64,
+    rel_tol: f64,
+) {
+    assert_eq!(
+        got.shape(),
+        want.shape(),
+        "{name}: shape {:?} vs {:?}",
+        got.shape(),
+        want.shape()
+    );
     let mut bad = Vec::new();
     let mut max_diff = 0.0f64;
     for ((idx, &g), &w) in got.indexed_iter().zip(want.iter()) {
@@ -32,8 +47,11 @@ pub fn assert_close<T: Scalar>(name: &str, got: ArrayViewD<T>, want: ArrayViewD<
         }
     }
     if !bad.is_empty() {
-        let shown: Vec<String> =
-            bad.iter().take(5).map(|(i, g, w)| format!("{:?}: got {g:.9e}, want {w:.9e}", i.slice())).collect();
+        let shown: Vec<String> = bad
+            .iter()
+            .take(5)
+            .map(|(i, g, w)| format!("{:?}: got {g:.9e}, want {w:.9e}", i.slice()))
+            .collect();
         panic!(
             "{name}: {} of {} elements differ (abs_tol {abs_tol:e}, rel_tol {rel_tol:e}); max |diff| {max_diff:e}\n  {}",
             bad.len(),

@@ -6,18 +6,29 @@ use std::process::{Command, Output};
 use tempfile::TempDir;
 
 fn advmnist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advmnist")).args(args).env_remove("RAYON_NUM_THREADS").output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_advmnist"))
+        .args(args)
+        .env_remove("RAYON_NUM_THREADS")
+        .output()
+        .expect("runs")
 }
 
 fn ok(args: &[&str]) -> Output {
     let out = advmnist(args);
-    assert!(out.status.success(), "advmnist {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "advmnist {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 fn err(args: &[&str]) -> String {
     let out = advmnist(args);
-    assert!(!out.status.success(), "advmnist {args:?} should have failed");
+    assert!(
+        !out.status.success(),
+        "advmnist {args:?} should have failed"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -30,33 +41,90 @@ fn model_files_are_byte_identical_with_one_or_two_threads_and_after_resume() {
     let dir = TempDir::new().unwrap();
     let one = dir.path().join("t1.safetensors");
     let two = dir.path().join("t2.safetensors");
-    let common = ["train", "--seed", "3", "--dropout", "all", "--eval-every", "0"];
-    ok(&[&common[..], &["--iters", "24", "--threads", "1", "--out", s(&one)]].concat());
-    ok(&[&common[..], &["--iters", "24", "--threads", "2", "--out", s(&two)]].concat());
+    let common = [
+        "train",
+        "--seed",
+        "3",
+        "--dropout",
+        "all",
+        "--eval-every",
+        "0",
+    ];
+    ok(&[
+        &common[..],
+        &["--iters", "24", "--threads", "1", "--out", s(&one)],
+    ]
+    .concat());
+    ok(&[
+        &common[..],
+        &["--iters", "24", "--threads", "2", "--out", s(&two)],
+    ]
+    .concat());
     let a = std::fs::read(&one).unwrap();
-    assert_eq!(a, std::fs::read(&two).unwrap(), "1- and 2-thread model files differ");
-    assert!(!dir.path().join("t1.safetensors.ckpt").exists(), "a finished run removes its checkpoint");
+    assert_eq!(
+        a,
+        std::fs::read(&two).unwrap(),
+        "1- and 2-thread model files differ"
+    );
+    assert!(
+        !dir.path().join("t1.safetensors.ckpt").exists(),
+        "a finished run removes its checkpoint"
+    );
 
     // Kill a longer run (SIGKILL, no chance to clean up) as soon as its first checkpoint
     // appears, then resume it to 24 iterations: the file must equal the uninterrupted run's.
     let resumed = dir.path().join("r.safetensors");
     let ckpt = dir.path().join("r.ckpt");
     let mut child = Command::new(env!("CARGO_BIN_EXE_advmnist"))
-        .args([&common[..], &["--iters", "5000", "--checkpoint-every", "4", "--checkpoint", s(&ckpt), "--out", s(&resumed)]].concat())
+        .args(
+            [
+                &common[..],
+                &[
+                    "--iters",
+                    "5000",
+                    "--checkpoint-every",
+                    "4",
+                    "--checkpoint",
+                    s(&ckpt),
+                    "--out",
+                    s(&resumed),
+                ],
+            ]
+            .concat(),
+        )
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !ckpt.exists() {
-        assert!(std::time::Instant::now() < deadline, "no checkpoint appeared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint appeared"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!resumed.exists(), "the killed run wrote no model");
-    let out = ok(&[&common[..], &["--iters", "24", "--resume", "--checkpoint", s(&ckpt), "--out", s(&resumed)]].concat());
+    let out = ok(&[
+        &common[..],
+        &[
+            "--iters",
+            "24",
+            "--resume",
+            "--checkpoint",
+            s(&ckpt),
+            "--out",
+            s(&resumed),
+        ],
+    ]
+    .concat());
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming from"));
-    assert_eq!(a, std::fs::read(&resumed).unwrap(), "resumed model differs from the uninterrupted one");
+    assert_eq!(
+        a,
+        std::fs::read(&resumed).unwrap(),
+        "resumed model differs from the uninterrupted one"
+    );
 }
 
 #[test]
@@ -65,7 +133,8 @@ fn eval_json_is_exactly_one_object() {
     let m = dir.path().join("m.safetensors");
     ok(&["train", "--iters", "5", "--eval-every", "0", "--out", s(&m)]);
     let out = ok(&["eval", "--model", s(&m), "--model", s(&m), "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
     let models = v["models"].as_array().unwrap();
     assert_eq!(models.len(), 2);
     assert_eq!(models[0]["model"], s(&m));
@@ -79,7 +148,13 @@ fn bad_input_gets_an_error_naming_the_file_or_flag() {
     let dir = TempDir::new().unwrap();
     let e = err(&["eval", "--model", "/nonexistent/m.safetensors"]);
     assert!(e.contains("/nonexistent/m.safetensors"), "{e}");
-    let e = err(&["eval", "--model", s(&dir.path().join("x")), "--data", s(dir.path())]);
+    let e = err(&[
+        "eval",
+        "--model",
+        s(&dir.path().join("x")),
+        "--data",
+        s(dir.path()),
+    ]);
     assert!(e.contains("t10k-images-idx3-ubyte"), "{e}");
     let e = err(&["train", "--out", "x", "--dropout", "0.2,0.2"]);
     assert!(e.contains("--dropout"), "{e}");

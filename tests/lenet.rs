@@ -23,15 +23,25 @@ use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::HashMap;
 
 fn fixture() -> HashMap<String, ArrayD<f64>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lenet_reference.safetensors");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/lenet_reference.safetensors"
+    );
     let bytes = std::fs::read(path).expect("fixture present");
     let st = SafeTensors::deserialize(&bytes).expect("fixture parses");
     st.tensors()
         .into_iter()
         .map(|(name, v)| {
             assert_eq!(v.dtype(), Dtype::F64, "{name}");
-            let vals = v.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect();
-            (name, ArrayD::from_shape_vec(v.shape().to_vec(), vals).unwrap())
+            let vals = v
+                .data()
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (
+                name,
+                ArrayD::from_shape_vec(v.shape().to_vec(), vals).unwrap(),
+            )
         })
         .collect()
 }
@@ -59,27 +69,64 @@ fn forward_loss_and_all_gradients_match_pytorch_in_f64() {
     let x = f["input"].clone().into_dimensionality::<Ix4>().unwrap();
     let y = labels(&f);
     let (logits, cache) = net.forward(x.view(), None);
-    assert_close("logits", logits.view().into_dyn(), f["logits"].view(), F64_TOL, F64_TOL);
+    assert_close(
+        "logits",
+        logits.view().into_dyn(),
+        f["logits"].view(),
+        F64_TOL,
+        F64_TOL,
+    );
     let (losses, xent) = softmax_xent::forward(logits.view(), &y);
     let loss = losses.mean().unwrap();
-    assert!((loss - f["loss"].first().unwrap()).abs() < F64_TOL, "loss {loss} vs {}", f["loss"]);
+    assert!(
+        (loss - f["loss"].first().unwrap()).abs() < F64_TOL,
+        "loss {loss} vs {}",
+        f["loss"]
+    );
     let d_logits = softmax_xent::backward(&xent, &y, 1.0 / y.len() as f64);
     let mut grads = LeNet::zeros();
-    let dx = net.backward(d_logits.view(), &cache, Some(&mut grads), true).unwrap();
-    assert_close("input_grad", dx.view().into_dyn(), f["input_grad"].view(), F64_TOL, F64_TOL);
+    let dx = net
+        .backward(d_logits.view(), &cache, Some(&mut grads), true)
+        .unwrap();
+    assert_close(
+        "input_grad",
+        dx.view().into_dyn(),
+        f["input_grad"].view(),
+        F64_TOL,
+        F64_TOL,
+    );
     for p in grads.parameters() {
-        assert_close(&format!("grad.{}", p.name), p.data.view(), f[&format!("grad.{}", p.name)].view(), F64_TOL, F64_TOL);
+        assert_close(
+            &format!("grad.{}", p.name),
+            p.data.view(),
+            f[&format!("grad.{}", p.name)].view(),
+            F64_TOL,
+            F64_TOL,
+        );
     }
     // The batch-level entry points give the same numbers.
-    let (batch_loss, batch_grads) = net.loss_and_gradients(x.view(), &y, &DropoutRates::NONE, &mut rngs(4));
+    let (batch_loss, batch_grads) =
+        net.loss_and_gradients(x.view(), &y, &DropoutRates::NONE, &mut rngs(4));
     assert!((batch_loss - loss).abs() < 1e-14);
     for (a, b) in batch_grads.parameters().iter().zip(grads.parameters()) {
         assert_close(a.name, a.data.view(), b.data.view(), 1e-14, 1e-12);
     }
     // input_gradient returns each image's own loss gradient: N times the mean's.
     let (per_image, dx_each) = net.input_gradient(x.view(), &y);
-    assert_close("per-image losses", per_image.view().into_dyn(), losses.view().into_dyn(), 1e-14, 0.0);
-    assert_close("per-image input grad", (dx_each / 4.0).view().into_dyn(), f["input_grad"].view(), F64_TOL, F64_TOL);
+    assert_close(
+        "per-image losses",
+        per_image.view().into_dyn(),
+        losses.view().into_dyn(),
+        1e-14,
+        0.0,
+    );
+    assert_close(
+        "per-image input grad",
+        (dx_each / 4.0).view().into_dyn(),
+        f["input_grad"].view(),
+        F64_TOL,
+        F64_TOL,
+    );
 }
 
 /// The f32 path against the same PyTorch numbers: f32 rounding (2^-24 ~ 6e-8 per operation, over
@@ -88,19 +135,36 @@ fn forward_loss_and_all_gradients_match_pytorch_in_f64() {
 fn f32_forward_and_input_gradient_match_pytorch() {
     let f = fixture();
     let net = fixture_net(&f).cast::<f32>();
-    let x = f["input"].mapv(|v| v as f32).into_dimensionality::<Ix4>().unwrap();
+    let x = f["input"]
+        .mapv(|v| v as f32)
+        .into_dimensionality::<Ix4>()
+        .unwrap();
     let y = labels(&f);
     let logits = net.logits(x.view()).mapv(|v| v as f64);
     let scale = f["logits"].iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert_close("f32 logits", logits.view().into_dyn(), f["logits"].view(), 1e-4 * scale, 1e-4);
+    assert_close(
+        "f32 logits",
+        logits.view().into_dyn(),
+        f["logits"].view(),
+        1e-4 * scale,
+        1e-4,
+    );
     let (_, dx) = net.input_gradient(x.view(), &y);
     let dx = dx.mapv(|v| v as f64 / 4.0);
     let gscale = f["input_grad"].iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert_close("f32 input_grad", dx.view().into_dyn(), f["input_grad"].view(), 1e-4 * gscale, 1e-4);
+    assert_close(
+        "f32 input_grad",
+        dx.view().into_dyn(),
+        f["input_grad"].view(),
+        1e-4 * gscale,
+        1e-4,
+    );
 }
 
 fn rngs(n: usize) -> Vec<ChaCha8Rng> {
-    (0..n).map(|i| ChaCha8Rng::seed_from_u64(i as u64)).collect()
+    (0..n)
+        .map(|i| ChaCha8Rng::seed_from_u64(i as u64))
+        .collect()
 }
 
 /// Two random images with pixels uniform in [0, 1]. Not real digits: their blank background
@@ -147,12 +211,22 @@ fn parameter_gradients_with_dropout_match_finite_differences() {
             let i = (k * 7919 + 13) % len; // spread over the tensor
             let mut plus = net.clone();
             let mut minus = net.clone();
-            plus.parameters_mut()[t].data.as_slice_memory_order_mut().unwrap()[i] += h;
-            minus.parameters_mut()[t].data.as_slice_memory_order_mut().unwrap()[i] -= h;
+            plus.parameters_mut()[t]
+                .data
+                .as_slice_memory_order_mut()
+                .unwrap()[i] += h;
+            minus.parameters_mut()[t]
+                .data
+                .as_slice_memory_order_mut()
+                .unwrap()[i] -= h;
             let numeric = (loss_at(&plus) - loss_at(&minus)) / (2.0 * h);
             let analytic = g.data.as_slice_memory_order().unwrap()[i];
             let tol = advmnist::layers::gradcheck::TOL * (1.0 + numeric.abs());
-            assert!((analytic - numeric).abs() <= tol, "{}[{i}]: analytic {analytic:e}, numeric {numeric:e}", g.name);
+            assert!(
+                (analytic - numeric).abs() <= tol,
+                "{}[{i}]: analytic {analytic:e}, numeric {numeric:e}",
+                g.name
+            );
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Model files: round trip, byte-stable encoding, and a clear error for each kind of bad file.
 
-use advmnist::models::file::{encode, lenet_tensors, load_model, save_model, ModelFileError, ModelMeta};
+use advmnist::models::file::{
+    encode, lenet_tensors, load_model, save_model, ModelFileError, ModelMeta,
+};
 use advmnist::models::lenet::{DropoutRates, LeNet};
 use advmnist::train::{stream, Purpose};
 use std::collections::BTreeMap;
@@ -11,7 +13,13 @@ fn net() -> LeNet<f32> {
 }
 
 fn meta() -> ModelMeta {
-    ModelMeta { dropout: DropoutRates::ALL, seed: 3, iterations: 77, data_sha256: "abc".into(), extra: BTreeMap::new() }
+    ModelMeta {
+        dropout: DropoutRates::ALL,
+        seed: 3,
+        iterations: 77,
+        data_sha256: "abc".into(),
+        extra: BTreeMap::new(),
+    }
 }
 
 #[test]
@@ -63,27 +71,62 @@ fn missing_wrongly_named_or_misshaped_tensors_are_named() {
     let dir = TempDir::new().unwrap();
     let mut tensors = lenet_tensors(&net(), "");
     tensors.retain(|(n, _)| n != "fc2.bias");
-    let p = write(&dir, "missing.safetensors", &encode(&tensors, &BTreeMap::new()));
+    let p = write(
+        &dir,
+        "missing.safetensors",
+        &encode(&tensors, &BTreeMap::new()),
+    );
     let e = load_model(&p).unwrap_err();
-    assert!(matches!(&e, ModelFileError::MissingTensor { name, .. } if name == "fc2.bias"), "{e}");
+    assert!(
+        matches!(&e, ModelFileError::MissingTensor { name, .. } if name == "fc2.bias"),
+        "{e}"
+    );
 
     let mut tensors = lenet_tensors(&net(), "");
     tensors[0].0 = "conv1.weights".into();
-    let p = write(&dir, "renamed.safetensors", &encode(&tensors, &BTreeMap::new()));
+    let p = write(
+        &dir,
+        "renamed.safetensors",
+        &encode(&tensors, &BTreeMap::new()),
+    );
     let e = load_model(&p).unwrap_err();
-    assert!(matches!(&e, ModelFileError::MissingTensor { name, .. } if name == "conv1.weight"), "{e}");
+    assert!(
+        matches!(&e, ModelFileError::MissingTensor { name, .. } if name == "conv1.weight"),
+        "{e}"
+    );
 
     let mut tensors = lenet_tensors(&net(), "");
-    tensors[4].1 = tensors[4].1.clone().into_shape_with_order(vec![800, 500]).unwrap();
-    let p = write(&dir, "shape.safetensors", &encode(&tensors, &BTreeMap::new()));
+    tensors[4].1 = tensors[4]
+        .1
+        .clone()
+        .into_shape_with_order(vec![800, 500])
+        .unwrap();
+    let p = write(
+        &dir,
+        "shape.safetensors",
+        &encode(&tensors, &BTreeMap::new()),
+    );
     let e = load_model(&p).unwrap_err();
-    assert!(matches!(&e, ModelFileError::WrongShape { name, .. } if name == "fc1.weight"), "{e}");
-    assert!(e.to_string().contains("[800, 500]") && e.to_string().contains("shape.safetensors"), "{e}");
+    assert!(
+        matches!(&e, ModelFileError::WrongShape { name, .. } if name == "fc1.weight"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("[800, 500]") && e.to_string().contains("shape.safetensors"),
+        "{e}"
+    );
 
     let mut tensors = lenet_tensors(&net(), "");
     tensors.push(("extra".into(), ndarray::ArrayD::zeros(vec![1])));
-    let p = write(&dir, "extra.safetensors", &encode(&tensors, &BTreeMap::new()));
-    assert!(matches!(load_model(&p).unwrap_err(), ModelFileError::UnexpectedTensor { .. }));
+    let p = write(
+        &dir,
+        "extra.safetensors",
+        &encode(&tensors, &BTreeMap::new()),
+    );
+    assert!(matches!(
+        load_model(&p).unwrap_err(),
+        ModelFileError::UnexpectedTensor { .. }
+    ));
 }
 
 #[test]
@@ -92,9 +135,16 @@ fn non_finite_values_are_rejected() {
     for (bad, label) in [(f32::NAN, "nan"), (f32::INFINITY, "inf")] {
         let mut n = net();
         n.conv2.weight[[3, 4, 1, 2]] = bad;
-        let p = write(&dir, &format!("{label}.safetensors"), &encode(&lenet_tensors(&n, ""), &BTreeMap::new()));
+        let p = write(
+            &dir,
+            &format!("{label}.safetensors"),
+            &encode(&lenet_tensors(&n, ""), &BTreeMap::new()),
+        );
         let e = load_model(&p).unwrap_err();
-        assert!(matches!(&e, ModelFileError::NonFinite { name, .. } if name == "conv2.weight"), "{e}");
+        assert!(
+            matches!(&e, ModelFileError::NonFinite { name, .. } if name == "conv2.weight"),
+            "{e}"
+        );
     }
 }
 
@@ -102,7 +152,11 @@ fn non_finite_values_are_rejected() {
 fn a_file_without_metadata_loads_as_made_elsewhere() {
     // e.g. saved from PyTorch with safetensors.torch.save_file(state_dict) and no metadata.
     let dir = TempDir::new().unwrap();
-    let p = write(&dir, "torch.safetensors", &encode(&lenet_tensors(&net(), ""), &BTreeMap::new()));
+    let p = write(
+        &dir,
+        "torch.safetensors",
+        &encode(&lenet_tensors(&net(), ""), &BTreeMap::new()),
+    );
     let (loaded, m) = load_model(&p).unwrap();
     assert_eq!(loaded, net());
     assert_eq!(m.data_sha256, "unknown");
@@ -111,5 +165,8 @@ fn a_file_without_metadata_loads_as_made_elsewhere() {
 #[test]
 fn missing_file_names_the_path() {
     let e = load_model(std::path::Path::new("/nonexistent/model.safetensors")).unwrap_err();
-    assert!(e.to_string().contains("/nonexistent/model.safetensors"), "{e}");
+    assert!(
+        e.to_string().contains("/nonexistent/model.safetensors"),
+        "{e}"
+    );
 }

@@ -13,12 +13,18 @@ fn mnist() -> &'static Mnist {
 }
 
 fn run(cfg: &TrainConfig, threads: usize, options: &TrainOptions) -> TrainState {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     pool.install(|| train::train(cfg, mnist(), TrainState::new(cfg.seed), options, |_| {}).unwrap())
 }
 
 fn short(dropout: DropoutRates, iterations: u64) -> TrainConfig {
-    TrainConfig { iterations, ..TrainConfig::lenet(dropout, 5) }
+    TrainConfig {
+        iterations,
+        ..TrainConfig::lenet(dropout, 5)
+    }
 }
 
 #[test]
@@ -29,7 +35,11 @@ fn one_and_three_threads_give_bit_identical_weights_with_dropout() {
     let a = run(&cfg, 1, &TrainOptions::default());
     let b = run(&cfg, 3, &TrainOptions::default());
     assert_eq!(a, b, "weights or momentum differ between 1 and 3 threads");
-    assert_ne!(a.net, TrainState::new(5).net, "training changed the weights");
+    assert_ne!(
+        a.net,
+        TrainState::new(5).net,
+        "training changed the weights"
+    );
 }
 
 #[test]
@@ -37,7 +47,11 @@ fn resuming_from_a_checkpoint_gives_the_uninterrupted_result() {
     let dir = TempDir::new().unwrap();
     let ckpt = dir.path().join("run.ckpt");
     let cfg = short(DropoutRates::INP, 30);
-    let options = TrainOptions { checkpoint: Some(ckpt.clone()), checkpoint_every: 20, eval_every: 0 };
+    let options = TrainOptions {
+        checkpoint: Some(ckpt.clone()),
+        checkpoint_every: 20,
+        eval_every: 0,
+    };
     let uninterrupted = run(&cfg, 2, &options);
     // The run left its iteration-20 checkpoint; a new process would start from it.
     let (state, note) = train::starting_state(&cfg, mnist(), Some(&ckpt), true).unwrap();
@@ -53,10 +67,19 @@ fn resuming_with_other_settings_is_refused_by_name() {
     let ckpt = dir.path().join("run.ckpt");
     let cfg = short(DropoutRates::NONE, 3);
     checkpoint::save(&ckpt, &cfg, &mnist().sha256, &TrainState::new(cfg.seed)).unwrap();
-    let other_seed = TrainConfig { seed: 6, ..cfg.clone() };
+    let other_seed = TrainConfig {
+        seed: 6,
+        ..cfg.clone()
+    };
     let e = train::starting_state(&other_seed, mnist(), Some(&ckpt), true).unwrap_err();
-    assert!(e.to_string().contains("--seed") && e.to_string().contains("run.ckpt"), "{e}");
-    let other_dropout = TrainConfig { dropout: DropoutRates::ALL, ..cfg.clone() };
+    assert!(
+        e.to_string().contains("--seed") && e.to_string().contains("run.ckpt"),
+        "{e}"
+    );
+    let other_dropout = TrainConfig {
+        dropout: DropoutRates::ALL,
+        ..cfg.clone()
+    };
     let e = train::starting_state(&other_dropout, mnist(), Some(&ckpt), true).unwrap_err();
     assert!(e.to_string().contains("--dropout"), "{e}");
     // Without --resume an existing checkpoint is not silently overwritten.
@@ -71,15 +94,34 @@ fn divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint() {
     let mut cfg = short(DropoutRates::NONE, 200);
     // A learning rate of 3 with momentum 0.9 blows LeNet's loss up within a few dozen steps.
     cfg.lr.base_lr = 3.0;
-    let options = TrainOptions { checkpoint: Some(ckpt.clone()), checkpoint_every: 2, eval_every: 0 };
+    let options = TrainOptions {
+        checkpoint: Some(ckpt.clone()),
+        checkpoint_every: 2,
+        eval_every: 0,
+    };
     let e = train::train(&cfg, mnist(), TrainState::new(cfg.seed), &options, |_| {}).unwrap_err();
-    let train::TrainError::Diverged { iteration, last_checkpoint, .. } = &e else { panic!("{e}") };
-    let (path, saved_at) = last_checkpoint.clone().expect("a checkpoint was written before divergence");
+    let train::TrainError::Diverged {
+        iteration,
+        last_checkpoint,
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    let (path, saved_at) = last_checkpoint
+        .clone()
+        .expect("a checkpoint was written before divergence");
     assert!(saved_at <= *iteration && path == ckpt, "{e}");
-    assert!(e.to_string().contains("diverged") && e.to_string().contains("run.ckpt"), "{e}");
+    assert!(
+        e.to_string().contains("diverged") && e.to_string().contains("run.ckpt"),
+        "{e}"
+    );
     let state = checkpoint::load(&ckpt, &cfg, &mnist().sha256).unwrap();
     assert_eq!(state.iteration, saved_at);
-    assert!(state.net.first_non_finite().is_none(), "the kept checkpoint is finite");
+    assert!(
+        state.net.first_non_finite().is_none(),
+        "the kept checkpoint is finite"
+    );
 }
 
 #[test]

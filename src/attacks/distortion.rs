@@ -8,9 +8,15 @@ use ndarray::{ArrayView4, Zip};
 
 /// `1/(n c h w) * sum |perturbed - clean|`, summed in f64 so that 7.8 million terms lose nothing.
 pub fn distortion_per_pixel(clean: ArrayView4<f32>, perturbed: ArrayView4<f32>) -> f64 {
-    assert_eq!(clean.shape(), perturbed.shape(), "distortion of sets of different shapes");
+    assert_eq!(
+        clean.shape(),
+        perturbed.shape(),
+        "distortion of sets of different shapes"
+    );
     let mut sum = 0.0f64;
-    Zip::from(&clean).and(&perturbed).for_each(|&x, &p| sum += (p as f64 - x as f64).abs());
+    Zip::from(&clean)
+        .and(&perturbed)
+        .for_each(|&x, &p| sum += (p as f64 - x as f64).abs());
     sum / clean.len().max(1) as f64
 }
 

@@ -30,7 +30,9 @@ pub fn gradient_sign(model: &dyn Classifier, x: ArrayView4<f32>, labels: &[u8]) 
 
 /// `clip(X + eps * direction, 0, 1)`.
 pub fn perturb(x: ArrayView4<f32>, direction: ArrayView4<f32>, eps: f32) -> Array4<f32> {
-    Zip::from(&x).and(&direction).par_map_collect(|&x, &d| (x + eps * d).clamp(0.0, 1.0))
+    Zip::from(&x)
+        .and(&direction)
+        .par_map_collect(|&x, &d| (x + eps * d).clamp(0.0, 1.0))
 }
 
 /// One gradient-sign step of size `eps` against `model`.
@@ -45,7 +47,10 @@ mod tests {
 
     #[test]
     fn sign_of_zero_is_zero() {
-        assert_eq!([sign(2.0), sign(-1e-30), sign(0.0), sign(-0.0)], [1.0, -1.0, 0.0, 0.0]);
+        assert_eq!(
+            [sign(2.0), sign(-1e-30), sign(0.0), sign(-0.0)],
+            [1.0, -1.0, 0.0, 0.0]
+        );
     }
 
     #[test]

@@ -14,10 +14,17 @@ use rayon::prelude::*;
 /// A standard-normal field shaped like `x`, image `i` drawn from stream `(seed, i)`.
 pub fn standard_normal_like(x: ArrayView4<f32>, seed: u64) -> Array4<f32> {
     let mut z = Array4::zeros(x.raw_dim());
-    z.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(i, mut zi)| {
-        let draw = ndarray::Array3::<f32>::random_using(zi.raw_dim(), StandardNormal, &mut stream(seed, Purpose::Experiment, i as u64));
-        zi.assign(&draw);
-    });
+    z.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(i, mut zi)| {
+            let draw = ndarray::Array3::<f32>::random_using(
+                zi.raw_dim(),
+                StandardNormal,
+                &mut stream(seed, Purpose::Experiment, i as u64),
+            );
+            zi.assign(&draw);
+        });
     z
 }
 
@@ -39,9 +46,15 @@ mod tests {
         // 15,680 draws: the mean's standard error is 0.008, the variance's about 0.011.
         let mean = z.mean().unwrap();
         let var = z.mapv(|v| (v - mean) * (v - mean)).mean().unwrap();
-        assert!(mean.abs() < 0.04 && (var - 1.0).abs() < 0.06, "mean {mean}, var {var}");
+        assert!(
+            mean.abs() < 0.04 && (var - 1.0).abs() < 0.06,
+            "mean {mean}, var {var}"
+        );
         // One image's noise does not depend on the set it is in.
-        assert_eq!(standard_normal_like(x.slice(ndarray::s![..5, .., .., ..]), 3), z.slice(ndarray::s![..5, .., .., ..]));
+        assert_eq!(
+            standard_normal_like(x.slice(ndarray::s![..5, .., .., ..]), 3),
+            z.slice(ndarray::s![..5, .., .., ..])
+        );
     }
 
     #[test]

@@ -19,18 +19,37 @@ pub const EPS_SLACK: f32 = 1e-6;
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InvalidPerturbation {
     #[error("perturbed image {image}: pixel {pixel} is {value}, not a number in [0, 1]")]
-    OutOfRange { image: usize, pixel: usize, value: f32 },
+    OutOfRange {
+        image: usize,
+        pixel: usize,
+        value: f32,
+    },
     #[error("perturbed image {image}: pixel {pixel} moved by {moved}, more than eps = {eps}")]
-    TooFar { image: usize, pixel: usize, moved: f32, eps: f32 },
+    TooFar {
+        image: usize,
+        pixel: usize,
+        moved: f32,
+        eps: f32,
+    },
     #[error("perturbed set has shape {found:?}, the clean set {expected:?}")]
-    Shape { found: Vec<usize>, expected: Vec<usize> },
+    Shape {
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
 }
 
 /// Checks a perturbed set against its clean set: every pixel a number in [0, 1] and, when
 /// `eps` is given, within `eps` (+ [`EPS_SLACK`]) of the clean pixel. A violation is an error.
-pub fn validate(clean: ArrayView4<f32>, perturbed: ArrayView4<f32>, eps: Option<f32>) -> Result<(), InvalidPerturbation> {
+pub fn validate(
+    clean: ArrayView4<f32>,
+    perturbed: ArrayView4<f32>,
+    eps: Option<f32>,
+) -> Result<(), InvalidPerturbation> {
     if clean.shape() != perturbed.shape() {
-        return Err(InvalidPerturbation::Shape { found: perturbed.shape().to_vec(), expected: clean.shape().to_vec() });
+        return Err(InvalidPerturbation::Shape {
+            found: perturbed.shape().to_vec(),
+            expected: clean.shape().to_vec(),
+        });
     }
     let per_image = clean.len() / clean.dim().0.max(1);
     let mut first: Option<InvalidPerturbation> = None;
@@ -40,11 +59,20 @@ pub fn validate(clean: ArrayView4<f32>, perturbed: ArrayView4<f32>, eps: Option<
             let (image, pixel) = (index / per_image, index % per_image);
             // `!(0 <= p <= 1)` also catches NaN.
             if !((0.0..=1.0).contains(&p)) {
-                first = Some(InvalidPerturbation::OutOfRange { image, pixel, value: p });
+                first = Some(InvalidPerturbation::OutOfRange {
+                    image,
+                    pixel,
+                    value: p,
+                });
             } else if let Some(eps) = eps {
                 let moved = (p - x).abs();
                 if moved > eps + EPS_SLACK {
-                    first = Some(InvalidPerturbation::TooFar { image, pixel, moved, eps });
+                    first = Some(InvalidPerturbation::TooFar {
+                        image,
+                        pixel,
+                        moved,
+                        eps,
+                    });
                 }
             }
         }
@@ -66,11 +94,26 @@ mod tests {
         p[[1, 0, 1, 0]] = 0.7;
         assert_eq!(
             validate(clean.view(), p.view(), Some(0.1)),
-            Err(InvalidPerturbation::TooFar { image: 1, pixel: 2, moved: 0.19999999, eps: 0.1 })
+            Err(InvalidPerturbation::TooFar {
+                image: 1,
+                pixel: 2,
+                moved: 0.19999999,
+                eps: 0.1
+            })
         );
         p[[0, 0, 0, 1]] = f32::NAN;
-        assert!(matches!(validate(clean.view(), p.view(), None), Err(InvalidPerturbation::OutOfRange { image: 0, pixel: 1, .. })));
+        assert!(matches!(
+            validate(clean.view(), p.view(), None),
+            Err(InvalidPerturbation::OutOfRange {
+                image: 0,
+                pixel: 1,
+                ..
+            })
+        ));
         p[[0, 0, 0, 1]] = 1.5;
-        assert!(matches!(validate(clean.view(), p.view(), None), Err(InvalidPerturbation::OutOfRange { .. })));
+        assert!(matches!(
+            validate(clean.view(), p.view(), None),
+            Err(InvalidPerturbation::OutOfRange { .. })
+        ));
     }
 }

@@ -31,25 +31,42 @@ impl PgdConfig {
     /// `steps` steps of `2.5 eps / steps` (Madry et al.'s rule of thumb: enough to cross the
     /// ball and back), no random start.
     pub fn new(eps: f32, steps: usize) -> Self {
-        PgdConfig { eps, steps, step_size: 2.5 * eps / steps.max(1) as f32, random_start: None }
+        PgdConfig {
+            eps,
+            steps,
+            step_size: 2.5 * eps / steps.max(1) as f32,
+            random_start: None,
+        }
     }
 }
 
-pub fn pgd(model: &dyn Classifier, x: ArrayView4<f32>, labels: &[u8], cfg: &PgdConfig) -> Array4<f32> {
+pub fn pgd(
+    model: &dyn Classifier,
+    x: ArrayView4<f32>,
+    labels: &[u8],
+    cfg: &PgdConfig,
+) -> Array4<f32> {
     let eps = cfg.eps;
     let mut adv = x.to_owned();
     if let Some(seed) = cfg.random_start {
         for (i, mut img) in adv.axis_iter_mut(Axis(0)).enumerate() {
-            let u = ndarray::Array3::<f32>::random_using(img.raw_dim(), Uniform::new_inclusive(-eps, eps).unwrap(), &mut stream(seed, Purpose::Experiment, i as u64));
+            let u = ndarray::Array3::<f32>::random_using(
+                img.raw_dim(),
+                Uniform::new_inclusive(-eps, eps).unwrap(),
+                &mut stream(seed, Purpose::Experiment, i as u64),
+            );
             img.zip_mut_with(&u, |a, &u| *a = (*a + u).clamp(0.0, 1.0));
         }
     }
     for _ in 0..cfg.steps {
         let (_, grad) = model.input_gradient(adv.view(), labels);
-        Zip::from(&mut adv).and(&x).and(&grad).par_for_each(|a, &x0, &g| {
-            let stepped = *a + cfg.step_size * sign(g);
-            *a = stepped.clamp(x0 - eps, x0 + eps).clamp(0.0, 1.0);
-        });
+        Zip::from(&mut adv)
+            .and(&x)
+            .and(&grad)
+            .par_for_each(|a, &x0, &g| {
+                let stepped = *a + cfg.step_size * sign(g);
+                *a = stepped.clamp(x0 - eps, x0 + eps).clamp(0.0, 1.0);
+            });
     }
     adv
 }

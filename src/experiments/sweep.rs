@@ -42,7 +42,9 @@ impl Noise {
 /// Levels `max * i / (levels - 1)` for `i` in `0..levels`: evenly spaced, 0 and `max` included.
 pub fn levels(count: usize, max: f32) -> Vec<f32> {
     assert!(count >= 2, "a sweep needs at least two levels");
-    (0..count).map(|i| (max as f64 * i as f64 / (count - 1) as f64) as f32).collect()
+    (0..count)
+        .map(|i| (max as f64 * i as f64 / (count - 1) as f64) as f32)
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -114,7 +116,13 @@ pub fn sweep(
     for &level in &cfg.levels {
         for (a, attacker) in attackers.iter().enumerate() {
             let perturbed = match (cfg.noise, &directions[a]) {
-                (Noise::Pgd { steps, random_start }, _) => {
+                (
+                    Noise::Pgd {
+                        steps,
+                        random_start,
+                    },
+                    _,
+                ) => {
                     let mut pc = PgdConfig::new(level, steps);
                     pc.random_start = random_start.then_some(cfg.seed);
                     pgd(attacker.model, x, &test.labels, &pc)
@@ -127,7 +135,11 @@ pub fn sweep(
             validate(x, perturbed.view(), bound)?;
             let distortion = distortion_per_pixel(x, perturbed.view());
             // Transfer: all models on the source's examples; white-box: each on its own.
-            let victims: Vec<&NamedModel<'_>> = if source.is_some() { models.iter().collect() } else { vec![&models[a]] };
+            let victims: Vec<&NamedModel<'_>> = if source.is_some() {
+                models.iter().collect()
+            } else {
+                vec![&models[a]]
+            };
             for victim in victims {
                 let error_pct = error_pct(&victim.model.predict(perturbed.view()), &test.labels);
                 rows.push(SweepRow {
@@ -145,11 +157,24 @@ pub fn sweep(
     let at = models
         .iter()
         .flat_map(|m| {
-            let curve: Vec<(f64, f64)> = rows.iter().filter(|r| r.model == m.name).map(|r| (r.distortion, r.error_pct)).collect();
-            cfg.at.iter().map(move |&d| AtRow { model: m.name.clone(), distortion: d, error_pct: interpolate(&curve, d) })
+            let curve: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.model == m.name)
+                .map(|r| (r.distortion, r.error_pct))
+                .collect();
+            cfg.at.iter().map(move |&d| AtRow {
+                model: m.name.clone(),
+                distortion: d,
+                error_pct: interpolate(&curve, d),
+            })
         })
         .collect();
-    Ok(SweepResult { noise: cfg.noise.name().into(), rows, at, wall_s: started.elapsed().as_secs_f64() })
+    Ok(SweepResult {
+        noise: cfg.noise.name().into(),
+        rows,
+        at,
+        wall_s: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Linear interpolation of `y` at `x` along a curve given in sweep order (distortion grows with

@@ -12,11 +12,22 @@ use crate::scalar::Scalar;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// `C = alpha * A B + beta * C`. When `beta` is zero, `C`'s old contents are ignored (NaN included).
-pub fn gemm<T: Scalar>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, mut c: ArrayViewMut2<T>) {
+pub fn gemm<T: Scalar>(
+    alpha: T,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    beta: T,
+    mut c: ArrayViewMut2<T>,
+) {
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
     assert_eq!(k, k2, "gemm: A is ({m}, {k}) but B is ({k2}, {n})");
-    assert_eq!(c.dim(), (m, n), "gemm: C is {:?}, expected ({m}, {n})", c.dim());
+    assert_eq!(
+        c.dim(),
+        (m, n),
+        "gemm: C is {:?}, expected ({m}, {n})",
+        c.dim()
+    );
     let (rsa, csa) = (a.strides()[0], a.strides()[1]);
     let (rsb, csb) = (b.strides()[0], b.strides()[1]);
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);
@@ -44,7 +55,13 @@ pub fn gemm<T: Scalar>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, mu
 }
 
 /// The naive twin of [`gemm`]: three loops, one dot product per output element.
-pub fn gemm_naive<T: Scalar>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, mut c: ArrayViewMut2<T>) {
+pub fn gemm_naive<T: Scalar>(
+    alpha: T,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    beta: T,
+    mut c: ArrayViewMut2<T>,
+) {
     let (m, k) = a.dim();
     let n = b.dim().1;
     assert_eq!(b.dim().0, k);
@@ -56,7 +73,11 @@ pub fn gemm_naive<T: Scalar>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta:
                 dot += a[[i, p]] * b[[p, j]];
             }
             // beta == 0 overwrites, as in `gemm`, so that garbage (even NaN) in C is ignored.
-            c[[i, j]] = if beta == T::zero() { alpha * dot } else { alpha * dot + beta * c[[i, j]] };
+            c[[i, j]] = if beta == T::zero() {
+                alpha * dot
+            } else {
+                alpha * dot + beta * c[[i, j]]
+            };
         }
     }
 }
@@ -72,7 +93,13 @@ mod tests {
     /// an error below k * 2^-24 ~ 1e-5 for k <= 160, hence an absolute tolerance of 1e-4.
     #[test]
     fn gemm_matches_naive_loops_for_plain_and_transposed_views() {
-        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (20, 25, 576), (50, 64, 33), (17, 160, 9)] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (20, 25, 576),
+            (50, 64, 33),
+            (17, 160, 9),
+        ] {
             let a: Array2<f32> = random_array::<f32, Ix2>((m, k), 1);
             let bt: Array2<f32> = random_array::<f32, Ix2>((n, k), 2); // B^T, to test strided views
             let c0: Array2<f32> = random_array::<f32, Ix2>((m, n), 3);
@@ -81,7 +108,13 @@ mod tests {
                 let mut naive = c0.clone();
                 gemm(alpha, a.view(), bt.t(), beta, fast.view_mut());
                 gemm_naive(alpha, a.view(), bt.t(), beta, naive.view_mut());
-                assert_close("gemm C", fast.view().into_dyn(), naive.view().into_dyn(), 1e-4, 0.0);
+                assert_close(
+                    "gemm C",
+                    fast.view().into_dyn(),
+                    naive.view().into_dyn(),
+                    1e-4,
+                    0.0,
+                );
             }
         }
     }

@@ -3,3 +3,4 @@
 
 pub mod gemm;
 pub mod im2col;
+pub mod parallel;

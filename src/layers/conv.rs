@@ -12,8 +12,12 @@
 
 use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col, out_size};
+use crate::kernels::parallel::IMAGES_PER_SUM;
 use crate::scalar::Scalar;
-use ndarray::{s, Array1, Array2, Array3, Array4, ArrayView2, ArrayView4, Axis};
+use ndarray::{
+    s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis,
+};
+use rayon::prelude::*;
 
 /// The learnable parameters of a convolution, in PyTorch's and Caffe's layout.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,8 +29,11 @@ pub struct ConvParams<T> {
 /// What the forward pass keeps for the backward pass.
 #[derive(Clone, Debug)]
 pub struct ConvCache<T> {
-    pub cols: Array3<T>,            // (N, C*K*K, P): im2col of each input image
-    pub input_hw: (usize, usize),   // (H, W): to shape the input gradient
+    /// (N, C, H, W): the input. The backward pass rebuilds each group's `cols` from it rather
+    /// than keeping the whole batch's `cols`, which is 25x (conv1) or 11x (conv2) larger: at
+    /// batch 64 that is 8 MB for conv2, and writing then re-reading it from memory cost more
+    /// than the im2col itself (measured with `cargo bench`, layers/forward/conv2).
+    pub input: Array4<T>,
 }
 
 impl<T: Scalar> ConvParams<T> {
@@ -45,81 +52,184 @@ impl<T: Scalar> ConvParams<T> {
     /// The weight seen as the GEMM operand `W (O, C*K*K)`.
     pub fn weight_matrix(&self) -> ArrayView2<'_, T> {
         let (o, c, k, _) = self.weight.dim();
-        self.weight.view().into_shape_with_order((o, c * k * k)).expect("conv weight must be in standard layout")
+        self.weight
+            .view()
+            .into_shape_with_order((o, c * k * k))
+            .expect("conv weight must be in standard layout")
     }
 }
 
-/// `y (N, O, OH, OW)` for `x (N, C, H, W)`, keeping each image's `cols` for the backward pass.
+/// `y (N, O, OH, OW)` for `x (N, C, H, W)`, keeping the input for the backward pass.
 pub fn forward<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> (Array4<T>, ConvCache<T>) {
-    let (n, c, h, w) = x.dim();
-    let k = p.kernel();
-    let (oh, ow) = (out_size(h, k), out_size(w, k));
-    let mut cols = Array3::zeros((n, c * k * k, oh * ow));
-    let mut y = Array4::zeros((n, p.weight.dim().0, oh, ow));
-    for i in 0..n {
-        forward_image(x.slice(s![i, .., .., ..]), p, cols.slice_mut(s![i, .., ..]), &mut y, i);
-    }
-    (y, ConvCache { cols, input_hw: (h, w) })
+    (
+        infer(x, p),
+        ConvCache {
+            input: x.to_owned(),
+        },
+    )
 }
 
-/// The forward pass without a cache (inference): one `cols` buffer reused for every image.
+/// The forward pass. Images go in fixed groups of [`IMAGES_PER_SUM`], in parallel: a group's
+/// columns sit side by side in one `cols_g (C*K*K, G*P)` buffer per worker, so the group is one
+/// product `Y_g (O, G*P) = W x cols_g` that packs `W` once for `G` images.
 pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
     let (n, c, h, w) = x.dim();
     let k = p.kernel();
     let (oh, ow) = (out_size(h, k), out_size(w, k));
-    let mut cols = Array2::zeros((c * k * k, oh * ow));
     let mut y = Array4::zeros((n, p.weight.dim().0, oh, ow));
-    for i in 0..n {
-        forward_image(x.slice(s![i, .., .., ..]), p, cols.view_mut(), &mut y, i);
-    }
+    y.axis_chunks_iter_mut(Axis(0), IMAGES_PER_SUM)
+        .into_par_iter()
+        .zip(x.axis_chunks_iter(Axis(0), IMAGES_PER_SUM).into_par_iter())
+        .for_each_init(
+            || Array2::zeros((c * k * k, IMAGES_PER_SUM * oh * ow)),
+            |cols, (yg, xg)| {
+                let cols = group_cols(xg, k, cols);
+                forward_group(cols.view(), p, yg)
+            },
+        );
     y
 }
 
-fn forward_image<T: Scalar>(
-    x: ndarray::ArrayView3<T>,
-    p: &ConvParams<T>,
-    mut cols: ndarray::ArrayViewMut2<T>,
-    y: &mut Array4<T>,
-    i: usize,
-) {
-    let (_, o, oh, ow) = y.dim();
-    im2col(x, p.kernel(), cols.view_mut());
-    let mut yi = y.slice_mut(s![i, .., .., ..]).into_shape_with_order((o, oh * ow)).expect("contiguous output");
-    // The bias first, then the GEMM accumulates on top of it (beta = 1): one pass over Y.
-    for (mut row, &b) in yi.axis_iter_mut(Axis(0)).zip(p.bias.iter()) {
+/// Fills the first `G*P` columns of a worker's buffer with the im2col of a group of `G` images
+/// and returns them. Every element is overwritten, so the buffer is never cleared.
+fn group_cols<'a, T: Scalar>(
+    x: ArrayView4<T>,
+    k: usize,
+    buffer: &'a mut Array2<T>,
+) -> ArrayViewMut2<'a, T> {
+    let (g, _, h, w) = x.dim();
+    let positions = out_size(h, k) * out_size(w, k);
+    let mut cols = buffer.slice_mut(s![.., ..g * positions]);
+    for (i, xi) in x.outer_iter().enumerate() {
+        im2col(
+            xi,
+            k,
+            cols.slice_mut(s![.., i * positions..(i + 1) * positions]),
+        );
+    }
+    cols
+}
+
+/// One group of `G` images: `Y_g = W cols_g + b`, written to `y (G, O, OH, OW)`.
+fn forward_group<T: Scalar>(cols: ArrayView2<T>, p: &ConvParams<T>, mut y: ArrayViewMut4<T>) {
+    let (g, o, oh, ow) = y.dim();
+    let positions = oh * ow;
+    // The bias first, then the GEMM accumulates on top of it (beta = 1).
+    let mut yg = Array2::zeros((o, g * positions));
+    for (mut row, &b) in yg.rows_mut().into_iter().zip(p.bias.iter()) {
         row.fill(b);
     }
-    // Y (O, P) += W (O, C*K*K) x cols (C*K*K, P)
-    gemm(T::one(), p.weight_matrix(), cols.view(), T::one(), yi);
+    // Y_g (O, G*P) += W (O, C*K*K) x cols_g (C*K*K, G*P)
+    gemm(T::one(), p.weight_matrix(), cols, T::one(), yg.view_mut());
+    // Scatter (O, G*P) back to (G, O, OH, OW): image i's channel c is a run of P values.
+    // (y is a chunk of the batch's output along its outer axis, so it is contiguous.)
+    let ys = y.as_slice_mut().expect("contiguous output");
+    let yg = yg.as_slice().expect("fresh array");
+    for i in 0..g {
+        for c in 0..o {
+            let src = c * g * positions + i * positions;
+            ys[(i * o + c) * positions..(i * o + c + 1) * positions]
+                .copy_from_slice(&yg[src..src + positions]);
+        }
+    }
+}
+
+/// `dY` of a group of images `(G, O, OH, OW)` laid out like `cols`, as `(O, G*P)`.
+fn group_matrix<T: Scalar>(d_out: ArrayView4<T>) -> Array2<T> {
+    let (g, o, oh, ow) = d_out.dim();
+    let p = oh * ow;
+    let mut m = Array2::zeros((o, g * p));
+    for (i, dyi) in d_out.outer_iter().enumerate() {
+        m.slice_mut(s![.., i * p..(i + 1) * p])
+            .assign(&dyi.into_shape_with_order((o, p)).expect("contiguous d_out"));
+    }
+    m
 }
 
 /// Accumulates the parameter gradients: `grads.weight += dL/dW`, `grads.bias += dL/db`.
-pub fn backward_params<T: Scalar>(d_out: ArrayView4<T>, cache: &ConvCache<T>, grads: &mut ConvParams<T>) {
-    let (n, o, oh, ow) = d_out.dim();
+///
+/// `dW = sum_n dY_n cols_n^T`: per fixed group of [`IMAGES_PER_SUM`] images one product
+/// `dY_g (O, G*P) x cols_g^T (G*P, C*K*K)`, the groups in parallel, each rebuilding its `cols_g`
+/// from the cached input; their results are then added in group order (the weight gradient is
+/// small, so the partial copies cost little).
+pub fn backward_params<T: Scalar>(
+    d_out: ArrayView4<T>,
+    cache: &ConvCache<T>,
+    grads: &mut ConvParams<T>,
+) {
+    let (_, o, oh, ow) = d_out.dim();
     let (_, c, k, _) = grads.weight.dim();
-    let mut dw = grads.weight.view_mut().into_shape_with_order((o, c * k * k)).expect("standard layout");
-    for i in 0..n {
-        let dy = d_out.slice(s![i, .., .., ..]).into_shape_with_order((o, oh * ow)).expect("contiguous d_out");
-        // dW (O, C*K*K) += dY (O, P) x cols^T (P, C*K*K)
-        gemm(T::one(), dy, cache.cols.slice(s![i, .., ..]).t(), T::one(), dw.view_mut());
-        // db[o] += sum_p dY[o, p]: the bias is added at every output position.
-        grads.bias += &dy.sum_axis(Axis(1));
+    let groups: Vec<(Array2<T>, Array1<T>)> = d_out
+        .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
+        .into_par_iter()
+        .zip(
+            cache
+                .input
+                .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
+                .into_par_iter(),
+        )
+        .map_init(
+            || Array2::zeros((c * k * k, IMAGES_PER_SUM * oh * ow)),
+            |buffer, (dyg, xg)| {
+                let cols = group_cols(xg, k, buffer);
+                let dy = group_matrix(dyg);
+                let mut dw = Array2::zeros((o, c * k * k));
+                // dW_g (O, C*K*K) = dY_g (O, G*P) x cols_g^T (G*P, C*K*K)
+                gemm(T::one(), dy.view(), cols.t(), T::zero(), dw.view_mut());
+                // db_g[o] = sum over the group's images and positions: the bias is added everywhere.
+                (dw, dy.sum_axis(Axis(1)))
+            },
+        )
+        .collect();
+    let mut dw = grads
+        .weight
+        .view_mut()
+        .into_shape_with_order((o, c * k * k))
+        .expect("standard layout");
+    for (gw, gb) in &groups {
+        dw += gw;
+        grads.bias += gb;
     }
 }
 
-/// The input gradient `dL/dx (N, C, H, W)`.
-pub fn backward_input<T: Scalar>(d_out: ArrayView4<T>, cache: &ConvCache<T>, p: &ConvParams<T>) -> Array4<T> {
-    let (n, o, oh, ow) = d_out.dim();
+/// The input gradient `dL/dx (N, C, H, W)`: per group, `dcols_g = W^T dY_g`, then col2im of
+/// each image's columns; groups in parallel.
+pub fn backward_input<T: Scalar>(
+    d_out: ArrayView4<T>,
+    cache: &ConvCache<T>,
+    p: &ConvParams<T>,
+) -> Array4<T> {
+    let (n, _, oh, ow) = d_out.dim();
+    let positions = oh * ow;
     let (_, c, k, _) = p.weight.dim();
-    let (h, w) = cache.input_hw;
+    let (h, w) = (cache.input.dim().2, cache.input.dim().3);
     let mut dx = Array4::zeros((n, c, h, w));
-    let mut dcols = Array2::zeros((c * k * k, oh * ow));
-    for i in 0..n {
-        let dy = d_out.slice(s![i, .., .., ..]).into_shape_with_order((o, oh * ow)).expect("contiguous d_out");
-        // dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)
-        gemm(T::one(), p.weight_matrix().t(), dy, T::zero(), dcols.view_mut());
-        col2im_add(dcols.view(), k, dx.slice_mut(s![i, .., .., ..]));
-    }
+    dx.axis_chunks_iter_mut(Axis(0), IMAGES_PER_SUM)
+        .into_par_iter()
+        .zip(
+            d_out
+                .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
+                .into_par_iter(),
+        )
+        .for_each(|(mut dxg, dyg)| {
+            let dy = group_matrix(dyg);
+            let mut dcols = Array2::zeros((c * k * k, dy.ncols()));
+            // dcols_g (C*K*K, G*P) = W^T (C*K*K, O) x dY_g (O, G*P)
+            gemm(
+                T::one(),
+                p.weight_matrix().t(),
+                dy.view(),
+                T::zero(),
+                dcols.view_mut(),
+            );
+            for (i, dxi) in dxg.outer_iter_mut().enumerate() {
+                col2im_add(
+                    dcols.slice(s![.., i * positions..(i + 1) * positions]),
+                    k,
+                    dxi,
+                );
+            }
+        });
     dx
 }
 
@@ -143,7 +253,10 @@ mod tests {
     use ndarray::{Ix1, Ix4};
 
     fn params(o: usize, c: usize, k: usize, seed: u64) -> ConvParams<f64> {
-        ConvParams { weight: random_array::<f64, Ix4>((o, c, k, k), seed), bias: random_array::<f64, Ix1>(o, seed + 1) }
+        ConvParams {
+            weight: random_array::<f64, Ix4>((o, c, k, k), seed),
+            bias: random_array::<f64, Ix1>(o, seed + 1),
+        }
     }
 
     /// The im2col + GEMM path against the naive direct loops, forward and backward, in f64
@@ -153,15 +266,47 @@ mod tests {
         let p = params(4, 3, 3, 10);
         let x = random_array::<f64, Ix4>((2, 3, 8, 7), 12);
         let (y, cache) = forward(x.view(), &p);
-        assert_close("conv y", y.view().into_dyn(), conv2d_naive(x.view(), p.weight.view(), p.bias.view()).view().into_dyn(), 1e-12, 1e-12);
-        assert_close("conv infer", infer(x.view(), &p).view().into_dyn(), y.view().into_dyn(), 0.0, 0.0);
+        assert_close(
+            "conv y",
+            y.view().into_dyn(),
+            conv2d_naive(x.view(), p.weight.view(), p.bias.view())
+                .view()
+                .into_dyn(),
+            1e-12,
+            1e-12,
+        );
+        assert_close(
+            "conv infer",
+            infer(x.view(), &p).view().into_dyn(),
+            y.view().into_dyn(),
+            0.0,
+            0.0,
+        );
         let dy = random_array::<f64, Ix4>(y.dim(), 13);
         let mut grads = ConvParams::zeros(4, 3, 3);
         let dx = backward(dy.view(), &cache, &p, &mut grads);
         let (ndx, ndw, ndb) = conv2d_naive_backward(dy.view(), x.view(), p.weight.view());
-        assert_close("conv dx", dx.view().into_dyn(), ndx.view().into_dyn(), 1e-12, 1e-12);
-        assert_close("conv dW", grads.weight.view().into_dyn(), ndw.view().into_dyn(), 1e-12, 1e-12);
-        assert_close("conv db", grads.bias.view().into_dyn(), ndb.view().into_dyn(), 1e-12, 1e-12);
+        assert_close(
+            "conv dx",
+            dx.view().into_dyn(),
+            ndx.view().into_dyn(),
+            1e-12,
+            1e-12,
+        );
+        assert_close(
+            "conv dW",
+            grads.weight.view().into_dyn(),
+            ndw.view().into_dyn(),
+            1e-12,
+            1e-12,
+        );
+        assert_close(
+            "conv db",
+            grads.bias.view().into_dyn(),
+            ndb.view().into_dyn(),
+            1e-12,
+            1e-12,
+        );
     }
 
     #[test]
@@ -174,9 +319,27 @@ mod tests {
         let dx = backward(dy.view(), &cache, &p, &mut grads);
         let num_dx = numeric_gradient(&x, &dy, |x| forward(x.view(), &p).0);
         assert_gradient_matches("conv dx", &dx.into_dyn(), &num_dx);
-        let num_dw = numeric_gradient(&p.weight, &dy, |w| forward(x.view(), &ConvParams { weight: w.clone(), bias: p.bias.clone() }).0);
+        let num_dw = numeric_gradient(&p.weight, &dy, |w| {
+            forward(
+                x.view(),
+                &ConvParams {
+                    weight: w.clone(),
+                    bias: p.bias.clone(),
+                },
+            )
+            .0
+        });
         assert_gradient_matches("conv dW", &grads.weight.clone().into_dyn(), &num_dw);
-        let num_db = numeric_gradient(&p.bias, &dy, |b| forward(x.view(), &ConvParams { weight: p.weight.clone(), bias: b.clone() }).0);
+        let num_db = numeric_gradient(&p.bias, &dy, |b| {
+            forward(
+                x.view(),
+                &ConvParams {
+                    weight: p.weight.clone(),
+                    bias: b.clone(),
+                },
+            )
+            .0
+        });
         assert_gradient_matches("conv db", &grads.bias.clone().into_dyn(), &num_db);
     }
 
@@ -191,7 +354,13 @@ mod tests {
         let mut twice = ConvParams::zeros(2, 1, 2);
         backward_params(dy.view(), &cache, &mut twice);
         backward_params(dy.view(), &cache, &mut twice);
-        assert_close("2 x dW", twice.weight.view().into_dyn(), (&once.weight * 2.0).view().into_dyn(), 1e-12, 1e-12);
+        assert_close(
+            "2 x dW",
+            twice.weight.view().into_dyn(),
+            (&once.weight * 2.0).view().into_dyn(),
+            1e-12,
+            1e-12,
+        );
     }
 
     #[test]
@@ -199,12 +368,23 @@ mod tests {
         // x = [[1 2] [3 4]], one 2x2 filter [[1 0] [0 -1]], bias 0.5: y = 1*1 + 4*(-1) + 0.5 = -2.5.
         // dL/dy = 2 -> dW = 2 * x = [[2 4] [6 8]], db = 2, dx = 2 * W = [[2 0] [0 -2]].
         let x = Array4::from_shape_vec((1, 1, 2, 2), vec![1.0, 2.0, 3.0, 4.0]).unwrap();
-        let p = ConvParams { weight: Array4::from_shape_vec((1, 1, 2, 2), vec![1.0, 0.0, 0.0, -1.0]).unwrap(), bias: ndarray::arr1(&[0.5]) };
+        let p = ConvParams {
+            weight: Array4::from_shape_vec((1, 1, 2, 2), vec![1.0, 0.0, 0.0, -1.0]).unwrap(),
+            bias: ndarray::arr1(&[0.5]),
+        };
         let (y, cache) = forward(x.view(), &p);
         assert_eq!(y.into_raw_vec_and_offset().0, vec![-2.5]);
         let mut g = ConvParams::zeros(1, 1, 2);
-        let dx = backward(Array4::from_elem((1, 1, 1, 1), 2.0).view(), &cache, &p, &mut g);
-        assert_eq!(g.weight.into_raw_vec_and_offset().0, vec![2.0, 4.0, 6.0, 8.0]);
+        let dx = backward(
+            Array4::from_elem((1, 1, 1, 1), 2.0).view(),
+            &cache,
+            &p,
+            &mut g,
+        );
+        assert_eq!(
+            g.weight.into_raw_vec_and_offset().0,
+            vec![2.0, 4.0, 6.0, 8.0]
+        );
         assert_eq!(g.bias.to_vec(), vec![2.0]);
         assert_eq!(dx.into_raw_vec_and_offset().0, vec![2.0, 0.0, 0.0, -2.0]);
     }

@@ -7,8 +7,10 @@
 //!   `dW (O, I) += dY^T (O, N) x X (N, I)`,  `db += sum_n dY[n, :]`,  `dX (N, I) = dY (N, O) x W (O, I)`.
 
 use crate::kernels::gemm::gemm;
+use crate::kernels::parallel::ROWS_PER_TASK;
 use crate::scalar::Scalar;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
 
 /// The learnable parameters of a dense layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,36 +27,74 @@ pub struct DenseCache<T> {
 
 impl<T: Scalar> DenseParams<T> {
     pub fn zeros(outputs: usize, inputs: usize) -> Self {
-        DenseParams { weight: Array2::zeros((outputs, inputs)), bias: Array1::zeros(outputs) }
+        DenseParams {
+            weight: Array2::zeros((outputs, inputs)),
+            bias: Array1::zeros(outputs),
+        }
     }
 }
 
-/// `y (N, O)` without a cache.
+/// `y (N, O)` without a cache. Rows of the batch in parallel, [`ROWS_PER_TASK`] at a time.
 pub fn infer<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
     let n = x.nrows();
     // Broadcast the bias into Y first, then accumulate the product on top (beta = 1).
-    let mut y = p.bias.broadcast((n, p.bias.len())).expect("bias broadcast").to_owned();
-    // Y (N, O) += X (N, I) x W^T (I, O)
-    gemm(T::one(), x, p.weight.t(), T::one(), y.view_mut());
+    let mut y = p
+        .bias
+        .broadcast((n, p.bias.len()))
+        .expect("bias broadcast")
+        .to_owned();
+    y.axis_chunks_iter_mut(Axis(0), ROWS_PER_TASK)
+        .into_par_iter()
+        .zip(x.axis_chunks_iter(Axis(0), ROWS_PER_TASK).into_par_iter())
+        // Y (n, O) += X (n, I) x W^T (I, O)
+        .for_each(|(yc, xc)| gemm(T::one(), xc, p.weight.t(), T::one(), yc));
     y
 }
 
 /// `y (N, O)`, keeping the input for the backward pass.
 pub fn forward<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> (Array2<T>, DenseCache<T>) {
-    (infer(x, p), DenseCache { input: x.to_owned() })
+    (
+        infer(x, p),
+        DenseCache {
+            input: x.to_owned(),
+        },
+    )
 }
 
 /// Accumulates `grads.weight += dL/dW` and `grads.bias += dL/db`.
-pub fn backward_params<T: Scalar>(d_out: ArrayView2<T>, cache: &DenseCache<T>, grads: &mut DenseParams<T>) {
-    // dW (O, I) += dY^T (O, N) x X (N, I)
-    gemm(T::one(), d_out.t(), cache.input.view(), T::one(), grads.weight.view_mut());
+///
+/// `dW` is split by its rows (output units): each task computes whole dot products over the
+/// batch, so the split changes no sum.
+pub fn backward_params<T: Scalar>(
+    d_out: ArrayView2<T>,
+    cache: &DenseCache<T>,
+    grads: &mut DenseParams<T>,
+) {
+    grads
+        .weight
+        .axis_chunks_iter_mut(Axis(0), ROWS_PER_TASK)
+        .into_par_iter()
+        .zip(
+            d_out
+                .axis_chunks_iter(Axis(1), ROWS_PER_TASK)
+                .into_par_iter(),
+        )
+        // dW (o, I) += dY^T (o, N) x X (N, I)
+        .for_each(|(dw, dy)| gemm(T::one(), dy.t(), cache.input.view(), T::one(), dw));
     grads.bias += &d_out.sum_axis(Axis(0));
 }
 
-/// The input gradient `dX (N, I) = dY (N, O) x W (O, I)`.
+/// The input gradient `dX (N, I) = dY (N, O) x W (O, I)`; rows of the batch in parallel.
 pub fn backward_input<T: Scalar>(d_out: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
     let mut dx = Array2::zeros((d_out.nrows(), p.weight.ncols()));
-    gemm(T::one(), d_out, p.weight.view(), T::zero(), dx.view_mut());
+    dx.axis_chunks_iter_mut(Axis(0), ROWS_PER_TASK)
+        .into_par_iter()
+        .zip(
+            d_out
+                .axis_chunks_iter(Axis(0), ROWS_PER_TASK)
+                .into_par_iter(),
+        )
+        .for_each(|(dxc, dyc)| gemm(T::one(), dyc, p.weight.view(), T::zero(), dxc));
     dx
 }
 
@@ -78,26 +118,60 @@ mod tests {
 
     #[test]
     fn forward_matches_naive_loop() {
-        let p = DenseParams { weight: random_array::<f32, Ix2>((7, 13), 50), bias: random_array::<f32, Ix1>(7, 51) };
+        let p = DenseParams {
+            weight: random_array::<f32, Ix2>((7, 13), 50),
+            bias: random_array::<f32, Ix1>(7, 51),
+        };
         let x = random_array::<f32, Ix2>((5, 13), 52);
         let y = infer(x.view(), &p);
-        let naive = Array2::from_shape_fn((5, 7), |(n, o)| p.bias[o] + (0..13).map(|i| x[[n, i]] * p.weight[[o, i]]).sum::<f32>());
+        let naive = Array2::from_shape_fn((5, 7), |(n, o)| {
+            p.bias[o] + (0..13).map(|i| x[[n, i]] * p.weight[[o, i]]).sum::<f32>()
+        });
         // 13 products of magnitude <= 1 in f32: rounding below 13 * 6e-8, so 1e-5 is ample.
-        assert_close("dense y", y.view().into_dyn(), naive.view().into_dyn(), 1e-5, 0.0);
+        assert_close(
+            "dense y",
+            y.view().into_dyn(),
+            naive.view().into_dyn(),
+            1e-5,
+            0.0,
+        );
     }
 
     #[test]
     fn gradients_match_finite_differences() {
-        let p = DenseParams { weight: random_array::<f64, Ix2>((4, 6), 53), bias: random_array::<f64, Ix1>(4, 54) };
+        let p = DenseParams {
+            weight: random_array::<f64, Ix2>((4, 6), 53),
+            bias: random_array::<f64, Ix1>(4, 54),
+        };
         let x = random_array::<f64, Ix2>((3, 6), 55);
         let (y, cache) = forward(x.view(), &p);
         let dy = random_array::<f64, Ix2>(y.dim(), 56);
         let mut grads = DenseParams::zeros(4, 6);
         let dx = backward(dy.view(), &cache, &p, &mut grads);
-        assert_gradient_matches("dense dx", &dx.into_dyn(), &numeric_gradient(&x, &dy, |x| infer(x.view(), &p)));
-        let num_dw = numeric_gradient(&p.weight, &dy, |w| infer(x.view(), &DenseParams { weight: w.clone(), bias: p.bias.clone() }));
+        assert_gradient_matches(
+            "dense dx",
+            &dx.into_dyn(),
+            &numeric_gradient(&x, &dy, |x| infer(x.view(), &p)),
+        );
+        let num_dw = numeric_gradient(&p.weight, &dy, |w| {
+            infer(
+                x.view(),
+                &DenseParams {
+                    weight: w.clone(),
+                    bias: p.bias.clone(),
+                },
+            )
+        });
         assert_gradient_matches("dense dW", &grads.weight.clone().into_dyn(), &num_dw);
-        let num_db = numeric_gradient(&p.bias, &dy, |b| infer(x.view(), &DenseParams { weight: p.weight.clone(), bias: b.clone() }));
+        let num_db = numeric_gradient(&p.bias, &dy, |b| {
+            infer(
+                x.view(),
+                &DenseParams {
+                    weight: p.weight.clone(),
+                    bias: b.clone(),
+                },
+            )
+        });
         assert_gradient_matches("dense db", &grads.bias.clone().into_dyn(), &num_db);
     }
 
@@ -105,7 +179,10 @@ mod tests {
     fn hand_worked_case() {
         // x = [1 2], W = [[3 4]], b = [5]: y = 1*3 + 2*4 + 5 = 16.
         // dL/dy = 1 -> dW = x = [[1 2]], db = 1, dx = W = [3 4].
-        let p = DenseParams { weight: ndarray::arr2(&[[3.0f64, 4.0]]), bias: ndarray::arr1(&[5.0]) };
+        let p = DenseParams {
+            weight: ndarray::arr2(&[[3.0f64, 4.0]]),
+            bias: ndarray::arr1(&[5.0]),
+        };
         let (y, cache) = forward(ndarray::arr2(&[[1.0, 2.0]]).view(), &p);
         assert_eq!(y, ndarray::arr2(&[[16.0]]));
         let mut g = DenseParams::zeros(1, 2);

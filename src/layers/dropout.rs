@@ -26,7 +26,10 @@ pub fn forward<T: Scalar, D: Dimension + RemoveAxis, R: Rng>(
     p: f64,
     rngs: &mut [R],
 ) -> (Array<T, D>, DropoutCache<T, D>) {
-    assert!((0.0..1.0).contains(&p), "dropout rate must be in [0, 1), got {p}");
+    assert!(
+        (0.0..1.0).contains(&p),
+        "dropout rate must be in [0, 1), got {p}"
+    );
     assert_eq!(rngs.len(), x.len_of(Axis(0)), "one random stream per image");
     let keep = Bernoulli::new(1.0 - p).expect("1 - p is a probability");
     let scale = T::of(1.0 / (1.0 - p));
@@ -39,7 +42,10 @@ pub fn forward<T: Scalar, D: Dimension + RemoveAxis, R: Rng>(
     (y, DropoutCache { mask })
 }
 
-pub fn backward<T: Scalar, D: Dimension>(d_out: ArrayView<T, D>, cache: &DropoutCache<T, D>) -> Array<T, D> {
+pub fn backward<T: Scalar, D: Dimension>(
+    d_out: ArrayView<T, D>,
+    cache: &DropoutCache<T, D>,
+) -> Array<T, D> {
     &d_out * &cache.mask
 }
 
@@ -53,7 +59,9 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn rngs(n: usize) -> Vec<ChaCha8Rng> {
-        (0..n).map(|i| ChaCha8Rng::seed_from_u64(i as u64)).collect()
+        (0..n)
+            .map(|i| ChaCha8Rng::seed_from_u64(i as u64))
+            .collect()
     }
 
     #[test]
@@ -75,7 +83,10 @@ mod tests {
         let kept = cache.mask.iter().filter(|&&m| m > 0.0).count() as f64 / 200_000.0;
         assert!((kept - 0.8).abs() < 0.005, "kept fraction {kept}");
         assert!(cache.mask.iter().all(|&m| m == 0.0 || m == 1.0 / 0.8));
-        assert!((y.mean().unwrap() - 1.0).abs() < 0.01, "inverted dropout keeps E[y] = x");
+        assert!(
+            (y.mean().unwrap() - 1.0).abs() < 0.01,
+            "inverted dropout keeps E[y] = x"
+        );
     }
 
     #[test]

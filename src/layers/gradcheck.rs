@@ -27,7 +27,10 @@ pub fn numeric_gradient<D: Dimension, E: Dimension>(
     upstream: &Array<f64, E>,
     mut f: impl FnMut(&Array<f64, D>) -> Array<f64, E>,
 ) -> ArrayD<f64> {
-    assert!(x.is_standard_layout(), "numeric_gradient needs a standard-layout input");
+    assert!(
+        x.is_standard_layout(),
+        "numeric_gradient needs a standard-layout input"
+    );
     let mut xp = x.clone();
     let mut grad = ArrayD::zeros(x.shape());
     for (i, g) in grad.iter_mut().enumerate() {

@@ -14,68 +14,135 @@
 
 use crate::scalar::Scalar;
 use ndarray::{Array4, ArrayView4};
+use rayon::prelude::*;
 
 /// What the forward pass keeps for the backward pass.
 #[derive(Clone, Debug)]
 pub struct MaxPoolCache {
-    pub argmax: Array4<u8>,        // (N, C, OH, OW): position 0..4 of the max inside its 2x2 window, row-major
-    pub input_hw: (usize, usize),  // (H, W)
+    pub argmax: Array4<u8>, // (N, C, OH, OW): position 0..4 of the max inside its 2x2 window, row-major
+    pub input_hw: (usize, usize), // (H, W)
 }
 
 fn check_even(h: usize, w: usize) {
-    assert!(h % 2 == 0 && w % 2 == 0, "max-pool 2x2/2 needs even input sizes, got {h}x{w}");
+    assert!(
+        h % 2 == 0 && w % 2 == 0,
+        "max-pool 2x2/2 needs even input sizes, got {h}x{w}"
+    );
 }
 
-/// `y (N, C, H/2, W/2)` and the argmax of every window.
+/// `y (N, C, H/2, W/2)` and the argmax of every window; images in parallel.
 pub fn forward<T: Scalar>(x: ArrayView4<T>) -> (Array4<T>, MaxPoolCache) {
     let (n, c, h, w) = x.dim();
     check_even(h, w);
     let (oh, ow) = (h / 2, w / 2);
     let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
     let mut y = Array4::zeros((n, c, oh, ow));
     let mut argmax = Array4::zeros((n, c, oh, ow));
-    let ys = y.as_slice_mut().expect("fresh array");
-    let am = argmax.as_slice_mut().expect("fresh array");
-    for plane in 0..n * c {
-        let xp = &xs[plane * h * w..(plane + 1) * h * w];
-        for i in 0..oh {
-            let top = &xp[2 * i * w..(2 * i + 1) * w];
-            let bottom = &xp[(2 * i + 1) * w..(2 * i + 2) * w];
-            for j in 0..ow {
-                let window = [top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]];
-                // Strict `>`: a later equal value does not replace the first maximum (the tie rule).
-                let mut best = 0;
-                for q in 1..4 {
-                    if window[q] > window[best] {
-                        best = q;
-                    }
-                }
-                let o = plane * oh * ow + i * ow + j;
-                ys[o] = window[best];
-                am[o] = best as u8;
+    let plane_in = h * w;
+    let plane_out = oh * ow;
+    y.as_slice_mut()
+        .expect("fresh array")
+        .par_chunks_mut(c * plane_out)
+        .zip(
+            argmax
+                .as_slice_mut()
+                .expect("fresh array")
+                .par_chunks_mut(c * plane_out),
+        )
+        .zip(
+            x.as_slice()
+                .expect("standard layout")
+                .par_chunks(c * plane_in),
+        )
+        .for_each(|((ys, am), xs)| {
+            for ((yp, ap), xp) in ys
+                .chunks_mut(plane_out)
+                .zip(am.chunks_mut(plane_out))
+                .zip(xs.chunks(plane_in))
+            {
+                pool_plane(xp, w, yp, ap);
             }
-        }
-    }
-    (y, MaxPoolCache { argmax, input_hw: (h, w) })
+        });
+    (
+        y,
+        MaxPoolCache {
+            argmax,
+            input_hw: (h, w),
+        },
+    )
 }
 
-/// `dx (N, C, H, W)`: each window's gradient goes to its argmax.
+/// One channel of one image: `x` is `(H, W)` row-major, `y` and `argmax` are `(H/2, W/2)`.
+fn pool_plane<T: Scalar>(x: &[T], w: usize, y: &mut [T], argmax: &mut [u8]) {
+    let ow = w / 2;
+    for ((yr, ar), rows) in y
+        .chunks_mut(ow)
+        .zip(argmax.chunks_mut(ow))
+        .zip(x.chunks(2 * w))
+    {
+        let (top, bottom) = rows.split_at(w);
+        for (j, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+            // Candidates in row-major order; a strict `>` keeps the first maximum (the tie rule).
+            let (mut best, mut at) = (top[2 * j], 0u8);
+            if top[2 * j + 1] > best {
+                (best, at) = (top[2 * j + 1], 1);
+            }
+            if bottom[2 * j] > best {
+                (best, at) = (bottom[2 * j], 2);
+            }
+            if bottom[2 * j + 1] > best {
+                (best, at) = (bottom[2 * j + 1], 3);
+            }
+            *yv = best;
+            *av = at;
+        }
+    }
+}
+
+/// `dx (N, C, H, W)`: each window's gradient goes to its argmax; images in parallel.
 pub fn backward<T: Scalar>(d_out: ArrayView4<T>, cache: &MaxPoolCache) -> Array4<T> {
     let (n, c, oh, ow) = d_out.dim();
+    assert_eq!(
+        (n, c, oh, ow),
+        cache.argmax.dim(),
+        "max-pool backward: d_out and cache disagree"
+    );
     let (h, w) = cache.input_hw;
+    let d_out = d_out.as_standard_layout();
     let mut dx = Array4::zeros((n, c, h, w));
-    for ((b, ch, i, j), &q) in cache.argmax.indexed_iter() {
-        let (di, dj) = ((q / 2) as usize, (q % 2) as usize);
-        dx[[b, ch, 2 * i + di, 2 * j + dj]] += d_out[[b, ch, i, j]];
-    }
-    debug_assert_eq!((n, c, oh, ow), cache.argmax.dim());
+    dx.as_slice_mut()
+        .expect("fresh array")
+        .par_chunks_mut(h * w)
+        .zip(
+            d_out
+                .as_slice()
+                .expect("standard layout")
+                .par_chunks(oh * ow),
+        )
+        .zip(
+            cache
+                .argmax
+                .as_slice()
+                .expect("standard layout")
+                .par_chunks(oh * ow),
+        )
+        .for_each(|((dxp, dyp), ap)| {
+            for (q, (&g, &a)) in dyp.iter().zip(ap).enumerate() {
+                let (i, j) = (q / ow, q % ow);
+                let (di, dj) = ((a / 2) as usize, (a % 2) as usize);
+                dxp[(2 * i + di) * w + 2 * j + dj] += g;
+            }
+        });
     dx
 }
 
 /// The naive twin of [`forward`]: a general `K x K` window with stride `S`, scanned with index
 /// arithmetic. Same tie rule. Used by the tests with `K = S = 2`.
-pub fn forward_naive<T: Scalar>(x: ArrayView4<T>, k: usize, stride: usize) -> (Array4<T>, Array4<usize>) {
+pub fn forward_naive<T: Scalar>(
+    x: ArrayView4<T>,
+    k: usize,
+    stride: usize,
+) -> (Array4<T>, Array4<usize>) {
     let (n, c, h, w) = x.dim();
     let (oh, ow) = ((h - k) / stride + 1, (w - k) / stride + 1);
     let mut y = Array4::zeros((n, c, oh, ow));

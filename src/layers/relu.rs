@@ -21,9 +21,14 @@ pub fn forward<T: Scalar, D: Dimension>(x: ArrayView<T, D>) -> (Array<T, D>, Rel
     (y.clone(), ReluCache { output: y })
 }
 
-pub fn backward<T: Scalar, D: Dimension>(d_out: ArrayView<T, D>, cache: &ReluCache<T, D>) -> Array<T, D> {
+pub fn backward<T: Scalar, D: Dimension>(
+    d_out: ArrayView<T, D>,
+    cache: &ReluCache<T, D>,
+) -> Array<T, D> {
     // y > 0 exactly when x > 0, so the output serves as the mask.
-    Zip::from(&d_out).and(&cache.output).map_collect(|&g, &y| if y > T::zero() { g } else { T::zero() })
+    Zip::from(&d_out)
+        .and(&cache.output)
+        .map_collect(|&g, &y| if y > T::zero() { g } else { T::zero() })
 }
 
 #[cfg(test)]
@@ -41,7 +46,11 @@ mod tests {
         let (y, cache) = forward(x.view());
         let dy = random_array::<f64, Ix2>(y.dim(), 61);
         let dx = backward(dy.view(), &cache);
-        assert_gradient_matches("relu dx", &dx.into_dyn(), &numeric_gradient(&x, &dy, |x| infer(x.view())));
+        assert_gradient_matches(
+            "relu dx",
+            &dx.into_dyn(),
+            &numeric_gradient(&x, &dy, |x| infer(x.view())),
+        );
     }
 
     #[test]
@@ -50,6 +59,9 @@ mod tests {
         let x = ndarray::arr1(&[-1.0f32, 0.0, 2.0]);
         let (y, cache) = forward(x.view());
         assert_eq!(y, ndarray::arr1(&[0.0, 0.0, 2.0]));
-        assert_eq!(backward(ndarray::arr1(&[5.0, 5.0, 5.0]).view(), &cache), ndarray::arr1(&[0.0, 0.0, 5.0]));
+        assert_eq!(
+            backward(ndarray::arr1(&[5.0, 5.0, 5.0]).view(), &cache),
+            ndarray::arr1(&[0.0, 0.0, 5.0])
+        );
     }
 }

@@ -20,8 +20,13 @@ pub fn forward<T: Scalar, D: Dimension>(x: ArrayView<T, D>) -> (Array<T, D>, Sig
     (y.clone(), SigmoidCache { output: y })
 }
 
-pub fn backward<T: Scalar, D: Dimension>(d_out: ArrayView<T, D>, cache: &SigmoidCache<T, D>) -> Array<T, D> {
-    Zip::from(&d_out).and(&cache.output).map_collect(|&g, &y| g * y * (T::one() - y))
+pub fn backward<T: Scalar, D: Dimension>(
+    d_out: ArrayView<T, D>,
+    cache: &SigmoidCache<T, D>,
+) -> Array<T, D> {
+    Zip::from(&d_out)
+        .and(&cache.output)
+        .map_collect(|&g, &y| g * y * (T::one() - y))
 }
 
 #[cfg(test)]
@@ -37,7 +42,11 @@ mod tests {
         let (y, cache) = forward(x.view());
         let dy = random_array::<f64, Ix2>(y.dim(), 71);
         let dx = backward(dy.view(), &cache);
-        assert_gradient_matches("sigmoid dx", &dx.into_dyn(), &numeric_gradient(&x, &dy, |x| infer(x.view())));
+        assert_gradient_matches(
+            "sigmoid dx",
+            &dx.into_dyn(),
+            &numeric_gradient(&x, &dy, |x| infer(x.view())),
+        );
     }
 
     #[test]
@@ -45,6 +54,9 @@ mod tests {
         // sigmoid(0) = 1/2, derivative 1/2 * 1/2 = 1/4; extreme inputs saturate without NaN.
         let (y, cache) = forward(ndarray::arr1(&[0.0f64, -1000.0, 1000.0]).view());
         assert_eq!(y, ndarray::arr1(&[0.5, 0.0, 1.0]));
-        assert_eq!(backward(ndarray::arr1(&[1.0, 1.0, 1.0]).view(), &cache), ndarray::arr1(&[0.25, 0.0, 0.0]));
+        assert_eq!(
+            backward(ndarray::arr1(&[1.0, 1.0, 1.0]).view(), &cache),
+            ndarray::arr1(&[0.25, 0.0, 0.0])
+        );
     }
 }

@@ -31,17 +31,29 @@ pub fn softmax<T: Scalar>(z: ArrayView2<T>) -> Array2<T> {
 }
 
 /// Per-image losses `(N)` and the cache. Labels must be below `K`.
-pub fn forward<T: Scalar>(logits: ArrayView2<T>, labels: &[u8]) -> (Array1<T>, SoftmaxXentCache<T>) {
+pub fn forward<T: Scalar>(
+    logits: ArrayView2<T>,
+    labels: &[u8],
+) -> (Array1<T>, SoftmaxXentCache<T>) {
     assert_eq!(logits.nrows(), labels.len(), "one label per row of logits");
     let losses = Array1::from_shape_fn(labels.len(), |n| {
         let z = logits.row(n);
         let y = labels[n] as usize;
-        assert!(y < z.len(), "label {y} out of range for {} classes", z.len());
+        assert!(
+            y < z.len(),
+            "label {y} out of range for {} classes",
+            z.len()
+        );
         let max = z.iter().cloned().fold(T::neg_infinity(), T::max);
         let log_sum_exp = max + z.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
         log_sum_exp - z[y]
     });
-    (losses, SoftmaxXentCache { probs: softmax(logits) })
+    (
+        losses,
+        SoftmaxXentCache {
+            probs: softmax(logits),
+        },
+    )
 }
 
 /// `dL/dz (N, K) = scale * (p - onehot(y))`.
@@ -69,7 +81,9 @@ mod tests {
         let dz = backward(&cache, &labels, 0.25);
         // Upstream gradient 1 on the scalar mean loss.
         let one = Array1::from_elem(1, 1.0);
-        let num = numeric_gradient(&z, &one, |z| Array1::from_elem(1, forward(z.view(), &labels).0.mean().unwrap()));
+        let num = numeric_gradient(&z, &one, |z| {
+            Array1::from_elem(1, forward(z.view(), &labels).0.mean().unwrap())
+        });
         assert_gradient_matches("softmax-xent dz", &dz.into_dyn(), &num);
     }
 

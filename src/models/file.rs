@@ -18,26 +18,56 @@ use std::path::{Path, PathBuf};
 /// The value of the `format` metadata key of a model file.
 pub const MODEL_FORMAT: &str = "advmnist-lenet";
 /// The architecture, as written in the `architecture` metadata key.
-pub const ARCHITECTURE: &str = "caffe-lenet: conv 20@5x5, maxpool 2, conv 50@5x5, maxpool 2, fc 500, relu, fc 10";
+pub const ARCHITECTURE: &str =
+    "caffe-lenet: conv 20@5x5, maxpool 2, conv 50@5x5, maxpool 2, fc 500, relu, fc 10";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelFileError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a readable safetensors file (truncated or corrupt?): {reason}")]
     Format { path: PathBuf, reason: String },
     #[error("{path}: tensor '{name}' is missing (a LeNet file needs {expected})")]
-    MissingTensor { path: PathBuf, name: String, expected: String },
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        expected: String,
+    },
     #[error("{path}: unexpected tensor '{name}' (a LeNet file holds only {expected})")]
-    UnexpectedTensor { path: PathBuf, name: String, expected: String },
+    UnexpectedTensor {
+        path: PathBuf,
+        name: String,
+        expected: String,
+    },
     #[error("{path}: tensor '{name}' has shape {found:?}, expected {expected:?}")]
-    WrongShape { path: PathBuf, name: String, found: Vec<usize>, expected: Vec<usize> },
+    WrongShape {
+        path: PathBuf,
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
     #[error("{path}: tensor '{name}' has dtype {found}, expected F32")]
-    WrongDtype { path: PathBuf, name: String, found: String },
+    WrongDtype {
+        path: PathBuf,
+        name: String,
+        found: String,
+    },
     #[error("{path}: tensor '{name}' holds a non-finite value ({value}) at flat index {index}")]
-    NonFinite { path: PathBuf, name: String, index: usize, value: f32 },
+    NonFinite {
+        path: PathBuf,
+        name: String,
+        index: usize,
+        value: f32,
+    },
     #[error("{path}: metadata '{key}': {reason}")]
-    BadMetadata { path: PathBuf, key: String, reason: String },
+    BadMetadata {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
 }
 
 /// What a model file says about how its model was made.
@@ -57,7 +87,10 @@ impl ModelMeta {
         let mut m = self.extra.clone();
         m.insert("format".into(), MODEL_FORMAT.into());
         m.insert("architecture".into(), ARCHITECTURE.into());
-        m.insert("dropout".into(), serde_json::to_string(&self.dropout).expect("plain struct"));
+        m.insert(
+            "dropout".into(),
+            serde_json::to_string(&self.dropout).expect("plain struct"),
+        );
         m.insert("seed".into(), self.seed.to_string());
         m.insert("iterations".into(), self.iterations.to_string());
         m.insert("data_sha256".into(), self.data_sha256.clone());
@@ -68,21 +101,43 @@ impl ModelMeta {
     /// Reads the metadata back. Files made elsewhere (e.g. saved from PyTorch) may have none:
     /// missing keys read as "unknown" (no dropout, seed 0), but malformed ones are errors.
     pub fn from_map(path: &Path, m: &BTreeMap<String, String>) -> Result<Self, ModelFileError> {
-        let bad = |key: &str, reason: String| ModelFileError::BadMetadata { path: path.into(), key: key.into(), reason };
+        let bad = |key: &str, reason: String| ModelFileError::BadMetadata {
+            path: path.into(),
+            key: key.into(),
+            reason,
+        };
         let number = |key: &str| -> Result<u64, ModelFileError> {
-            m.get(key).map_or(Ok(0), |v| v.parse().map_err(|_| bad(key, format!("'{v}' is not a whole number"))))
+            m.get(key).map_or(Ok(0), |v| {
+                v.parse()
+                    .map_err(|_| bad(key, format!("'{v}' is not a whole number")))
+            })
         };
         let dropout = match m.get("dropout") {
             Some(v) => serde_json::from_str(v).map_err(|e| bad("dropout", e.to_string()))?,
             None => DropoutRates::NONE,
         };
-        let reserved = ["format", "architecture", "dropout", "seed", "iterations", "data_sha256", "advmnist_version"];
+        let reserved = [
+            "format",
+            "architecture",
+            "dropout",
+            "seed",
+            "iterations",
+            "data_sha256",
+            "advmnist_version",
+        ];
         Ok(ModelMeta {
             dropout,
             seed: number("seed")?,
             iterations: number("iterations")?,
-            data_sha256: m.get("data_sha256").cloned().unwrap_or_else(|| "unknown".into()),
-            extra: m.iter().filter(|(k, _)| !reserved.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            data_sha256: m
+                .get("data_sha256")
+                .cloned()
+                .unwrap_or_else(|| "unknown".into()),
+            extra: m
+                .iter()
+                .filter(|(k, _)| !reserved.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         })
     }
 }
@@ -96,16 +151,28 @@ impl ModelMeta {
 pub fn encode(tensors: &[(String, ArrayD<f32>)], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
-        .map(|(_, t)| t.as_standard_layout().iter().flat_map(|v| v.to_le_bytes()).collect())
+        .map(|(_, t)| {
+            t.as_standard_layout()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect()
+        })
         .collect();
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .zip(&bytes)
-        .map(|((name, t), b)| (name.clone(), TensorView::new(Dtype::F32, t.shape().to_vec(), b).expect("sizes agree")))
+        .map(|((name, t), b)| {
+            (
+                name.clone(),
+                TensorView::new(Dtype::F32, t.shape().to_vec(), b).expect("sizes agree"),
+            )
+        })
         .collect();
     let plain = safetensors::tensor::serialize(views, None).expect("f32 tensors serialize");
     let header_len = u64::from_le_bytes(plain[..8].try_into().unwrap()) as usize;
-    let header = std::str::from_utf8(&plain[8..8 + header_len]).expect("JSON header").trim_end();
+    let header = std::str::from_utf8(&plain[8..8 + header_len])
+        .expect("JSON header")
+        .trim_end();
     let rest = header.strip_prefix('{').expect("header is a JSON object");
     let meta_json = serde_json::to_string(metadata).expect("strings serialize");
     let mut new_header = format!("{{\"__metadata__\":{meta_json}");
@@ -125,10 +192,22 @@ pub fn encode(tensors: &[(String, ArrayD<f32>)], metadata: &BTreeMap<String, Str
 
 /// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
-    let io = |source| ModelFileError::Io { path: path.into(), source };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().ok_or_else(|| io(std::io::Error::other("no file name")))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let io = |source| ModelFileError::Io {
+        path: path.into(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io(std::io::Error::other("no file name")))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -150,41 +229,83 @@ pub struct Archive {
 
 /// Reads a whole safetensors file of f32 tensors, rejecting other dtypes and non-finite values.
 pub fn read_archive(path: &Path) -> Result<Archive, ModelFileError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io { path: path.into(), source })?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| ModelFileError::Format { path: path.into(), reason: e.to_string() })?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| ModelFileError::Format { path: path.into(), reason: e.to_string() })?;
-    let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelFileError::Format {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| ModelFileError::Format {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    let metadata = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(ModelFileError::WrongDtype { path: path.into(), name, found: format!("{:?}", view.dtype()) });
+            return Err(ModelFileError::WrongDtype {
+                path: path.into(),
+                name,
+                found: format!("{:?}", view.dtype()),
+            });
         }
-        let values: Vec<f32> =
-            view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            return Err(ModelFileError::NonFinite { path: path.into(), name, index, value: values[index] });
+            return Err(ModelFileError::NonFinite {
+                path: path.into(),
+                name,
+                index,
+                value: values[index],
+            });
         }
-        let array = ArrayD::from_shape_vec(view.shape().to_vec(), values).expect("safetensors checked the sizes");
+        let array = ArrayD::from_shape_vec(view.shape().to_vec(), values)
+            .expect("safetensors checked the sizes");
         tensors.insert(name, array);
     }
-    Ok(Archive { path: path.into(), tensors, metadata })
+    Ok(Archive {
+        path: path.into(),
+        tensors,
+        metadata,
+    })
 }
 
 impl Archive {
     /// Takes the eight LeNet tensors named `prefix + name`; with `exclusive`, any other tensor
     /// is an error.
-    pub fn take_lenet(&mut self, prefix: &str, exclusive: bool) -> Result<LeNet<f32>, ModelFileError> {
-        let expected = || PARAMETER_SHAPES.iter().map(|(n, _)| format!("{prefix}{n}")).collect::<Vec<_>>().join(", ");
+    pub fn take_lenet(
+        &mut self,
+        prefix: &str,
+        exclusive: bool,
+    ) -> Result<LeNet<f32>, ModelFileError> {
+        let expected = || {
+            PARAMETER_SHAPES
+                .iter()
+                .map(|(n, _)| format!("{prefix}{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut net = LeNet::zeros();
         for mut p in net.parameters_mut() {
             let name = format!("{prefix}{}", p.name);
-            let t = self.tensors.remove(&name).ok_or_else(|| ModelFileError::MissingTensor {
-                path: self.path.clone(),
-                name: name.clone(),
-                expected: expected(),
-            })?;
+            let t = self
+                .tensors
+                .remove(&name)
+                .ok_or_else(|| ModelFileError::MissingTensor {
+                    path: self.path.clone(),
+                    name: name.clone(),
+                    expected: expected(),
+                })?;
             if t.shape() != p.data.shape() {
                 return Err(ModelFileError::WrongShape {
                     path: self.path.clone(),
@@ -197,7 +318,11 @@ impl Archive {
         }
         if exclusive {
             if let Some(name) = self.tensors.keys().min() {
-                return Err(ModelFileError::UnexpectedTensor { path: self.path.clone(), name: name.clone(), expected: expected() });
+                return Err(ModelFileError::UnexpectedTensor {
+                    path: self.path.clone(),
+                    name: name.clone(),
+                    expected: expected(),
+                });
             }
         }
         Ok(net)
@@ -206,7 +331,10 @@ impl Archive {
 
 /// The tensors of a LeNet as (prefixed name, array) pairs, for [`encode`].
 pub fn lenet_tensors(net: &LeNet<f32>, prefix: &str) -> Vec<(String, ArrayD<f32>)> {
-    net.parameters().iter().map(|p| (format!("{prefix}{}", p.name), p.data.to_owned())).collect()
+    net.parameters()
+        .iter()
+        .map(|p| (format!("{prefix}{}", p.name), p.data.to_owned()))
+        .collect()
 }
 
 /// Saves a model file atomically.

@@ -11,11 +11,10 @@
 //! each drops units of that layer's *output*. Dropout on the output layer drops logits before the
 //! softmax: unusual, but it is what the table lists, so it is offered as such.
 //!
-//! Batch-level work (`logits`, `input_gradient`, `loss_and_gradients`) splits the batch into
-//! chunks of a fixed number of images and runs the chunks in parallel with rayon: images are
-//! independent, so the only cross-chunk step is the sum of the per-chunk parameter gradients,
-//! done afterwards in chunk order. Since neither the chunk boundaries nor the order of that sum
-//! depend on the number of threads, every result is bit-identical for any thread count.
+//! Parallelism lives inside the layers, over fixed pieces of the batch (see
+//! `kernels::parallel`): the network itself is a plain chain of layer calls. Inference of a
+//! large batch also runs fixed chunks of [`INFERENCE_CHUNK`] images side by side. Since no
+//! piece depends on the number of threads, every result is bit-identical for any thread count.
 
 use crate::layers::conv::{self, ConvCache, ConvParams};
 use crate::layers::dense::{self, DenseCache, DenseParams};
@@ -24,7 +23,9 @@ use crate::layers::maxpool::{self, MaxPoolCache};
 use crate::layers::relu::{self, ReluCache};
 use crate::layers::softmax_xent;
 use crate::scalar::Scalar;
-use ndarray::{s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewD, ArrayViewMutD, Axis, Ix2, Ix4};
+use ndarray::{
+    s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewD, ArrayViewMutD, Axis, Ix2, Ix4,
+};
 use ndarray_rand::rand_distr::Uniform;
 use ndarray_rand::RandomExt;
 use rand_chacha::ChaCha8Rng;
@@ -32,12 +33,11 @@ use rayon::prelude::*;
 
 pub const IMAGE_SIDE: usize = 28;
 pub const CLASSES: usize = 10;
-/// Images per parallel chunk when gradients are summed over the batch. Fixed, never derived
-/// from the thread count: it decides which images are summed together (see the module comment).
-pub const GRADIENT_CHUNK: usize = 8;
-/// Images per parallel chunk for inference and input gradients (no cross-image sums, so this
-/// only trades parallelism against per-call overhead).
+/// Images per chunk for inference (each chunk runs the whole network on one worker, keeping
+/// its activations in cache) and for input gradients (bounding the memory of the caches:
+/// about 190 KB per image).
 pub const INFERENCE_CHUNK: usize = 50;
+pub const INPUT_GRADIENT_CHUNK: usize = 256;
 
 /// LeNet's parameters, in PyTorch's names and layouts. The same struct holds gradients and
 /// momentum buffers.
@@ -73,11 +73,26 @@ pub struct DropoutRates {
 }
 
 impl DropoutRates {
-    pub const NONE: DropoutRates = DropoutRates { input: 0.0, conv1: 0.0, conv2: 0.0, fc1: 0.0, output: 0.0 };
+    pub const NONE: DropoutRates = DropoutRates {
+        input: 0.0,
+        conv1: 0.0,
+        conv2: 0.0,
+        fc1: 0.0,
+        output: 0.0,
+    };
     /// Table 1, "Inp": 0.2 on the input pixels only.
-    pub const INP: DropoutRates = DropoutRates { input: 0.2, ..Self::NONE };
+    pub const INP: DropoutRates = DropoutRates {
+        input: 0.2,
+        ..Self::NONE
+    };
     /// Table 1, "All": 0.2 on input, conv1, conv2; 0.5 on fc1 ("Full") and the output.
-    pub const ALL: DropoutRates = DropoutRates { input: 0.2, conv1: 0.2, conv2: 0.2, fc1: 0.5, output: 0.5 };
+    pub const ALL: DropoutRates = DropoutRates {
+        input: 0.2,
+        conv1: 0.2,
+        conv2: 0.2,
+        fc1: 0.5,
+        output: 0.5,
+    };
 
     /// A preset name (`none`, `inp`, `all`) or five comma-separated rates
     /// `input,conv1,conv2,fc1,output`, each in [0, 1).
@@ -96,13 +111,22 @@ impl DropoutRates {
         }
         let mut r = [0.0; 5];
         for (slot, s) in r.iter_mut().zip(&rates) {
-            let v: f64 = s.trim().parse().map_err(|_| format!("dropout rate '{}' is not a number", s.trim()))?;
+            let v: f64 = s
+                .trim()
+                .parse()
+                .map_err(|_| format!("dropout rate '{}' is not a number", s.trim()))?;
             if !(0.0..1.0).contains(&v) {
                 return Err(format!("dropout rate {v} is outside [0, 1)"));
             }
             *slot = v;
         }
-        Ok(DropoutRates { input: r[0], conv1: r[1], conv2: r[2], fc1: r[3], output: r[4] })
+        Ok(DropoutRates {
+            input: r[0],
+            conv1: r[1],
+            conv2: r[2],
+            fc1: r[3],
+            output: r[4],
+        })
     }
 
     /// The preset's name where there is one, else the five rates.
@@ -190,7 +214,11 @@ impl<T: Scalar> LeNet<T> {
             if p.name.ends_with(".weight") {
                 let fan_in: usize = p.data.shape()[1..].iter().product();
                 let a = (3.0 / fan_in as f64).sqrt();
-                let draw = ndarray::ArrayD::<f64>::random_using(p.data.raw_dim(), Uniform::new_inclusive(-a, a).unwrap(), rng);
+                let draw = ndarray::ArrayD::<f64>::random_using(
+                    p.data.raw_dim(),
+                    Uniform::new_inclusive(-a, a).unwrap(),
+                    rng,
+                );
                 p.data.zip_mut_with(&draw, |w, &v| *w = T::of(v));
             }
         }
@@ -240,7 +268,10 @@ impl<T: Scalar> LeNet<T> {
     /// The first non-finite value, if any, as (tensor name, flat index, value).
     pub fn first_non_finite(&self) -> Option<(&'static str, usize, f64)> {
         self.parameters().iter().find_map(|p| {
-            p.data.iter().position(|v| !v.is_finite()).map(|i| (p.name, i, p.data.iter().nth(i).unwrap().f64()))
+            p.data
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|i| (p.name, i, p.data.iter().nth(i).unwrap().f64()))
         })
     }
 
@@ -250,17 +281,36 @@ impl<T: Scalar> LeNet<T> {
         let d = |a: &Array2<T>| a.mapv(|v| U::of(v.f64()));
         let b = |a: &Array1<T>| a.mapv(|v| U::of(v.f64()));
         LeNet {
-            conv1: ConvParams { weight: c(&self.conv1.weight), bias: b(&self.conv1.bias) },
-            conv2: ConvParams { weight: c(&self.conv2.weight), bias: b(&self.conv2.bias) },
-            fc1: DenseParams { weight: d(&self.fc1.weight), bias: b(&self.fc1.bias) },
-            fc2: DenseParams { weight: d(&self.fc2.weight), bias: b(&self.fc2.bias) },
+            conv1: ConvParams {
+                weight: c(&self.conv1.weight),
+                bias: b(&self.conv1.bias),
+            },
+            conv2: ConvParams {
+                weight: c(&self.conv2.weight),
+                bias: b(&self.conv2.bias),
+            },
+            fc1: DenseParams {
+                weight: d(&self.fc1.weight),
+                bias: b(&self.fc1.bias),
+            },
+            fc2: DenseParams {
+                weight: d(&self.fc2.weight),
+                bias: b(&self.fc2.bias),
+            },
         }
     }
 
     /// Forward pass of a (sub-)batch `x (N,1,28,28)`, keeping every cache. With `dropout`,
     /// training mode; without, evaluation mode (dropout is the identity).
-    pub fn forward(&self, x: ArrayView4<T>, mut dropout: Option<Dropout<'_>>) -> (Array2<T>, LeNetCache<T>) {
-        let rates = dropout.as_ref().map(|d| *d.rates).unwrap_or(DropoutRates::NONE);
+    pub fn forward(
+        &self,
+        x: ArrayView4<T>,
+        mut dropout: Option<Dropout<'_>>,
+    ) -> (Array2<T>, LeNetCache<T>) {
+        let rates = dropout
+            .as_ref()
+            .map(|d| *d.rates)
+            .unwrap_or(DropoutRates::NONE);
         let n = x.dim().0;
         let (h, input_dropout) = maybe_dropout(x.to_owned(), rates.input, &mut dropout);
         let (h, conv1) = conv::forward(h.view(), &self.conv1);
@@ -269,7 +319,9 @@ impl<T: Scalar> LeNet<T> {
         let (h, conv2) = conv::forward(h.view(), &self.conv2);
         let (h, pool2) = maxpool::forward(h.view());
         let (h, conv2_dropout) = maybe_dropout(h, rates.conv2, &mut dropout);
-        let flat = h.into_shape_with_order((n, 800)).expect("pool2 output is contiguous");
+        let flat = h
+            .into_shape_with_order((n, 800))
+            .expect("pool2 output is contiguous");
         let (h, fc1) = dense::forward(flat.view(), &self.fc1);
         let (h, relu) = relu::forward(h.view());
         let (h, fc1_dropout) = maybe_dropout(h, rates.fc1, &mut dropout);
@@ -363,30 +415,29 @@ impl<T: Scalar> LeNet<T> {
     /// Each image's own loss `(N)` and its gradient with respect to that image `(N,1,28,28)`,
     /// in evaluation mode (no dropout), as the gradient-sign attack needs. The gradient is of
     /// each image's loss, not of the batch mean, so it does not shrink with the batch size.
+    /// Runs [`INPUT_GRADIENT_CHUNK`] images at a time to bound memory.
     pub fn input_gradient(&self, x: ArrayView4<T>, labels: &[u8]) -> (Array1<T>, Array4<T>) {
         let n = x.dim().0;
         assert_eq!(labels.len(), n, "one label per image");
         let mut losses = Array1::zeros(n);
         let mut grad = Array4::zeros(x.raw_dim());
-        grad.axis_chunks_iter_mut(Axis(0), INFERENCE_CHUNK)
-            .into_par_iter()
-            .zip(losses.axis_chunks_iter_mut(Axis(0), INFERENCE_CHUNK))
-            .enumerate()
-            .for_each(|(c, (mut g, mut l))| {
-                let range = c * INFERENCE_CHUNK..(c * INFERENCE_CHUNK + g.dim().0);
-                let labels = &labels[range.clone()];
-                let (logits, cache) = self.forward(x.slice(s![range, .., .., ..]), None);
-                let (chunk_losses, xent) = softmax_xent::forward(logits.view(), labels);
-                let d_logits = softmax_xent::backward(&xent, labels, T::one());
-                g.assign(&self.backward(d_logits.view(), &cache, None, true).expect("input gradient requested"));
-                l.assign(&chunk_losses);
-            });
+        for start in (0..n).step_by(INPUT_GRADIENT_CHUNK) {
+            let range = start..(start + INPUT_GRADIENT_CHUNK).min(n);
+            let labels = &labels[range.clone()];
+            let (logits, cache) = self.forward(x.slice(s![range.clone(), .., .., ..]), None);
+            let (chunk_losses, xent) = softmax_xent::forward(logits.view(), labels);
+            let d_logits = softmax_xent::backward(&xent, labels, T::one());
+            let dx = self
+                .backward(d_logits.view(), &cache, None, true)
+                .expect("input gradient requested");
+            grad.slice_mut(s![range.clone(), .., .., ..]).assign(&dx);
+            losses.slice_mut(s![range]).assign(&chunk_losses);
+        }
         (losses, grad)
     }
 
     /// The batch-mean loss and its gradient with respect to every parameter, with optional
-    /// training-time dropout (`rngs[n]` is image `n`'s stream). Chunks of [`GRADIENT_CHUNK`]
-    /// images run in parallel; their gradients are then summed in chunk order.
+    /// training-time dropout (`rngs[n]` is image `n`'s stream).
     pub fn loss_and_gradients(
         &self,
         x: ArrayView4<T>,
@@ -398,29 +449,13 @@ impl<T: Scalar> LeNet<T> {
         assert_eq!(labels.len(), n, "one label per image");
         assert_eq!(rngs.len(), n, "one random stream per image");
         let scale = T::one() / T::of(n as f64);
-        let partials: Vec<(T, LeNet<T>)> = rngs
-            .par_chunks_mut(GRADIENT_CHUNK)
-            .enumerate()
-            .map(|(c, rngs)| {
-                let range = c * GRADIENT_CHUNK..c * GRADIENT_CHUNK + rngs.len();
-                let labels = &labels[range.clone()];
-                let dropout = (!rates.is_none()).then_some(Dropout { rates, rngs });
-                let (logits, cache) = self.forward(x.slice(s![range, .., .., ..]), dropout);
-                let (losses, xent) = softmax_xent::forward(logits.view(), labels);
-                let d_logits = softmax_xent::backward(&xent, labels, scale);
-                let mut grads = LeNet::zeros();
-                self.backward(d_logits.view(), &cache, Some(&mut grads), false);
-                (losses.sum(), grads)
-            })
-            .collect();
-        // Fixed-order reduction: chunk 0 + chunk 1 + ..., whatever thread computed each.
-        let mut total_loss = T::zero();
-        let mut total = LeNet::zeros();
-        for (loss, grads) in &partials {
-            total_loss += *loss;
-            total.add_assign(grads);
-        }
-        (total_loss * scale, total)
+        let dropout = (!rates.is_none()).then_some(Dropout { rates, rngs });
+        let (logits, cache) = self.forward(x, dropout);
+        let (losses, xent) = softmax_xent::forward(logits.view(), labels);
+        let d_logits = softmax_xent::backward(&xent, labels, scale);
+        let mut grads = LeNet::zeros();
+        self.backward(d_logits.view(), &cache, Some(&mut grads), false);
+        (losses.sum() * scale, grads)
     }
 }
 
@@ -454,6 +489,10 @@ pub fn argmax_rows<T: Scalar>(z: ArrayView2<T>) -> Vec<u8> {
 /// Percentage of predictions that differ from the labels.
 pub fn error_pct(predictions: &[u8], labels: &[u8]) -> f64 {
     assert_eq!(predictions.len(), labels.len());
-    let wrong = predictions.iter().zip(labels).filter(|(p, l)| p != l).count();
+    let wrong = predictions
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| p != l)
+        .count();
     100.0 * wrong as f64 / labels.len().max(1) as f64
 }

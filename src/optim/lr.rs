@@ -12,7 +12,11 @@ pub struct InvPolicy {
 }
 
 impl InvPolicy {
-    pub const LENET: InvPolicy = InvPolicy { base_lr: 0.01, gamma: 1e-4, power: 0.75 };
+    pub const LENET: InvPolicy = InvPolicy {
+        base_lr: 0.01,
+        gamma: 1e-4,
+        power: 0.75,
+    };
 
     pub fn rate(&self, iter: u64) -> f64 {
         self.base_lr * (1.0 + self.gamma * iter as f64).powf(-self.power)

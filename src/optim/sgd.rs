@@ -26,19 +26,41 @@ pub struct SgdMomentum {
 
 impl SgdMomentum {
     /// `lenet_solver.prototxt`: momentum 0.9, weight_decay 0.0005; biases learn twice as fast.
-    pub const LENET: SgdMomentum = SgdMomentum { momentum: 0.9, weight_decay: 5e-4, bias_lr_mult: 2.0 };
+    pub const LENET: SgdMomentum = SgdMomentum {
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        bias_lr_mult: 2.0,
+    };
 
     /// One update of `params` from `grads`, with the momentum buffers in `velocity`.
-    pub fn step<T: Scalar>(&self, params: &mut LeNet<T>, grads: &LeNet<T>, velocity: &mut LeNet<T>, lr: f64) {
+    pub fn step<T: Scalar>(
+        &self,
+        params: &mut LeNet<T>,
+        grads: &LeNet<T>,
+        velocity: &mut LeNet<T>,
+        lr: f64,
+    ) {
         let (m, wd) = (T::of(self.momentum), T::of(self.weight_decay));
-        for ((mut w, g), mut v) in params.parameters_mut().into_iter().zip(grads.parameters()).zip(velocity.parameters_mut()) {
+        for ((mut w, g), mut v) in params
+            .parameters_mut()
+            .into_iter()
+            .zip(grads.parameters())
+            .zip(velocity.parameters_mut())
+        {
             assert_eq!(w.name, v.name);
-            let lr_mult = if w.name.ends_with(".bias") { self.bias_lr_mult } else { 1.0 };
+            let lr_mult = if w.name.ends_with(".bias") {
+                self.bias_lr_mult
+            } else {
+                1.0
+            };
             let rate = T::of(lr * lr_mult);
-            Zip::from(&mut w.data).and(&g.data).and(&mut v.data).for_each(|w, &g, v| {
-                *v = m * *v + rate * (g + wd * *w);
-                *w -= *v;
-            });
+            Zip::from(&mut w.data)
+                .and(&g.data)
+                .and(&mut v.data)
+                .for_each(|w, &g, v| {
+                    *v = m * *v + rate * (g + wd * *w);
+                    *w -= *v;
+                });
         }
     }
 }
@@ -53,7 +75,11 @@ mod tests {
         // weight w = 1, g = 2: v1 = 0.5 * (2 + 0.1 * 1) = 1.05, w1 = -0.05;
         //   v2 = 0.9 * 1.05 + 0.5 * (2 + 0.1 * -0.05) = 0.945 + 0.9975 = 1.9425, w2 = -1.9925.
         // bias (lr_mult 2) b = 1, g = 2: v1 = 1.0 * 2.1 = 2.1, b1 = -1.1.
-        let sgd = SgdMomentum { momentum: 0.9, weight_decay: 0.1, bias_lr_mult: 2.0 };
+        let sgd = SgdMomentum {
+            momentum: 0.9,
+            weight_decay: 0.1,
+            bias_lr_mult: 2.0,
+        };
         let mut p = LeNet::<f64>::zeros();
         p.fc2.weight[[0, 0]] = 1.0;
         p.fc2.bias[0] = 1.0;

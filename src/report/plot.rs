@@ -9,7 +9,10 @@ use plotters::style::{register_font, FontStyle};
 pub fn register_fonts() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        for (style, bytes) in [(FontStyle::Normal, dejavu::sans::regular()), (FontStyle::Bold, dejavu::sans::bold())] {
+        for (style, bytes) in [
+            (FontStyle::Normal, dejavu::sans::regular()),
+            (FontStyle::Bold, dejavu::sans::bold()),
+        ] {
             if register_font("sans-serif", style, bytes).is_err() {
                 panic!("the bundled DejaVu font failed to parse");
             }
@@ -26,7 +29,12 @@ pub fn error_vs_distortion_svg(result: &SweepResult, title: &str) -> String {
             models.push(&r.model);
         }
     }
-    let max_d = result.rows.iter().map(|r| r.distortion).fold(0.0f64, f64::max).max(1e-6);
+    let max_d = result
+        .rows
+        .iter()
+        .map(|r| r.distortion)
+        .fold(0.0f64, f64::max)
+        .max(1e-6);
     register_fonts();
     let mut svg = String::new();
     {
@@ -49,13 +57,19 @@ pub fn error_vs_distortion_svg(result: &SweepResult, title: &str) -> String {
             .expect("drawing to a string cannot fail");
         for (i, model) in models.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
-            let points: Vec<(f64, f64)> =
-                result.rows.iter().filter(|r| r.model == *model).map(|r| (r.distortion, r.error_pct)).collect();
+            let points: Vec<(f64, f64)> = result
+                .rows
+                .iter()
+                .filter(|r| r.model == *model)
+                .map(|r| (r.distortion, r.error_pct))
+                .collect();
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))
                 .expect("drawing to a string cannot fail")
                 .label(*model)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()

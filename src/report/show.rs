@@ -1,1 +1,569 @@
-//! `advmnist show`: a figure of test digits, clean and perturbed (the study's Figure 1).
+//! `advmnist show`: a figure of test digits, clean and perturbed (the study's Figure 1), with
+//! the model's verdict on each, and beside them the input gradient and its sign, so a reader
+//! sees where and why the gradient-sign attack pushes.
+//!
+//! One row per digit. Columns, left to right:
+//! - the true label;
+//! - `clean`: the digit as given;
+//! - one column per level: the digit under gradient-sign noise (`eps=...`, the study's Eq. 1,
+//!   `X' = clip(X + eps sign(dL/dX), 0, 1)`) or Gaussian noise (`sigma=...`,
+//!   `X' = clip(X + sigma Z, 0, 1)`), headed by the average distortion per pixel that the
+//!   column's clipped perturbation actually applies to the digits shown (section 3.2);
+//! - `gradient`: `dL/dX` of the cross-entropy with the true label (the gradient FGSM uses), as a
+//!   diverging heat map scaled per digit by its own max |gradient| (blue negative, white zero,
+//!   red positive);
+//! - `sign`: `sign(dL/dX)` in the same colours, with `sign(0) = 0` (see `attacks::fgsm`): the
+//!   pattern FGSM adds, scaled by eps. For Gaussian noise it is shown for comparison: it is the
+//!   direction the random noise is not aimed at.
+//!
+//! Under each digit: the predicted class and its softmax probability, e.g. `7 (99%)`, in red
+//! when the prediction is wrong. Digits are scaled up [`SCALE`] times by nearest neighbour and
+//! drawn as they are stored: 0 (background) black, 1 (ink) white.
+//!
+//! The PNG is written atomically, but not through `models::file::write_atomic`: plotters
+//! encodes PNGs with the `image` crate, which advmnist does not depend on directly, so the
+//! figure is drawn by plotters' file backend into a temporary `.png` file in the target's
+//! folder, flushed to disk, and renamed over the target. Its bytes depend only on the model,
+//! the images and the config (the Gaussian noise comes from the seeded per-image streams of
+//! `attacks::gaussian`), so rendering twice gives the same file.
+
+use crate::attacks::distortion::distortion_per_pixel;
+use crate::attacks::fgsm::{perturb, sign};
+use crate::attacks::gaussian::standard_normal_like;
+use crate::attacks::{validate, InvalidPerturbation};
+use crate::layers::softmax_xent::softmax;
+use crate::models::lenet::argmax_rows;
+use crate::models::Classifier;
+use crate::report::plot::register_fonts;
+use ndarray::{Array4, ArrayView2, ArrayView4};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::FontStyle;
+use std::path::{Path, PathBuf};
+
+/// Which perturbation the figure shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShowNoise {
+    /// The fast gradient sign method; levels are eps.
+    Fgsm,
+    /// Additive Gaussian noise; levels are sigma.
+    Gaussian,
+}
+
+impl ShowNoise {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShowNoise::Fgsm => "fgsm",
+            ShowNoise::Gaussian => "gaussian",
+        }
+    }
+
+    /// The name of a level in column headers.
+    fn level_symbol(self) -> &'static str {
+        match self {
+            ShowNoise::Fgsm => "eps",
+            ShowNoise::Gaussian => "sigma",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShowConfig {
+    pub noise: ShowNoise,
+    /// eps or sigma of each perturbed column, left to right; each finite and >= 0.
+    pub levels: Vec<f32>,
+    /// Seed of the Gaussian noise (`attacks::gaussian::standard_normal_like`); FGSM ignores it.
+    pub seed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShowError {
+    #[error("no noise levels given: the figure needs at least one (e.g. 0.1,0.2)")]
+    NoLevels,
+    #[error("noise level {level} is invalid: a level must be a finite number >= 0")]
+    BadLevel { level: f32 },
+    #[error("{path}: the figure is a PNG image, so the output file name must end in .png")]
+    NotPng { path: PathBuf },
+    #[error("cannot show these images: {reason}")]
+    BadImages { reason: String },
+    #[error("{noise} noise at {symbol} = {level}: {source}")]
+    InvalidPerturbation {
+        noise: &'static str,
+        symbol: &'static str,
+        level: f32,
+        source: InvalidPerturbation,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: drawing the figure failed: {reason}")]
+    Draw { path: PathBuf, reason: String },
+}
+
+/// Each digit is drawn `SCALE` times its size, by nearest neighbour.
+pub const SCALE: u32 = 4;
+const SIDE: usize = 28; // MNIST images are 28x28
+const CELL: i32 = SIDE as i32 * SCALE as i32; // side of one image cell in pixels
+const MARGIN: i32 = 16; // around the whole figure
+const LABEL_WIDTH: i32 = 56; // the true-label column
+const GAP: i32 = 10; // between image columns
+const SECTION_GAP: i32 = 30; // between the perturbed digits and the gradient columns
+const TITLE_HEIGHT: i32 = 54; // title and subtitle
+const HEADER_HEIGHT: i32 = 42; // column header and distortion line
+const CAPTION_HEIGHT: i32 = 22; // verdict under each cell
+const ROW_GAP: i32 = 8; // between rows
+const LEGEND_HEIGHT: i32 = 74; // colour bar, its ticks and two lines of explanation
+const BAR_HEIGHT: i32 = 10; // the legend's colour bar
+const MIN_WIDTH: i32 = 820; // so the subtitle and legend fit even with a single level
+
+/// Colours of the diverging map at -1 and +1: the ends of ColorBrewer's RdBu scheme
+/// (one step in from the darkest), so both read clearly against white at zero.
+const NEGATIVE: (u8, u8, u8) = (33, 102, 172);
+const POSITIVE: (u8, u8, u8) = (178, 24, 43);
+const WRONG: RGBColor = RGBColor(200, 0, 0);
+const FRAME: RGBColor = RGBColor(170, 170, 170);
+const FAINT: RGBColor = RGBColor(90, 90, 90);
+
+/// Width and height in pixels of the figure for `digits` rows and `levels` perturbed columns.
+pub fn figure_size(digits: usize, levels: usize) -> (u32, u32) {
+    let image_columns = 1 + levels as i32; // clean, then one per level
+    let grid = image_columns * CELL + (image_columns - 1) * GAP + SECTION_GAP + 2 * CELL + GAP;
+    let width = (MARGIN + LABEL_WIDTH + grid + MARGIN).max(MIN_WIDTH);
+    let row = CELL + CAPTION_HEIGHT + ROW_GAP;
+    let height =
+        MARGIN + TITLE_HEIGHT + HEADER_HEIGHT + digits as i32 * row + LEGEND_HEIGHT + MARGIN;
+    (width as u32, height as u32)
+}
+
+/// The diverging colour of `v` in [-1, 1]: linear from white at 0 to [`NEGATIVE`] at -1 and
+/// [`POSITIVE`] at +1. Values outside are clamped.
+pub fn diverging_colour(v: f32) -> RGBColor {
+    let v = v.clamp(-1.0, 1.0);
+    let (r, g, b) = if v < 0.0 { NEGATIVE } else { POSITIVE };
+    let t = v.abs();
+    let mix = |end: u8| (255.0 + t * (end as f32 - 255.0)).round() as u8;
+    RGBColor(mix(r), mix(g), mix(b))
+}
+
+/// The model's verdict on one image.
+struct Verdict {
+    class: u8,
+    /// Softmax probability of `class`.
+    confidence: f32,
+}
+
+/// One column of digits: the clean set or one perturbed set.
+struct Column {
+    header: String,
+    /// Average distortion per pixel over the digits shown; `None` for the clean column.
+    distortion: Option<f64>,
+    images: Array4<f32>,    // (N, 1, 28, 28)
+    verdicts: Vec<Verdict>, // (N)
+}
+
+/// Everything the figure shows, computed before any drawing.
+struct Figure {
+    noise: ShowNoise,
+    labels: Vec<u8>,        // (N): true labels
+    columns: Vec<Column>,   // clean, then one per level
+    gradient: Array4<f32>,  // (N, 1, 28, 28): dL/dX, each image divided by its max |dL/dX|
+    max_gradient: Vec<f32>, // (N): each image's max |dL/dX| before scaling
+    sign: Array4<f32>,      // (N, 1, 28, 28): sign(dL/dX) in {-1, 0, +1}
+}
+
+fn verdicts(model: &dyn Classifier, x: ArrayView4<f32>) -> Vec<Verdict> {
+    let logits = model.logits(x);
+    let probabilities = softmax(logits.view());
+    // The class is taken from the logits, as `Classifier::predict` does, so ties break the
+    // same way.
+    argmax_rows(logits.view())
+        .into_iter()
+        .enumerate()
+        .map(|(n, class)| Verdict {
+            class,
+            confidence: probabilities[[n, class as usize]],
+        })
+        .collect()
+}
+
+fn check_inputs(
+    images: ArrayView4<f32>,
+    labels: &[u8],
+    cfg: &ShowConfig,
+    path: &Path,
+) -> Result<(), ShowError> {
+    if cfg.levels.is_empty() {
+        return Err(ShowError::NoLevels);
+    }
+    if let Some(&level) = cfg.levels.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
+        return Err(ShowError::BadLevel { level });
+    }
+    if !path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    {
+        return Err(ShowError::NotPng { path: path.into() });
+    }
+    let (n, c, h, w) = images.dim();
+    if n == 0 || (c, h, w) != (1, SIDE, SIDE) || labels.len() != n {
+        return Err(ShowError::BadImages {
+            reason: format!(
+                "images have shape {:?} and there are {} labels; expected (N, 1, 28, 28) with N > 0 and one label per image",
+                images.shape(),
+                labels.len()
+            ),
+        });
+    }
+    if let Some(i) = labels.iter().position(|&l| l > 9) {
+        return Err(ShowError::BadImages {
+            reason: format!("label {} of image {i} is not a digit 0..=9", labels[i]),
+        });
+    }
+    Ok(())
+}
+
+fn compute(
+    model: &dyn Classifier,
+    images: ArrayView4<f32>,
+    labels: &[u8],
+    cfg: &ShowConfig,
+) -> Result<Figure, ShowError> {
+    let (_, gradient) = model.input_gradient(images, labels);
+    let sign_pattern = gradient.mapv(sign);
+    let direction = match cfg.noise {
+        ShowNoise::Fgsm => sign_pattern.clone(),
+        // One standard-normal field per digit, scaled by each sigma (common random numbers, as in
+        // the sweep): the columns show the same noise growing.
+        ShowNoise::Gaussian => standard_normal_like(images, cfg.seed),
+    };
+    let symbol = cfg.noise.level_symbol();
+    let mut columns = vec![Column {
+        header: "clean".into(),
+        distortion: None,
+        images: images.to_owned(),
+        verdicts: verdicts(model, images),
+    }];
+    for &level in &cfg.levels {
+        let perturbed = perturb(images, direction.view(), level);
+        // Gaussian noise is unbounded before clipping: only the range is checked (as the sweep
+        // does).
+        let bound = (cfg.noise == ShowNoise::Fgsm).then_some(level);
+        validate(images, perturbed.view(), bound).map_err(|source| {
+            ShowError::InvalidPerturbation {
+                noise: cfg.noise.name(),
+                symbol,
+                level,
+                source,
+            }
+        })?;
+        columns.push(Column {
+            header: format!("{symbol}={level}"),
+            distortion: Some(distortion_per_pixel(images, perturbed.view())),
+            verdicts: verdicts(model, perturbed.view()),
+            images: perturbed,
+        });
+    }
+    let mut scaled = gradient;
+    let mut max_gradient = Vec::with_capacity(labels.len());
+    for mut g in scaled.outer_iter_mut() {
+        let max = g.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // An all-zero gradient (a saturated softmax can underflow to it) is drawn all white.
+        if max > 0.0 {
+            g.mapv_inplace(|v| v / max);
+        }
+        max_gradient.push(max);
+    }
+    Ok(Figure {
+        noise: cfg.noise,
+        labels: labels.to_vec(),
+        columns,
+        gradient: scaled,
+        max_gradient,
+        sign: sign_pattern,
+    })
+}
+
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// Draws one 28x28 image with its top-left corner at `(x0, y0)`, each pixel a `SCALE`-square.
+fn draw_cell<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    (x0, y0): (i32, i32),
+    image: ArrayView2<f32>,
+    colour: impl Fn(f32) -> RGBColor,
+) -> DrawResult<DB> {
+    for ((r, c), &v) in image.indexed_iter() {
+        let rgb = colour(v);
+        for dy in 0..SCALE as i32 {
+            for dx in 0..SCALE as i32 {
+                root.draw_pixel(
+                    (
+                        x0 + c as i32 * SCALE as i32 + dx,
+                        y0 + r as i32 * SCALE as i32 + dy,
+                    ),
+                    &rgb,
+                )?;
+            }
+        }
+    }
+    // A frame one pixel outside the cell, so near-white heat maps stand apart from the page.
+    root.draw(&Rectangle::new(
+        [(x0 - 1, y0 - 1), (x0 + CELL, y0 + CELL)],
+        FRAME.stroke_width(1),
+    ))
+}
+
+fn grey(v: f32) -> RGBColor {
+    let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    RGBColor(g, g, g)
+}
+
+fn text_style(size: u32, colour: RGBColor, bold: bool) -> TextStyle<'static> {
+    let font = if bold {
+        ("sans-serif", size, FontStyle::Bold).into_font()
+    } else {
+        ("sans-serif", size).into_font()
+    };
+    font.color(&colour).pos(Pos::new(HPos::Center, VPos::Top))
+}
+
+fn draw_figure<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let (width, _) = root.dim_in_pixel();
+    let centre = width as i32 / 2;
+    let title = match fig.noise {
+        ShowNoise::Fgsm => "Gradient-sign noise (FGSM) on test digits",
+        ShowNoise::Gaussian => "Gaussian noise on test digits",
+    };
+    root.draw_text(title, &text_style(20, BLACK, true), (centre, MARGIN))?;
+    let subtitle =
+        "left: true label; under each digit: predicted class (softmax confidence), red when wrong";
+    root.draw_text(
+        subtitle,
+        &text_style(14, FAINT, false),
+        (centre, MARGIN + 28),
+    )?;
+
+    let header_y = MARGIN + TITLE_HEIGHT;
+    let grid_top = header_y + HEADER_HEIGHT;
+    let row_height = CELL + CAPTION_HEIGHT + ROW_GAP;
+    let label_x = MARGIN + LABEL_WIDTH / 2;
+    let column_x = |k: usize| MARGIN + LABEL_WIDTH + k as i32 * (CELL + GAP);
+    let gradient_x = column_x(fig.columns.len()) - GAP + SECTION_GAP;
+    let sign_x = gradient_x + CELL + GAP;
+
+    root.draw_text("label", &text_style(16, BLACK, true), (label_x, header_y))?;
+    for (k, column) in fig.columns.iter().enumerate() {
+        let x = column_x(k) + CELL / 2;
+        root.draw_text(&column.header, &text_style(16, BLACK, true), (x, header_y))?;
+        if let Some(d) = column.distortion {
+            root.draw_text(
+                &format!("distortion {d:.3}"),
+                &text_style(13, FAINT, false),
+                (x, header_y + 20),
+            )?;
+        }
+    }
+    root.draw_text(
+        "gradient",
+        &text_style(16, BLACK, true),
+        (gradient_x + CELL / 2, header_y),
+    )?;
+    root.draw_text(
+        "dL/dx, true label",
+        &text_style(13, FAINT, false),
+        (gradient_x + CELL / 2, header_y + 20),
+    )?;
+    root.draw_text(
+        "sign",
+        &text_style(16, BLACK, true),
+        (sign_x + CELL / 2, header_y),
+    )?;
+    root.draw_text(
+        "what FGSM adds",
+        &text_style(13, FAINT, false),
+        (sign_x + CELL / 2, header_y + 20),
+    )?;
+
+    for (n, &label) in fig.labels.iter().enumerate() {
+        let y = grid_top + n as i32 * row_height;
+        let caption_y = y + CELL + 4;
+        root.draw_text(
+            &label.to_string(),
+            &text_style(26, BLACK, true),
+            (label_x, y + CELL / 2 - 14),
+        )?;
+        for (k, column) in fig.columns.iter().enumerate() {
+            let x = column_x(k);
+            draw_cell(
+                root,
+                (x, y),
+                column.images.slice(ndarray::s![n, 0, .., ..]),
+                grey,
+            )?;
+            let verdict = &column.verdicts[n];
+            let colour = if verdict.class == label { BLACK } else { WRONG };
+            let caption = format!("{} ({:.0}%)", verdict.class, 100.0 * verdict.confidence);
+            root.draw_text(
+                &caption,
+                &text_style(15, colour, verdict.class != label),
+                (x + CELL / 2, caption_y),
+            )?;
+        }
+        draw_cell(
+            root,
+            (gradient_x, y),
+            fig.gradient.slice(ndarray::s![n, 0, .., ..]),
+            diverging_colour,
+        )?;
+        let max_caption = format!("max |g| {:.1e}", fig.max_gradient[n]);
+        root.draw_text(
+            &max_caption,
+            &text_style(13, FAINT, false),
+            (gradient_x + CELL / 2, caption_y + 1),
+        )?;
+        draw_cell(
+            root,
+            (sign_x, y),
+            fig.sign.slice(ndarray::s![n, 0, .., ..]),
+            diverging_colour,
+        )?;
+    }
+
+    // Legend: a colour bar from -1 to +1, then what the colours mean, across the full width.
+    let legend_y = grid_top + fig.labels.len() as i32 * row_height + 4;
+    let bar_x = MARGIN + LABEL_WIDTH;
+    let bar_width = 2 * CELL;
+    for i in 0..bar_width {
+        let colour = diverging_colour(2.0 * i as f32 / (bar_width - 1) as f32 - 1.0);
+        for dy in 0..BAR_HEIGHT {
+            root.draw_pixel((bar_x + i, legend_y + dy), &colour)?;
+        }
+    }
+    root.draw(&Rectangle::new(
+        [
+            (bar_x - 1, legend_y - 1),
+            (bar_x + bar_width, legend_y + BAR_HEIGHT),
+        ],
+        FRAME.stroke_width(1),
+    ))?;
+    let tick_y = legend_y + BAR_HEIGHT + 2;
+    root.draw_text("-1", &text_style(12, FAINT, false), (bar_x, tick_y))?;
+    root.draw_text(
+        "0",
+        &text_style(12, FAINT, false),
+        (bar_x + bar_width / 2, tick_y),
+    )?;
+    root.draw_text(
+        "+1",
+        &text_style(12, FAINT, false),
+        (bar_x + bar_width, tick_y),
+    )?;
+    let key = "gradient and sign colours (each gradient scaled to its max |g|)";
+    let left = TextStyle::from(("sans-serif", 13).into_font())
+        .color(&FAINT)
+        .pos(Pos::new(HPos::Left, VPos::Top));
+    root.draw_text(key, &left, (bar_x + bar_width + 14, legend_y - 2))?;
+    let lines = [
+        "red: brightening the pixel raises the loss, so FGSM adds +eps there; blue: darkening it does (-eps);",
+        "white: no effect (sign 0: FGSM leaves the pixel alone). Steps past 0 or 1 are clipped: distortion < eps.",
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        root.draw_text(line, &left, (MARGIN, tick_y + 18 + 18 * i as i32))?;
+    }
+    Ok(())
+}
+
+/// A temporary path beside `path`, ending in `.png` so that plotters encodes PNG.
+fn temporary_path(path: &Path) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let k = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or("figure".into(), |n| n.to_string_lossy());
+    dir.join(format!(".{name}.tmp-{}-{k}.png", std::process::id()))
+}
+
+/// Renders the figure for `images (N,1,28,28)` with their true `labels` to a PNG file at
+/// `path` (which must end in `.png`). Every perturbed set is checked with
+/// [`crate::attacks::validate`] before it is drawn. A handful of digits (e.g. the first 8 test
+/// images) makes a figure of a readable size: see [`figure_size`].
+pub fn render_show_png(
+    model: &dyn Classifier,
+    images: ArrayView4<f32>,
+    labels: &[u8],
+    cfg: &ShowConfig,
+    path: &Path,
+) -> Result<(), ShowError> {
+    check_inputs(images, labels, cfg, path)?;
+    let figure = compute(model, images, labels, cfg)?;
+    register_fonts();
+    let size = figure_size(labels.len(), cfg.levels.len());
+    let tmp = temporary_path(path);
+    let drawn = {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        draw_figure(&root, &figure)
+            .map_err(|e| ShowError::Draw {
+                path: path.into(),
+                reason: e.to_string(),
+            })
+            // `present` encodes and saves the PNG; its failures are the file system's.
+            .and_then(|()| {
+                root.present().map_err(|e| ShowError::Io {
+                    path: path.into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    };
+    // The backend is dropped here; on a drawing error its `Drop` may still have saved a file.
+    let result = drawn.and_then(|()| {
+        let io = |source| ShowError::Io {
+            path: path.into(),
+            source,
+        };
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diverging_colour_hand_worked() {
+        // 0 -> white; +-1 -> the end colours; -0.5 -> halfway: 255 + 0.5 (33 - 255) = 144,
+        // 255 + 0.5 (102 - 255) = 178.5 -> 179 (round half away from zero),
+        // 255 + 0.5 (172 - 255) = 213.5 -> 214.
+        assert_eq!(diverging_colour(0.0), RGBColor(255, 255, 255));
+        assert_eq!(diverging_colour(1.0), RGBColor(178, 24, 43));
+        assert_eq!(diverging_colour(-1.0), RGBColor(33, 102, 172));
+        assert_eq!(diverging_colour(-0.5), RGBColor(144, 179, 214));
+        assert_eq!(diverging_colour(-7.0), diverging_colour(-1.0));
+    }
+
+    #[test]
+    fn figure_size_hand_worked() {
+        // 3 levels: 4 image columns 4*112 + 3*10 gaps + 30 section gap + 2*112 + 10 = 742 pixels
+        // of grid, plus 16 + 56 on the left and 16 on the right = 830 (above the 820 minimum).
+        // Height: 16 + 54 + 42 + 8 rows of (112 + 22 + 8) + 74 + 16 = 1338.
+        assert_eq!(figure_size(8, 3), (830, 1338));
+        // One level would be narrower than the legend: the minimum width applies.
+        assert_eq!(figure_size(1, 1).0, 820);
+    }
+}

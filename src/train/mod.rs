@@ -63,7 +63,14 @@ impl TrainConfig {
             d if d == DropoutRates::ALL => 40_000,
             _ => 10_000,
         };
-        TrainConfig { iterations, seed, batch: 64, dropout, solver: SgdMomentum::LENET, lr: InvPolicy::LENET }
+        TrainConfig {
+            iterations,
+            seed,
+            batch: 64,
+            dropout,
+            solver: SgdMomentum::LENET,
+            lr: InvPolicy::LENET,
+        }
     }
 }
 
@@ -78,7 +85,11 @@ pub struct TrainState {
 impl TrainState {
     /// Iteration 0: Caffe's xavier weights from the seed's init stream, zero momentum.
     pub fn new(seed: u64) -> Self {
-        TrainState { net: LeNet::xavier(&mut stream(seed, Purpose::Init, 0)), velocity: LeNet::zeros(), iteration: 0 }
+        TrainState {
+            net: LeNet::xavier(&mut stream(seed, Purpose::Init, 0)),
+            velocity: LeNet::zeros(),
+            iteration: 0,
+        }
     }
 }
 
@@ -104,7 +115,11 @@ pub enum TrainError {
         "training diverged at iteration {iteration}: the loss is {loss}. {}",
         match last_checkpoint { Some((p, i)) => format!("The last good checkpoint, {}, holds iteration {i}.", p.display()), None => "No checkpoint was written.".into() }
     )]
-    Diverged { iteration: u64, loss: f32, last_checkpoint: Option<(PathBuf, u64)> },
+    Diverged {
+        iteration: u64,
+        loss: f32,
+        last_checkpoint: Option<(PathBuf, u64)>,
+    },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
 }
@@ -121,7 +136,12 @@ pub struct BatchSampler {
 
 impl BatchSampler {
     pub fn new(seed: u64, n: usize) -> Self {
-        let mut s = BatchSampler { seed, n, epoch: u64::MAX, order: Vec::new() };
+        let mut s = BatchSampler {
+            seed,
+            n,
+            epoch: u64::MAX,
+            order: Vec::new(),
+        };
         s.load_epoch(0);
         s
     }
@@ -129,7 +149,8 @@ impl BatchSampler {
     fn load_epoch(&mut self, epoch: u64) {
         if self.epoch != epoch {
             self.order = (0..self.n).collect();
-            self.order.shuffle(&mut stream(self.seed, Purpose::Shuffle, epoch));
+            self.order
+                .shuffle(&mut stream(self.seed, Purpose::Shuffle, epoch));
             self.epoch = epoch;
         }
     }
@@ -171,34 +192,64 @@ pub fn train(
     while state.iteration < cfg.iterations {
         let t = state.iteration;
         for (j, &i) in sampler.batch(t, cfg.batch).iter().enumerate() {
-            x.index_axis_mut(Axis(0), j).assign(&data.train.images.index_axis(Axis(0), i));
+            x.index_axis_mut(Axis(0), j)
+                .assign(&data.train.images.index_axis(Axis(0), i));
             labels[j] = data.train.labels[i];
         }
-        let mut rngs: Vec<ChaCha8Rng> =
-            (0..cfg.batch as u64).map(|j| stream(cfg.seed, Purpose::Dropout, t * cfg.batch as u64 + j)).collect();
-        let (loss, grads) = state.net.loss_and_gradients(x.view(), &labels, &cfg.dropout, &mut rngs);
+        let mut rngs: Vec<ChaCha8Rng> = (0..cfg.batch as u64)
+            .map(|j| stream(cfg.seed, Purpose::Dropout, t * cfg.batch as u64 + j))
+            .collect();
+        let (loss, grads) =
+            state
+                .net
+                .loss_and_gradients(x.view(), &labels, &cfg.dropout, &mut rngs);
         if !loss.is_finite() {
-            return Err(TrainError::Diverged { iteration: t, loss, last_checkpoint });
+            return Err(TrainError::Diverged {
+                iteration: t,
+                loss,
+                last_checkpoint,
+            });
         }
         let lr = cfg.lr.rate(t);
-        cfg.solver.step(&mut state.net, &grads, &mut state.velocity, lr);
+        cfg.solver
+            .step(&mut state.net, &grads, &mut state.velocity, lr);
         state.iteration += 1;
-        observer(Event::Iteration { iteration: state.iteration, loss, lr });
+        observer(Event::Iteration {
+            iteration: state.iteration,
+            loss,
+            lr,
+        });
         let done = state.iteration == cfg.iterations;
         if options.eval_every > 0 && (state.iteration % options.eval_every == 0 || done) {
-            let test_error_pct = error_pct(&state.net.predict(data.test.images.view()), &data.test.labels);
-            observer(Event::Evaluated { iteration: state.iteration, test_error_pct });
+            let test_error_pct = error_pct(
+                &state.net.predict(data.test.images.view()),
+                &data.test.labels,
+            );
+            observer(Event::Evaluated {
+                iteration: state.iteration,
+                test_error_pct,
+            });
         }
         if let Some(path) = &options.checkpoint {
-            if options.checkpoint_every > 0 && state.iteration % options.checkpoint_every == 0 && !done {
+            if options.checkpoint_every > 0
+                && state.iteration % options.checkpoint_every == 0
+                && !done
+            {
                 // A state whose weights went non-finite is not worth keeping: the previous
                 // checkpoint stays the last good one.
                 if let Some((_, _, value)) = state.net.first_non_finite() {
-                    return Err(TrainError::Diverged { iteration: state.iteration, loss: value as f32, last_checkpoint });
+                    return Err(TrainError::Diverged {
+                        iteration: state.iteration,
+                        loss: value as f32,
+                        last_checkpoint,
+                    });
                 }
                 checkpoint::save(path, cfg, &data.sha256, &state)?;
                 last_checkpoint = Some((path.clone(), state.iteration));
-                observer(Event::Checkpointed { iteration: state.iteration, path: path.clone() });
+                observer(Event::Checkpointed {
+                    iteration: state.iteration,
+                    path: path.clone(),
+                });
             }
         }
     }
@@ -230,7 +281,11 @@ pub fn starting_state(
         Some(path) if path.exists() => {
             if resume {
                 let state = checkpoint::load(path, cfg, &data.sha256)?;
-                let note = format!("resuming from {} at iteration {}", path.display(), state.iteration);
+                let note = format!(
+                    "resuming from {} at iteration {}",
+                    path.display(),
+                    state.iteration
+                );
                 Ok((state, Some(note)))
             } else {
                 Err(checkpoint::CheckpointError::NotACheckpoint {
@@ -239,9 +294,13 @@ pub fn starting_state(
                 })
             }
         }
-        Some(path) if resume => {
-            Ok((TrainState::new(cfg.seed), Some(format!("no checkpoint at {}: starting at iteration 0", path.display()))))
-        }
+        Some(path) if resume => Ok((
+            TrainState::new(cfg.seed),
+            Some(format!(
+                "no checkpoint at {}: starting at iteration 0",
+                path.display()
+            )),
+        )),
         _ => Ok((TrainState::new(cfg.seed), None)),
     }
 }
