@@ -58,6 +58,43 @@ enum Command {
     ///
     /// Example: advmnist bench --threads 2 --json
     Bench(BenchArgs),
+    /// A figure of test digits, clean and perturbed at each level, with the model's prediction
+    /// and confidence, each digit's input gradient as a signed heat map and the sign pattern
+    /// the attack adds (the study's Figure 1).
+    ///
+    /// Example: advmnist show --model lenet.safetensors --noise fgsm --levels 0.1,0.2,0.3 --out fig1.png
+    Show(ShowArgs),
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// Model file.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// The perturbation.
+    #[arg(long, value_enum)]
+    noise: ShowNoiseArg,
+    /// Noise levels (eps or sigma), one column each.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "L1,L2,...")]
+    levels: Vec<f32>,
+    /// Output PNG file.
+    #[arg(long, value_name = "FILE.png")]
+    out: PathBuf,
+    /// How many test digits (rows).
+    #[arg(long, default_value_t = 8)]
+    count: usize,
+    /// Index of the first test digit shown.
+    #[arg(long, default_value_t = 0)]
+    first: usize,
+    /// Seed of the Gaussian noise.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ShowNoiseArg {
+    Fgsm,
+    Gaussian,
 }
 
 #[derive(Args)]
@@ -196,6 +233,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => cmd_eval(a, data_dir),
         Command::Sweep(a) => cmd_sweep(a, data_dir),
         Command::Bench(a) => cmd_bench(a),
+        Command::Show(a) => cmd_show(a, data_dir),
     }
 }
 
@@ -440,5 +478,23 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             r.infer_img_per_s, r.infer_gflop_per_s
         );
     }
+    Ok(())
+}
+
+fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::report::show::{render_show_png, ShowConfig, ShowNoise};
+    let test = data::load_split(&data_dir, Split::Test)?;
+    if a.count == 0 || a.first + a.count > test.len() {
+        bail!("--first {} --count {} asks for test digits past the {} available", a.first, a.count, test.len());
+    }
+    let (net, _) = load_model(&a.model)?;
+    let digits = test.subset(a.first..a.first + a.count);
+    let noise = match a.noise {
+        ShowNoiseArg::Fgsm => ShowNoise::Fgsm,
+        ShowNoiseArg::Gaussian => ShowNoise::Gaussian,
+    };
+    let cfg = ShowConfig { noise, levels: a.levels.clone(), seed: a.seed };
+    render_show_png(&net, digits.images.view(), &digits.labels, &cfg, &a.out)?;
+    eprintln!("wrote {}", a.out.display());
     Ok(())
 }
