@@ -152,6 +152,10 @@ struct EvalArgs {
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Also write each test image's predicted class, one per line, to this file (one model only),
+    /// e.g. to compare with PyTorch (scripts/pytorch_crosscheck.py).
+    #[arg(long, value_name = "FILE")]
+    predictions: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -336,10 +340,18 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
 
 fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
     let test = data::load_split(&data_dir, Split::Test)?;
+    if a.predictions.is_some() && a.models.len() != 1 {
+        bail!("--predictions takes exactly one --model");
+    }
     let mut rows = Vec::new();
     for path in &a.models {
         let (net, _) = load_model(path)?;
-        let err = error_pct(&net.predict(test.images.view()), &test.labels);
+        let predictions = net.predict(test.images.view());
+        if let Some(out) = &a.predictions {
+            let text: String = predictions.iter().map(|p| format!("{p}\n")).collect();
+            advmnist::models::file::write_atomic(out, text.as_bytes())?;
+        }
+        let err = error_pct(&predictions, &test.labels);
         rows.push(serde_json::json!({"model": path.display().to_string(), "test_error_pct": err, "n": test.len()}));
         if !a.json {
             println!(
@@ -485,7 +497,12 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     use advmnist::report::show::{render_show_png, ShowConfig, ShowNoise};
     let test = data::load_split(&data_dir, Split::Test)?;
     if a.count == 0 || a.first + a.count > test.len() {
-        bail!("--first {} --count {} asks for test digits past the {} available", a.first, a.count, test.len());
+        bail!(
+            "--first {} --count {} asks for test digits past the {} available",
+            a.first,
+            a.count,
+            test.len()
+        );
     }
     let (net, _) = load_model(&a.model)?;
     let digits = test.subset(a.first..a.first + a.count);
@@ -493,7 +510,11 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
         ShowNoiseArg::Fgsm => ShowNoise::Fgsm,
         ShowNoiseArg::Gaussian => ShowNoise::Gaussian,
     };
-    let cfg = ShowConfig { noise, levels: a.levels.clone(), seed: a.seed };
+    let cfg = ShowConfig {
+        noise,
+        levels: a.levels.clone(),
+        seed: a.seed,
+    };
     render_show_png(&net, digits.images.view(), &digits.labels, &cfg, &a.out)?;
     eprintln!("wrote {}", a.out.display());
     Ok(())
