@@ -24,17 +24,46 @@ fn setup() -> &'static Setup {
     S.get_or_init(|| {
         let data = load_mnist(&default_data_dir()).unwrap();
         let fit = |seed| {
-            let cfg = TrainConfig { iterations: 400, ..TrainConfig::lenet(DropoutRates::NONE, seed) };
-            train::train(&cfg, &data, TrainState::new(seed), &TrainOptions::default(), |_| {}).unwrap().net
+            let cfg = TrainConfig {
+                iterations: 400,
+                ..TrainConfig::lenet(DropoutRates::NONE, seed)
+            };
+            train::train(
+                &cfg,
+                &data,
+                TrainState::new(seed),
+                &TrainOptions::default(),
+                |_| {},
+            )
+            .unwrap()
+            .net
         };
-        Setup { net: fit(1), other: fit(2), test: data.test.subset(0..1000) }
+        Setup {
+            net: fit(1),
+            other: fit(2),
+            test: data.test.subset(0..1000),
+        }
     })
 }
 
-fn run(noise: Noise, levels: usize, max: f32, at: &[f64], source: Option<&NamedModel<'_>>) -> SweepResult {
+fn run(
+    noise: Noise,
+    levels: usize,
+    max: f32,
+    at: &[f64],
+    source: Option<&NamedModel<'_>>,
+) -> SweepResult {
     let s = setup();
-    let models = [NamedModel { name: "lenet".into(), model: &s.net }];
-    let cfg = SweepConfig { noise, levels: sweep::levels(levels, max), seed: 3, at: at.to_vec() };
+    let models = [NamedModel {
+        name: "lenet".into(),
+        model: &s.net,
+    }];
+    let cfg = SweepConfig {
+        noise,
+        levels: sweep::levels(levels, max),
+        seed: 3,
+        at: at.to_vec(),
+    };
     sweep::sweep(&models, source, &s.test, &cfg, |_, _| {}).unwrap()
 }
 
@@ -43,7 +72,14 @@ fn level_zero_gives_exactly_the_clean_error() {
     let s = setup();
     let clean = error_pct(&s.net.predict(s.test.images.view()), &s.test.labels);
     assert!(clean < 5.0, "the briefly trained model works: {clean}%");
-    for noise in [Noise::Fgsm, Noise::Gaussian, Noise::Pgd { steps: 2, random_start: false }] {
+    for noise in [
+        Noise::Fgsm,
+        Noise::Gaussian,
+        Noise::Pgd {
+            steps: 2,
+            random_start: false,
+        },
+    ] {
         let r = run(noise, 2, 0.3, &[], None);
         assert_eq!(r.rows[0].level, 0.0);
         assert_eq!(r.rows[0].distortion, 0.0, "{noise:?}");
@@ -57,20 +93,44 @@ fn gradient_sign_is_far_more_harmful_than_gaussian_noise_at_the_same_distortion(
     let f = run(Noise::Fgsm, 21, 0.5, &[0.1], None);
     let g = run(Noise::Gaussian, 21, 1.0, &[0.1], None);
     let (fe, ge) = (f.at[0].error_pct.unwrap(), g.at[0].error_pct.unwrap());
-    assert!(fe > 50.0 && fe > ge + 40.0 && fe > 3.0 * ge, "fgsm {fe}% vs gaussian {ge}% at distortion 0.1");
+    assert!(
+        fe > 50.0 && fe > ge + 40.0 && fe > 3.0 * ge,
+        "fgsm {fe}% vs gaussian {ge}% at distortion 0.1"
+    );
 }
 
 #[test]
 fn pgd_is_at_least_as_strong_as_one_step_and_error_rises_towards_100() {
     let f = run(Noise::Fgsm, 4, 0.3, &[], None);
-    let p = run(Noise::Pgd { steps: 10, random_start: false }, 4, 0.3, &[], None);
+    let p = run(
+        Noise::Pgd {
+            steps: 10,
+            random_start: false,
+        },
+        4,
+        0.3,
+        &[],
+        None,
+    );
     for (fr, pr) in f.rows.iter().zip(&p.rows) {
         assert_eq!(fr.level, pr.level);
-        assert!(pr.error_pct >= fr.error_pct, "eps {}: pgd {}% < fgsm {}%", pr.level, pr.error_pct, fr.error_pct);
+        assert!(
+            pr.error_pct >= fr.error_pct,
+            "eps {}: pgd {}% < fgsm {}%",
+            pr.level,
+            pr.error_pct,
+            fr.error_pct
+        );
     }
     let errors: Vec<f64> = p.rows.iter().map(|r| r.error_pct).collect();
-    assert!(errors.windows(2).all(|w| w[1] >= w[0]), "error grows with eps: {errors:?}");
-    assert!(*errors.last().unwrap() > 95.0, "eps 0.3 breaks an undefended model: {errors:?}");
+    assert!(
+        errors.windows(2).all(|w| w[1] >= w[0]),
+        "error grows with eps: {errors:?}"
+    );
+    assert!(
+        *errors.last().unwrap() > 95.0,
+        "eps 0.3 breaks an undefended model: {errors:?}"
+    );
 }
 
 #[test]
@@ -94,20 +154,45 @@ fn every_perturbed_set_is_valid_and_distortion_matches_the_formula() {
     validate(x, noisy.view(), None).unwrap();
     assert_eq!(noisy, perturb(x, standard_normal_like(x, 9).view(), 0.3));
     assert!((distortion_per_pixel(x, noisy.view()) - by_hand(&noisy)).abs() < 1e-12);
-    let p = pgd(&s.net, x, y, &PgdConfig { random_start: Some(4), ..PgdConfig::new(0.2, 5) });
+    let p = pgd(
+        &s.net,
+        x,
+        y,
+        &PgdConfig {
+            random_start: Some(4),
+            ..PgdConfig::new(0.2, 5)
+        },
+    );
     validate(x, p.view(), Some(0.2)).unwrap();
-    assert!(validate(x, p.view(), Some(0.1)).is_err(), "a 0.2-ball attack does move pixels past 0.1");
+    assert!(
+        validate(x, p.view(), Some(0.1)).is_err(),
+        "a 0.2-ball attack does move pixels past 0.1"
+    );
 }
 
 #[test]
 fn transfer_from_a_source_uses_the_source_gradient() {
     let s = setup();
     // Crafted on the model itself, "transfer" is the white-box attack.
-    let own = NamedModel { name: "self".into(), model: &s.net };
-    assert_eq!(run(Noise::Fgsm, 3, 0.2, &[], Some(&own)).rows, run(Noise::Fgsm, 3, 0.2, &[], None).rows);
+    let own = NamedModel {
+        name: "self".into(),
+        model: &s.net,
+    };
+    assert_eq!(
+        run(Noise::Fgsm, 3, 0.2, &[], Some(&own)).rows,
+        run(Noise::Fgsm, 3, 0.2, &[], None).rows
+    );
     // Crafted on another model, the examples are weaker against this one than its own.
-    let other = NamedModel { name: "other".into(), model: &s.other };
+    let other = NamedModel {
+        name: "other".into(),
+        model: &s.other,
+    };
     let transfer = run(Noise::Fgsm, 3, 0.2, &[], Some(&other));
     let white_box = run(Noise::Fgsm, 3, 0.2, &[], None);
-    assert!(transfer.rows[1].error_pct < white_box.rows[1].error_pct, "{:?} vs {:?}", transfer.rows[1], white_box.rows[1]);
+    assert!(
+        transfer.rows[1].error_pct < white_box.rows[1].error_pct,
+        "{:?} vs {:?}",
+        transfer.rows[1],
+        white_box.rows[1]
+    );
 }

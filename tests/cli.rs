@@ -172,10 +172,34 @@ fn bad_input_gets_an_error_naming_the_file_or_flag() {
 fn sweep_json_and_files() {
     let dir = TempDir::new().unwrap();
     let m = dir.path().join("m.safetensors");
-    ok(&["train", "--iters", "30", "--eval-every", "0", "--out", s(&m)]);
+    ok(&[
+        "train",
+        "--iters",
+        "30",
+        "--eval-every",
+        "0",
+        "--out",
+        s(&m),
+    ]);
     let out_dir = dir.path().join("sw");
-    let out = ok(&["sweep", "--model", s(&m), "--noise", "fgsm", "--levels", "3", "--max", "0.2", "--at", "0.05", "--out", s(&out_dir), "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
+    let out = ok(&[
+        "sweep",
+        "--model",
+        s(&m),
+        "--noise",
+        "fgsm",
+        "--levels",
+        "3",
+        "--max",
+        "0.2",
+        "--at",
+        "0.05",
+        "--out",
+        s(&out_dir),
+        "--json",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
     assert_eq!(v["noise"], "fgsm");
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
@@ -186,16 +210,57 @@ fn sweep_json_and_files() {
     assert!(v["at"][0]["error_pct"].is_number());
     assert!(v["wall_s"].as_f64().unwrap() > 0.0);
     let csv = std::fs::read_to_string(out_dir.join("sweep.csv")).unwrap();
-    assert!(csv.starts_with("noise,level,distortion,model,error_pct\n") && csv.lines().count() == 4, "{csv}");
+    assert!(
+        csv.starts_with("noise,level,distortion,model,error_pct\n") && csv.lines().count() == 4,
+        "{csv}"
+    );
     let svg = std::fs::read_to_string(out_dir.join("sweep.svg")).unwrap();
-    assert!(svg.contains("<svg") && svg.contains("average distortion per pixel") && svg.contains("error (%)"));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out_dir.join("sweep.json")).unwrap()).unwrap()["rows"], v["rows"]);
+    assert!(
+        svg.contains("<svg")
+            && svg.contains("average distortion per pixel")
+            && svg.contains("error (%)")
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(out_dir.join("sweep.json")).unwrap()
+        )
+        .unwrap()["rows"],
+        v["rows"]
+    );
 
-    let e = err(&["sweep", "--model", s(&m), "--noise", "gaussian", "--source", s(&m)]);
+    let e = err(&[
+        "sweep",
+        "--model",
+        s(&m),
+        "--noise",
+        "gaussian",
+        "--source",
+        s(&m),
+    ]);
     assert!(e.contains("--source"), "{e}");
-    let e = err(&["sweep", "--model", s(&m), "--noise", "fgsm", "--levels", "1"]);
+    let e = err(&[
+        "sweep",
+        "--model",
+        s(&m),
+        "--noise",
+        "fgsm",
+        "--levels",
+        "1",
+    ]);
     assert!(e.contains("--levels"), "{e}");
     let png = dir.path().join("fig.png");
-    ok(&["show", "--model", s(&m), "--noise", "fgsm", "--levels", "0.1,0.2", "--count", "2", "--out", s(&png)]);
+    ok(&[
+        "show",
+        "--model",
+        s(&m),
+        "--noise",
+        "fgsm",
+        "--levels",
+        "0.1,0.2",
+        "--count",
+        "2",
+        "--out",
+        s(&png),
+    ]);
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
 }

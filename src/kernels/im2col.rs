@@ -33,24 +33,27 @@ pub fn im2col<T: Scalar>(x: ArrayView3<T>, k: usize, mut cols: ArrayViewMut2<T>)
     );
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
-    for (r, mut row) in cols.rows_mut().into_iter().enumerate() {
-        let (c, ki, kj) = (r / (k * k), (r / k) % k, r % k);
-        let dst = row
-            .as_slice_mut()
-            .expect("im2col: each row of cols must be contiguous");
-        for oi in 0..oh {
-            // One output row of positions reads one contiguous run of the input row. (A plain
-            // loop, not copy_from_slice: runs are as short as 8 values, where a memmove call
-            // costs more than the copy; measured with perf on conv2's forward.)
-            let src = c * h * w + (oi + ki) * w + kj;
-            for (d, &v) in dst[oi * ow..(oi + 1) * ow]
-                .iter_mut()
-                .zip(&xs[src..src + ow])
-            {
-                *d = v;
+    let mut rows = cols.rows_mut().into_iter();
+    for plane in xs.chunks_exact(h * w) {
+        for ki in 0..k {
+            for kj in 0..k {
+                let mut row = rows.next().expect("C*K*K rows");
+                let dst = row
+                    .as_slice_mut()
+                    .expect("im2col: each row of cols must be contiguous");
+                // Output row oi of this (c, ki, kj) reads the input run starting at (oi+ki, kj).
+                // (A plain loop, not copy_from_slice: runs are as short as 8 values, where a
+                // memmove call costs more than the copy; measured with perf on conv2.)
+                for (oi, run) in dst.chunks_exact_mut(ow).enumerate() {
+                    let src = &plane[(oi + ki) * w + kj..][..ow];
+                    for (d, &v) in run.iter_mut().zip(src) {
+                        *d = v;
+                    }
+                }
             }
         }
     }
+    debug_assert_eq!(oh * ow, cols.ncols());
 }
 
 /// The adjoint of [`im2col`]: `dx (C, H, W) += col2im(dcols (C*K*K, OH*OW))`. Each input pixel
