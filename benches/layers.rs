@@ -4,8 +4,8 @@
 
 use advmnist::layers::{conv, dense, maxpool};
 use advmnist::models::lenet::{DropoutRates, LeNet};
+use advmnist::rng::{stream, Purpose};
 use advmnist::testutil::random_array;
-use advmnist::train::{stream, Purpose};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Ix1, Ix2, Ix4};
 use std::hint::black_box;

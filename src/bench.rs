@@ -7,8 +7,8 @@
 use crate::models::lenet::{DropoutRates, LeNet};
 use crate::optim::lr::InvPolicy;
 use crate::optim::sgd::SgdMomentum;
+use crate::rng::{stream, Purpose};
 use crate::testutil::random_array;
-use crate::train::{stream, Purpose};
 use ndarray::{Array4, Ix4};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;

@@ -14,6 +14,7 @@ pub mod layers;
 pub mod models;
 pub mod optim;
 pub mod report;
+pub mod rng;
 pub mod scalar;
 pub mod testutil;
 pub mod train;

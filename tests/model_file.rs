@@ -4,7 +4,7 @@ use advmnist::models::file::{
     encode, lenet_tensors, load_model, save_model, ModelFileError, ModelMeta,
 };
 use advmnist::models::lenet::{DropoutRates, LeNet};
-use advmnist::train::{stream, Purpose};
+use advmnist::rng::{stream, Purpose};
 use std::collections::BTreeMap;
 use tempfile::TempDir;
 

@@ -6,7 +6,7 @@
 use advmnist::data::{default_data_dir, load_split, Dataset, Split};
 use advmnist::models::lenet::LeNet;
 use advmnist::report::show::{figure_size, render_show_png, ShowConfig, ShowError, ShowNoise};
-use advmnist::train::{stream, Purpose};
+use advmnist::rng::{stream, Purpose};
 use std::path::Path;
 use std::sync::OnceLock;
 use tempfile::TempDir;

@@ -1,11 +1,11 @@
 //! Gaussian noise (the study's random perturbation): `X' = clip(X + N(0, sigma^2), 0, 1)`.
 //!
-//! Each image's noise comes from its own seeded stream (`train::stream(seed, Experiment, i)`),
+//! Each image's noise comes from its own seeded stream (`rng::stream(seed, GaussianNoise, i)`),
 //! so it does not depend on the thread count or on which other images are in the set. A sweep
 //! draws one standard-normal field `Z` per image and scales it, `X' = clip(X + sigma Z)`: the
 //! same `Z` at every sigma (common random numbers), so the error curve is smooth in sigma.
 
-use crate::train::{stream, Purpose};
+use crate::rng::{stream, Purpose};
 use ndarray::{Array4, ArrayView4, Axis};
 use ndarray_rand::rand_distr::StandardNormal;
 use ndarray_rand::RandomExt;
@@ -21,7 +21,7 @@ pub fn standard_normal_like(x: ArrayView4<f32>, seed: u64) -> Array4<f32> {
             let draw = ndarray::Array3::<f32>::random_using(
                 zi.raw_dim(),
                 StandardNormal,
-                &mut stream(seed, Purpose::Experiment, i as u64),
+                &mut stream(seed, Purpose::GaussianNoise, i as u64),
             );
             zi.assign(&draw);
         });

@@ -11,7 +11,7 @@
 
 use crate::attacks::fgsm::sign;
 use crate::models::Classifier;
-use crate::train::{stream, Purpose};
+use crate::rng::{stream, Purpose};
 use ndarray::{Array4, ArrayView4, Axis, Zip};
 use ndarray_rand::rand_distr::Uniform;
 use ndarray_rand::RandomExt;
@@ -53,7 +53,7 @@ pub fn pgd(
             let u = ndarray::Array3::<f32>::random_using(
                 img.raw_dim(),
                 Uniform::new_inclusive(-eps, eps).unwrap(),
-                &mut stream(seed, Purpose::Experiment, i as u64),
+                &mut stream(seed, Purpose::RandomStart, i as u64),
             );
             img.zip_mut_with(&u, |a, &u| *a = (*a + u).clamp(0.0, 1.0));
         }

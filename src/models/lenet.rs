@@ -258,13 +258,6 @@ impl<T: Scalar> LeNet<T> {
         ]
     }
 
-    /// `self += other`, tensor by tensor (the fixed-order reduction of chunk gradients).
-    pub fn add_assign(&mut self, other: &Self) {
-        for (mut a, b) in self.parameters_mut().into_iter().zip(other.parameters()) {
-            a.data += &b.data;
-        }
-    }
-
     /// The first non-finite value, if any, as (tensor name, flat index, value).
     pub fn first_non_finite(&self) -> Option<(&'static str, usize, f64)> {
         self.parameters().iter().find_map(|p| {

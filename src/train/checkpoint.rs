@@ -2,7 +2,7 @@
 //! configuration, in one safetensors file written atomically (temporary file, then rename).
 //!
 //! The random state needs no tensor of its own: every random draw of a run is a function of
-//! `(seed, iteration)` (see `train::stream`), and both are in the metadata.
+//! `(seed, iteration)` (see `rng::stream`), and both are in the metadata.
 
 use super::{TrainConfig, TrainState};
 use crate::models::file::{encode, lenet_tensors, read_archive, write_atomic, ModelFileError};

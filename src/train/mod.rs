@@ -2,8 +2,8 @@
 //! training set, with atomic checkpoints, exact resumption, and a stop on divergence.
 //!
 //! All randomness is drawn from ChaCha8 streams derived from `(seed, purpose, index)` (see
-//! [`stream`]): the initial weights, the shuffle of each epoch, and each image's dropout masks at
-//! each iteration. So the whole random state of a run at iteration `t` is just `(seed, t)`: a
+//! [`crate::rng::stream`]): the initial weights, the shuffle of each epoch, and each image's
+//! dropout masks at each iteration. So the whole random state of a run at iteration `t` is just `(seed, t)`: a
 //! checkpoint that stores the iteration restores the random state exactly, and no image's
 //! randomness depends on how the batch is split across threads.
 
@@ -14,34 +14,11 @@ use crate::models::file::ModelMeta;
 use crate::models::lenet::{error_pct, DropoutRates, LeNet};
 use crate::optim::lr::InvPolicy;
 use crate::optim::sgd::SgdMomentum;
+use crate::rng::{stream, Purpose};
 use ndarray::{Array4, Axis};
 use ndarray_rand::rand::seq::SliceRandom;
-use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
-
-/// What a random stream is for; part of its derivation, so streams never overlap.
-#[derive(Clone, Copy, Debug)]
-#[repr(u64)]
-pub enum Purpose {
-    Init = 1,
-    Shuffle = 2,
-    Dropout = 3,
-    /// For experiments built on top (noise, attacks' random starts...).
-    Experiment = 4,
-}
-
-/// A ChaCha8 stream for `(seed, purpose, index)`: the three are mixed by SplitMix64's finaliser
-/// into the 64-bit seed that `ChaCha8Rng::seed_from_u64` expands into a key.
-pub fn stream(seed: u64, purpose: Purpose, index: u64) -> ChaCha8Rng {
-    fn mix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ purpose as u64) ^ index))
-}
 
 /// Everything that decides the result of a training run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

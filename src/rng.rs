@@ -1,0 +1,32 @@
+//! Seeded random streams. Every random draw in advmnist comes from a ChaCha8 stream named by
+//! `(seed, purpose, index)`, so a draw never depends on the thread count, on the order in which
+//! other draws happen, or on how a batch is split; and the random state of a training run at
+//! iteration `t` is just `(seed, t)`.
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// What a random stream is for; part of its derivation, so streams never overlap.
+#[derive(Clone, Copy, Debug)]
+#[repr(u64)]
+pub enum Purpose {
+    Init = 1,
+    Shuffle = 2,
+    Dropout = 3,
+    /// Gaussian noise added to test images (`attacks::gaussian`).
+    GaussianNoise = 4,
+    /// The random start of an iterative attack (`attacks::pgd`).
+    RandomStart = 5,
+}
+
+/// A ChaCha8 stream for `(seed, purpose, index)`: the three are mixed by SplitMix64's finaliser
+/// into the 64-bit seed that `ChaCha8Rng::seed_from_u64` expands into a key.
+pub fn stream(seed: u64, purpose: Purpose, index: u64) -> ChaCha8Rng {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ purpose as u64) ^ index))
+}
