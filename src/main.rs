@@ -457,7 +457,7 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
-    if a.batch == 0 || !(a.seconds > 0.0) {
+    if a.batch == 0 || a.seconds.is_nan() || a.seconds <= 0.0 {
         bail!("--batch and --seconds must be positive");
     }
     if !a.json {

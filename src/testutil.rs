@@ -42,7 +42,8 @@ pub fn assert_close<T: Scalar>(
         if diff.is_nan() || diff > max_diff {
             max_diff = if diff.is_nan() { f64::NAN } else { diff };
         }
-        if !(diff <= abs_tol + rel_tol * w.abs()) {
+        // Written so that a NaN difference counts as a failure.
+        if diff.is_nan() || diff > abs_tol + rel_tol * w.abs() {
             bad.push((idx, g, w));
         }
     }

@@ -369,7 +369,7 @@ impl<T: Scalar> LeNet<T> {
         let d = conv::backward_input(d.view(), &cache.conv2, &self.conv2);
         let d = maybe_dropout_backward(d, &cache.conv1_dropout);
         let d = maxpool::backward(d.view(), &cache.pool1);
-        if let Some(g) = grads.as_deref_mut() {
+        if let Some(g) = grads {
             conv::backward_params(d.view(), &cache.conv1, &mut g.conv1);
         }
         if !input_gradient {

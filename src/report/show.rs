@@ -20,10 +20,8 @@
 //! when the prediction is wrong. Digits are scaled up [`SCALE`] times by nearest neighbour and
 //! drawn as they are stored: 0 (background) black, 1 (ink) white.
 //!
-//! The PNG is written atomically, but not through `models::file::write_atomic`: plotters
-//! encodes PNGs with the `image` crate, which advmnist does not depend on directly, so the
-//! figure is drawn by plotters' file backend into a temporary `.png` file in the target's
-//! folder, flushed to disk, and renamed over the target. Its bytes depend only on the model,
+//! The figure is drawn into an RGB buffer, encoded as PNG with the `image` crate and written
+//! atomically by `models::file::write_atomic`. Its bytes depend only on the model,
 //! the images and the config (the Gaussian noise comes from the seeded per-image streams of
 //! `attacks::gaussian`), so rendering twice gives the same file.
 
@@ -32,9 +30,11 @@ use crate::attacks::fgsm::{perturb, sign};
 use crate::attacks::gaussian::standard_normal_like;
 use crate::attacks::{validate, InvalidPerturbation};
 use crate::layers::softmax_xent::softmax;
+use crate::models::file::{write_atomic, ModelFileError};
 use crate::models::lenet::argmax_rows;
 use crate::models::Classifier;
 use crate::report::plot::register_fonts;
+use image::ImageEncoder;
 use ndarray::{Array4, ArrayView2, ArrayView4};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -479,20 +479,6 @@ fn draw_figure<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) 
     Ok(())
 }
 
-/// A temporary path beside `path`, ending in `.png` so that plotters encodes PNG.
-fn temporary_path(path: &Path) -> PathBuf {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let k = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or("figure".into(), |n| n.to_string_lossy());
-    dir.join(format!(".{name}.tmp-{}-{k}.png", std::process::id()))
-}
-
 /// Renders the figure for `images (N,1,28,28)` with their true `labels` to a PNG file at
 /// `path` (which must end in `.png`). Every perturbed set is checked with
 /// [`crate::attacks::validate`] before it is drawn. A handful of digits (e.g. the first 8 test
@@ -507,38 +493,31 @@ pub fn render_show_png(
     check_inputs(images, labels, cfg, path)?;
     let figure = compute(model, images, labels, cfg)?;
     register_fonts();
-    let size = figure_size(labels.len(), cfg.levels.len());
-    let tmp = temporary_path(path);
-    let drawn = {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-        draw_figure(&root, &figure)
-            .map_err(|e| ShowError::Draw {
-                path: path.into(),
-                reason: e.to_string(),
-            })
-            // `present` encodes and saves the PNG; its failures are the file system's.
-            .and_then(|()| {
-                root.present().map_err(|e| ShowError::Io {
-                    path: path.into(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            })
-    };
-    // The backend is dropped here; on a drawing error its `Drop` may still have saved a file.
-    let result = drawn.and_then(|()| {
-        let io = |source| ShowError::Io {
+    let (width, height) = figure_size(labels.len(), cfg.levels.len());
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        let draw_error = |e: &dyn std::fmt::Display| ShowError::Draw {
             path: path.into(),
-            source,
+            reason: e.to_string(),
         };
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        draw_figure(&root, &figure).map_err(|e| draw_error(&e))?;
+        root.present().map_err(|e| draw_error(&e))?;
     }
-    result
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, width, height, image::ColorType::Rgb8)
+        .map_err(|e| ShowError::Draw {
+            path: path.into(),
+            reason: format!("PNG encoding: {e}"),
+        })?;
+    write_atomic(path, &png).map_err(|e| match e {
+        ModelFileError::Io { path, source } => ShowError::Io { path, source },
+        other => ShowError::Io {
+            path: path.into(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 #[cfg(test)]
