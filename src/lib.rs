@@ -31,7 +31,11 @@ pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; it is called before any other thread runs.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        // 32 MiB is the largest mmap threshold every glibc accepts (HEAP_MAX_SIZE / 2 on 64-bit
+        // systems); every per-iteration buffer is smaller. Only if that call succeeds is the
+        // trim threshold raised too: on its own it would freeze the mmap threshold at 128 KiB.
+        if libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1 {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        }
     }
 }

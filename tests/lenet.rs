@@ -230,3 +230,38 @@ fn parameter_gradients_with_dropout_match_finite_differences() {
         }
     }
 }
+
+/// A batch of 19 images (three convolution groups, two dense row pieces) gives the mean of the
+/// 19 one-image gradients: the batch-level sums over images are checked against the simplest
+/// possible reference, in f64 (same products, other order: equal to 1e-12 relative).
+#[test]
+fn batch_gradient_is_the_mean_of_single_image_gradients() {
+    let f = fixture();
+    let net = fixture_net(&f);
+    let x =
+        advmnist::testutil::random_array::<f64, Ix4>((19, 1, 28, 28), 11).mapv(|v| 0.5 * (v + 1.0));
+    let y: Vec<u8> = (0..19).map(|i| (i * 7 % 10) as u8).collect();
+    let (loss, grads) = net.loss_and_gradients(x.view(), &y, &DropoutRates::NONE, &mut rngs(19));
+    let mut mean = LeNet::<f64>::zeros();
+    let mut mean_loss = 0.0;
+    for i in 0..19 {
+        let (l, g) = net.loss_and_gradients(
+            x.slice(ndarray::s![i..i + 1, .., .., ..]),
+            &y[i..i + 1],
+            &DropoutRates::NONE,
+            &mut rngs(1),
+        );
+        mean_loss += l / 19.0;
+        for (mut m, gi) in mean.parameters_mut().into_iter().zip(g.parameters()) {
+            m.data.scaled_add(1.0 / 19.0, &gi.data);
+        }
+    }
+    assert!(
+        (loss - mean_loss).abs() < 1e-12 * mean_loss.abs(),
+        "{loss} vs {mean_loss}"
+    );
+    for (a, b) in grads.parameters().iter().zip(mean.parameters()) {
+        let scale = b.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert_close(a.name, a.data.view(), b.data.view(), 1e-12 * scale, 1e-10);
+    }
+}

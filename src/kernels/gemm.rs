@@ -5,8 +5,8 @@
 //! `matrixmultiply`, which packs its operands itself, so no copy is made here.
 //!
 //! `matrixmultiply` runs single-threaded here (its `threading` feature is off): all parallelism
-//! is over fixed chunks of the batch (see `models::lenet`), so results never depend on the
-//! thread count.
+//! is over the fixed pieces of `kernels::parallel`, each a separate GEMM call, so results never
+//! depend on the thread count.
 
 use crate::scalar::Scalar;
 use ndarray::{ArrayView2, ArrayViewMut2};

@@ -114,7 +114,7 @@ mod tests {
     use super::*;
     use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::{assert_close, random_array};
-    use ndarray::{Ix1, Ix2};
+    use ndarray::{Array1, Ix1, Ix2};
 
     #[test]
     fn forward_matches_naive_loop() {
@@ -134,6 +134,59 @@ mod tests {
             naive.view().into_dyn(),
             1e-5,
             0.0,
+        );
+    }
+
+    /// 37 rows and 40 outputs span three `ROWS_PER_TASK` pieces each way: every piece of the
+    /// row-split GEMMs against plain loops (f64: same products, other order, equal to 1e-12).
+    #[test]
+    fn row_pieces_match_naive_loops() {
+        let p = DenseParams {
+            weight: random_array::<f64, Ix2>((40, 9), 57),
+            bias: random_array::<f64, Ix1>(40, 58),
+        };
+        let x = random_array::<f64, Ix2>((37, 9), 59);
+        let (y, cache) = forward(x.view(), &p);
+        let naive_y = Array2::from_shape_fn((37, 40), |(n, o)| {
+            p.bias[o] + (0..9).map(|i| x[[n, i]] * p.weight[[o, i]]).sum::<f64>()
+        });
+        assert_close(
+            "dense y (37 rows)",
+            y.view().into_dyn(),
+            naive_y.view().into_dyn(),
+            1e-12,
+            1e-12,
+        );
+        let dy = random_array::<f64, Ix2>(y.dim(), 60);
+        let mut grads = DenseParams::zeros(40, 9);
+        let dx = backward(dy.view(), &cache, &p, &mut grads);
+        let naive_dw = Array2::from_shape_fn((40, 9), |(o, i)| {
+            (0..37).map(|n| dy[[n, o]] * x[[n, i]]).sum::<f64>()
+        });
+        let naive_dx = Array2::from_shape_fn((37, 9), |(n, i)| {
+            (0..40).map(|o| dy[[n, o]] * p.weight[[o, i]]).sum::<f64>()
+        });
+        let naive_db = Array1::from_shape_fn(40, |o| (0..37).map(|n| dy[[n, o]]).sum::<f64>());
+        assert_close(
+            "dense dW (37 rows)",
+            grads.weight.view().into_dyn(),
+            naive_dw.view().into_dyn(),
+            1e-12,
+            1e-12,
+        );
+        assert_close(
+            "dense dx (37 rows)",
+            dx.view().into_dyn(),
+            naive_dx.view().into_dyn(),
+            1e-12,
+            1e-12,
+        );
+        assert_close(
+            "dense db (37 rows)",
+            grads.bias.view().into_dyn(),
+            naive_db.view().into_dyn(),
+            1e-12,
+            1e-12,
         );
     }
 

@@ -33,10 +33,11 @@ use rayon::prelude::*;
 
 pub const IMAGE_SIDE: usize = 28;
 pub const CLASSES: usize = 10;
-/// Images per chunk for inference (each chunk runs the whole network on one worker, keeping
-/// its activations in cache) and for input gradients (bounding the memory of the caches:
-/// about 190 KB per image).
+/// Images per chunk for inference: each chunk runs the whole network on one worker, keeping
+/// its activations in cache.
 pub const INFERENCE_CHUNK: usize = 50;
+/// Images per chunk for input gradients, to bound memory: about 100 KB per image at the peak of
+/// the backward pass (counted from the array shapes), so about 25 MB per chunk.
 pub const INPUT_GRADIENT_CHUNK: usize = 256;
 
 /// LeNet's parameters, in PyTorch's names and layouts. The same struct holds gradients and
@@ -149,10 +150,10 @@ impl DropoutRates {
 #[derive(Clone, Debug)]
 pub struct LeNetCache<T> {
     pub input_dropout: Option<DropoutCache<T, Ix4>>, // mask (N,1,28,28)
-    pub conv1: ConvCache<T>,                         // cols (N,25,576)
+    pub conv1: ConvCache<T>,                         // input (N,1,28,28)
     pub pool1: MaxPoolCache,                         // argmax (N,20,12,12)
     pub conv1_dropout: Option<DropoutCache<T, Ix4>>, // mask (N,20,12,12)
-    pub conv2: ConvCache<T>,                         // cols (N,500,64)
+    pub conv2: ConvCache<T>,                         // input (N,20,12,12)
     pub pool2: MaxPoolCache,                         // argmax (N,50,4,4)
     pub conv2_dropout: Option<DropoutCache<T, Ix4>>, // mask (N,50,4,4)
     pub fc1: DenseCache<T>,                          // input (N,800)
