@@ -19,15 +19,7 @@ pub fn gemm<T: Scalar>(
     beta: T,
     mut c: ArrayViewMut2<T>,
 ) {
-    let (m, k) = a.dim();
-    let (k2, n) = b.dim();
-    assert_eq!(k, k2, "gemm: A is ({m}, {k}) but B is ({k2}, {n})");
-    assert_eq!(
-        c.dim(),
-        (m, n),
-        "gemm: C is {:?}, expected ({m}, {n})",
-        c.dim()
-    );
+    let (m, k, n) = check_shapes(&a, &b, &c);
     let (rsa, csa) = (a.strides()[0], a.strides()[1]);
     let (rsb, csb) = (b.strides()[0], b.strides()[1]);
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);
@@ -54,6 +46,24 @@ pub fn gemm<T: Scalar>(
     }
 }
 
+/// `(m, k, n)` for `A (m, k)`, `B (k, n)`, `C (m, n)`; panics naming the mismatch otherwise.
+fn check_shapes<T>(
+    a: &ArrayView2<T>,
+    b: &ArrayView2<T>,
+    c: &ArrayViewMut2<T>,
+) -> (usize, usize, usize) {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    assert_eq!(k, k2, "gemm: A is ({m}, {k}) but B is ({k2}, {n})");
+    assert_eq!(
+        c.dim(),
+        (m, n),
+        "gemm: C is {:?}, expected ({m}, {n})",
+        c.dim()
+    );
+    (m, k, n)
+}
+
 /// The naive twin of [`gemm`]: three loops, one dot product per output element.
 pub fn gemm_naive<T: Scalar>(
     alpha: T,
@@ -62,10 +72,7 @@ pub fn gemm_naive<T: Scalar>(
     beta: T,
     mut c: ArrayViewMut2<T>,
 ) {
-    let (m, k) = a.dim();
-    let n = b.dim().1;
-    assert_eq!(b.dim().0, k);
-    assert_eq!(c.dim(), (m, n));
+    let (m, k, n) = check_shapes(&a, &b, &c);
     for i in 0..m {
         for j in 0..n {
             let mut dot = T::zero();

@@ -253,18 +253,16 @@ mod tests {
     }
 
     /// The im2col + GEMM path against the naive direct loops, forward and backward, in f64
-    /// (same products summed in another order: equal to 1e-12).
-    #[test]
-    fn gemm_path_matches_naive_loops() {
-        let p = params(4, 3, 3, 10);
-        let x = random_array::<f64, Ix4>((2, 3, 8, 7), 12);
+    /// (same products summed in another order: equal to 1e-12) for a batch of `n` images.
+    fn check_against_naive(n: usize, seed: u64) {
+        let p = params(4, 3, 3, seed);
+        let x = random_array::<f64, Ix4>((n, 3, 8, 7), seed + 2);
         let (y, cache) = forward(x.view(), &p);
+        let naive_y = conv2d_naive(x.view(), p.weight.view(), p.bias.view());
         assert_close(
-            "conv y",
+            &format!("conv y ({n} images)"),
             y.view().into_dyn(),
-            conv2d_naive(x.view(), p.weight.view(), p.bias.view())
-                .view()
-                .into_dyn(),
+            naive_y.view().into_dyn(),
             1e-12,
             1e-12,
         );
@@ -275,74 +273,35 @@ mod tests {
             0.0,
             0.0,
         );
-        let dy = random_array::<f64, Ix4>(y.dim(), 13);
+        let dy = random_array::<f64, Ix4>(y.dim(), seed + 3);
         let mut grads = ConvParams::zeros(4, 3, 3);
         let dx = backward(dy.view(), &cache, &p, &mut grads);
         let (ndx, ndw, ndb) = conv2d_naive_backward(dy.view(), x.view(), p.weight.view());
-        assert_close(
-            "conv dx",
-            dx.view().into_dyn(),
-            ndx.view().into_dyn(),
-            1e-12,
-            1e-12,
-        );
-        assert_close(
-            "conv dW",
-            grads.weight.view().into_dyn(),
-            ndw.view().into_dyn(),
-            1e-12,
-            1e-12,
-        );
-        assert_close(
-            "conv db",
-            grads.bias.view().into_dyn(),
-            ndb.view().into_dyn(),
-            1e-12,
-            1e-12,
-        );
+        for (name, got, want) in [
+            ("dx", dx.view().into_dyn(), ndx.view().into_dyn()),
+            ("dW", grads.weight.view().into_dyn(), ndw.view().into_dyn()),
+            ("db", grads.bias.view().into_dyn(), ndb.view().into_dyn()),
+        ] {
+            assert_close(
+                &format!("conv {name} ({n} images)"),
+                got,
+                want,
+                1e-12,
+                1e-12,
+            );
+        }
+    }
+
+    #[test]
+    fn gemm_path_matches_naive_loops() {
+        check_against_naive(2, 10);
     }
 
     /// 19 images span three groups of `IMAGES_PER_SUM` (8, 8, 3), so the group-wise products
-    /// and the in-order sum of the group partials are checked against the naive loops too.
+    /// and the in-order sum of the group partials are checked too.
     #[test]
     fn several_groups_match_naive_loops() {
-        let p = params(5, 2, 3, 14);
-        let x = random_array::<f64, Ix4>((19, 2, 7, 6), 15);
-        let (y, cache) = forward(x.view(), &p);
-        assert_close(
-            "conv y (19 images)",
-            y.view().into_dyn(),
-            conv2d_naive(x.view(), p.weight.view(), p.bias.view())
-                .view()
-                .into_dyn(),
-            1e-12,
-            1e-12,
-        );
-        let dy = random_array::<f64, Ix4>(y.dim(), 16);
-        let mut grads = ConvParams::zeros(5, 2, 3);
-        let dx = backward(dy.view(), &cache, &p, &mut grads);
-        let (ndx, ndw, ndb) = conv2d_naive_backward(dy.view(), x.view(), p.weight.view());
-        assert_close(
-            "conv dx (19 images)",
-            dx.view().into_dyn(),
-            ndx.view().into_dyn(),
-            1e-12,
-            1e-12,
-        );
-        assert_close(
-            "conv dW (19 images)",
-            grads.weight.view().into_dyn(),
-            ndw.view().into_dyn(),
-            1e-12,
-            1e-12,
-        );
-        assert_close(
-            "conv db (19 images)",
-            grads.bias.view().into_dyn(),
-            ndb.view().into_dyn(),
-            1e-12,
-            1e-12,
-        );
+        check_against_naive(19, 14);
     }
 
     #[test]
