@@ -98,9 +98,11 @@ fn gemm_peak(c: &mut Criterion) {
     for (m, k, n) in [
         (1024, 1024, 1024),
         (50, 500, 512),
+        (50, 500, 64),
         (20, 25, 4608),
         (64, 800, 500),
         (500, 50, 512),
+        (500, 50, 64),
     ] {
         let a = random_array::<f32, Ix2>((m, k), 1);
         let b = random_array::<f32, Ix2>((k, n), 2);

@@ -11,12 +11,10 @@
 //! The naive direct loops in `kernels::im2col` are the reference this GEMM path is tested against.
 
 use crate::kernels::gemm::gemm;
-use crate::kernels::im2col::{col2im_add, im2col, out_size};
+use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
 use crate::kernels::parallel::IMAGES_PER_SUM;
 use crate::scalar::Scalar;
-use ndarray::{
-    s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis,
-};
+use ndarray::{s, Array1, Array2, Array4, ArrayView2, ArrayView4, Axis};
 use rayon::prelude::*;
 
 /// The learnable parameters of a convolution, in PyTorch's and Caffe's layout.
@@ -69,70 +67,35 @@ pub fn forward<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> (Array4<T>, Co
     )
 }
 
-/// The forward pass. Images go in fixed groups of [`IMAGES_PER_SUM`], in parallel, each worker
-/// reusing one `cols_g (C*K*K, G*P)` buffer for its groups.
+/// The forward pass: images in parallel, each worker reusing one `cols (C*K*K, P)` buffer;
+/// per image `Y_i (O, P) = W (O, C*K*K) x cols_i + b`, written straight into NCHW.
 pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
     let (n, c, h, w) = x.dim();
     let k = p.kernel();
     let (oh, ow) = (out_size(h, k), out_size(w, k));
+    let positions = oh * ow;
     let mut y = Array4::zeros((n, p.weight.dim().0, oh, ow));
-    y.axis_chunks_iter_mut(Axis(0), IMAGES_PER_SUM)
+    y.outer_iter_mut()
         .into_par_iter()
-        .zip(x.axis_chunks_iter(Axis(0), IMAGES_PER_SUM).into_par_iter())
+        .zip(x.outer_iter().into_par_iter())
         .for_each_init(
-            || Array2::zeros((c * k * k, IMAGES_PER_SUM * oh * ow)),
-            |cols, (yg, xg)| {
-                let cols = group_cols(xg, k, cols);
-                forward_group(cols.view(), p, yg)
+            || vec![T::zero(); c * k * k * positions],
+            |buffer, (yi, xi)| {
+                // One image's cols (C*K*K, P) at a time: 128 KB for conv2, which stays in L2
+                // between the im2col that writes it and the GEMM that reads it.
+                let cols = im2col_group(xi.insert_axis(Axis(0)), k, buffer);
+                let mut yi = yi
+                    .into_shape_with_order((p.weight.dim().0, positions))
+                    .expect("contiguous output");
+                // The bias first, then the GEMM accumulates on top of it (beta = 1).
+                for (mut row, &b) in yi.rows_mut().into_iter().zip(p.bias.iter()) {
+                    row.fill(b);
+                }
+                // Y_i (O, P) += W (O, C*K*K) x cols_i (C*K*K, P)
+                gemm(T::one(), p.weight_matrix(), cols.view(), T::one(), yi);
             },
         );
     y
-}
-
-/// Fills the first `G*P` columns of a worker's buffer with the im2col of a group of `G` images
-/// and returns them. Every element is overwritten, so the buffer is never cleared.
-fn group_cols<'a, T: Scalar>(
-    x: ArrayView4<T>,
-    k: usize,
-    buffer: &'a mut Array2<T>,
-) -> ArrayViewMut2<'a, T> {
-    let (g, _, h, w) = x.dim();
-    let positions = out_size(h, k) * out_size(w, k);
-    let mut cols = buffer.slice_mut(s![.., ..g * positions]);
-    for (i, xi) in x.outer_iter().enumerate() {
-        im2col(
-            xi,
-            k,
-            cols.slice_mut(s![.., i * positions..(i + 1) * positions]),
-        );
-    }
-    cols
-}
-
-/// One group of `G` images: `Y_i (O, P) = W (O, C*K*K) x cols_i (C*K*K, P) + b` for each image,
-/// written straight into `y (G, O, OH, OW)`. (One product per image rather than per group:
-/// re-packing `W` per image costs at most 2% here, while a group-wide product would need a
-/// temporary `(O, G*P)` and a scatter into NCHW, which cost more; measured with `cargo bench`.)
-fn forward_group<T: Scalar>(cols: ArrayView2<T>, p: &ConvParams<T>, mut y: ArrayViewMut4<T>) {
-    let (_, o, oh, ow) = y.dim();
-    let positions = oh * ow;
-    for (i, yi) in y.outer_iter_mut().enumerate() {
-        let mut yi = yi
-            .into_shape_with_order((o, positions))
-            .expect("contiguous output");
-        // The bias first, then the GEMM accumulates on top of it (beta = 1).
-        for (mut row, &b) in yi.rows_mut().into_iter().zip(p.bias.iter()) {
-            row.fill(b);
-        }
-        // Y_i (O, P) += W (O, C*K*K) x cols_i (C*K*K, P)
-        gemm(
-            T::one(),
-            p.weight_matrix(),
-            cols.slice(s![.., i * positions..(i + 1) * positions]),
-            T::one(),
-            yi,
-        );
-    }
 }
 
 /// `dY` of a group of images `(G, O, OH, OW)` laid out like `cols`, as `(O, G*P)`.
@@ -170,9 +133,9 @@ pub fn backward_params<T: Scalar>(
                 .into_par_iter(),
         )
         .map_init(
-            || Array2::zeros((c * k * k, IMAGES_PER_SUM * oh * ow)),
+            || vec![T::zero(); c * k * k * IMAGES_PER_SUM * oh * ow],
             |buffer, (dyg, xg)| {
-                let cols = group_cols(xg, k, buffer);
+                let cols = im2col_group(xg, k, buffer);
                 let dy = group_matrix(dyg);
                 let mut dw = Array2::zeros((o, c * k * k));
                 // dW_g (O, C*K*K) = dY_g (O, G*P) x cols_g^T (G*P, C*K*K)
