@@ -79,6 +79,11 @@ fn network(c: &mut Criterion) {
             black_box(net.loss_and_gradients(x.view(), &labels, &DropoutRates::NONE, &mut rngs))
         })
     });
+    g.bench_function("sgd_step", |b| {
+        let solver = advmnist::optim::sgd::SgdMomentum::LENET;
+        let (mut params, grads, mut velocity) = (net.clone(), net.clone(), LeNet::zeros());
+        b.iter(|| solver.step(&mut params, &grads, &mut velocity, 1e-9))
+    });
     g.bench_function("input_gradient", |b| {
         b.iter(|| black_box(net.input_gradient(x.view(), &labels)))
     });

