@@ -211,7 +211,15 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain of causes, each once: several error types already quote their cause.
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                if !message.contains(&cause) {
+                    message = format!("{message}: {cause}");
+                }
+            }
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
@@ -253,12 +261,18 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     cfg.batch = a.batch;
-    let started = Instant::now();
-    let data = data::load_mnist(&data_dir)?;
     let checkpoint = a
         .checkpoint
         .clone()
         .unwrap_or_else(|| train::default_checkpoint_path(&a.out));
+    // Both files are written long after the start: check their places before training.
+    check_writable_target("--out", &a.out)?;
+    check_writable_target("--checkpoint", &checkpoint)?;
+    if same_file(&a.out, &checkpoint) {
+        bail!("--checkpoint and --out name the same file ({}): the finished run removes its checkpoint", a.out.display());
+    }
+    let started = Instant::now();
+    let data = data::load_mnist(&data_dir)?;
     let (state, note) = train::starting_state(&cfg, &data, Some(&checkpoint), a.resume)?;
     if let Some(note) = note {
         eprintln!("{note}");
@@ -336,6 +350,46 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Fails unless `path`'s folder exists and a file can be created in it.
+fn check_writable_target(flag: &str, path: &std::path::Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        bail!(
+            "{flag} {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    let probe = dir.join(format!(".advmnist-write-test-{}", std::process::id()));
+    std::fs::File::create(&probe).with_context(|| {
+        format!(
+            "{flag} {}: cannot write in {}",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Whether two paths name the same file (same canonical folder and file name).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let canonical = |p: &std::path::Path| {
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        (
+            std::fs::canonicalize(dir).ok(),
+            p.file_name().map(|n| n.to_owned()),
+        )
+    };
+    canonical(a) == canonical(b)
 }
 
 fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
@@ -416,7 +470,7 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
     });
     let cfg = SweepConfig {
         noise,
-        levels: sweep::levels(a.levels, max),
+        levels: sweep::levels(a.levels, max as f64),
         seed: a.seed,
         at: a.at.clone(),
     };
@@ -496,7 +550,11 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
 fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     use advmnist::report::show::{render_show_png, ShowConfig, ShowNoise};
     let test = data::load_split(&data_dir, Split::Test)?;
-    if a.count == 0 || a.first + a.count > test.len() {
+    if a.count == 0
+        || a.first
+            .checked_add(a.count)
+            .is_none_or(|end| end > test.len())
+    {
         bail!(
             "--first {} --count {} asks for test digits past the {} available",
             a.first,

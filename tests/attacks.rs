@@ -60,7 +60,7 @@ fn run(
     }];
     let cfg = SweepConfig {
         noise,
-        levels: sweep::levels(levels, max),
+        levels: sweep::levels(levels, max as f64),
         seed: 3,
         at: at.to_vec(),
     };

@@ -40,10 +40,12 @@ impl Noise {
 }
 
 /// Levels `max * i / (levels - 1)` for `i` in `0..levels`: evenly spaced, 0 and `max` included.
-pub fn levels(count: usize, max: f32) -> Vec<f32> {
+/// Kept in f64 for the reports (0.05, not 0.05000000074505806); the perturbation itself is
+/// applied in f32, the images' precision.
+pub fn levels(count: usize, max: f64) -> Vec<f64> {
     assert!(count >= 2, "a sweep needs at least two levels");
     (0..count)
-        .map(|i| (max as f64 * i as f64 / (count - 1) as f64) as f32)
+        .map(|i| max * i as f64 / (count - 1) as f64)
         .collect()
 }
 
@@ -80,7 +82,7 @@ pub struct NamedModel<'a> {
 
 pub struct SweepConfig {
     pub noise: Noise,
-    pub levels: Vec<f32>,
+    pub levels: Vec<f64>,
     /// Seed of the Gaussian noise and of PGD's random start.
     pub seed: u64,
     /// Distortions at which to report each model's error by interpolation (Table 2).
@@ -113,7 +115,8 @@ pub fn sweep(
             Noise::Pgd { .. } => None,
         })
         .collect();
-    for &level in &cfg.levels {
+    for &nominal in &cfg.levels {
+        let level = nominal as f32;
         for (a, attacker) in attackers.iter().enumerate() {
             let perturbed = match (cfg.noise, &directions[a]) {
                 (
@@ -144,7 +147,7 @@ pub fn sweep(
                 let error_pct = error_pct(&victim.model.predict(perturbed.view()), &test.labels);
                 rows.push(SweepRow {
                     noise: cfg.noise.name().into(),
-                    level: level as f64,
+                    level: nominal,
                     distortion,
                     model: victim.name.clone(),
                     error_pct,
@@ -199,7 +202,8 @@ mod tests {
 
     #[test]
     fn levels_include_both_ends() {
-        assert_eq!(levels(5, 0.4), vec![0.0, 0.1, 0.2, 0.3, 0.4]);
+        assert_eq!(levels(5, 2.0), vec![0.0, 0.5, 1.0, 1.5, 2.0]);
+        assert_eq!(levels(11, 0.5)[1], 0.05); // reported as written, not as the f32 0.05000000074505806
     }
 
     #[test]

@@ -89,12 +89,15 @@ pub struct TrainOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(
-        "training diverged at iteration {iteration}: the loss is {loss}. {}",
+        "training diverged at iteration {iteration}: {what} is {value}. {}",
         match last_checkpoint { Some((p, i)) => format!("The last good checkpoint, {}, holds iteration {i}.", p.display()), None => "No checkpoint was written.".into() }
     )]
     Diverged {
         iteration: u64,
-        loss: f32,
+        /// What went non-finite: "the loss", or a weight tensor such as "a weight of fc1.weight".
+        what: String,
+        value: f32,
+        /// The newest checkpoint on disk from this run (or the one it resumed from), if any.
         last_checkpoint: Option<(PathBuf, u64)>,
     },
     #[error(transparent)]
@@ -163,7 +166,11 @@ pub fn train(
     mut observer: impl FnMut(Event),
 ) -> Result<TrainState, TrainError> {
     let mut sampler = BatchSampler::new(cfg.seed, data.train.len());
-    let mut last_checkpoint: Option<(PathBuf, u64)> = None;
+    // A resumed run starts from its checkpoint, which stays the last good one until replaced.
+    let mut last_checkpoint: Option<(PathBuf, u64)> = match &options.checkpoint {
+        Some(path) if state.iteration > 0 && path.exists() => Some((path.clone(), state.iteration)),
+        _ => None,
+    };
     let mut x = Array4::<f32>::zeros((cfg.batch, 1, 28, 28));
     let mut labels = vec![0u8; cfg.batch];
     while state.iteration < cfg.iterations {
@@ -183,7 +190,8 @@ pub fn train(
         if !loss.is_finite() {
             return Err(TrainError::Diverged {
                 iteration: t,
-                loss,
+                what: "the loss".into(),
+                value: loss,
                 last_checkpoint,
             });
         }
@@ -214,10 +222,11 @@ pub fn train(
             {
                 // A state whose weights went non-finite is not worth keeping: the previous
                 // checkpoint stays the last good one.
-                if let Some((_, _, value)) = state.net.first_non_finite() {
+                if let Some((name, _, value)) = state.net.first_non_finite() {
                     return Err(TrainError::Diverged {
                         iteration: state.iteration,
-                        loss: value as f32,
+                        what: format!("a weight of {name}"),
+                        value: value as f32,
                         last_checkpoint,
                     });
                 }
