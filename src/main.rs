@@ -2,7 +2,7 @@
 
 use advmnist::data::{self, Split};
 use advmnist::experiments::sweep::{self, NamedModel, Noise, SweepConfig};
-use advmnist::models::file::{load_model, save_model};
+use advmnist::models::file::{folder_of, load_model, save_model};
 use advmnist::models::lenet::{error_pct, DropoutRates, LeNet};
 use advmnist::report;
 use advmnist::train::{self, Event, TrainConfig, TrainOptions};
@@ -303,6 +303,7 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         checkpoint_every: a.checkpoint_every,
         eval_every: a.eval_every,
     };
+    let mut final_error = None;
     let result = train::train(&cfg, &data, state, &options, |event| match event {
         Event::Iteration {
             iteration,
@@ -317,10 +318,13 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         Event::Evaluated {
             iteration,
             test_error_pct,
-        } => say(
-            &bar,
-            format!("iteration {iteration}: test error {test_error_pct:.2}%"),
-        ),
+        } => {
+            final_error = Some(test_error_pct);
+            say(
+                &bar,
+                format!("iteration {iteration}: test error {test_error_pct:.2}%"),
+            )
+        }
         Event::Checkpointed { .. } => {}
     });
     bar.finish_and_clear();
@@ -339,10 +343,10 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
             )
         })?;
     }
-    let test_error = error_pct(
-        &state.net.predict(data.test.images.view()),
-        &data.test.labels,
-    );
+    // Measured by the loop at its last iteration, unless --eval-every 0 (or nothing was left to run).
+    let test_error = final_error.unwrap_or_else(|| {
+        train::test_error_pct(&state.net, data.test.images.view(), &data.test.labels)
+    });
     eprintln!(
         "wrote {} ({} iterations, test error {test_error:.2}%) in {:.1} s",
         a.out.display(),
@@ -354,10 +358,7 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
 
 /// Fails unless `path`'s folder exists and a file can be created in it.
 fn check_writable_target(flag: &str, path: &std::path::Path) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
+    let dir = folder_of(path);
     if !dir.is_dir() {
         bail!(
             "{flag} {}: the folder {} does not exist",
@@ -380,10 +381,7 @@ fn check_writable_target(flag: &str, path: &std::path::Path) -> Result<()> {
 /// Whether two paths name the same file (same canonical folder and file name).
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     let canonical = |p: &std::path::Path| {
-        let dir = p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
+        let dir = folder_of(p);
         (
             std::fs::canonicalize(dir).ok(),
             p.file_name().map(|n| n.to_owned()),

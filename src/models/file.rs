@@ -190,16 +190,20 @@ pub fn encode(tensors: &[(String, ArrayD<f32>)], metadata: &BTreeMap<String, Str
     out
 }
 
+/// The folder a file path lives in; `.` for a bare file name.
+pub fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
     let io = |source| ModelFileError::Io {
         path: path.into(),
         source,
     };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let file_name = path
         .file_name()
         .ok_or_else(|| io(std::io::Error::other("no file name")))?;

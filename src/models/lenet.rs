@@ -31,8 +31,6 @@ use ndarray_rand::RandomExt;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-pub const IMAGE_SIDE: usize = 28;
-pub const CLASSES: usize = 10;
 /// Images per chunk for inference: each chunk runs the whole network on one worker, keeping
 /// its activations in cache.
 pub const INFERENCE_CHUNK: usize = 50;
@@ -393,7 +391,7 @@ impl<T: Scalar> LeNet<T> {
     /// Logits `(N,10)` of a batch in evaluation mode, chunks in parallel.
     pub fn logits(&self, x: ArrayView4<T>) -> Array2<T> {
         let n = x.dim().0;
-        let mut out = Array2::zeros((n, CLASSES));
+        let mut out = Array2::zeros((n, crate::data::CLASSES));
         out.axis_chunks_iter_mut(Axis(0), INFERENCE_CHUNK)
             .into_par_iter()
             .zip(x.axis_chunks_iter(Axis(0), INFERENCE_CHUNK).into_par_iter())

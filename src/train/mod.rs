@@ -205,11 +205,10 @@ pub fn train(
             lr,
         });
         let done = state.iteration == cfg.iterations;
+        // Every `eval_every` iterations and at the end; never with `eval_every == 0`.
         if options.eval_every > 0 && (state.iteration % options.eval_every == 0 || done) {
-            let test_error_pct = error_pct(
-                &state.net.predict(data.test.images.view()),
-                &data.test.labels,
-            );
+            let test_error_pct =
+                test_error_pct(&state.net, data.test.images.view(), &data.test.labels);
             observer(Event::Evaluated {
                 iteration: state.iteration,
                 test_error_pct,
