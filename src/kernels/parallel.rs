@@ -10,7 +10,35 @@
 /// convolutions' weight gradients): also the granularity of the fixed-order reduction.
 pub const IMAGES_PER_SUM: usize = 8;
 
-/// Rows per task when a dense layer's GEMM is split by rows of its output. Each row is a
-/// separate set of dot products, so the split changes no arithmetic; 16 rows amortise the
-/// packing of the shared operand while leaving a batch of 64 four tasks to share out.
-pub const ROWS_PER_TASK: usize = 16;
+/// Pieces a dense layer's GEMM is cut into, along a dimension of its *output* (never along the
+/// dimension its sums run over), so the cut changes no arithmetic. The piece that stays whole is
+/// the big weight matrix: `matrixmultiply` packs each piece's operands afresh, and cutting along
+/// the batch instead (as an earlier version did, 16 rows a piece) re-packed all 400,000 weights
+/// of fc1 once per piece, which cost more than the product at batch 64 (`cargo bench -- fc1`).
+pub const DENSE_PIECES: usize = 4;
+/// ... but no piece narrower than this, so that fc2 (10 outputs) stays one product.
+pub const MIN_PIECE: usize = 64;
+
+/// The length of each piece (the last may be shorter) when `len` columns or rows are cut
+/// into [`DENSE_PIECES`] pieces of at least [`MIN_PIECE`]. Depends on `len` only, never on
+/// the thread count.
+pub fn piece_len(len: usize) -> usize {
+    len.div_ceil(DENSE_PIECES).max(MIN_PIECE).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_length_and_stay_at_least_min_piece_wide() {
+        assert_eq!(piece_len(500), 125); // fc1's outputs: 4 pieces
+        assert_eq!(piece_len(800), 200); // fc1's inputs: 4 pieces
+        assert_eq!(piece_len(10), 64); // fc2: one piece
+        assert_eq!(piece_len(0), 64);
+        for len in 1..300 {
+            let p = piece_len(len);
+            assert!(len.div_ceil(p) <= DENSE_PIECES && (p >= MIN_PIECE || p >= len));
+        }
+    }
+}

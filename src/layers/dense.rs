@@ -7,7 +7,7 @@
 //!   `dW (O, I) += dY^T (O, N) x X (N, I)`,  `db += sum_n dY[n, :]`,  `dX (N, I) = dY (N, O) x W (O, I)`.
 
 use crate::kernels::gemm::gemm;
-use crate::kernels::parallel::ROWS_PER_TASK;
+use crate::kernels::parallel::piece_len;
 use crate::scalar::Scalar;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
@@ -34,20 +34,23 @@ impl<T: Scalar> DenseParams<T> {
     }
 }
 
-/// `y (N, O)` without a cache. Rows of the batch in parallel, [`ROWS_PER_TASK`] at a time.
+/// `y (N, O)` without a cache. The outputs are cut into pieces ([`piece_len`]) computed in
+/// parallel: each piece packs its own rows of `W` and the whole (small) batch `X`.
 pub fn infer<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
     let n = x.nrows();
+    let outputs = p.bias.len();
     // Broadcast the bias into Y first, then accumulate the product on top (beta = 1).
     let mut y = p
         .bias
-        .broadcast((n, p.bias.len()))
+        .broadcast((n, outputs))
         .expect("bias broadcast")
         .to_owned();
-    y.axis_chunks_iter_mut(Axis(0), ROWS_PER_TASK)
+    let piece = piece_len(outputs);
+    y.axis_chunks_iter_mut(Axis(1), piece)
         .into_par_iter()
-        .zip(x.axis_chunks_iter(Axis(0), ROWS_PER_TASK).into_par_iter())
-        // Y (n, O) += X (n, I) x W^T (I, O)
-        .for_each(|(yc, xc)| gemm(T::one(), xc, p.weight.t(), T::one(), yc));
+        .zip(p.weight.axis_chunks_iter(Axis(0), piece).into_par_iter())
+        // Y[:, o] (N, o) += X (N, I) x W[o, :]^T (I, o)
+        .for_each(|(yc, wc)| gemm(T::one(), x, wc.t(), T::one(), yc));
     y
 }
 
@@ -63,38 +66,34 @@ pub fn forward<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> (Array2<T>, D
 
 /// Accumulates `grads.weight += dL/dW` and `grads.bias += dL/db`.
 ///
-/// `dW` is split by its rows (output units): each task computes whole dot products over the
-/// batch, so the split changes no sum.
+/// `dW` is cut by its rows (output units) into pieces computed in parallel: each computes
+/// whole dot products over the batch, so the cut changes no sum.
 pub fn backward_params<T: Scalar>(
     d_out: ArrayView2<T>,
     cache: &DenseCache<T>,
     grads: &mut DenseParams<T>,
 ) {
+    let piece = piece_len(grads.weight.nrows());
     grads
         .weight
-        .axis_chunks_iter_mut(Axis(0), ROWS_PER_TASK)
+        .axis_chunks_iter_mut(Axis(0), piece)
         .into_par_iter()
-        .zip(
-            d_out
-                .axis_chunks_iter(Axis(1), ROWS_PER_TASK)
-                .into_par_iter(),
-        )
-        // dW (o, I) += dY^T (o, N) x X (N, I)
+        .zip(d_out.axis_chunks_iter(Axis(1), piece).into_par_iter())
+        // dW[o, :] (o, I) += dY[:, o]^T (o, N) x X (N, I)
         .for_each(|(dw, dy)| gemm(T::one(), dy.t(), cache.input.view(), T::one(), dw));
     grads.bias += &d_out.sum_axis(Axis(0));
 }
 
-/// The input gradient `dX (N, I) = dY (N, O) x W (O, I)`; rows of the batch in parallel.
+/// The input gradient `dX (N, I) = dY (N, O) x W (O, I)`, cut by the inputs into pieces
+/// computed in parallel, each packing its own columns of `W`.
 pub fn backward_input<T: Scalar>(d_out: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
     let mut dx = Array2::zeros((d_out.nrows(), p.weight.ncols()));
-    dx.axis_chunks_iter_mut(Axis(0), ROWS_PER_TASK)
+    let piece = piece_len(p.weight.ncols());
+    dx.axis_chunks_iter_mut(Axis(1), piece)
         .into_par_iter()
-        .zip(
-            d_out
-                .axis_chunks_iter(Axis(0), ROWS_PER_TASK)
-                .into_par_iter(),
-        )
-        .for_each(|(dxc, dyc)| gemm(T::one(), dyc, p.weight.view(), T::zero(), dxc));
+        .zip(p.weight.axis_chunks_iter(Axis(1), piece).into_par_iter())
+        // dX[:, i] (N, i) = dY (N, O) x W[:, i] (O, i)
+        .for_each(|(dxc, wc)| gemm(T::one(), d_out, wc, T::zero(), dxc));
     dx
 }
 
@@ -137,52 +136,53 @@ mod tests {
         );
     }
 
-    /// 37 rows and 40 outputs span three `ROWS_PER_TASK` pieces each way: every piece of the
-    /// row-split GEMMs against plain loops (f64: same products, other order, equal to 1e-12).
+    /// 37 images, 270 inputs, 300 outputs: the outputs are cut into four pieces of 75 (forward,
+    /// dW) and the inputs into pieces of 68, 68, 68 and 66 (dX); every piece against plain loops
+    /// (f64: the same products summed in another order, equal to 1e-12).
     #[test]
-    fn row_pieces_match_naive_loops() {
+    fn pieces_match_naive_loops() {
         let p = DenseParams {
-            weight: random_array::<f64, Ix2>((40, 9), 57),
-            bias: random_array::<f64, Ix1>(40, 58),
+            weight: random_array::<f64, Ix2>((300, 270), 57),
+            bias: random_array::<f64, Ix1>(300, 58),
         };
-        let x = random_array::<f64, Ix2>((37, 9), 59);
+        let x = random_array::<f64, Ix2>((37, 270), 59);
         let (y, cache) = forward(x.view(), &p);
-        let naive_y = Array2::from_shape_fn((37, 40), |(n, o)| {
-            p.bias[o] + (0..9).map(|i| x[[n, i]] * p.weight[[o, i]]).sum::<f64>()
+        let naive_y = Array2::from_shape_fn((37, 300), |(n, o)| {
+            p.bias[o] + (0..270).map(|i| x[[n, i]] * p.weight[[o, i]]).sum::<f64>()
         });
         assert_close(
-            "dense y (37 rows)",
+            "dense y (pieces)",
             y.view().into_dyn(),
             naive_y.view().into_dyn(),
             1e-12,
             1e-12,
         );
         let dy = random_array::<f64, Ix2>(y.dim(), 60);
-        let mut grads = DenseParams::zeros(40, 9);
+        let mut grads = DenseParams::zeros(300, 270);
         let dx = backward(dy.view(), &cache, &p, &mut grads);
-        let naive_dw = Array2::from_shape_fn((40, 9), |(o, i)| {
+        let naive_dw = Array2::from_shape_fn((300, 270), |(o, i)| {
             (0..37).map(|n| dy[[n, o]] * x[[n, i]]).sum::<f64>()
         });
-        let naive_dx = Array2::from_shape_fn((37, 9), |(n, i)| {
-            (0..40).map(|o| dy[[n, o]] * p.weight[[o, i]]).sum::<f64>()
+        let naive_dx = Array2::from_shape_fn((37, 270), |(n, i)| {
+            (0..300).map(|o| dy[[n, o]] * p.weight[[o, i]]).sum::<f64>()
         });
-        let naive_db = Array1::from_shape_fn(40, |o| (0..37).map(|n| dy[[n, o]]).sum::<f64>());
+        let naive_db = Array1::from_shape_fn(300, |o| (0..37).map(|n| dy[[n, o]]).sum::<f64>());
         assert_close(
-            "dense dW (37 rows)",
+            "dense dW (pieces)",
             grads.weight.view().into_dyn(),
             naive_dw.view().into_dyn(),
             1e-12,
             1e-12,
         );
         assert_close(
-            "dense dx (37 rows)",
+            "dense dx (pieces)",
             dx.view().into_dyn(),
             naive_dx.view().into_dyn(),
             1e-12,
             1e-12,
         );
         assert_close(
-            "dense db (37 rows)",
+            "dense db (pieces)",
             grads.bias.view().into_dyn(),
             naive_db.view().into_dyn(),
             1e-12,
