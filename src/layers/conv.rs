@@ -10,11 +10,12 @@
 //!   `dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)`,    `dx = col2im(dcols)`.
 //! The naive direct loops in `kernels::im2col` are the reference this GEMM path is tested against.
 
+use crate::kernels::fresh::par_build;
 use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
 use crate::kernels::parallel::IMAGES_PER_SUM;
 use crate::scalar::Scalar;
-use ndarray::{s, Array1, Array2, Array4, ArrayView2, ArrayView4, Axis};
+use ndarray::{s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 
 /// The learnable parameters of a convolution, in PyTorch's and Caffe's layout.
@@ -68,34 +69,32 @@ pub fn forward<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> (Array4<T>, Co
 }
 
 /// The forward pass: images in parallel, each worker reusing one `cols (C*K*K, P)` buffer;
-/// per image `Y_i (O, P) = W (O, C*K*K) x cols_i + b`, written straight into NCHW.
+/// per image `Y_i (O, P) = W (O, C*K*K) x cols_i + b`, written straight into NCHW. The output
+/// is not zero-filled first (`kernels::fresh`): each image's part is set while it is in cache.
 pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
     let (n, c, h, w) = x.dim();
     let k = p.kernel();
+    let o = p.weight.dim().0;
     let (oh, ow) = (out_size(h, k), out_size(w, k));
     let positions = oh * ow;
-    let mut y = Array4::zeros((n, p.weight.dim().0, oh, ow));
-    y.outer_iter_mut()
-        .into_par_iter()
-        .zip(x.outer_iter().into_par_iter())
-        .for_each_init(
-            || vec![T::zero(); c * k * k * positions],
-            |buffer, (yi, xi)| {
-                // One image's cols (C*K*K, P) at a time: 128 KB for conv2, which stays in L2
-                // between the im2col that writes it and the GEMM that reads it.
-                let cols = im2col_group(xi.insert_axis(Axis(0)), k, buffer);
-                let mut yi = yi
-                    .into_shape_with_order((p.weight.dim().0, positions))
-                    .expect("contiguous output");
-                // The bias first, then the GEMM accumulates on top of it (beta = 1).
-                for (mut row, &b) in yi.rows_mut().into_iter().zip(p.bias.iter()) {
-                    row.fill(b);
-                }
-                // Y_i (O, P) += W (O, C*K*K) x cols_i (C*K*K, P)
-                gemm(T::one(), p.weight_matrix(), cols.view(), T::one(), yi);
-            },
-        );
-    y
+    par_build(
+        (n, o, oh, ow),
+        o * positions,
+        || vec![T::zero(); c * k * k * positions],
+        |buffer, i, yi| {
+            // One image's cols (C*K*K, P) at a time: 128 KB for conv2, which stays in L2
+            // between the im2col that writes it and the GEMM that reads it.
+            let xi = x.slice(s![i..i + 1, .., .., ..]);
+            let cols = im2col_group(xi, k, buffer);
+            let mut yi = ArrayViewMut2::from_shape((o, positions), yi).expect("one image");
+            // The bias first, then the GEMM accumulates on top of it (beta = 1).
+            for (mut row, &b) in yi.rows_mut().into_iter().zip(p.bias.iter()) {
+                row.fill(b);
+            }
+            // Y_i (O, P) += W (O, C*K*K) x cols_i (C*K*K, P)
+            gemm(T::one(), p.weight_matrix(), cols.view(), T::one(), yi);
+        },
+    )
 }
 
 /// `dY` of a group of images `(G, O, OH, OW)` laid out like `cols`, as `(O, G*P)`.
@@ -165,28 +164,29 @@ pub fn backward_input<T: Scalar>(
 ) -> Array4<T> {
     let (_, o, oh, ow) = d_out.dim();
     let (_, c, k, _) = p.weight.dim();
-    let mut dx = Array4::zeros(cache.input.raw_dim());
-    dx.outer_iter_mut()
-        .into_par_iter()
-        .zip(d_out.outer_iter().into_par_iter())
-        .for_each_init(
-            || Array2::zeros((c * k * k, oh * ow)),
-            |dcols, (dxi, dyi)| {
-                let dy = dyi
-                    .into_shape_with_order((o, oh * ow))
-                    .expect("contiguous d_out");
-                // dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)
-                gemm(
-                    T::one(),
-                    p.weight_matrix().t(),
-                    dy,
-                    T::zero(),
-                    dcols.view_mut(),
-                );
-                col2im_add(dcols.view(), k, dxi);
-            },
-        );
-    dx
+    let (n, _, h, w) = cache.input.dim();
+    // dx is zeroed piece by piece in the workers (`kernels::fresh`), then col2im adds into it.
+    par_build(
+        (n, c, h, w),
+        c * h * w,
+        || Array2::zeros((c * k * k, oh * ow)),
+        |dcols, i, dxi| {
+            let dy = d_out
+                .index_axis(Axis(0), i)
+                .into_shape_with_order((o, oh * ow))
+                .expect("contiguous d_out");
+            // dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)
+            gemm(
+                T::one(),
+                p.weight_matrix().t(),
+                dy,
+                T::zero(),
+                dcols.view_mut(),
+            );
+            let dxi = ArrayViewMut3::from_shape((c, h, w), dxi).expect("one image");
+            col2im_add(dcols.view(), k, dxi);
+        },
+    )
 }
 
 /// Both gradients: accumulates the parameter gradients and returns the input gradient.

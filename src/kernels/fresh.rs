@@ -1,0 +1,73 @@
+//! New arrays whose pieces are zeroed by the worker that fills them, rather than all at once.
+//!
+//! `Array::zeros` writes the whole array before any worker starts. For a layer's output of a
+//! few megabytes (conv1's is 2.9 MB at batch 64) that is a pass over memory which leaves the
+//! start of the array out of cache by the time the first worker fills it, and it runs on one
+//! thread. Here the array is allocated uninitialised and each piece (one image's worth) is
+//! zeroed by the worker that is about to fill it, while the piece is hot in its cache: the
+//! result is the same array `Array::zeros` followed by the fills would give. In `perf`, the
+//! memset of fresh arrays was 5-13% of the time of the layers that now use this.
+
+use ndarray::{Array, Dimension, ShapeBuilder};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// An array of `shape` built in parallel pieces of `piece` elements (row-major order; the last
+/// may be shorter): each worker first sets its piece to `T::default()` (zero for numbers), then
+/// calls `fill(state, index, piece)`, with `state` made by `init` once per rayon job as in
+/// `for_each_init` (scratch buffers). Which thread fills which piece never changes the result.
+pub fn par_build<T, D, S>(
+    shape: impl ShapeBuilder<Dim = D>,
+    piece: usize,
+    init: impl Fn() -> S + Sync + Send,
+    fill: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) -> Array<T, D>
+where
+    T: Copy + Default + Send + Sync,
+    D: Dimension,
+{
+    let mut a = Array::<T, D>::uninit(shape);
+    a.as_slice_mut()
+        .expect("a new array is contiguous")
+        .par_chunks_mut(piece.max(1))
+        .enumerate()
+        .for_each_init(init, |state, (i, chunk)| {
+            for v in chunk.iter_mut() {
+                v.write(T::default());
+            }
+            // SAFETY: every element of `chunk` was initialised just above, and
+            // `MaybeUninit<T>` has the same layout as `T`.
+            let chunk = unsafe { &mut *(chunk as *mut [MaybeUninit<T>] as *mut [T]) };
+            fill(state, i, chunk);
+        });
+    // SAFETY: the pieces of `par_chunks_mut` cover the whole array and each was initialised
+    // above before `fill` ran (a panic in `fill` unwinds out of `for_each_init`, so this line
+    // is never reached with a piece left uninitialised).
+    unsafe { a.assume_init() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+
+    #[test]
+    fn equals_zeros_then_fills_whatever_the_piece_size() {
+        for piece in [1, 5, 12, 60, 1000] {
+            let a: Array3<f64> = par_build((3, 4, 5), piece, || (), |_, i, chunk| {
+                // Fill only every other element: the others must be exactly zero.
+                for (j, v) in chunk.iter_mut().enumerate().step_by(2) {
+                    *v = (i * 1000 + j) as f64;
+                }
+            });
+            let mut want = Array3::<f64>::zeros((3, 4, 5));
+            for (k, v) in want.as_slice_mut().unwrap().iter_mut().enumerate() {
+                let (i, j) = (k / piece, k % piece);
+                if j % 2 == 0 {
+                    *v = (i * 1000 + j) as f64;
+                }
+            }
+            assert_eq!(a, want, "piece {piece}");
+        }
+    }
+}
