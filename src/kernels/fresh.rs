@@ -31,19 +31,57 @@ where
         .expect("a new array is contiguous")
         .par_chunks_mut(piece.max(1))
         .enumerate()
-        .for_each_init(init, |state, (i, chunk)| {
-            for v in chunk.iter_mut() {
-                v.write(T::default());
-            }
-            // SAFETY: every element of `chunk` was initialised just above, and
-            // `MaybeUninit<T>` has the same layout as `T`.
-            let chunk = unsafe { &mut *(chunk as *mut [MaybeUninit<T>] as *mut [T]) };
-            fill(state, i, chunk);
-        });
-    // SAFETY: the pieces of `par_chunks_mut` cover the whole array and each was initialised
-    // above before `fill` ran (a panic in `fill` unwinds out of `for_each_init`, so this line
+        .for_each_init(init, |state, (i, chunk)| fill(state, i, zeroed(chunk)));
+    // SAFETY: the pieces of `par_chunks_mut` cover the whole array and each was initialised by
+    // `zeroed` before `fill` ran (a panic in `fill` unwinds out of `for_each_init`, so this line
     // is never reached with a piece left uninitialised).
     unsafe { a.assume_init() }
+}
+
+/// [`par_build`] for two arrays with the same number of pieces, filled together (an output and
+/// its side result, such as max-pooling's values and argmaxes): piece `i` of `a` has `piece_a`
+/// elements, piece `i` of `b` has `piece_b`.
+pub fn par_build_pair<A, B, DA, DB>(
+    shape_a: impl ShapeBuilder<Dim = DA>,
+    piece_a: usize,
+    shape_b: impl ShapeBuilder<Dim = DB>,
+    piece_b: usize,
+    fill: impl Fn(usize, &mut [A], &mut [B]) + Sync + Send,
+) -> (Array<A, DA>, Array<B, DB>)
+where
+    A: Copy + Default + Send + Sync,
+    B: Copy + Default + Send + Sync,
+    DA: Dimension,
+    DB: Dimension,
+{
+    let mut a = Array::<A, DA>::uninit(shape_a);
+    let mut b = Array::<B, DB>::uninit(shape_b);
+    let (sa, sb) = (
+        a.as_slice_mut().expect("a new array is contiguous"),
+        b.as_slice_mut().expect("a new array is contiguous"),
+    );
+    assert_eq!(
+        sa.len().div_ceil(piece_a.max(1)),
+        sb.len().div_ceil(piece_b.max(1)),
+        "par_build_pair: the two arrays must have the same number of pieces"
+    );
+    sa.par_chunks_mut(piece_a.max(1))
+        .zip(sb.par_chunks_mut(piece_b.max(1)))
+        .enumerate()
+        .for_each(|(i, (ca, cb))| fill(i, zeroed(ca), zeroed(cb)));
+    // SAFETY: as in `par_build`; the equal piece counts (asserted above) mean the zip leaves
+    // no piece of either array out.
+    unsafe { (a.assume_init(), b.assume_init()) }
+}
+
+/// Sets every element to `T::default()` and returns the slice as initialised.
+fn zeroed<T: Copy + Default>(chunk: &mut [MaybeUninit<T>]) -> &mut [T] {
+    for v in chunk.iter_mut() {
+        v.write(T::default());
+    }
+    // SAFETY: every element was initialised just above, and `MaybeUninit<T>` has the same
+    // layout as `T`.
+    unsafe { &mut *(chunk as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
 #[cfg(test)]
@@ -54,12 +92,17 @@ mod tests {
     #[test]
     fn equals_zeros_then_fills_whatever_the_piece_size() {
         for piece in [1, 5, 12, 60, 1000] {
-            let a: Array3<f64> = par_build((3, 4, 5), piece, || (), |_, i, chunk| {
-                // Fill only every other element: the others must be exactly zero.
-                for (j, v) in chunk.iter_mut().enumerate().step_by(2) {
-                    *v = (i * 1000 + j) as f64;
-                }
-            });
+            let a: Array3<f64> = par_build(
+                (3, 4, 5),
+                piece,
+                || (),
+                |_, i, chunk| {
+                    // Fill only every other element: the others must be exactly zero.
+                    for (j, v) in chunk.iter_mut().enumerate().step_by(2) {
+                        *v = (i * 1000 + j) as f64;
+                    }
+                },
+            );
             let mut want = Array3::<f64>::zeros((3, 4, 5));
             for (k, v) in want.as_slice_mut().unwrap().iter_mut().enumerate() {
                 let (i, j) = (k / piece, k % piece);
@@ -69,5 +112,15 @@ mod tests {
             }
             assert_eq!(a, want, "piece {piece}");
         }
+    }
+
+    #[test]
+    fn pair_fills_matching_pieces() {
+        let (a, b) = par_build_pair((4, 3), 3, 8, 2, |i, ca: &mut [f32], cb: &mut [u8]| {
+            ca.fill(i as f32);
+            cb[0] = i as u8;
+        });
+        assert_eq!(a.column(0).to_vec(), vec![0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(b.to_vec(), vec![0, 0, 1, 0, 2, 0, 3, 0]);
     }
 }

@@ -15,7 +15,10 @@ use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
 use crate::kernels::parallel::IMAGES_PER_SUM;
 use crate::scalar::Scalar;
-use ndarray::{s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis};
+use ndarray::{
+    s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis,
+    CowArray, Ix4,
+};
 use rayon::prelude::*;
 
 /// The learnable parameters of a convolution, in PyTorch's and Caffe's layout.
@@ -59,11 +62,19 @@ impl<T: Scalar> ConvParams<T> {
 }
 
 /// `y (N, O, OH, OW)` for `x (N, C, H, W)`, keeping the input for the backward pass.
-pub fn forward<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> (Array4<T>, ConvCache<T>) {
+///
+/// `x` may be a view (copied into the cache) or an owned array (moved into it, no copy: what
+/// the network passes, since it has no further use for a layer's input).
+pub fn forward<'a, T: Scalar>(
+    x: impl Into<CowArray<'a, T, Ix4>>,
+    p: &ConvParams<T>,
+) -> (Array4<T>, ConvCache<T>) {
+    let x = x.into();
+    let y = infer(x.view(), p);
     (
-        infer(x, p),
+        y,
         ConvCache {
-            input: x.to_owned(),
+            input: x.into_owned(),
         },
     )
 }

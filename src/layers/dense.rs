@@ -9,7 +9,7 @@
 use crate::kernels::gemm::gemm;
 use crate::kernels::parallel::piece_len;
 use crate::scalar::Scalar;
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2};
 use rayon::prelude::*;
 
 /// The learnable parameters of a dense layer.
@@ -55,11 +55,19 @@ pub fn infer<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
 }
 
 /// `y (N, O)`, keeping the input for the backward pass.
-pub fn forward<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> (Array2<T>, DenseCache<T>) {
+///
+/// `x` may be a view (copied into the cache) or an owned array (moved into it, no copy: what
+/// the network passes, since it has no further use for a layer's input).
+pub fn forward<'a, T: Scalar>(
+    x: impl Into<CowArray<'a, T, Ix2>>,
+    p: &DenseParams<T>,
+) -> (Array2<T>, DenseCache<T>) {
+    let x = x.into();
+    let y = infer(x.view(), p);
     (
-        infer(x, p),
+        y,
         DenseCache {
-            input: x.to_owned(),
+            input: x.into_owned(),
         },
     )
 }

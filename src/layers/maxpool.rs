@@ -12,9 +12,9 @@
 //! Backward: `dx[window's argmax] += dy`, every other input of the window gets 0
 //! (docs/math.md, "Max-pooling").
 
+use crate::kernels::fresh::{par_build, par_build_pair};
 use crate::scalar::Scalar;
 use ndarray::{Array4, ArrayView4};
-use rayon::prelude::*;
 
 /// What the forward pass keeps for the backward pass.
 #[derive(Clone, Debug)]
@@ -36,33 +36,25 @@ pub fn forward<T: Scalar>(x: ArrayView4<T>) -> (Array4<T>, MaxPoolCache) {
     check_even(h, w);
     let (oh, ow) = (h / 2, w / 2);
     let x = x.as_standard_layout();
-    let mut y = Array4::zeros((n, c, oh, ow));
-    let mut argmax = Array4::zeros((n, c, oh, ow));
-    let plane_in = h * w;
-    let plane_out = oh * ow;
-    y.as_slice_mut()
-        .expect("fresh array")
-        .par_chunks_mut(c * plane_out)
-        .zip(
-            argmax
-                .as_slice_mut()
-                .expect("fresh array")
-                .par_chunks_mut(c * plane_out),
-        )
-        .zip(
-            x.as_slice()
-                .expect("standard layout")
-                .par_chunks(c * plane_in),
-        )
-        .for_each(|((ys, am), xs)| {
+    let xs = x.as_slice().expect("standard layout");
+    let (plane_in, plane_out) = (h * w, oh * ow);
+    // Images in parallel; outputs zeroed piece by piece in the workers (`kernels::fresh`).
+    let (y, argmax) = par_build_pair(
+        (n, c, oh, ow),
+        c * plane_out,
+        (n, c, oh, ow),
+        c * plane_out,
+        |i, ys, am| {
+            let xi = &xs[i * c * plane_in..][..c * plane_in];
             for ((yp, ap), xp) in ys
-                .chunks_mut(plane_out)
-                .zip(am.chunks_mut(plane_out))
-                .zip(xs.chunks(plane_in))
+                .chunks_exact_mut(plane_out)
+                .zip(am.chunks_exact_mut(plane_out))
+                .zip(xi.chunks_exact(plane_in))
             {
                 pool_plane(xp, w, yp, ap);
             }
-        });
+        },
+    );
     (
         y,
         MaxPoolCache {
@@ -115,48 +107,52 @@ pub fn backward<T: Scalar>(d_out: ArrayView4<T>, cache: &MaxPoolCache) -> Array4
     );
     let (h, w) = cache.input_hw;
     let d_out = d_out.as_standard_layout();
-    let mut dx = Array4::zeros((n, c, h, w));
-    dx.as_slice_mut()
-        .expect("fresh array")
-        .par_chunks_mut(h * w)
-        .zip(
-            d_out
-                .as_slice()
-                .expect("standard layout")
-                .par_chunks(oh * ow),
-        )
-        .zip(
-            cache
-                .argmax
-                .as_slice()
-                .expect("standard layout")
-                .par_chunks(oh * ow),
-        )
-        .for_each(|((dxp, dyp), ap)| {
-            // Every input of a window is written once: the gradient at its argmax, 0 elsewhere
-            // (windows do not overlap). Selects, not a computed index, so that the loop has no
-            // data-dependent stores and vectorises.
-            for ((rows, dyr), ar) in dxp
-                .chunks_exact_mut(2 * w)
-                .zip(dyp.chunks_exact(ow))
-                .zip(ap.chunks_exact(ow))
+    let dys = d_out.as_slice().expect("standard layout");
+    let ams = cache.argmax.as_slice().expect("standard layout");
+    let (plane_in, plane_out) = (h * w, oh * ow);
+    // Images in parallel (`kernels::fresh`: no zero-filling pass of its own).
+    par_build(
+        (n, c, h, w),
+        c * plane_in,
+        || (),
+        |_, i, dxi| {
+            let dyi = &dys[i * c * plane_out..][..c * plane_out];
+            let ai = &ams[i * c * plane_out..][..c * plane_out];
+            for ((dxp, dyp), ap) in dxi
+                .chunks_exact_mut(plane_in)
+                .zip(dyi.chunks_exact(plane_out))
+                .zip(ai.chunks_exact(plane_out))
             {
-                let (top, bottom) = rows.split_at_mut(w);
-                for (((t, b), &g), &a) in top
-                    .chunks_exact_mut(2)
-                    .zip(bottom.chunks_exact_mut(2))
-                    .zip(dyr)
-                    .zip(ar)
-                {
-                    let z = T::zero();
-                    t[0] = if a == 0 { g } else { z };
-                    t[1] = if a == 1 { g } else { z };
-                    b[0] = if a == 2 { g } else { z };
-                    b[1] = if a == 3 { g } else { z };
-                }
+                unpool_plane(dyp, ap, w, dxp);
             }
-        });
-    dx
+        },
+    )
+}
+
+/// The backward of [`pool_plane`]: every input of a window is written once, the gradient at
+/// its argmax and 0 elsewhere (windows do not overlap). Selects, not a computed index, so that
+/// the loop has no data-dependent stores.
+fn unpool_plane<T: Scalar>(dy: &[T], argmax: &[u8], w: usize, dx: &mut [T]) {
+    let ow = w / 2;
+    for ((rows, dyr), ar) in dx
+        .chunks_exact_mut(2 * w)
+        .zip(dy.chunks_exact(ow))
+        .zip(argmax.chunks_exact(ow))
+    {
+        let (top, bottom) = rows.split_at_mut(w);
+        for (((t, b), &g), &a) in top
+            .chunks_exact_mut(2)
+            .zip(bottom.chunks_exact_mut(2))
+            .zip(dyr)
+            .zip(ar)
+        {
+            let z = T::zero();
+            t[0] = if a == 0 { g } else { z };
+            t[1] = if a == 1 { g } else { z };
+            b[0] = if a == 2 { g } else { z };
+            b[1] = if a == 3 { g } else { z };
+        }
+    }
 }
 
 /// The naive twin of [`forward`]: a general `K x K` window with stride `S`, scanned with index

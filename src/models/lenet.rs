@@ -304,20 +304,21 @@ impl<T: Scalar> LeNet<T> {
             .map(|d| *d.rates)
             .unwrap_or(DropoutRates::NONE);
         let n = x.dim().0;
+        // Each layer's input is moved into its cache (no copy): nothing else needs it.
         let (h, input_dropout) = maybe_dropout(x.to_owned(), rates.input, &mut dropout);
-        let (h, conv1) = conv::forward(h.view(), &self.conv1);
+        let (h, conv1) = conv::forward(h, &self.conv1);
         let (h, pool1) = maxpool::forward(h.view());
         let (h, conv1_dropout) = maybe_dropout(h, rates.conv1, &mut dropout);
-        let (h, conv2) = conv::forward(h.view(), &self.conv2);
+        let (h, conv2) = conv::forward(h, &self.conv2);
         let (h, pool2) = maxpool::forward(h.view());
         let (h, conv2_dropout) = maybe_dropout(h, rates.conv2, &mut dropout);
         let flat = h
             .into_shape_with_order((n, 800))
             .expect("pool2 output is contiguous");
-        let (h, fc1) = dense::forward(flat.view(), &self.fc1);
+        let (h, fc1) = dense::forward(flat, &self.fc1);
         let (h, relu) = relu::forward(h.view());
         let (h, fc1_dropout) = maybe_dropout(h, rates.fc1, &mut dropout);
-        let (h, fc2) = dense::forward(h.view(), &self.fc2);
+        let (h, fc2) = dense::forward(h, &self.fc2);
         let (logits, output_dropout) = maybe_dropout(h, rates.output, &mut dropout);
         let cache = LeNetCache {
             input_dropout,
