@@ -10,6 +10,18 @@
 /// convolutions' weight gradients): also the granularity of the fixed-order reduction.
 pub const IMAGES_PER_SUM: usize = 8;
 
+/// Columns a convolution's forward product should have at least: `matrixmultiply` packs the
+/// weights afresh for every call, which a product of fewer columns does not repay.
+pub const MIN_PRODUCT_COLUMNS: usize = 256;
+
+/// Images per task (and per GEMM) in a convolution's forward pass, for `positions` output
+/// positions per image: enough for [`MIN_PRODUCT_COLUMNS`] columns (conv2, 64 positions: 4;
+/// conv1, 576: 1). Depends on the shape only, never on the thread count; nothing is summed
+/// across groups, so the grouping changes no arithmetic either.
+pub fn images_per_product(positions: usize) -> usize {
+    MIN_PRODUCT_COLUMNS.div_ceil(positions.max(1)).max(1)
+}
+
 /// Pieces a dense layer's GEMM is cut into, along a dimension of its *output* (never along the
 /// dimension its sums run over), so the cut changes no arithmetic. The piece that stays whole is
 /// the big weight matrix: `matrixmultiply` packs each piece's operands afresh, and cutting along
@@ -36,6 +48,9 @@ mod tests {
         assert_eq!(piece_len(800), 200); // fc1's inputs: 4 pieces
         assert_eq!(piece_len(10), 64); // fc2: one piece
         assert_eq!(piece_len(0), 64);
+        assert_eq!(images_per_product(64), 4); // conv2
+        assert_eq!(images_per_product(576), 1); // conv1
+        assert_eq!(images_per_product(42), 7); // the tests' small shapes
         for len in 1..300 {
             let p = piece_len(len);
             assert!(len.div_ceil(p) <= DENSE_PIECES && (p >= MIN_PIECE || p >= len));
