@@ -32,8 +32,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 /// Images per chunk for inference: each chunk runs the whole network on one worker, keeping
-/// its activations in cache.
-pub const INFERENCE_CHUNK: usize = 50;
+/// its activations in cache. Chunks of 32, 50, 100 and 200 were measured (`advmnist bench`,
+/// 2 threads, best of 3): 100 was fastest, by about 3%; the chunking changes no result.
+pub const INFERENCE_CHUNK: usize = 100;
 /// Images per chunk for input gradients, to bound memory: about 100 KB per image at the peak of
 /// the backward pass (counted from the array shapes), so about 25 MB per chunk.
 pub const INPUT_GRADIENT_CHUNK: usize = 256;
