@@ -6,7 +6,7 @@ use advmnist::layers::{conv, dense, maxpool};
 use advmnist::models::lenet::{DropoutRates, LeNet};
 use advmnist::rng::{stream, Purpose};
 use advmnist::testutil::random_array;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use ndarray::{Ix1, Ix2, Ix4};
 use std::hint::black_box;
 
@@ -125,4 +125,15 @@ criterion_group! {
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(2)).warm_up_time(std::time::Duration::from_millis(500));
     targets = gemm_peak, layers, network
 }
-criterion_main!(benches);
+/// `criterion_main!` with one difference: every benchmark runs on a thread of the rayon pool, as
+/// `advmnist` runs its commands (see `run` in `src/main.rs`), so that no parallel loop pays for
+/// being handed over from a thread outside the pool.
+fn main() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .build()
+        .expect("a rayon thread pool");
+    pool.install(|| {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    });
+}
