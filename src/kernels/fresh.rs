@@ -74,6 +74,19 @@ where
     unsafe { (a.assume_init(), b.assume_init()) }
 }
 
+/// Elements per piece of [`par_zeros`].
+const ZERO_PIECE: usize = 1 << 14;
+
+/// A zeroed array, zeroed in parallel pieces of 16,384 elements: fc1's weight gradient (400,000
+/// values, zeroed for every training step) took 75 us on one thread while the other waited.
+pub fn par_zeros<T, D>(shape: impl ShapeBuilder<Dim = D>) -> Array<T, D>
+where
+    T: Copy + Default + Send + Sync,
+    D: Dimension,
+{
+    par_build(shape, ZERO_PIECE, || (), |_, _, _| {})
+}
+
 /// Sets every element to `T::default()` and returns the slice as initialised.
 fn zeroed<T: Copy + Default>(chunk: &mut [MaybeUninit<T>]) -> &mut [T] {
     for v in chunk.iter_mut() {

@@ -10,7 +10,7 @@
 //!   `dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)`,    `dx = col2im(dcols)`.
 //! The naive direct loops in `kernels::im2col` are the reference this GEMM path is tested against.
 
-use crate::kernels::fresh::par_build;
+use crate::kernels::fresh::{par_build, par_zeros};
 use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
 use crate::kernels::parallel::{images_per_product, IMAGES_PER_SUM};
@@ -42,7 +42,7 @@ impl<T: Scalar> ConvParams<T> {
     /// All-zero parameters of the given shape (for gradient accumulators).
     pub fn zeros(out_channels: usize, in_channels: usize, kernel: usize) -> Self {
         ConvParams {
-            weight: Array4::zeros((out_channels, in_channels, kernel, kernel)),
+            weight: par_zeros((out_channels, in_channels, kernel, kernel)),
             bias: Array1::zeros(out_channels),
         }
     }

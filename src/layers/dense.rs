@@ -6,6 +6,7 @@
 //! Backward (docs/math.md, "Dense"):
 //!   `dW (O, I) += dY^T (O, N) x X (N, I)`,  `db += sum_n dY[n, :]`,  `dX (N, I) = dY (N, O) x W (O, I)`.
 
+use crate::kernels::fresh::par_zeros;
 use crate::kernels::gemm::gemm;
 use crate::kernels::parallel::piece_len;
 use crate::scalar::Scalar;
@@ -28,7 +29,7 @@ pub struct DenseCache<T> {
 impl<T: Scalar> DenseParams<T> {
     pub fn zeros(outputs: usize, inputs: usize) -> Self {
         DenseParams {
-            weight: Array2::zeros((outputs, inputs)),
+            weight: par_zeros((outputs, inputs)),
             bias: Array1::zeros(outputs),
         }
     }
@@ -45,7 +46,7 @@ pub fn infer<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
         .broadcast((n, outputs))
         .expect("bias broadcast")
         .to_owned();
-    let piece = piece_len(outputs);
+    let piece = piece_len(outputs, n * x.ncols() * outputs);
     y.axis_chunks_iter_mut(Axis(1), piece)
         .into_par_iter()
         .zip(p.weight.axis_chunks_iter(Axis(0), piece).into_par_iter())
@@ -81,7 +82,7 @@ pub fn backward_params<T: Scalar>(
     cache: &DenseCache<T>,
     grads: &mut DenseParams<T>,
 ) {
-    let piece = piece_len(grads.weight.nrows());
+    let piece = piece_len(grads.weight.nrows(), d_out.nrows() * grads.weight.len());
     grads
         .weight
         .axis_chunks_iter_mut(Axis(0), piece)
@@ -96,7 +97,7 @@ pub fn backward_params<T: Scalar>(
 /// computed in parallel, each packing its own columns of `W`.
 pub fn backward_input<T: Scalar>(d_out: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
     let mut dx = Array2::zeros((d_out.nrows(), p.weight.ncols()));
-    let piece = piece_len(p.weight.ncols());
+    let piece = piece_len(p.weight.ncols(), d_out.nrows() * p.weight.len());
     dx.axis_chunks_iter_mut(Axis(1), piece)
         .into_par_iter()
         .zip(p.weight.axis_chunks_iter(Axis(1), piece).into_par_iter())
