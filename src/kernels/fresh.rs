@@ -12,8 +12,8 @@ use ndarray::{Array, Dimension, ShapeBuilder};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-/// An array of `shape` built in parallel pieces of `piece` elements (row-major order; the last
-/// may be shorter): each worker first sets its piece to `T::default()` (zero for numbers), then
+/// An array of `shape` built in parallel pieces of `piece` elements (in memory order, row-major
+/// for the layers' shapes; the last piece may be shorter): each worker first sets its piece to `T::default()` (zero for numbers), then
 /// calls `fill(state, index, piece)`, with `state` made by `init` once per rayon job as in
 /// `for_each_init` (scratch buffers). Which thread fills which piece never changes the result.
 pub fn par_build<T, D, S>(
@@ -27,7 +27,7 @@ where
     D: Dimension,
 {
     let mut a = Array::<T, D>::uninit(shape);
-    a.as_slice_mut()
+    a.as_slice_memory_order_mut()
         .expect("a new array is contiguous")
         .par_chunks_mut(piece.max(1))
         .enumerate()
@@ -57,8 +57,10 @@ where
     let mut a = Array::<A, DA>::uninit(shape_a);
     let mut b = Array::<B, DB>::uninit(shape_b);
     let (sa, sb) = (
-        a.as_slice_mut().expect("a new array is contiguous"),
-        b.as_slice_mut().expect("a new array is contiguous"),
+        a.as_slice_memory_order_mut()
+            .expect("a new array is contiguous"),
+        b.as_slice_memory_order_mut()
+            .expect("a new array is contiguous"),
     );
     assert_eq!(
         sa.len().div_ceil(piece_a.max(1)),
