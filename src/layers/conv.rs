@@ -14,6 +14,7 @@ use crate::kernels::fresh::{par_build, par_zeros};
 use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
 use crate::kernels::parallel::{images_per_product, IMAGES_PER_SUM};
+use crate::kernels::scratch::with_scratch;
 use crate::scalar::Scalar;
 use ndarray::{
     s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis,
@@ -96,69 +97,83 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
     par_build(
         (n, o, oh, ow),
         group * o * positions,
-        || {
-            let y_group = if group > 1 { o * group * positions } else { 0 };
-            (
-                vec![T::zero(); c * k * k * group * positions],
-                vec![T::zero(); y_group],
-            )
-        },
-        |(buffer, y_group), g, out| {
+        || (),
+        |_, g, out| {
             let xg = x.slice(s![g * group..(g * group + group).min(n), .., .., ..]);
             let columns = xg.dim().0 * positions;
-            let cols = im2col_group(xg, k, buffer);
-            // Y_g (O, G*P) = W (O, C*K*K) x cols_g (C*K*K, G*P) + b: the bias first, then the
-            // GEMM accumulates on top of it (beta = 1).
-            let product = |target: &mut [T]| {
-                let mut yg = ArrayViewMut2::from_shape((o, columns), target).expect("o rows");
-                for (mut row, &b) in yg.rows_mut().into_iter().zip(p.bias.iter()) {
-                    row.fill(b);
+            with_scratch(c * k * k * columns, |buffer| {
+                let cols = im2col_group(xg, k, buffer);
+                // Y_g (O, G*P) = W (O, C*K*K) x cols_g (C*K*K, G*P) + b: the bias first, then
+                // the GEMM accumulates on top of it (beta = 1).
+                let product = |target: &mut [T]| {
+                    let mut yg = ArrayViewMut2::from_shape((o, columns), target).expect("o rows");
+                    for (mut row, &b) in yg.rows_mut().into_iter().zip(p.bias.iter()) {
+                        row.fill(b);
+                    }
+                    gemm(T::one(), p.weight_matrix(), cols.view(), T::one(), yg);
+                };
+                if group == 1 {
+                    product(out); // one image: straight into its output
+                    return;
                 }
-                gemm(T::one(), p.weight_matrix(), cols.view(), T::one(), yg);
-            };
-            if group == 1 {
-                product(out); // one image: straight into its output
-                return;
-            }
-            product(&mut y_group[..o * columns]);
-            // Image i's output (O, P) is Y_g's column block i.
-            for (i, yi) in out.chunks_exact_mut(o * positions).enumerate() {
-                for (dst, src) in yi
-                    .chunks_exact_mut(positions)
-                    .zip(y_group.chunks_exact(columns))
-                {
-                    dst.copy_from_slice(&src[i * positions..][..positions]);
-                }
-            }
+                with_scratch(o * columns, |y_group: &mut [T]| {
+                    product(y_group);
+                    // Image i's output (O, P) is Y_g's column block i.
+                    for (i, yi) in out.chunks_exact_mut(o * positions).enumerate() {
+                        for (dst, src) in yi
+                            .chunks_exact_mut(positions)
+                            .zip(y_group.chunks_exact(columns))
+                        {
+                            dst.copy_from_slice(&src[i * positions..][..positions]);
+                        }
+                    }
+                });
+            });
         },
     )
 }
 
-/// `dY` of a group of images `(G, O, OH, OW)` laid out like `cols`, as `(O, G*P)`.
-fn group_matrix<T: Scalar>(d_out: ArrayView4<T>) -> Array2<T> {
+/// One group's parameter gradients, for `d_out (G, O, OH, OW)` and the group's input
+/// `x (G, C, H, W)`: `dW_g (O, C*K*K) = dY_g (O, G*P) x cols_g^T (G*P, C*K*K)` and
+/// `db_g[o] = sum` of `dY_g`'s row `o` (the bias is added at every position of every image).
+/// Used per fixed group of [`IMAGES_PER_SUM`] images, whose results are then summed in order.
+pub fn group_param_gradients<T: Scalar>(
+    d_out: ArrayView4<T>,
+    x: ArrayView4<T>,
+    k: usize,
+) -> (Array2<T>, Array1<T>) {
     let (g, o, oh, ow) = d_out.dim();
+    let c = x.dim().1;
     let p = oh * ow;
-    let mut m = Array2::zeros((o, g * p));
-    for (i, dyi) in d_out.outer_iter().enumerate() {
-        m.slice_mut(s![.., i * p..(i + 1) * p])
-            .assign(&dyi.into_shape_with_order((o, p)).expect("contiguous d_out"));
-    }
-    m
+    with_scratch(c * k * k * g * p, |buffer| {
+        let cols = im2col_group(x, k, buffer);
+        with_scratch(o * g * p, |dy_buffer| {
+            // dY_g laid out like cols: image i's (O, P) block is column block i.
+            let mut dy = ArrayViewMut2::from_shape((o, g * p), dy_buffer).expect("sizes agree");
+            for (i, dyi) in d_out.outer_iter().enumerate() {
+                dy.slice_mut(s![.., i * p..(i + 1) * p])
+                    .assign(&dyi.into_shape_with_order((o, p)).expect("contiguous d_out"));
+            }
+            let mut dw = Array2::zeros((o, c * k * k));
+            // beta = 0: dW_g is written, not accumulated.
+            gemm(T::one(), dy.view(), cols.t(), T::zero(), dw.view_mut());
+            (dw, dy.sum_axis(Axis(1)))
+        })
+    })
 }
 
 /// Accumulates the parameter gradients: `grads.weight += dL/dW`, `grads.bias += dL/db`.
 ///
-/// `dW = sum_n dY_n cols_n^T`: per fixed group of [`IMAGES_PER_SUM`] images one product
-/// `dY_g (O, G*P) x cols_g^T (G*P, C*K*K)`, the groups in parallel, each rebuilding its `cols_g`
-/// from the cached input; their results are then added in group order (the weight gradient is
-/// small, so the partial copies cost little).
+/// `dW = sum_n dY_n cols_n^T`: per fixed group of [`IMAGES_PER_SUM`] images one
+/// [`group_param_gradients`], the groups in parallel, each rebuilding its `cols_g` from the
+/// cached input; their results are then added in group order (the weight gradient is small,
+/// so the partial copies cost little).
 pub fn backward_params<T: Scalar>(
     d_out: ArrayView4<T>,
     cache: &ConvCache<T>,
     grads: &mut ConvParams<T>,
 ) {
-    let (_, o, oh, ow) = d_out.dim();
-    let (_, c, k, _) = grads.weight.dim();
+    let (o, c, k, _) = grads.weight.dim();
     let groups: Vec<(Array2<T>, Array1<T>)> = d_out
         .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
         .into_par_iter()
@@ -168,18 +183,7 @@ pub fn backward_params<T: Scalar>(
                 .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
                 .into_par_iter(),
         )
-        .map_init(
-            || vec![T::zero(); c * k * k * IMAGES_PER_SUM * oh * ow],
-            |buffer, (dyg, xg)| {
-                let cols = im2col_group(xg, k, buffer);
-                let dy = group_matrix(dyg);
-                let mut dw = Array2::zeros((o, c * k * k));
-                // dW_g (O, C*K*K) = dY_g (O, G*P) x cols_g^T (G*P, C*K*K)
-                gemm(T::one(), dy.view(), cols.t(), T::zero(), dw.view_mut());
-                // db_g[o] = sum over the group's images and positions: the bias is added everywhere.
-                (dw, dy.sum_axis(Axis(1)))
-            },
-        )
+        .map(|(dyg, xg)| group_param_gradients(dyg, xg, k))
         .collect();
     let mut dw = grads
         .weight
@@ -206,22 +210,26 @@ pub fn backward_input<T: Scalar>(
     par_build(
         (n, c, h, w),
         c * h * w,
-        || Array2::zeros((c * k * k, oh * ow)),
-        |dcols, i, dxi| {
-            let dy = d_out
-                .index_axis(Axis(0), i)
-                .into_shape_with_order((o, oh * ow))
-                .expect("contiguous d_out");
-            // dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)
-            gemm(
-                T::one(),
-                p.weight_matrix().t(),
-                dy,
-                T::zero(),
-                dcols.view_mut(),
-            );
-            let dxi = ArrayViewMut3::from_shape((c, h, w), dxi).expect("one image");
-            col2im_add(dcols.view(), k, dxi);
+        || (),
+        |_, i, dxi| {
+            with_scratch(c * k * k * oh * ow, |buffer| {
+                let mut dcols =
+                    ArrayViewMut2::from_shape((c * k * k, oh * ow), buffer).expect("sizes agree");
+                let dy = d_out
+                    .index_axis(Axis(0), i)
+                    .into_shape_with_order((o, oh * ow))
+                    .expect("contiguous d_out");
+                // dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)
+                gemm(
+                    T::one(),
+                    p.weight_matrix().t(),
+                    dy,
+                    T::zero(),
+                    dcols.view_mut(),
+                );
+                let dxi = ArrayViewMut3::from_shape((c, h, w), dxi).expect("one image");
+                col2im_add(dcols.view(), k, dxi);
+            })
         },
     )
 }

@@ -24,7 +24,8 @@ use crate::layers::relu::{self, ReluCache};
 use crate::layers::softmax_xent;
 use crate::scalar::Scalar;
 use ndarray::{
-    s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewD, ArrayViewMutD, Axis, Ix2, Ix4,
+    s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewD, ArrayViewMut2, ArrayViewMutD,
+    Axis, Ix2, Ix4,
 };
 use ndarray_rand::rand_distr::Uniform;
 use ndarray_rand::RandomExt;
@@ -38,6 +39,8 @@ pub const INFERENCE_CHUNK: usize = 100;
 /// Images per chunk for input gradients, to bound memory: about 100 KB per image at the peak of
 /// the backward pass (counted from the array shapes), so about 25 MB per chunk.
 pub const INPUT_GRADIENT_CHUNK: usize = 256;
+/// Images per chunk of the convolutional half in the forward and backward passes.
+pub const FEATURE_CHUNK: usize = crate::kernels::parallel::IMAGES_PER_SUM;
 
 /// LeNet's parameters, in PyTorch's names and layouts. The same struct holds gradients and
 /// momentum buffers.
@@ -148,18 +151,32 @@ impl DropoutRates {
 /// A dropout cache is `None` where that dropout layer is absent (rate 0 or evaluation mode).
 #[derive(Clone, Debug)]
 pub struct LeNetCache<T> {
-    pub input_dropout: Option<DropoutCache<T, Ix4>>, // mask (N,1,28,28)
-    pub conv1: ConvCache<T>,                         // input (N,1,28,28)
-    pub pool1: MaxPoolCache,                         // argmax (N,20,12,12)
-    pub conv1_dropout: Option<DropoutCache<T, Ix4>>, // mask (N,20,12,12)
-    pub conv2: ConvCache<T>,                         // input (N,20,12,12)
-    pub pool2: MaxPoolCache,                         // argmax (N,50,4,4)
-    pub conv2_dropout: Option<DropoutCache<T, Ix4>>, // mask (N,50,4,4)
-    pub fc1: DenseCache<T>,                          // input (N,800)
-    pub relu: ReluCache<T, Ix2>,                     // output (N,500)
-    pub fc1_dropout: Option<DropoutCache<T, Ix2>>,   // mask (N,500)
-    pub fc2: DenseCache<T>,                          // input (N,500)
+    pub features: Vec<FeatureCache<T>>, // one per FEATURE_CHUNK images, in batch order
+    pub fc1: DenseCache<T>,             // input (N,800)
+    pub relu: ReluCache<T, Ix2>,        // output (N,500)
+    pub fc1_dropout: Option<DropoutCache<T, Ix2>>, // mask (N,500)
+    pub fc2: DenseCache<T>,             // input (N,500)
     pub output_dropout: Option<DropoutCache<T, Ix2>>, // mask (N,10)
+}
+
+/// One chunk's share of the backward pass: conv1's and conv2's `(dW (O, C*K*K), db (O))` (when
+/// parameter gradients are wanted) and the chunk's input gradient (when that is wanted).
+type FeatureGradients<T> = (
+    Option<(Array2<T>, Array1<T>)>,
+    Option<(Array2<T>, Array1<T>)>,
+    Option<Array4<T>>,
+);
+
+/// The caches of the convolutional half for one chunk of `n <= FEATURE_CHUNK` images.
+#[derive(Clone, Debug)]
+pub struct FeatureCache<T> {
+    pub input_dropout: Option<DropoutCache<T, Ix4>>, // mask (n,1,28,28)
+    pub conv1: ConvCache<T>,                         // input (n,1,28,28)
+    pub pool1: MaxPoolCache,                         // argmax (n,20,12,12)
+    pub conv1_dropout: Option<DropoutCache<T, Ix4>>, // mask (n,20,12,12)
+    pub conv2: ConvCache<T>,                         // input (n,20,12,12)
+    pub pool2: MaxPoolCache,                         // argmax (n,50,4,4)
+    pub conv2_dropout: Option<DropoutCache<T, Ix4>>, // mask (n,50,4,4)
 }
 
 /// Training-time dropout: the rates, and one random stream per image of the (sub-)batch.
@@ -295,11 +312,67 @@ impl<T: Scalar> LeNet<T> {
 
     /// Forward pass of a (sub-)batch `x (N,1,28,28)`, keeping every cache. With `dropout`,
     /// training mode; without, evaluation mode (dropout is the identity).
+    ///
+    /// The convolutional half runs in fixed chunks of [`FEATURE_CHUNK`] images side by side,
+    /// each chunk through conv1 .. pool2 on one worker, so its activations stay in that core's
+    /// cache from layer to layer; the dense half then runs on the whole batch.
     pub fn forward(
         &self,
         x: ArrayView4<T>,
-        mut dropout: Option<Dropout<'_>>,
+        dropout: Option<Dropout<'_>>,
     ) -> (Array2<T>, LeNetCache<T>) {
+        let n = x.dim().0;
+        let (rates, mut rngs) = match dropout {
+            Some(d) => (*d.rates, Some(d.rngs)),
+            None => (DropoutRates::NONE, None),
+        };
+        let mut flat = Array2::zeros((n, 800));
+        let mut chunk_rngs: Vec<Option<&mut [ChaCha8Rng]>> = match rngs.as_deref_mut() {
+            Some(r) => r.chunks_mut(FEATURE_CHUNK).map(Some).collect(),
+            None => (0..n.div_ceil(FEATURE_CHUNK)).map(|_| None).collect(),
+        };
+        let features = flat
+            .axis_chunks_iter_mut(Axis(0), FEATURE_CHUNK)
+            .into_par_iter()
+            .zip(x.axis_chunks_iter(Axis(0), FEATURE_CHUNK).into_par_iter())
+            .zip(chunk_rngs.par_iter_mut())
+            .map(|((out, xc), r)| {
+                let dropout = r.as_deref_mut().map(|rngs| Dropout {
+                    rates: &rates,
+                    rngs,
+                });
+                self.features_forward(xc, dropout, out)
+            })
+            .collect();
+        drop(chunk_rngs);
+        let mut dropout = rngs.map(|rngs| Dropout {
+            rates: &rates,
+            rngs,
+        });
+        let (h, fc1) = dense::forward(flat, &self.fc1);
+        let (h, relu) = relu::forward(h.view());
+        let (h, fc1_dropout) = maybe_dropout(h, rates.fc1, &mut dropout);
+        let (h, fc2) = dense::forward(h, &self.fc2);
+        let (logits, output_dropout) = maybe_dropout(h, rates.output, &mut dropout);
+        let cache = LeNetCache {
+            features,
+            fc1,
+            relu,
+            fc1_dropout,
+            fc2,
+            output_dropout,
+        };
+        (logits, cache)
+    }
+
+    /// conv1 .. pool2 (with their dropouts) for one chunk `x (n,1,28,28)`, the flattened
+    /// features written to `out (n,800)`.
+    fn features_forward(
+        &self,
+        x: ArrayView4<T>,
+        mut dropout: Option<Dropout<'_>>,
+        mut out: ArrayViewMut2<T>,
+    ) -> FeatureCache<T> {
         let rates = dropout
             .as_ref()
             .map(|d| *d.rates)
@@ -313,15 +386,11 @@ impl<T: Scalar> LeNet<T> {
         let (h, conv2) = conv::forward(h, &self.conv2);
         let (h, pool2) = maxpool::forward(h.view());
         let (h, conv2_dropout) = maybe_dropout(h, rates.conv2, &mut dropout);
-        let flat = h
-            .into_shape_with_order((n, 800))
-            .expect("pool2 output is contiguous");
-        let (h, fc1) = dense::forward(flat, &self.fc1);
-        let (h, relu) = relu::forward(h.view());
-        let (h, fc1_dropout) = maybe_dropout(h, rates.fc1, &mut dropout);
-        let (h, fc2) = dense::forward(h, &self.fc2);
-        let (logits, output_dropout) = maybe_dropout(h, rates.output, &mut dropout);
-        let cache = LeNetCache {
+        out.assign(
+            &h.into_shape_with_order((n, 800))
+                .expect("pool2 output is contiguous"),
+        );
+        FeatureCache {
             input_dropout,
             conv1,
             pool1,
@@ -329,18 +398,17 @@ impl<T: Scalar> LeNet<T> {
             conv2,
             pool2,
             conv2_dropout,
-            fc1,
-            relu,
-            fc1_dropout,
-            fc2,
-            output_dropout,
-        };
-        (logits, cache)
+        }
     }
 
     /// Backward pass from `d_logits (N,10)`, the whole chain from the loss to the pixels.
     /// With `grads`, accumulates every parameter gradient into it; with `input_gradient`,
     /// returns `dL/dx (N,1,28,28)`. Work that neither needs is skipped.
+    ///
+    /// The dense half runs on the whole batch, the convolutional half in the forward's chunks
+    /// side by side; each chunk's convolution weight gradients are summed into `grads` in chunk
+    /// order afterwards (a chunk is one of the convolutions' fixed [`IMAGES_PER_SUM`] groups,
+    /// so this is the sum those layers would form over the whole batch).
     pub fn backward(
         &self,
         d_logits: ArrayView2<T>,
@@ -348,7 +416,6 @@ impl<T: Scalar> LeNet<T> {
         mut grads: Option<&mut LeNet<T>>,
         input_gradient: bool,
     ) -> Option<Array4<T>> {
-        let n = d_logits.nrows();
         let d = maybe_dropout_backward(d_logits.to_owned(), &cache.output_dropout);
         if let Some(g) = grads.as_deref_mut() {
             dense::backward_params(d.view(), &cache.fc2, &mut g.fc2);
@@ -360,24 +427,66 @@ impl<T: Scalar> LeNet<T> {
             dense::backward_params(d.view(), &cache.fc1, &mut g.fc1);
         }
         let d = dense::backward_input(d.view(), &self.fc1);
-        // Un-flatten (N,800) -> (N,50,4,4): the inverse of the forward's (C,H,W) flatten.
-        let d = d.into_shape_with_order((n, 50, 4, 4)).expect("contiguous");
-        let d = maybe_dropout_backward(d, &cache.conv2_dropout);
-        let d = maxpool::backward(d.view(), &cache.pool2);
-        if let Some(g) = grads.as_deref_mut() {
-            conv::backward_params(d.view(), &cache.conv2, &mut g.conv2);
-        }
-        let d = conv::backward_input(d.view(), &cache.conv2, &self.conv2);
-        let d = maybe_dropout_backward(d, &cache.conv1_dropout);
-        let d = maxpool::backward(d.view(), &cache.pool1);
+        let want_params = grads.is_some();
+        let chunks: Vec<_> = d
+            .axis_chunks_iter(Axis(0), FEATURE_CHUNK)
+            .into_par_iter()
+            .zip(cache.features.par_iter())
+            .map(|(dc, fc)| self.features_backward(dc, fc, want_params, input_gradient))
+            .collect();
         if let Some(g) = grads {
-            conv::backward_params(d.view(), &cache.conv1, &mut g.conv1);
+            for (conv1, conv2, _) in &chunks {
+                for (grad, p) in [(conv1, &mut g.conv1), (conv2, &mut g.conv2)] {
+                    let (dw, db) = grad.as_ref().expect("parameter gradients requested");
+                    let (o, c, k, _) = p.weight.dim();
+                    let mut w = p
+                        .weight
+                        .view_mut()
+                        .into_shape_with_order((o, c * k * k))
+                        .expect("standard layout");
+                    w += dw;
+                    p.bias += db;
+                }
+            }
         }
         if !input_gradient {
             return None;
         }
-        let d = conv::backward_input(d.view(), &cache.conv1, &self.conv1);
-        Some(maybe_dropout_backward(d, &cache.input_dropout))
+        let parts: Vec<_> = chunks
+            .iter()
+            .map(|(_, _, dx)| dx.as_ref().expect("input gradient requested").view())
+            .collect();
+        Some(ndarray::concatenate(Axis(0), &parts).expect("chunks of one batch"))
+    }
+
+    /// The convolutional half backward for one chunk from `d (n,800)`: the chunk's conv1 and
+    /// conv2 parameter gradients (if `params`) and its input gradient (if `input_gradient`).
+    fn features_backward(
+        &self,
+        d: ArrayView2<T>,
+        cache: &FeatureCache<T>,
+        params: bool,
+        input_gradient: bool,
+    ) -> FeatureGradients<T> {
+        let n = d.nrows();
+        // Un-flatten (n,800) -> (n,50,4,4): the inverse of the forward's (C,H,W) flatten.
+        let d = d
+            .into_shape_with_order((n, 50, 4, 4))
+            .expect("contiguous")
+            .to_owned();
+        let d = maybe_dropout_backward(d, &cache.conv2_dropout);
+        let d = maxpool::backward(d.view(), &cache.pool2);
+        // The chunk is one of the convolutions' fixed groups (FEATURE_CHUNK = IMAGES_PER_SUM).
+        let g2 = params.then(|| conv::group_param_gradients(d.view(), cache.conv2.input.view(), 5));
+        let d = conv::backward_input(d.view(), &cache.conv2, &self.conv2);
+        let d = maybe_dropout_backward(d, &cache.conv1_dropout);
+        let d = maxpool::backward(d.view(), &cache.pool1);
+        let g1 = params.then(|| conv::group_param_gradients(d.view(), cache.conv1.input.view(), 5));
+        let dx = input_gradient.then(|| {
+            let d = conv::backward_input(d.view(), &cache.conv1, &self.conv1);
+            maybe_dropout_backward(d, &cache.input_dropout)
+        });
+        (g1, g2, dx)
     }
 
     /// Logits of a (sub-)batch in evaluation mode, without caches, on the calling thread.
