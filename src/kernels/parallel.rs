@@ -48,6 +48,28 @@ pub fn piece_len(len: usize, multiply_adds: usize) -> usize {
     len.div_ceil(DENSE_PIECES).max(MIN_PIECE)
 }
 
+thread_local! {
+    /// Set while this thread runs a [`serial`] closure.
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the layers' own parallel loops ([`crate::kernels::fresh::par_build`] and its
+/// pair) turned into plain loops on this thread: for work that is already one of many pieces
+/// run side by side (a chunk of the batch through several layers), where splitting it further
+/// only hands its data to another core. The pieces and their order are the same either way,
+/// so results do not change.
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL.with(|s| s.replace(true));
+    let result = f();
+    SERIAL.with(|s| s.set(before));
+    result
+}
+
+/// Whether this thread is inside [`serial`].
+pub fn in_serial() -> bool {
+    SERIAL.with(|s| s.get())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

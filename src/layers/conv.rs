@@ -162,6 +162,119 @@ pub fn group_param_gradients<T: Scalar>(
     })
 }
 
+/// [`group_param_gradients`] of a convolution whose output goes straight into 2x2/2 max-pooling
+/// (`layers::maxpool`), from the *pool's* output gradient `d_pool (G, O, OH/2, OW/2)` and its
+/// `argmax` (same shape): the sums `maxpool::backward` followed by [`group_param_gradients`]
+/// form, without building the convolution's output gradient, three quarters of which are zeros
+/// (only a window's maximum receives its gradient). Per image, channel `o` and window with
+/// gradient `g` whose maximum sat at output position `(y, x)`:
+/// `dW[o, c, ki, kj] += g * x[c, y + ki, x + kj]` and `db[o] += g` (docs/math.md, "Convolution
+/// through max-pooling"). Each image's sums start from zero and are added to `dW` in image
+/// order, so the result does not depend on the thread count.
+pub fn group_param_gradients_through_pool<T: Scalar>(
+    d_pool: ArrayView4<T>,
+    argmax: ArrayView4<u8>,
+    x: ArrayView4<T>,
+    k: usize,
+) -> (Array2<T>, Array1<T>) {
+    let (g, o, ph, pw) = d_pool.dim();
+    assert_eq!(argmax.dim(), d_pool.dim(), "d_pool and argmax disagree");
+    let (_, c, h, w) = x.dim();
+    assert_eq!(
+        (out_size(h, k), out_size(w, k)),
+        (2 * ph, 2 * pw),
+        "the pooled convolution output must be twice the pool's size"
+    );
+    let (d_pool, argmax, x) = (
+        d_pool.as_standard_layout(),
+        argmax.as_standard_layout(),
+        x.as_standard_layout(),
+    );
+    let (dps, ams, xs) = (
+        d_pool.as_slice().expect("standard layout"),
+        argmax.as_slice().expect("standard layout"),
+        x.as_slice().expect("standard layout"),
+    );
+    let windows = ph * pw;
+    let mut dw = Array2::<T>::zeros((o, c * k * k));
+    let mut db = Array1::zeros(o);
+    for i in 0..g {
+        let xi = &xs[i * c * h * w..][..c * h * w];
+        for (oc, (mut dw_row, b)) in dw.rows_mut().into_iter().zip(db.iter_mut()).enumerate() {
+            let plane = (i * o + oc) * windows;
+            let (gs, am) = (&dps[plane..][..windows], &ams[plane..][..windows]);
+            let dw_row = dw_row.as_slice_mut().expect("standard layout");
+            for (xc, dw_c) in xi.chunks_exact(h * w).zip(dw_row.chunks_exact_mut(k * k)) {
+                // LeNet's 5x5 kernels get the sums in registers; other sizes the same loop.
+                match k {
+                    5 => window_sums::<T, 5>(gs, am, xc, w, pw, dw_c),
+                    _ => window_sums_any_k(gs, am, xc, w, pw, k, dw_c),
+                }
+            }
+            *b += gs.iter().fold(T::zero(), |acc, &gv| acc + gv);
+        }
+    }
+    (dw, db)
+}
+
+/// For one image, output channel and input channel: `dw (K*K) += sum over windows p of
+/// g[p] * (the K x K patch of `x (H, W)` at window p's maximum)`, the sums over `p` in window
+/// order, started from zero.
+fn window_sums<T: Scalar, const K: usize>(
+    g: &[T],
+    argmax: &[u8],
+    x: &[T],
+    w: usize,
+    pw: usize,
+    dw: &mut [T],
+) {
+    let mut acc = [[T::zero(); K]; K];
+    for (p, (&gv, &a)) in g.iter().zip(argmax).enumerate() {
+        let (y, x0) = max_position(p, pw, a);
+        for (ki, acc_row) in acc.iter_mut().enumerate() {
+            let row: &[T; K] = x[(y + ki) * w + x0..][..K].try_into().expect("K values");
+            for (av, &xv) in acc_row.iter_mut().zip(row) {
+                *av += gv * xv;
+            }
+        }
+    }
+    for (d, &a) in dw.iter_mut().zip(acc.iter().flatten()) {
+        *d += a;
+    }
+}
+
+/// [`window_sums`] for a kernel size known only at run time (same sums, same order).
+fn window_sums_any_k<T: Scalar>(
+    g: &[T],
+    argmax: &[u8],
+    x: &[T],
+    w: usize,
+    pw: usize,
+    k: usize,
+    dw: &mut [T],
+) {
+    let mut acc = vec![T::zero(); k * k];
+    for (p, (&gv, &a)) in g.iter().zip(argmax).enumerate() {
+        let (y, x0) = max_position(p, pw, a);
+        for (ki, acc_row) in acc.chunks_exact_mut(k).enumerate() {
+            for (av, &xv) in acc_row.iter_mut().zip(&x[(y + ki) * w + x0..][..k]) {
+                *av += gv * xv;
+            }
+        }
+    }
+    for (d, &a) in dw.iter_mut().zip(&acc) {
+        *d += a;
+    }
+}
+
+/// Where window `p` (row-major, `pw` windows a row) of 2x2/2 max-pooling had its maximum, in
+/// the pooled input: `argmax` is the position 0..4 inside the window, row-major
+/// (`layers::maxpool`).
+fn max_position(p: usize, pw: usize, argmax: u8) -> (usize, usize) {
+    let a = argmax as usize;
+    (2 * (p / pw) + a / 2, 2 * (p % pw) + a % 2)
+}
+
 /// Accumulates the parameter gradients: `grads.weight += dL/dW`, `grads.bias += dL/db`.
 ///
 /// `dW = sum_n dY_n cols_n^T`: per fixed group of [`IMAGES_PER_SUM`] images one
@@ -310,6 +423,39 @@ mod tests {
     #[test]
     fn several_groups_match_naive_loops() {
         check_against_naive(19, 14);
+    }
+
+    /// The weight gradient through max-pooling against its two-step twin (`maxpool::backward`,
+    /// then `group_param_gradients`), in f64: the same products summed in another order.
+    #[test]
+    fn param_gradients_through_pool_match_pool_then_conv() {
+        use crate::layers::maxpool;
+        for (n, c, k, h, seed) in [(3, 2, 3, 10, 40), (2, 1, 5, 12, 41), (1, 3, 2, 7, 42)] {
+            let p = params(4, c, k, seed);
+            let x = random_array::<f64, Ix4>((n, c, h, h), seed + 1);
+            let (y, _) = forward(x.view(), &p);
+            let (pooled, pool) = maxpool::forward(y.view());
+            let d_pool = random_array::<f64, Ix4>(pooled.dim(), seed + 2);
+            let d_conv = maxpool::backward(d_pool.view(), &pool);
+            let (want_w, want_b) = group_param_gradients(d_conv.view(), x.view(), k);
+            let (got_w, got_b) =
+                group_param_gradients_through_pool(d_pool.view(), pool.argmax.view(), x.view(), k);
+            let what = format!("through pool, {n}x{c}x{h}x{h}, k {k}");
+            assert_close(
+                &what,
+                got_w.into_dyn().view(),
+                want_w.into_dyn().view(),
+                1e-12,
+                1e-12,
+            );
+            assert_close(
+                &what,
+                got_b.into_dyn().view(),
+                want_b.into_dyn().view(),
+                1e-12,
+                1e-12,
+            );
+        }
     }
 
     #[test]

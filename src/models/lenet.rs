@@ -16,6 +16,7 @@
 //! large batch also runs fixed chunks of [`INFERENCE_CHUNK`] images side by side. Since no
 //! piece depends on the number of threads, every result is bit-identical for any thread count.
 
+use crate::kernels::parallel::serial;
 use crate::layers::conv::{self, ConvCache, ConvParams};
 use crate::layers::dense::{self, DenseCache, DenseParams};
 use crate::layers::dropout::{self, DropoutCache};
@@ -341,7 +342,7 @@ impl<T: Scalar> LeNet<T> {
                     rates: &rates,
                     rngs,
                 });
-                self.features_forward(xc, dropout, out)
+                serial(|| self.features_forward(xc, dropout, out))
             })
             .collect();
         drop(chunk_rngs);
@@ -432,7 +433,7 @@ impl<T: Scalar> LeNet<T> {
             .axis_chunks_iter(Axis(0), FEATURE_CHUNK)
             .into_par_iter()
             .zip(cache.features.par_iter())
-            .map(|(dc, fc)| self.features_backward(dc, fc, want_params, input_gradient))
+            .map(|(dc, fc)| serial(|| self.features_backward(dc, fc, want_params, input_gradient)))
             .collect();
         if let Some(g) = grads {
             for (conv1, conv2, _) in &chunks {
@@ -480,9 +481,18 @@ impl<T: Scalar> LeNet<T> {
         let g2 = params.then(|| conv::group_param_gradients(d.view(), cache.conv2.input.view(), 5));
         let d = conv::backward_input(d.view(), &cache.conv2, &self.conv2);
         let d = maybe_dropout_backward(d, &cache.conv1_dropout);
-        let d = maxpool::backward(d.view(), &cache.pool1);
-        let g1 = params.then(|| conv::group_param_gradients(d.view(), cache.conv1.input.view(), 5));
+        // conv1's weight gradient straight from pool1's gradient: conv1's own output gradient
+        // (pool1's backward, three quarters zeros) is built only for the input gradient.
+        let g1 = params.then(|| {
+            conv::group_param_gradients_through_pool(
+                d.view(),
+                cache.pool1.argmax.view(),
+                cache.conv1.input.view(),
+                5,
+            )
+        });
         let dx = input_gradient.then(|| {
+            let d = maxpool::backward(d.view(), &cache.pool1);
             let d = conv::backward_input(d.view(), &cache.conv1, &self.conv1);
             maybe_dropout_backward(d, &cache.input_dropout)
         });
