@@ -11,10 +11,13 @@
 //! each drops units of that layer's *output*. Dropout on the output layer drops logits before the
 //! softmax: unusual, but it is what the table lists, so it is offered as such.
 //!
-//! Parallelism lives inside the layers, over fixed pieces of the batch (see
-//! `kernels::parallel`): the network itself is a plain chain of layer calls. Inference of a
-//! large batch also runs fixed chunks of [`INFERENCE_CHUNK`] images side by side. Since no
-//! piece depends on the number of threads, every result is bit-identical for any thread count.
+//! Parallelism: the convolutional half (conv1 .. pool2, with their dropouts) runs in fixed
+//! chunks of [`FEATURE_CHUNK`] images side by side, each chunk through all of its layers on one
+//! worker, so its activations stay in that core's cache; the dense half runs on the whole
+//! batch, each layer splitting its own products (see `kernels::parallel`). Inference of a large
+//! batch runs fixed chunks of [`INFERENCE_CHUNK`] images side by side. Since no piece depends
+//! on the number of threads, and the chunks' weight gradients are added in chunk order, every
+//! result is bit-identical for any thread count.
 
 use crate::kernels::parallel::serial;
 use crate::layers::conv::{self, ConvCache, ConvParams};
@@ -40,7 +43,8 @@ pub const INFERENCE_CHUNK: usize = 100;
 /// Images per chunk for input gradients, to bound memory: about 100 KB per image at the peak of
 /// the backward pass (counted from the array shapes), so about 25 MB per chunk.
 pub const INPUT_GRADIENT_CHUNK: usize = 256;
-/// Images per chunk of the convolutional half in the forward and backward passes.
+/// Images per chunk of the convolutional half in the forward and backward passes: one of the
+/// convolutions' fixed weight-gradient groups, so a chunk's `dW` is one group's partial sum.
 pub const FEATURE_CHUNK: usize = crate::kernels::parallel::IMAGES_PER_SUM;
 
 /// LeNet's parameters, in PyTorch's names and layouts. The same struct holds gradients and
