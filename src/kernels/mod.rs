@@ -1,7 +1,9 @@
 //! Low-level kernels, each fast path beside the naive loop it is tested against:
-//! GEMM (`matrixmultiply`) and im2col/col2im for convolutions; `fresh` allocates outputs
+//! GEMM (`matrixmultiply`) and im2col/col2im for convolutions, and a direct convolution for
+//! conv1's shape (`direct`); `fresh` allocates outputs
 //! without a zero-filling pass of their own; `scratch` keeps each thread's working buffers.
 
+pub mod direct;
 pub mod fresh;
 pub mod gemm;
 pub mod im2col;

@@ -10,6 +10,7 @@
 //!   `dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)`,    `dx = col2im(dcols)`.
 //! The naive direct loops in `kernels::im2col` are the reference this GEMM path is tested against.
 
+use crate::kernels::direct;
 use crate::kernels::fresh::{par_build, par_zeros};
 use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
@@ -84,9 +85,10 @@ pub fn forward<'a, T: Scalar>(
 /// group `Y_g (O, G*P) = W (O, C*K*K) x cols_g (C*K*K, G*P) + b`. `matrixmultiply` packs `W`
 /// afresh for every call, so conv2 (P = 64) takes 4 images per product, then copies each
 /// image's columns to its NCHW place (`cargo bench -- forward/conv2`: -9% against one product
-/// per image); conv1 (P = 576) is wide enough alone and writes straight into NCHW (grouping it
-/// cost +10%). Each worker reuses its `cols_g` and `Y_g` buffers; the output is not
-/// zero-filled first (`kernels::fresh`).
+/// per image); a convolution with P = 576 is wide enough alone and writes straight into NCHW
+/// (grouping it cost +10%). Each worker takes its `cols_g` and `Y_g` buffers from
+/// `kernels::scratch`; the output is not zero-filled first (`kernels::fresh`). LeNet's conv1
+/// (one input channel, 5x5, 28 columns) takes `kernels::direct` instead, image by image.
 pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
     let (n, c, h, w) = x.dim();
     let k = p.kernel();
@@ -94,6 +96,21 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
     let (oh, ow) = (out_size(h, k), out_size(w, k));
     let positions = oh * ow;
     let group = images_per_product(positions);
+    if direct::applies(c, h, w, o, k) {
+        // conv1's shape: a direct convolution per image instead (`kernels::direct`).
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let (weight, bias) = (
+            p.weight.as_slice().expect("standard layout"),
+            p.bias.as_slice().expect("standard layout"),
+        );
+        return par_build(
+            (n, o, oh, ow),
+            o * positions,
+            || (),
+            |_, i, out| direct::conv_image(&xs[i * h * w..][..h * w], weight, bias, out),
+        );
+    }
     par_build(
         (n, o, oh, ow),
         group * o * positions,
