@@ -2,12 +2,13 @@
 //! the three whole-network figures of `advmnist bench` (training step, input gradient,
 //! inference at batch 1000). Run with `cargo bench`; `--threads` is RAYON_NUM_THREADS here.
 
+use advmnist::kernels::parallel::IMAGES_PER_SUM;
 use advmnist::layers::{conv, dense, maxpool};
 use advmnist::models::lenet::{DropoutRates, LeNet};
 use advmnist::rng::{stream, Purpose};
 use advmnist::testutil::random_array;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use ndarray::{Ix1, Ix2, Ix4};
+use ndarray::{Axis, Ix1, Ix2, Ix4};
 use std::hint::black_box;
 
 const BATCH: usize = 64;
@@ -45,6 +46,25 @@ fn layers(c: &mut Criterion) {
             b.iter(|| black_box(maxpool::backward(y.view(), &cache)))
         });
     }
+    // conv1's weight gradient as LeNet computes it: from pool1's gradient and argmax, per
+    // group of 8 images (`conv::group_param_gradients_through_pool`).
+    let x = random_array::<f32, Ix4>((BATCH, 1, 28, 28), 1);
+    let (pooled, pool) = maxpool::forward(conv::forward(x.view(), &net.conv1).0.view());
+    let d_pool = random_array::<f32, Ix4>(pooled.dim(), 2);
+    g.bench_function(
+        BenchmarkId::new("backward_params_through_pool", "conv1"),
+        |b| {
+            b.iter(|| {
+                for ((dg, ag), xg) in d_pool
+                    .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
+                    .zip(pool.argmax.axis_chunks_iter(Axis(0), IMAGES_PER_SUM))
+                    .zip(x.axis_chunks_iter(Axis(0), IMAGES_PER_SUM))
+                {
+                    black_box(conv::group_param_gradients_through_pool(dg, ag, xg, 5));
+                }
+            })
+        },
+    );
     let p = &net.fc1;
     let x = random_array::<f32, Ix2>((BATCH, 800), 4);
     g.bench_function(BenchmarkId::new("forward", "fc1"), |b| {

@@ -8,7 +8,7 @@
 //! result is the same array `Array::zeros` followed by the fills would give. In `perf`, the
 //! memset of fresh arrays was 13% of conv1's forward and 5% of the whole `advmnist bench`.
 
-use crate::kernels::parallel::in_serial;
+use crate::kernels::parallel::min_pieces_per_job;
 use ndarray::{Array, Dimension, ShapeBuilder};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -31,17 +31,11 @@ where
     let pieces = a
         .as_slice_memory_order_mut()
         .expect("a new array is contiguous");
-    if in_serial() {
-        let mut state = init();
-        for (i, chunk) in pieces.chunks_mut(piece.max(1)).enumerate() {
-            fill(&mut state, i, zeroed(chunk));
-        }
-    } else {
-        pieces
-            .par_chunks_mut(piece.max(1))
-            .enumerate()
-            .for_each_init(init, |state, (i, chunk)| fill(state, i, zeroed(chunk)));
-    }
+    pieces
+        .par_chunks_mut(piece.max(1))
+        .enumerate()
+        .with_min_len(min_pieces_per_job())
+        .for_each_init(init, |state, (i, chunk)| fill(state, i, zeroed(chunk)));
     // SAFETY: the pieces of `par_chunks_mut` cover the whole array and each was initialised by
     // `zeroed` before `fill` ran (a panic in `fill` unwinds out of `for_each_init`, so this line
     // is never reached with a piece left uninitialised).
@@ -77,20 +71,11 @@ where
         sb.len().div_ceil(piece_b.max(1)),
         "par_build_pair: the two arrays must have the same number of pieces"
     );
-    if in_serial() {
-        for (i, (ca, cb)) in sa
-            .chunks_mut(piece_a.max(1))
-            .zip(sb.chunks_mut(piece_b.max(1)))
-            .enumerate()
-        {
-            fill(i, zeroed(ca), zeroed(cb));
-        }
-    } else {
-        sa.par_chunks_mut(piece_a.max(1))
-            .zip(sb.par_chunks_mut(piece_b.max(1)))
-            .enumerate()
-            .for_each(|(i, (ca, cb))| fill(i, zeroed(ca), zeroed(cb)));
-    }
+    sa.par_chunks_mut(piece_a.max(1))
+        .zip(sb.par_chunks_mut(piece_b.max(1)))
+        .enumerate()
+        .with_min_len(min_pieces_per_job())
+        .for_each(|(i, (ca, cb))| fill(i, zeroed(ca), zeroed(cb)));
     // SAFETY: as in `par_build`; the equal piece counts (asserted above) mean the zip leaves
     // no piece of either array out.
     unsafe { (a.assume_init(), b.assume_init()) }

@@ -53,11 +53,10 @@ thread_local! {
     static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` with the layers' own parallel loops ([`crate::kernels::fresh::par_build`] and its
-/// pair) turned into plain loops on this thread: for work that is already one of many pieces
-/// run side by side (a chunk of the batch through several layers), where splitting it further
-/// only hands its data to another core. The pieces and their order are the same either way,
-/// so results do not change.
+/// Runs `f` with the layers' own parallel loops turned into plain loops on this thread: for
+/// work that is already one of many pieces run side by side (a chunk of the batch through
+/// several layers), where splitting it further only hands its data to another core. The
+/// pieces and their order are the same either way, so results do not change.
 pub fn serial<R>(f: impl FnOnce() -> R) -> R {
     let before = SERIAL.with(|s| s.replace(true));
     let result = f();
@@ -65,14 +64,56 @@ pub fn serial<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Whether this thread is inside [`serial`].
-pub fn in_serial() -> bool {
-    SERIAL.with(|s| s.get())
+/// The `with_min_len` every parallel loop of the layers passes to rayon: 1 normally (rayon may
+/// split the pieces as it likes), and inside [`serial`] more pieces than any loop has, so rayon
+/// does not split the loop at all and runs it in order on the calling thread.
+pub fn min_pieces_per_job() -> usize {
+    if SERIAL.with(|s| s.get()) {
+        usize::MAX
+    } else {
+        1
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Inside `serial`, a layer's parallel loop runs every piece on the calling thread, in
+    /// order; the flag is restored afterwards (also when nested).
+    #[test]
+    fn serial_runs_the_pieces_in_order_on_the_calling_thread() {
+        use std::sync::Mutex;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let me = rayon::current_thread_index();
+            let seen = Mutex::new(Vec::new());
+            serial(|| {
+                serial(|| ());
+                assert_eq!(
+                    min_pieces_per_job(),
+                    usize::MAX,
+                    "still serial after a nested call"
+                );
+                let _: ndarray::Array1<f32> = crate::kernels::fresh::par_build(
+                    64,
+                    1,
+                    || (),
+                    |_, i, _| {
+                        seen.lock()
+                            .unwrap()
+                            .push((i, rayon::current_thread_index()))
+                    },
+                );
+            });
+            assert_eq!(min_pieces_per_job(), 1);
+            let want: Vec<_> = (0..64).map(|i| (i, me)).collect();
+            assert_eq!(seen.into_inner().unwrap(), want);
+        });
+    }
 
     #[test]
     fn pieces_cover_the_length_and_stay_at_least_min_piece_wide() {

@@ -14,7 +14,7 @@ use crate::kernels::direct;
 use crate::kernels::fresh::{par_build, par_zeros};
 use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
-use crate::kernels::parallel::{images_per_product, IMAGES_PER_SUM};
+use crate::kernels::parallel::{images_per_product, min_pieces_per_job, IMAGES_PER_SUM};
 use crate::kernels::scratch::with_scratch;
 use crate::scalar::Scalar;
 use ndarray::{
@@ -359,6 +359,7 @@ pub fn backward_params<T: Scalar>(
                 .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
                 .into_par_iter(),
         )
+        .with_min_len(min_pieces_per_job())
         .map(|(dyg, xg)| group_param_gradients(dyg, xg, k))
         .collect();
     let mut dw = grads

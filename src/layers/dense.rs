@@ -8,7 +8,7 @@
 
 use crate::kernels::fresh::par_zeros;
 use crate::kernels::gemm::gemm;
-use crate::kernels::parallel::piece_len;
+use crate::kernels::parallel::{min_pieces_per_job, piece_len};
 use crate::scalar::Scalar;
 use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2};
 use rayon::prelude::*;
@@ -50,6 +50,7 @@ pub fn infer<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
     y.axis_chunks_iter_mut(Axis(1), piece)
         .into_par_iter()
         .zip(p.weight.axis_chunks_iter(Axis(0), piece).into_par_iter())
+        .with_min_len(min_pieces_per_job())
         // Y[:, o] (N, o) += X (N, I) x W[o, :]^T (I, o)
         .for_each(|(yc, wc)| gemm(T::one(), x, wc.t(), T::one(), yc));
     y
@@ -88,6 +89,7 @@ pub fn backward_params<T: Scalar>(
         .axis_chunks_iter_mut(Axis(0), piece)
         .into_par_iter()
         .zip(d_out.axis_chunks_iter(Axis(1), piece).into_par_iter())
+        .with_min_len(min_pieces_per_job())
         // dW[o, :] (o, I) += dY[:, o]^T (o, N) x X (N, I)
         .for_each(|(dw, dy)| gemm(T::one(), dy.t(), cache.input.view(), T::one(), dw));
     grads.bias += &d_out.sum_axis(Axis(0));
@@ -101,6 +103,7 @@ pub fn backward_input<T: Scalar>(d_out: ArrayView2<T>, p: &DenseParams<T>) -> Ar
     dx.axis_chunks_iter_mut(Axis(1), piece)
         .into_par_iter()
         .zip(p.weight.axis_chunks_iter(Axis(1), piece).into_par_iter())
+        .with_min_len(min_pieces_per_job())
         // dX[:, i] (N, i) = dY (N, O) x W[:, i] (O, i)
         .for_each(|(dxc, wc)| gemm(T::one(), d_out, wc, T::zero(), dxc));
     dx

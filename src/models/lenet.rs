@@ -505,12 +505,14 @@ impl<T: Scalar> LeNet<T> {
 
     /// Logits of a (sub-)batch in evaluation mode, without caches, on the calling thread.
     pub fn logits_serial(&self, x: ArrayView4<T>) -> Array2<T> {
-        let n = x.dim().0;
-        let h = maxpool::forward(conv::infer(x, &self.conv1).view()).0;
-        let h = maxpool::forward(conv::infer(h.view(), &self.conv2).view()).0;
-        let flat = h.into_shape_with_order((n, 800)).expect("contiguous");
-        let h = relu::infer(dense::infer(flat.view(), &self.fc1).view());
-        dense::infer(h.view(), &self.fc2)
+        serial(|| {
+            let n = x.dim().0;
+            let h = maxpool::forward(conv::infer(x, &self.conv1).view()).0;
+            let h = maxpool::forward(conv::infer(h.view(), &self.conv2).view()).0;
+            let flat = h.into_shape_with_order((n, 800)).expect("contiguous");
+            let h = relu::infer(dense::infer(flat.view(), &self.fc1).view());
+            dense::infer(h.view(), &self.fc2)
+        })
     }
 
     /// Logits `(N,10)` of a batch in evaluation mode, chunks in parallel.
