@@ -279,8 +279,43 @@ const PAD: usize = 8 - 5;
 ///
 /// Not inlined: its caller keeps only 5 of the 8 lanes of each row, and once inlined the
 /// compiler dropped the other 3 and shuffled the 5 it kept between registers (`perf annotate`).
+///
+/// With AVX2 (detected at run time) each row is one 256-bit operation; the operations, and so
+/// the results, are the same as on the baseline path (`window_sums_paths_agree_bit_for_bit`).
+/// Measured the same way: 0.71 ms against 0.85 ms for the baseline path (pool + GEMM 1.94-2.13).
 #[inline(never)]
 fn window_sums_5<T: Scalar>(
+    g: &[T],
+    argmax: &[u8],
+    x: &[T],
+    w: usize,
+    pw: usize,
+    sums: &mut [[T; 8]; 5],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above; that is the only requirement
+        // `window_sums_5_avx2` adds to `window_sums_5_portable`.
+        return unsafe { window_sums_5_avx2(g, argmax, x, w, pw, sums) };
+    }
+    window_sums_5_portable(g, argmax, x, w, pw, sums)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn window_sums_5_avx2<T: Scalar>(
+    g: &[T],
+    argmax: &[u8],
+    x: &[T],
+    w: usize,
+    pw: usize,
+    sums: &mut [[T; 8]; 5],
+) {
+    window_sums_5_portable(g, argmax, x, w, pw, sums)
+}
+
+#[inline(always)]
+fn window_sums_5_portable<T: Scalar>(
     g: &[T],
     argmax: &[u8],
     x: &[T],
@@ -520,6 +555,21 @@ mod tests {
                 1e-12,
             );
         }
+    }
+
+    /// The AVX2 path of the 5x5 window sums (where the CPU has it) gives the same bits as the
+    /// baseline path.
+    #[test]
+    fn window_sums_paths_agree_bit_for_bit() {
+        let x = random_array::<f32, ndarray::Ix2>((28, 28 + PAD), 50);
+        let g = random_array::<f32, ndarray::Ix1>(144, 51);
+        let argmax: Vec<u8> = (0..144).map(|i| (i * 7 % 4) as u8).collect();
+        let (mut a, mut b) = ([[0.0; 8]; 5], [[0.0; 8]; 5]);
+        let (xs, gs) = (x.as_slice().unwrap(), g.as_slice().unwrap());
+        window_sums_5(gs, &argmax, xs, 28 + PAD, 12, &mut a);
+        window_sums_5_portable(gs, &argmax, xs, 28 + PAD, 12, &mut b);
+        assert_eq!(a, b);
+        assert_ne!(a, [[0.0; 8]; 5]);
     }
 
     #[test]
