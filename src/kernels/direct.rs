@@ -177,8 +177,8 @@ mod tests {
         }
     }
 
-    /// The path chosen at run time (AVX-512 or AVX2 where the CPU has it) gives the same bits
-    /// as the baseline path, in f32 and f64.
+    /// The path chosen at run time (AVX-512 or AVX2 where the CPU has it), and the AVX2 path
+    /// itself where the CPU has AVX2, give the same bits as the baseline path.
     #[test]
     fn direct_paths_agree_bit_for_bit() {
         let x = random_array::<f32, Ix4>((3, 1, 28, 28), 11);
@@ -188,6 +188,14 @@ mod tests {
             run(&x, &w, &b, conv_image),
             run(&x, &w, &b, conv_image_portable)
         );
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present, checked just above.
+            let avx2 = |x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]| unsafe {
+                conv_image_avx2(x, w, b, y)
+            };
+            assert_eq!(run(&x, &w, &b, avx2), run(&x, &w, &b, conv_image_portable));
+        }
         let (x, w, b) = (x.mapv(f64::from), w.mapv(f64::from), b.mapv(f64::from));
         assert_eq!(
             run(&x, &w, &b, conv_image),
