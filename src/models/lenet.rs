@@ -164,13 +164,12 @@ pub struct LeNetCache<T> {
     pub output_dropout: Option<DropoutCache<T, Ix2>>, // mask (N,10)
 }
 
-/// One chunk's share of the backward pass: conv1's and conv2's `(dW (O, C*K*K), db (O))` (when
-/// parameter gradients are wanted) and the chunk's input gradient (when that is wanted).
-type FeatureGradients<T> = (
-    Option<(Array2<T>, Array1<T>)>,
-    Option<(Array2<T>, Array1<T>)>,
-    Option<Array4<T>>,
-);
+/// One chunk's share of the backward pass.
+struct FeatureGradients<T> {
+    conv1: Option<(Array2<T>, Array1<T>)>, // (dW (20, 25), db (20)), if parameter gradients are wanted
+    conv2: Option<(Array2<T>, Array1<T>)>, // (dW (50, 500), db (50)), likewise
+    input: Option<Array4<T>>,              // dL/dx (n,1,28,28), if the input gradient is wanted
+}
 
 /// The caches of the convolutional half for one chunk of `n <= FEATURE_CHUNK` images.
 #[derive(Clone, Debug)]
@@ -440,8 +439,8 @@ impl<T: Scalar> LeNet<T> {
             .map(|(dc, fc)| serial(|| self.features_backward(dc, fc, want_params, input_gradient)))
             .collect();
         if let Some(g) = grads {
-            for (conv1, conv2, _) in &chunks {
-                for (grad, p) in [(conv1, &mut g.conv1), (conv2, &mut g.conv2)] {
+            for chunk in &chunks {
+                for (grad, p) in [(&chunk.conv1, &mut g.conv1), (&chunk.conv2, &mut g.conv2)] {
                     let (dw, db) = grad.as_ref().expect("parameter gradients requested");
                     let (o, c, k, _) = p.weight.dim();
                     let mut w = p
@@ -459,7 +458,13 @@ impl<T: Scalar> LeNet<T> {
         }
         let parts: Vec<_> = chunks
             .iter()
-            .map(|(_, _, dx)| dx.as_ref().expect("input gradient requested").view())
+            .map(|chunk| {
+                chunk
+                    .input
+                    .as_ref()
+                    .expect("input gradient requested")
+                    .view()
+            })
             .collect();
         Some(ndarray::concatenate(Axis(0), &parts).expect("chunks of one batch"))
     }
@@ -482,25 +487,31 @@ impl<T: Scalar> LeNet<T> {
         let d = maybe_dropout_backward(d, &cache.conv2_dropout);
         let d = maxpool::backward(d.view(), &cache.pool2);
         // The chunk is one of the convolutions' fixed groups (FEATURE_CHUNK = IMAGES_PER_SUM).
-        let g2 = params.then(|| conv::group_param_gradients(d.view(), cache.conv2.input.view(), 5));
+        let conv2 = params.then(|| {
+            conv::group_param_gradients(d.view(), cache.conv2.input.view(), self.conv2.kernel())
+        });
         let d = conv::backward_input(d.view(), &cache.conv2, &self.conv2);
         let d = maybe_dropout_backward(d, &cache.conv1_dropout);
         // conv1's weight gradient straight from pool1's gradient: conv1's own output gradient
         // (pool1's backward, three quarters zeros) is built only for the input gradient.
-        let g1 = params.then(|| {
+        let conv1 = params.then(|| {
             conv::group_param_gradients_through_pool(
                 d.view(),
                 cache.pool1.argmax.view(),
                 cache.conv1.input.view(),
-                5,
+                self.conv1.kernel(),
             )
         });
-        let dx = input_gradient.then(|| {
+        let input = input_gradient.then(|| {
             let d = maxpool::backward(d.view(), &cache.pool1);
             let d = conv::backward_input(d.view(), &cache.conv1, &self.conv1);
             maybe_dropout_backward(d, &cache.input_dropout)
         });
-        (g1, g2, dx)
+        FeatureGradients {
+            conv1,
+            conv2,
+            input,
+        }
     }
 
     /// Logits of a (sub-)batch in evaluation mode, without caches, on the calling thread.
