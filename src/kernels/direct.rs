@@ -6,7 +6,8 @@
 //! AVX-512 tiles (20 rows fill 20/32 of two tiles, an inner dimension of 25 repays little of
 //! the packing), and building `cols` copies each pixel up to 25 times. Here each output row is
 //! computed in place: for a block of 4 output channels and 2 output rows, 8 rows of 24 sums
-//! are held in registers while the 6 input rows they need stream past once.
+//! are accumulated together (192 values: 12 AVX-512 registers) while the 6 input rows they
+//! need stream past once.
 //!
 //! Each output is `(sum over the 25 taps, in row-major tap order, of w * x) + b`, each product
 //! and sum rounded on its own (no fused multiply-add), the same on every code path below. The
@@ -25,7 +26,7 @@ use crate::scalar::Scalar;
 pub const K: usize = 5;
 pub const WIDTH: usize = 28;
 pub const OUT_WIDTH: usize = WIDTH - K + 1;
-/// Output channels and output rows computed together (8 rows of 24 sums in registers).
+/// Output channels and output rows computed together (8 rows of 24 sums).
 const CHANNELS_AT_ONCE: usize = 4;
 const ROWS_AT_ONCE: usize = 2;
 
