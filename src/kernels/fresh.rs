@@ -14,14 +14,13 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// An array of `shape` built in parallel pieces of `piece` elements (in memory order, row-major
-/// for the layers' shapes; the last piece may be shorter): each worker first sets its piece to `T::default()` (zero for numbers), then
-/// calls `fill(state, index, piece)`, with `state` made by `init` once per rayon job as in
-/// `for_each_init` (scratch buffers). Which thread fills which piece never changes the result.
-pub fn par_build<T, D, S>(
+/// for the layers' shapes; the last piece may be shorter): each worker first sets its piece to
+/// `T::default()` (zero for numbers), then calls `fill(index, piece)`. Which thread fills which
+/// piece never changes the result. (Working buffers come from `kernels::scratch`.)
+pub fn par_build<T, D>(
     shape: impl ShapeBuilder<Dim = D>,
     piece: usize,
-    init: impl Fn() -> S + Sync + Send,
-    fill: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+    fill: impl Fn(usize, &mut [T]) + Sync + Send,
 ) -> Array<T, D>
 where
     T: Copy + Default + Send + Sync,
@@ -35,9 +34,9 @@ where
         .par_chunks_mut(piece.max(1))
         .enumerate()
         .with_min_len(min_pieces_per_job())
-        .for_each_init(init, |state, (i, chunk)| fill(state, i, zeroed(chunk)));
+        .for_each(|(i, chunk)| fill(i, zeroed(chunk)));
     // SAFETY: the pieces of `par_chunks_mut` cover the whole array and each was initialised by
-    // `zeroed` before `fill` ran (a panic in `fill` unwinds out of `for_each_init`, so this line
+    // `zeroed` before `fill` ran (a panic in `fill` unwinds out of `for_each`, so this line
     // is never reached with a piece left uninitialised).
     unsafe { a.assume_init() }
 }
@@ -91,7 +90,7 @@ where
     T: Copy + Default + Send + Sync,
     D: Dimension,
 {
-    par_build(shape, ZERO_PIECE, || (), |_, _, _| {})
+    par_build(shape, ZERO_PIECE, |_, _| {})
 }
 
 /// Sets every element to `T::default()` and returns the slice as initialised.
@@ -112,17 +111,12 @@ mod tests {
     #[test]
     fn equals_zeros_then_fills_whatever_the_piece_size() {
         for piece in [1, 5, 12, 60, 1000] {
-            let a: Array3<f64> = par_build(
-                (3, 4, 5),
-                piece,
-                || (),
-                |_, i, chunk| {
-                    // Fill only every other element: the others must be exactly zero.
-                    for (j, v) in chunk.iter_mut().enumerate().step_by(2) {
-                        *v = (i * 1000 + j) as f64;
-                    }
-                },
-            );
+            let a: Array3<f64> = par_build((3, 4, 5), piece, |i, chunk| {
+                // Fill only every other element: the others must be exactly zero.
+                for (j, v) in chunk.iter_mut().enumerate().step_by(2) {
+                    *v = (i * 1000 + j) as f64;
+                }
+            });
             let mut want = Array3::<f64>::zeros((3, 4, 5));
             for (k, v) in want.as_slice_mut().unwrap().iter_mut().enumerate() {
                 let (i, j) = (k / piece, k % piece);

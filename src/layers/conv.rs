@@ -104,50 +104,42 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
             p.weight.as_slice().expect("standard layout"),
             p.bias.as_slice().expect("standard layout"),
         );
-        return par_build(
-            (n, o, oh, ow),
-            o * positions,
-            || (),
-            |_, i, out| direct::conv_image(&xs[i * h * w..][..h * w], weight, bias, out),
-        );
+        return par_build((n, o, oh, ow), o * positions, |i, out| {
+            direct::conv_image(&xs[i * h * w..][..h * w], weight, bias, out)
+        });
     }
-    par_build(
-        (n, o, oh, ow),
-        group * o * positions,
-        || (),
-        |_, g, out| {
-            let xg = x.slice(s![g * group..(g * group + group).min(n), .., .., ..]);
-            let columns = xg.dim().0 * positions;
-            with_scratch(c * k * k * columns, |buffer| {
-                let cols = im2col_group(xg, k, buffer);
-                // Y_g (O, G*P) = W (O, C*K*K) x cols_g (C*K*K, G*P) + b: the bias first, then
-                // the GEMM accumulates on top of it (beta = 1).
-                let product = |target: &mut [T]| {
-                    let mut yg = ArrayViewMut2::from_shape((o, columns), target).expect("o rows");
-                    for (mut row, &b) in yg.rows_mut().into_iter().zip(p.bias.iter()) {
-                        row.fill(b);
-                    }
-                    gemm(T::one(), p.weight_matrix(), cols.view(), T::one(), yg);
-                };
-                if group == 1 {
-                    product(out); // one image: straight into its output
-                    return;
+    par_build((n, o, oh, ow), group * o * positions, |g, out| {
+        let xg = x.slice(s![g * group..(g * group + group).min(n), .., .., ..]);
+        let columns = xg.dim().0 * positions;
+        with_scratch(c * k * k * columns, |buffer| {
+            let cols = im2col_group(xg, k, buffer);
+            // Y_g (O, G*P) = W (O, C*K*K) x cols_g (C*K*K, G*P) + b: the bias first, then
+            // the GEMM accumulates on top of it (beta = 1).
+            let product = |target: &mut [T]| {
+                let mut yg = ArrayViewMut2::from_shape((o, columns), target).expect("o rows");
+                for (mut row, &b) in yg.rows_mut().into_iter().zip(p.bias.iter()) {
+                    row.fill(b);
                 }
-                with_scratch(o * columns, |y_group: &mut [T]| {
-                    product(y_group);
-                    // Image i's output (O, P) is Y_g's column block i.
-                    for (i, yi) in out.chunks_exact_mut(o * positions).enumerate() {
-                        for (dst, src) in yi
-                            .chunks_exact_mut(positions)
-                            .zip(y_group.chunks_exact(columns))
-                        {
-                            dst.copy_from_slice(&src[i * positions..][..positions]);
-                        }
+                gemm(T::one(), p.weight_matrix(), cols.view(), T::one(), yg);
+            };
+            if group == 1 {
+                product(out); // one image: straight into its output
+                return;
+            }
+            with_scratch(o * columns, |y_group: &mut [T]| {
+                product(y_group);
+                // Image i's output (O, P) is Y_g's column block i.
+                for (i, yi) in out.chunks_exact_mut(o * positions).enumerate() {
+                    for (dst, src) in yi
+                        .chunks_exact_mut(positions)
+                        .zip(y_group.chunks_exact(columns))
+                    {
+                        dst.copy_from_slice(&src[i * positions..][..positions]);
                     }
-                });
+                }
             });
-        },
-    )
+        });
+    })
 }
 
 /// One group's parameter gradients, for `d_out (G, O, OH, OW)` and the group's input
@@ -237,7 +229,8 @@ pub fn group_param_gradients_through_pool<T: Scalar>(
                     let plane = (i * o + oc) * windows;
                     let (gs, am) = (&dps[plane..][..windows], &ams[plane..][..windows]);
                     let dw_c = &mut dw_row[ci * k * k..][..k * k];
-                    // LeNet's 5x5 kernels get vector registers; other sizes the same sums.
+                    // LeNet's 5x5 kernels read 8-wide rows of the padded plane; other sizes
+                    // the same sums from the plane itself.
                     match k {
                         5 => {
                             let mut sums = [[T::zero(); 8]; 5];
@@ -419,31 +412,26 @@ pub fn backward_input<T: Scalar>(
     let (_, c, k, _) = p.weight.dim();
     let (n, _, h, w) = cache.input.dim();
     // dx is zeroed piece by piece in the workers (`kernels::fresh`), then col2im adds into it.
-    par_build(
-        (n, c, h, w),
-        c * h * w,
-        || (),
-        |_, i, dxi| {
-            with_scratch(c * k * k * oh * ow, |buffer| {
-                let mut dcols =
-                    ArrayViewMut2::from_shape((c * k * k, oh * ow), buffer).expect("sizes agree");
-                let dy = d_out
-                    .index_axis(Axis(0), i)
-                    .into_shape_with_order((o, oh * ow))
-                    .expect("contiguous d_out");
-                // dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)
-                gemm(
-                    T::one(),
-                    p.weight_matrix().t(),
-                    dy,
-                    T::zero(),
-                    dcols.view_mut(),
-                );
-                let dxi = ArrayViewMut3::from_shape((c, h, w), dxi).expect("one image");
-                col2im_add(dcols.view(), k, dxi);
-            })
-        },
-    )
+    par_build((n, c, h, w), c * h * w, |i, dxi| {
+        with_scratch(c * k * k * oh * ow, |buffer| {
+            let mut dcols =
+                ArrayViewMut2::from_shape((c * k * k, oh * ow), buffer).expect("sizes agree");
+            let dy = d_out
+                .index_axis(Axis(0), i)
+                .into_shape_with_order((o, oh * ow))
+                .expect("contiguous d_out");
+            // dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)
+            gemm(
+                T::one(),
+                p.weight_matrix().t(),
+                dy,
+                T::zero(),
+                dcols.view_mut(),
+            );
+            let dxi = ArrayViewMut3::from_shape((c, h, w), dxi).expect("one image");
+            col2im_add(dcols.view(), k, dxi);
+        })
+    })
 }
 
 /// Both gradients: accumulates the parameter gradients and returns the input gradient.

@@ -112,22 +112,17 @@ pub fn backward<T: Scalar>(d_out: ArrayView4<T>, cache: &MaxPoolCache) -> Array4
     let ams = cache.argmax.as_slice().expect("standard layout");
     let (plane_in, plane_out) = (h * w, oh * ow);
     // Images in parallel (`kernels::fresh`: no zero-filling pass of its own).
-    par_build(
-        (n, c, h, w),
-        c * plane_in,
-        || (),
-        |_, i, dxi| {
-            let dyi = &dys[i * c * plane_out..][..c * plane_out];
-            let ai = &ams[i * c * plane_out..][..c * plane_out];
-            for ((dxp, dyp), ap) in dxi
-                .chunks_exact_mut(plane_in)
-                .zip(dyi.chunks_exact(plane_out))
-                .zip(ai.chunks_exact(plane_out))
-            {
-                unpool_plane(dyp, ap, w, dxp);
-            }
-        },
-    )
+    par_build((n, c, h, w), c * plane_in, |i, dxi| {
+        let dyi = &dys[i * c * plane_out..][..c * plane_out];
+        let ai = &ams[i * c * plane_out..][..c * plane_out];
+        for ((dxp, dyp), ap) in dxi
+            .chunks_exact_mut(plane_in)
+            .zip(dyi.chunks_exact(plane_out))
+            .zip(ai.chunks_exact(plane_out))
+        {
+            unpool_plane(dyp, ap, w, dxp);
+        }
+    })
 }
 
 /// The backward of [`pool_plane`]: every input of a window is written once, the gradient at
