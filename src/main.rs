@@ -276,7 +276,7 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
     }
     let started = Instant::now();
     let data = data::load_mnist(&data_dir)?;
-    let (state, note) = train::starting_state(&cfg, &data, Some(&checkpoint), a.resume)?;
+    let (state, note) = train::starting_state(&cfg, &data.sha256, Some(&checkpoint), a.resume)?;
     if let Some(note) = note {
         eprintln!("{note}");
     }
@@ -320,7 +320,7 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         }
         Event::Evaluated {
             iteration,
-            test_error_pct,
+            value: test_error_pct,
         } => {
             final_error = Some(test_error_pct);
             say(

@@ -1,9 +1,13 @@
-//! Models built from the layers: LeNet, and its model files.
+//! Models built from the layers: LeNet, the denoising autoencoder, and their model files.
 
+pub mod autoencoder;
 pub mod file;
 pub mod lenet;
+pub mod params;
 
+pub use autoencoder::Autoencoder;
 pub use lenet::{DropoutRates, LeNet};
+pub use params::{Network, Parameters};
 
 use crate::models::lenet::argmax_rows;
 use ndarray::{Array1, Array2, Array4, ArrayView4};
