@@ -194,7 +194,11 @@ impl<T: Scalar> Autoencoder<T> {
             let mut h = x.to_owned();
             for (l, p) in self.layers.iter().enumerate() {
                 let z = dense::infer(h.view(), p);
-                h = if l == CODE_LAYER { z } else { sigmoid::infer(z.view()) };
+                h = if l == CODE_LAYER {
+                    z
+                } else {
+                    sigmoid::infer(z.view())
+                };
             }
             h
         })
@@ -211,7 +215,10 @@ impl<T: Scalar> Autoencoder<T> {
         let mut out = Array2::zeros((n, 784));
         out.axis_chunks_iter_mut(Axis(0), INFERENCE_CHUNK)
             .into_par_iter()
-            .zip(flat.axis_chunks_iter(Axis(0), INFERENCE_CHUNK).into_par_iter())
+            .zip(
+                flat.axis_chunks_iter(Axis(0), INFERENCE_CHUNK)
+                    .into_par_iter(),
+            )
             .for_each(|(mut o, xc)| o.assign(&self.reconstruct_serial(xc)));
         out.into_shape_with_order((n, 1, 28, 28))
             .expect("784 pixels")
@@ -366,18 +373,18 @@ mod tests {
         let g = random_array::<f64, Ix4>((1, 1, 28, 28), 5);
         let analytic = net.reconstruction_vjp(x.view(), g.view());
         let numeric = numeric_gradient(&x, &g, |x| net.reconstruct(x.view()));
-        assert_gradient_matches(
-            "d<g, reconstruction>/dx",
-            &analytic.into_dyn(),
-            &numeric,
-        );
+        assert_gradient_matches("d<g, reconstruction>/dx", &analytic.into_dyn(), &numeric);
     }
 
     #[test]
     fn parameter_gradients_match_finite_differences_for_a_fixed_mask() {
         let net = small_net();
         let x = random_array::<f64, Ix4>((3, 1, 28, 28), 6).mapv(|v| 0.5 + 0.5 * v);
-        let rngs = || (0..3).map(|i| stream(9, Purpose::Dropout, i)).collect::<Vec<_>>();
+        let rngs = || {
+            (0..3)
+                .map(|i| stream(9, Purpose::Dropout, i))
+                .collect::<Vec<_>>()
+        };
         let (_, grads) = net.loss_and_gradients(x.view(), 0.2, &mut rngs());
         // Spot-check entries of every tensor (the full check would need 2.8M forward passes).
         for t in 0..16 {
@@ -391,14 +398,21 @@ mod tests {
                 // encode4.bias[7], h = 1e-6 was off by 1e-6 while h = 1e-3 and 1e-4 agreed with
                 // the analytic value to 3e-10 and 1.3e-9. Truncation error at h = 1e-4 is ~h^2.
                 let h = 1e-4;
-                plus.parameters_mut()[t].data.as_slice_memory_order_mut().unwrap()[i] += h;
-                minus.parameters_mut()[t].data.as_slice_memory_order_mut().unwrap()[i] -= h;
+                plus.parameters_mut()[t]
+                    .data
+                    .as_slice_memory_order_mut()
+                    .unwrap()[i] += h;
+                minus.parameters_mut()[t]
+                    .data
+                    .as_slice_memory_order_mut()
+                    .unwrap()[i] -= h;
                 let lp = plus.loss_and_gradients(x.view(), 0.2, &mut rngs()).0;
                 let lm = minus.loss_and_gradients(x.view(), 0.2, &mut rngs()).0;
                 let numeric = (lp - lm) / (2.0 * h);
                 let analytic = grads.parameters()[t].data.as_slice_memory_order().unwrap()[i];
                 assert!(
-                    (analytic - numeric).abs() <= crate::layers::gradcheck::TOL * (1.0 + numeric.abs()),
+                    (analytic - numeric).abs()
+                        <= crate::layers::gradcheck::TOL * (1.0 + numeric.abs()),
                     "{} [{i}]: analytic {analytic}, numeric {numeric}",
                     TENSOR_NAMES[t]
                 );
@@ -430,7 +444,9 @@ mod tests {
         let whole = net.reconstruct(x.view());
         let flat = x.clone().into_shape_with_order((230, 784)).unwrap();
         let (z, _) = net.forward(flat.view(), None);
-        let one = sigmoid::infer(z.view()).into_shape_with_order((230, 1, 28, 28)).unwrap();
+        let one = sigmoid::infer(z.view())
+            .into_shape_with_order((230, 1, 28, 28))
+            .unwrap();
         // The training-time forward and the inference path use the same layer functions.
         assert_eq!(whole, one);
     }

@@ -386,7 +386,11 @@ pub fn lenet_tensors(net: &LeNet<f32>, prefix: &str) -> Vec<(String, ArrayD<f32>
 }
 
 /// Saves a model file of any network kind atomically.
-pub fn save_model<N: Network>(path: &Path, net: &N, meta: &ModelMeta) -> Result<(), ModelFileError> {
+pub fn save_model<N: Network>(
+    path: &Path,
+    net: &N,
+    meta: &ModelMeta,
+) -> Result<(), ModelFileError> {
     write_atomic(path, &encode(&tensors_of(net, ""), &meta.to_map_for::<N>()))
 }
 

@@ -66,7 +66,10 @@ pub trait Network: Parameters<f32> + Clone + PartialEq + std::fmt::Debug + Send 
 pub fn describe_format(format: &str) -> Option<&'static str> {
     use crate::models::{autoencoder::Autoencoder, LeNet};
     [
-        (<LeNet<f32> as Network>::FORMAT, <LeNet<f32> as Network>::DESCRIPTION),
+        (
+            <LeNet<f32> as Network>::FORMAT,
+            <LeNet<f32> as Network>::DESCRIPTION,
+        ),
         (Autoencoder::FORMAT, Autoencoder::DESCRIPTION),
         (
             crate::train::checkpoint::CHECKPOINT_FORMAT,

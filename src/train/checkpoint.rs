@@ -136,7 +136,10 @@ pub fn load<R: Recipe>(
     let hook_state = archive
         .metadata
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix(HOOK_PREFIX).map(|k| (k.to_string(), v.clone())))
+        .filter_map(|(k, v)| {
+            k.strip_prefix(HOOK_PREFIX)
+                .map(|k| (k.to_string(), v.clone()))
+        })
         .collect();
     let net = archive.take::<R::Net>("", false)?;
     let velocity = archive.take::<R::Net>(MOMENTUM_PREFIX, true)?;

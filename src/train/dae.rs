@@ -88,7 +88,10 @@ impl Recipe for DaeConfig {
             ("--seed", self.seed.to_string()),
             ("--batch", self.batch.to_string()),
             ("--dropout", self.corruption.to_string()),
-            ("solver settings", format!("{:?} {:?}", self.solver, self.lr)),
+            (
+                "solver settings",
+                format!("{:?} {:?}", self.solver, self.lr),
+            ),
         ]
     }
 }

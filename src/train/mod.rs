@@ -48,7 +48,13 @@ pub trait Recipe: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Sync 
         rngs: &mut [ChaCha8Rng],
     ) -> (f32, Self::Net);
     /// The solver's update after `t` earlier updates; returns the learning rate it used.
-    fn update(&self, net: &mut Self::Net, grads: &Self::Net, velocity: &mut Self::Net, t: u64) -> f64;
+    fn update(
+        &self,
+        net: &mut Self::Net,
+        grads: &Self::Net,
+        velocity: &mut Self::Net,
+        t: u64,
+    ) -> f64;
     /// The settings a checkpoint must agree on to be resumed, as (flag or name, value): all but
     /// the iteration count, which may grow.
     fn settings(&self) -> Vec<(&'static str, String)>;
@@ -109,7 +115,13 @@ impl Recipe for TrainConfig {
     ) -> (f32, LeNet<f32>) {
         net.loss_and_gradients(x, labels, &self.dropout, rngs)
     }
-    fn update(&self, net: &mut LeNet<f32>, grads: &LeNet<f32>, velocity: &mut LeNet<f32>, t: u64) -> f64 {
+    fn update(
+        &self,
+        net: &mut LeNet<f32>,
+        grads: &LeNet<f32>,
+        velocity: &mut LeNet<f32>,
+        t: u64,
+    ) -> f64 {
         let lr = self.lr.rate(t);
         self.solver.step(net, grads, velocity, lr);
         lr
@@ -119,7 +131,10 @@ impl Recipe for TrainConfig {
             ("--seed", self.seed.to_string()),
             ("--batch", self.batch.to_string()),
             ("--dropout", self.dropout.describe()),
-            ("solver settings", format!("{:?} {:?}", self.solver, self.lr)),
+            (
+                "solver settings",
+                format!("{:?} {:?}", self.solver, self.lr),
+            ),
         ]
     }
 }
@@ -199,10 +214,20 @@ impl<'a> TrainingSet<'a> {
 /// Progress reports from [`run`], for a progress bar or a log.
 #[derive(Clone, Debug)]
 pub enum Event {
-    Iteration { iteration: u64, loss: f32, lr: f64 },
+    Iteration {
+        iteration: u64,
+        loss: f32,
+        lr: f64,
+    },
     /// The evaluator's figure (for LeNet: the test error in %).
-    Evaluated { iteration: u64, value: f64 },
-    Checkpointed { iteration: u64, path: PathBuf },
+    Evaluated {
+        iteration: u64,
+        value: f64,
+    },
+    Checkpointed {
+        iteration: u64,
+        path: PathBuf,
+    },
 }
 
 /// Where and how often to checkpoint, and how often to evaluate.
@@ -295,8 +320,17 @@ pub fn train(
     options: &TrainOptions,
     observer: impl FnMut(Event),
 ) -> Result<TrainState, TrainError> {
-    let evaluate = |net: &LeNet<f32>| test_error_pct(net, data.test.images.view(), &data.test.labels);
-    run(cfg, TrainingSet::of(data), state, options, Some(&evaluate), &mut NoHook, observer)
+    let evaluate =
+        |net: &LeNet<f32>| test_error_pct(net, data.test.images.view(), &data.test.labels);
+    run(
+        cfg,
+        TrainingSet::of(data),
+        state,
+        options,
+        Some(&evaluate),
+        &mut NoHook,
+        observer,
+    )
 }
 
 /// Runs `recipe.iterations() - state.iteration` more iterations on `set`. `evaluate`, if given,
