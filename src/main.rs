@@ -121,15 +121,27 @@ struct DaeTrainArgs {
 
 #[derive(Args)]
 struct ShowArgs {
-    /// Model file.
-    #[arg(long, value_name = "FILE")]
-    model: PathBuf,
+    /// Model file (with --noise and --levels).
+    #[arg(long, value_name = "FILE", required_unless_present = "dae")]
+    model: Option<PathBuf>,
     /// The perturbation (fgsm or gaussian).
-    #[arg(long, value_enum)]
-    noise: NoiseArg,
+    #[arg(long, value_enum, required_unless_present = "dae")]
+    noise: Option<NoiseArg>,
     /// Noise levels (eps or sigma), one column each.
-    #[arg(long, value_delimiter = ',', required = true, value_name = "L1,L2,...")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "L1,L2,...",
+        required_unless_present = "dae"
+    )]
     levels: Vec<f32>,
+    /// Instead: draw test digits clean, corrupted by input dropout (--dropout), and
+    /// reconstructed by this denoising autoencoder.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "noise", "levels"])]
+    dae: Option<PathBuf>,
+    /// With --dae: the input dropout rate of the corrupted column.
+    #[arg(long, default_value_t = 0.2, value_name = "R")]
+    dropout: f64,
     /// Output PNG file.
     #[arg(long, value_name = "FILE.png")]
     out: PathBuf,
@@ -789,6 +801,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             "threads": r.threads, "batch": r.batch,
             "train_img_per_s": r.train_img_per_s, "fgsm_img_per_s": r.fgsm_img_per_s, "infer_img_per_s": r.infer_img_per_s,
             "train_gflop_per_s": r.train_gflop_per_s, "fgsm_gflop_per_s": r.fgsm_gflop_per_s, "infer_gflop_per_s": r.infer_gflop_per_s,
+            "dae_train_img_per_s": r.dae_train_img_per_s, "dae_infer_img_per_s": r.dae_infer_img_per_s,
+            "pipeline_fgsm_img_per_s": r.pipeline_fgsm_img_per_s,
         });
         println!("{v}");
     } else {
@@ -805,6 +819,17 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             "infer_img_per_s {:.0}  ({:.1} GFLOP/s, batch 1000)",
             r.infer_img_per_s, r.infer_gflop_per_s
         );
+        println!(
+            "dae_train_img_per_s {:.0}  ({:.1} GFLOP/s)",
+            r.dae_train_img_per_s,
+            r.dae_train_img_per_s * 3.0 * advmnist::bench::DAE_FORWARD_FLOP / 1e9
+        );
+        println!(
+            "dae_infer_img_per_s {:.0}  ({:.1} GFLOP/s, batch 1000)",
+            r.dae_infer_img_per_s,
+            r.dae_infer_img_per_s * advmnist::bench::DAE_FORWARD_FLOP / 1e9
+        );
+        println!("pipeline_fgsm_img_per_s {:.0}", r.pipeline_fgsm_img_per_s);
     }
     Ok(())
 }
@@ -824,9 +849,28 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
             test.len()
         );
     }
-    let (net, _) = load_model(&a.model)?;
     let digits = test.subset(a.first..a.first + a.count);
-    let noise = match a.noise {
+    if let Some(dae_path) = &a.dae {
+        let (dae, _) =
+            advmnist::models::file::load_network::<advmnist::models::Autoencoder>(dae_path)?;
+        let figure = advmnist::experiments::show::dae_figure(
+            &dae,
+            digits.images.view(),
+            &digits.labels,
+            a.dropout,
+            a.seed,
+        )?;
+        advmnist::report::show::render_dae_png(&figure, &a.out)?;
+        eprintln!("wrote {}", a.out.display());
+        return Ok(());
+    }
+    let (net, _) = load_model(
+        a.model
+            .as_ref()
+            .expect("clap requires --model without --dae"),
+    )?;
+
+    let noise = match a.noise.expect("clap requires --noise without --dae") {
         NoiseArg::Fgsm => Noise::Fgsm,
         NoiseArg::Gaussian => Noise::Gaussian,
         NoiseArg::Pgd => bail!("show draws fgsm and gaussian noise; use sweep for pgd"),

@@ -421,3 +421,46 @@ fn default_models_keep_clean_error_within_the_study_thresholds() {
     });
     assert!(with_dae < 2.0, "DAE + LeNet: {with_dae}%");
 }
+
+#[test]
+fn dae_figure_shows_clean_corrupted_and_rebuilt_digits() {
+    let dae = Autoencoder::<f32>::caffe_sparse_gaussian(&mut stream(2, Purpose::Init, 0));
+    let digits = test_images(3);
+    let fig =
+        advmnist::experiments::show::dae_figure(&dae, digits.images.view(), &digits.labels, 0.2, 1)
+            .unwrap();
+    assert_eq!(fig.columns.len(), 4);
+    assert_eq!(fig.columns[0].1, digits.images);
+    // About a fifth of the ink dropped, the rest scaled by 1/(1 - 0.2) = 1.25.
+    let (clean, corrupted) = (&fig.columns[0].1, &fig.columns[1].1);
+    let ink = clean.iter().filter(|&&v| v > 0.0).count() as f64;
+    let dropped = clean
+        .iter()
+        .zip(corrupted.iter())
+        .filter(|(&c, &d)| c > 0.0 && d == 0.0)
+        .count() as f64;
+    assert!(
+        (dropped / ink - 0.2).abs() < 0.05,
+        "dropped {dropped} of {ink}"
+    );
+    assert_eq!(fig.columns[3].1, dae.reconstruct(digits.images.view()));
+    let dir = TempDir::new().unwrap();
+    let png = dir.path().join("dae.png");
+    advmnist::report::show::render_dae_png(&fig, &png).unwrap();
+    let (w, h) = image_size(&png);
+    assert_eq!(
+        (w, h),
+        advmnist::report::show::dae_figure_size(3, 4),
+        "the PNG has the figure's size"
+    );
+    let e = advmnist::report::show::render_dae_png(&fig, &dir.path().join("dae.jpg")).unwrap_err();
+    assert!(e.to_string().contains(".png"), "{e}");
+}
+
+fn image_size(path: &std::path::Path) -> (u32, u32) {
+    // PNG: 8-byte signature, then the IHDR chunk: length, "IHDR", width, height (big-endian).
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
