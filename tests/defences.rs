@@ -311,8 +311,9 @@ fn autoencoder_training_is_bit_identical_across_threads_and_resumes_exactly() {
 
 #[test]
 fn autoencoder_learns_to_reconstruct() {
-    // 150 iterations from Caffe's sparse init: the test loss must fall well below the loss of
-    // the initial weights (measured: from about 540 to below 200 nats per image).
+    // 150 iterations from Caffe's sparse init: the test loss must fall below half the loss of
+    // the initial weights (`advmnist dae train --iters 150 --seed 3` measured 188 nats per image
+    // on the whole test set; one iteration from seed 1 leaves it at 286).
     let cfg = dae_cfg(150);
     let before =
         train::Recipe::initial_net(&cfg).reconstruction_loss(test_images(500).images.view());

@@ -69,8 +69,8 @@ pub fn forward<T: Scalar>(x: ArrayView4<T>) -> (Array4<T>, MaxPoolCache) {
 /// Written as selects rather than branches: the four candidates are compared in row-major
 /// order and each comparison picks a value (`if wins { v } else { best }`), because which
 /// candidate wins is data-dependent and unpredictable; the earlier `if v > best { .. }` form,
-/// with its mispredicted branches, was about twice as slow (`cargo bench -- pool`: pool1's
-/// forward 622 -> 328 us at batch 64).
+/// with its mispredicted branches, was about twice as slow (`cargo bench -- pool`; figures in
+/// docs/performance.md).
 fn pool_plane<T: Scalar>(x: &[T], w: usize, y: &mut [T], argmax: &mut [u8]) {
     let ow = w / 2;
     for ((yr, ar), rows) in y
