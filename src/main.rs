@@ -142,6 +142,8 @@ struct ShowArgs {
     /// With --dae: the input dropout rate of the corrupted column.
     #[arg(long, default_value_t = 0.2, value_name = "R")]
     dropout: f64,
+    #[command(flatten)]
+    defence: DefenceArgs,
     /// Output PNG file.
     #[arg(long, value_name = "FILE.png")]
     out: PathBuf,
@@ -864,11 +866,15 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
         eprintln!("wrote {}", a.out.display());
         return Ok(());
     }
-    let (net, _) = load_model(
+    let stages = a.defence.stages()?;
+    let nets = load_lenets(std::slice::from_ref(
         a.model
             .as_ref()
             .expect("clap requires --model without --dae"),
-    )?;
+    ))?;
+    let (_, model) = defended(&nets, &stages, &a.defence, true)
+        .pop()
+        .expect("one model");
 
     let noise = match a.noise.expect("clap requires --noise without --dae") {
         NoiseArg::Fgsm => Noise::Fgsm,
@@ -880,7 +886,13 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
         levels: a.levels.clone(),
         seed: a.seed,
     };
-    render_show_png(&net, digits.images.view(), &digits.labels, &cfg, &a.out)?;
+    render_show_png(
+        model.as_ref(),
+        digits.images.view(),
+        &digits.labels,
+        &cfg,
+        &a.out,
+    )?;
     eprintln!("wrote {}", a.out.display());
     Ok(())
 }

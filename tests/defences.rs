@@ -465,3 +465,53 @@ fn image_size(path: &std::path::Path) -> (u32, u32) {
     let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
     (be(16), be(20))
 }
+
+fn advmnist(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_advmnist"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn the_command_line_names_a_wrong_model_kind_and_a_bad_stage() {
+    let dir = TempDir::new().unwrap();
+    let dae_path = dir.path().join("dae.safetensors");
+    let lenet_path = dir.path().join("lenet.safetensors");
+    let dae = Autoencoder::<f32>::caffe_sparse_gaussian(&mut stream(2, Purpose::Init, 0));
+    save_model(&dae_path, &dae, &meta()).unwrap();
+    save_model(&lenet_path, lenet(), &meta()).unwrap();
+    let (dae_s, lenet_s) = (dae_path.to_str().unwrap(), lenet_path.to_str().unwrap());
+    let out = advmnist(&["eval", "--model", dae_s]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("denoising autoencoder"),
+        "{err}"
+    );
+    let pre = format!("dae:{lenet_s}");
+    let out = advmnist(&["eval", "--model", lenet_s, "--pre", &pre]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("holds a LeNet"),
+        "{err}"
+    );
+    let out = advmnist(&["eval", "--model", lenet_s, "--pre", "lowpass:9"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--pre lowpass:9"),
+        "{err}"
+    );
+    // A defended model is named with its stages in every output.
+    let out = advmnist(&["eval", "--model", lenet_s, "--pre", "lowpass:5", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name = json["models"][0]["model"].as_str().unwrap();
+    assert!(
+        name.starts_with("lowpass:5 + ") && name.ends_with("lenet.safetensors"),
+        "{name}"
+    );
+}
