@@ -64,6 +64,17 @@ enum Command {
     ///
     /// Example: advmnist show --model lenet.safetensors --noise fgsm --levels 0.1,0.2,0.3 --out fig1.png
     Show(ShowArgs),
+    /// Every intermediate tensor of one test image's forward and backward pass (forward.conv1,
+    /// backward.conv1, ..., backward.input, grad.<param>), in PyTorch's names and layouts:
+    /// a table of statistics, or all tensors to a safetensors file (docs/walkthrough.md).
+    ///
+    /// Example: advmnist trace --model lenet.safetensors --image 0 --noise fgsm --level 0.1
+    Trace(TraceArgs),
+    /// Checks the model's hand-written input gradient and a sample of its weight gradients
+    /// against central finite differences in f64 on real test images; exits non-zero on FAIL.
+    ///
+    /// Example: advmnist gradcheck --model lenet.safetensors --images 3 --params 20
+    Gradcheck(GradcheckArgs),
 }
 
 #[derive(Args)]
@@ -249,6 +260,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sweep(a) => cmd_sweep(a, data_dir),
         Command::Bench(a) => cmd_bench(a),
         Command::Show(a) => cmd_show(a, data_dir),
+        Command::Trace(a) => cmd_trace(a, data_dir),
+        Command::Gradcheck(a) => cmd_gradcheck(a, data_dir),
     })
 }
 
@@ -576,5 +589,205 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     };
     render_show_png(&net, digits.images.view(), &digits.labels, &cfg, &a.out)?;
     eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    /// Model file.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Index of the test image (0 to 9,999).
+    #[arg(long, value_name = "N")]
+    image: usize,
+    /// Trace the image perturbed by this noise (computed in f32, as `sweep` does) instead of
+    /// the clean image.
+    #[arg(long, value_enum, requires = "level")]
+    noise: Option<ShowNoiseArg>,
+    /// The noise level: eps for fgsm, sigma for gaussian.
+    #[arg(long, value_name = "X", requires = "noise")]
+    level: Option<f32>,
+    /// Seed of the Gaussian noise (the draw `sweep --seed` makes for this test image).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run the whole trace in f64 (the model's f32 weights widened exactly).
+    #[arg(long = "f64")]
+    double: bool,
+    /// Write every tensor to this safetensors file instead of printing the table.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct GradcheckArgs {
+    /// Model file.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// How many test images (from --first on).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    images: usize,
+    /// Index of the first test image.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    first: usize,
+    /// Entries checked per parameter tensor (all of a smaller tensor).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    params: usize,
+    /// Seed of the choice of parameter entries.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::audit::trace::{format_table, trace};
+    use advmnist::audit::Perturbation;
+    // Every check before any work.
+    if let Some(out) = &a.out {
+        check_writable_target("--out", out)?;
+    }
+    let perturbation = match (a.noise, a.level) {
+        (Some(noise), Some(level)) => {
+            if !(level >= 0.0 && level.is_finite()) {
+                bail!("--level must be a number >= 0, got {level}");
+            }
+            Some(match noise {
+                ShowNoiseArg::Fgsm => Perturbation::Fgsm { eps: level },
+                ShowNoiseArg::Gaussian => Perturbation::Gaussian {
+                    sigma: level,
+                    seed: a.seed,
+                    image: a.image as u64,
+                },
+            })
+        }
+        _ => None,
+    };
+    let test = data::load_split(&data_dir, Split::Test)?;
+    if a.image >= test.len() {
+        bail!(
+            "--image {} is out of range: the test set has {} images (0 to {})",
+            a.image,
+            test.len(),
+            test.len() - 1
+        );
+    }
+    let (net, _) = load_model(&a.model)?;
+    let digit = test.subset(a.image..a.image + 1);
+    let label = digit.labels[0];
+    let clean = digit.images;
+    let input = perturbation.map(|p| p.apply(&net, clean.view(), label));
+    let x = input.as_ref().unwrap_or(&clean);
+    let mut metadata = std::collections::BTreeMap::new();
+    metadata.insert("model".to_string(), a.model.display().to_string());
+    metadata.insert("image".to_string(), a.image.to_string());
+    if let Some(p) = perturbation {
+        metadata.insert("noise".to_string(), p.name().to_string());
+        metadata.insert("level".to_string(), p.level().to_string());
+        if let Perturbation::Gaussian { seed, .. } = p {
+            metadata.insert("seed".to_string(), seed.to_string());
+        }
+    }
+    // The clean and perturbed images lead the trace when there is a perturbation.
+    fn with_images<T: advmnist::scalar::Scalar>(
+        mut t: advmnist::audit::trace::Trace<T>,
+        clean: &ndarray::Array4<f32>,
+        perturbed: Option<&ndarray::Array4<f32>>,
+    ) -> advmnist::audit::trace::Trace<T> {
+        if let Some(p) = perturbed {
+            t.insert_front("image.perturbed", p.mapv(|v| T::of(v as f64)).into_dyn());
+            t.insert_front("image.clean", clean.mapv(|v| T::of(v as f64)).into_dyn());
+        }
+        t
+    }
+    let (bytes, stats, logits) = if a.double {
+        let t = with_images(
+            trace(&net.cast::<f64>(), x.mapv(|v| v as f64).view(), label),
+            &clean,
+            input.as_ref(),
+        );
+        let logits: Vec<f64> = t
+            .get("forward.logits")
+            .expect("traced")
+            .iter()
+            .copied()
+            .collect();
+        (
+            a.out.as_ref().map(|_| t.to_safetensors(&metadata)),
+            t.stats(),
+            logits,
+        )
+    } else {
+        let t = with_images(trace(&net, x.view(), label), &clean, input.as_ref());
+        let logits: Vec<f64> = t
+            .get("forward.logits")
+            .expect("traced")
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        (
+            a.out.as_ref().map(|_| t.to_safetensors(&metadata)),
+            t.stats(),
+            logits,
+        )
+    };
+    // The first maximum, as `argmax_rows`.
+    let predicted = logits
+        .iter()
+        .enumerate()
+        .fold(0, |best, (k, &v)| if v > logits[best] { k } else { best });
+    let what = match perturbation {
+        Some(p) => format!("{} at level {}", p.name(), p.level()),
+        None => "clean".to_string(),
+    };
+    let precision = if a.double { "f64" } else { "f32" };
+    match (&a.out, bytes) {
+        (Some(out), Some(bytes)) => {
+            advmnist::models::file::write_atomic(out, &bytes)?;
+            eprintln!(
+                "test image {} ({what}), label {label}, predicted {predicted}: wrote {} tensors ({precision}) to {}",
+                a.image,
+                stats.len(),
+                out.display()
+            );
+        }
+        _ => {
+            println!(
+                "test image {} ({what}), label {label}, predicted {predicted}, {precision}",
+                a.image
+            );
+            print!("{}", format_table(&stats));
+        }
+    }
+    Ok(())
+}
+
+fn cmd_gradcheck(a: GradcheckArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::audit::gradcheck::{format_report, gradcheck};
+    if a.images == 0 || a.params == 0 {
+        bail!("--images and --params must be at least 1");
+    }
+    let test = data::load_split(&data_dir, Split::Test)?;
+    if a.first
+        .checked_add(a.images)
+        .is_none_or(|end| end > test.len())
+    {
+        bail!(
+            "--first {} --images {} asks for test images past the {} available",
+            a.first,
+            a.images,
+            test.len()
+        );
+    }
+    let (net, _) = load_model(&a.model)?;
+    let digits = test.subset(a.first..a.first + a.images);
+    let report = gradcheck(
+        &net.cast::<f64>(),
+        digits.images.mapv(|v| v as f64).view(),
+        &digits.labels,
+        a.params,
+        a.seed,
+    );
+    print!("{}", format_report(&report));
+    if !report.pass() {
+        bail!("gradcheck FAILED: a hand-written gradient disagrees with finite differences (see the table)");
+    }
     Ok(())
 }
