@@ -605,7 +605,12 @@ struct TraceArgs {
     #[arg(long, value_enum, requires = "level")]
     noise: Option<ShowNoiseArg>,
     /// The noise level: eps for fgsm, sigma for gaussian.
-    #[arg(long, value_name = "X", requires = "noise")]
+    #[arg(
+        long,
+        value_name = "X",
+        requires = "noise",
+        allow_negative_numbers = true
+    )]
     level: Option<f32>,
     /// Seed of the Gaussian noise (the draw `sweep --seed` makes for this test image).
     #[arg(long, default_value_t = 1)]

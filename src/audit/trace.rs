@@ -63,6 +63,7 @@ pub struct TensorStats {
     pub l2: f64,
     pub zeros: usize, // elements exactly equal to 0 (either sign)
     pub len: usize,
+    pub is_index: bool, // max-pool indices: mean, L2 and zeros mean nothing and are not printed
 }
 
 impl<T: Scalar> Trace<T> {
@@ -141,6 +142,7 @@ impl<T: Scalar> Trace<T> {
                     l2: values.iter().map(|v| v * v).sum::<f64>().sqrt(),
                     zeros: values.iter().filter(|&&v| v == 0.0).count(),
                     len,
+                    is_index: matches!(t.values, TraceValues::Index(_)),
                 }
             })
             .collect()
@@ -380,6 +382,13 @@ pub fn format_table(stats: &[TensorStats]) -> String {
                 .collect::<Vec<_>>()
                 .join(",")
         );
+        if s.is_index {
+            out.push_str(&format!(
+                "{:<22} {:<15} {:>11} {:>11} {:>11} {:>10} {:>13}\n",
+                s.name, shape, s.min, s.max, "-", "-", "-"
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "{:<22} {:<15} {:>11.3e} {:>11.3e} {:>11.3e} {:>10.3e} {:>13}\n",
             s.name,
