@@ -603,7 +603,7 @@ struct TraceArgs {
     /// Trace the image perturbed by this noise (computed in f32, as `sweep` does) instead of
     /// the clean image.
     #[arg(long, value_enum, requires = "level")]
-    noise: Option<ShowNoiseArg>,
+    noise: Option<TraceNoiseArg>,
     /// The noise level: eps for fgsm, sigma for gaussian.
     #[arg(
         long,
@@ -621,6 +621,14 @@ struct TraceArgs {
     /// Write every tensor to this safetensors file instead of printing the table.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TraceNoiseArg {
+    /// Fast gradient sign: clip(x + eps * sign(dL/dx), 0, 1).
+    Fgsm,
+    /// Gaussian noise: clip(x + sigma * Z, 0, 1).
+    Gaussian,
 }
 
 #[derive(Args)]
@@ -655,8 +663,8 @@ fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
                 bail!("--level must be a number >= 0, got {level}");
             }
             Some(match noise {
-                ShowNoiseArg::Fgsm => Perturbation::Fgsm { eps: level },
-                ShowNoiseArg::Gaussian => Perturbation::Gaussian {
+                TraceNoiseArg::Fgsm => Perturbation::Fgsm { eps: level },
+                TraceNoiseArg::Gaussian => Perturbation::Gaussian {
                     sigma: level,
                     seed: a.seed,
                     image: a.image as u64,
