@@ -651,8 +651,8 @@ struct GradcheckArgs {
 }
 
 fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
-    use advmnist::audit::trace::{format_table, trace};
-    use advmnist::audit::Perturbation;
+    use advmnist::audit::trace::format_table;
+    use advmnist::audit::{trace_metadata, trace_test_image, Perturbation};
     // Every check before any work.
     if let Some(out) = &a.out {
         check_writable_target("--out", out)?;
@@ -685,74 +685,17 @@ fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
     let (net, _) = load_model(&a.model)?;
     let digit = test.subset(a.image..a.image + 1);
     let label = digit.labels[0];
-    let clean = digit.images;
-    let input = perturbation.map(|p| p.apply(&net, clean.view(), label));
-    let x = input.as_ref().unwrap_or(&clean);
-    let mut metadata = std::collections::BTreeMap::new();
-    metadata.insert("model".to_string(), a.model.display().to_string());
-    metadata.insert("image".to_string(), a.image.to_string());
-    if let Some(p) = perturbation {
-        metadata.insert("noise".to_string(), p.name().to_string());
-        metadata.insert("level".to_string(), p.level().to_string());
-        if let Perturbation::Gaussian { seed, .. } = p {
-            metadata.insert("seed".to_string(), seed.to_string());
-        }
-    }
-    // The clean and perturbed images lead the trace when there is a perturbation.
-    fn with_images<T: advmnist::scalar::Scalar>(
-        mut t: advmnist::audit::trace::Trace<T>,
-        clean: &ndarray::Array4<f32>,
-        perturbed: Option<&ndarray::Array4<f32>>,
-    ) -> advmnist::audit::trace::Trace<T> {
-        if let Some(p) = perturbed {
-            t.insert_front("image.perturbed", p.mapv(|v| T::of(v as f64)).into_dyn());
-            t.insert_front("image.clean", clean.mapv(|v| T::of(v as f64)).into_dyn());
-        }
-        t
-    }
-    let (bytes, stats, logits) = if a.double {
-        let t = with_images(
-            trace(&net.cast::<f64>(), x.mapv(|v| v as f64).view(), label),
-            &clean,
-            input.as_ref(),
-        );
-        let logits: Vec<f64> = t
-            .get("forward.logits")
-            .expect("traced")
-            .iter()
-            .copied()
-            .collect();
-        (
-            a.out.as_ref().map(|_| t.to_safetensors(&metadata)),
-            t.stats(),
-            logits,
-        )
-    } else {
-        let t = with_images(trace(&net, x.view(), label), &clean, input.as_ref());
-        let logits: Vec<f64> = t
-            .get("forward.logits")
-            .expect("traced")
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
-        (
-            a.out.as_ref().map(|_| t.to_safetensors(&metadata)),
-            t.stats(),
-            logits,
-        )
-    };
-    // The first maximum, as `argmax_rows`.
-    let predicted = logits
-        .iter()
-        .enumerate()
-        .fold(0, |best, (k, &v)| if v > logits[best] { k } else { best });
+    let t = trace_test_image(&net, digit.images.view(), label, perturbation, a.double);
+    let predicted = t.predicted();
+    let stats = t.stats();
     let what = match perturbation {
         Some(p) => format!("{} at level {}", p.name(), p.level()),
         None => "clean".to_string(),
     };
     let precision = if a.double { "f64" } else { "f32" };
-    match (&a.out, bytes) {
-        (Some(out), Some(bytes)) => {
+    match &a.out {
+        Some(out) => {
+            let bytes = t.to_safetensors(&trace_metadata(&a.model, a.image, perturbation));
             advmnist::models::file::write_atomic(out, &bytes)?;
             eprintln!(
                 "test image {} ({what}), label {label}, predicted {predicted}: wrote {} tensors ({precision}) to {}",
@@ -761,7 +704,7 @@ fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
                 out.display()
             );
         }
-        _ => {
+        None => {
             println!(
                 "test image {} ({what}), label {label}, predicted {predicted}, {precision}",
                 a.image
