@@ -143,8 +143,8 @@ fn f32_traces_match_the_fixture_within_its_f32_tolerance() {
     let x = x.mapv(|v| v as f32);
     let lscale = f["logits"].iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let gscale = f["input_grad"].iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    for i in 0..4 {
-        let t = trace(&net, image(&x, i).view(), labels[i]);
+    for (i, &label) in labels.iter().enumerate() {
+        let t = trace(&net, image(&x, i).view(), label);
         let logits = t.get("forward.logits").unwrap().mapv(|v| v as f64);
         let want = f["logits"].slice(s![i..i + 1, ..]).to_owned().into_dyn();
         assert_close(
@@ -178,11 +178,11 @@ fn trace_input_and_parameter_gradients_are_bit_identical_to_the_network() {
     let net64 = fixture_net(&f);
     let net32 = net64.cast::<f32>();
     let x32 = x.mapv(|v| v as f32);
-    for i in 0..4 {
-        let label = [labels[i]];
+    for (i, &digit) in labels.iter().enumerate() {
+        let label = [digit];
         // f32, through the Classifier trait every attack uses.
         let xi = image(&x32, i);
-        let t = trace(&net32, xi.view(), labels[i]);
+        let t = trace(&net32, xi.view(), digit);
         let (loss, dx) = Classifier::input_gradient(&net32, xi.view(), &label);
         assert_eq!(
             t.get("backward.input").unwrap(),
@@ -206,7 +206,7 @@ fn trace_input_and_parameter_gradients_are_bit_identical_to_the_network() {
         }
         // f64 likewise.
         let xi = image(&x, i);
-        let t = trace(&net64, xi.view(), labels[i]);
+        let t = trace(&net64, xi.view(), digit);
         let (_, dx) = net64.input_gradient(xi.view(), &label);
         assert_eq!(
             t.get("backward.input").unwrap(),
@@ -275,15 +275,17 @@ fn gradcheck_passes_on_the_fixture_model_and_real_digits() {
     assert!(input.kinks > 0 && input.smooth > 0, "{text}");
 }
 
-/// One image of the fixture, its `d_logits`, the network's input gradient and the numeric one.
-fn one_image_check() -> (
-    LeNet<f64>,
-    Array4<f64>,
-    u8,
-    Array4<f64>,
-    Array4<f64>,
-    Array4<bool>,
-) {
+/// One image of the fixture (a real digit) with the network's input gradient and the numeric one.
+struct OneImage {
+    net: LeNet<f64>,
+    x: Array4<f64>, // (1,1,28,28)
+    label: u8,
+    analytic: Array4<f64>, // LeNet::input_gradient
+    numeric: Array4<f64>,  // central differences, kinks on their piece
+    kinks: Array4<bool>,
+}
+
+fn one_image_check() -> OneImage {
     let f = fixture();
     let net = fixture_net(&f);
     let (x, labels) = fixture_images(&f);
@@ -292,7 +294,14 @@ fn one_image_check() -> (
     let d_logits = softmax_xent::backward(&xent, &labels[1..2], 1.0);
     let (_, analytic) = net.input_gradient(xi.view(), &labels[1..2]);
     let (numeric, kinks) = numeric_input_gradient(&net, xi.view(), d_logits.view());
-    (net, xi, labels[1], analytic, numeric, kinks)
+    OneImage {
+        net,
+        x: xi,
+        label: labels[1],
+        analytic,
+        numeric,
+        kinks,
+    }
 }
 
 fn check(
@@ -310,7 +319,12 @@ fn check(
 
 #[test]
 fn gradcheck_fails_when_one_component_has_the_wrong_sign() {
-    let (_, _, _, analytic, numeric, kinks) = one_image_check();
+    let OneImage {
+        analytic,
+        numeric,
+        kinks,
+        ..
+    } = one_image_check();
     assert!(check(&analytic, &numeric, &kinks).pass);
     // Flip the largest smooth component, then (separately) the largest kink component, then
     // a middling one: each must fail.
@@ -349,7 +363,14 @@ fn gradcheck_fails_when_one_component_has_the_wrong_sign() {
 
 #[test]
 fn gradcheck_fails_when_a_pool_routes_the_gradient_to_the_wrong_pixel() {
-    let (net, xi, label, analytic, numeric, kinks) = one_image_check();
+    let OneImage {
+        net,
+        x: xi,
+        label,
+        analytic,
+        numeric,
+        kinks,
+    } = one_image_check();
     // The backward chain from pool1's gradient down, as the trace and LeNet run it, but with
     // the winner of the window with the largest gradient moved to the next position.
     let t = trace(&net, xi.view(), label);

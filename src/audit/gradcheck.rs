@@ -108,15 +108,15 @@ pub fn compare(name: &str, analytic: &[f64], numeric: &[f64], kinks: &[bool]) ->
         } else {
             (a - n).abs() / denominator
         };
-        // Written so that NaN fails.
-        if !(relative_error <= TOL) {
+        // NaN fails, and counts as the worst.
+        if relative_error.is_nan() || relative_error > TOL {
             pass = false;
         }
         let slot = &mut worst[usize::from(kink)];
-        if slot
-            .as_ref()
-            .is_none_or(|w| !(relative_error <= w.relative_error))
-        {
+        if slot.as_ref().is_none_or(|w| {
+            !w.relative_error.is_nan()
+                && (relative_error.is_nan() || relative_error > w.relative_error)
+        }) {
             *slot = Some(Worst {
                 index,
                 analytic: a,
