@@ -69,6 +69,17 @@ enum Command {
     ///
     /// Example: advmnist dae train --out dae.safetensors
     Dae(DaeArgs),
+    /// Every intermediate tensor of one test image's forward and backward pass (forward.conv1,
+    /// backward.conv1, ..., backward.input, grad.<param>), in PyTorch's names and layouts:
+    /// a table of statistics, or all tensors to a safetensors file (docs/walkthrough.md).
+    ///
+    /// Example: advmnist trace --model lenet.safetensors --image 0 --noise fgsm --level 0.1
+    Trace(TraceArgs),
+    /// Checks the model's hand-written input gradient and a sample of its weight gradients
+    /// against central finite differences in f64 on real test images; exits non-zero on FAIL.
+    ///
+    /// Example: advmnist gradcheck --model lenet.safetensors --images 3 --params 20
+    Gradcheck(GradcheckArgs),
 }
 
 #[derive(Args)]
@@ -405,6 +416,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => cmd_bench(a),
         Command::Show(a) => cmd_show(a, data_dir),
         Command::Dae(a) => cmd_dae(a, data_dir),
+        Command::Trace(a) => cmd_trace(a, data_dir),
+        Command::Gradcheck(a) => cmd_gradcheck(a, data_dir),
     })
 }
 
@@ -894,5 +907,161 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
         &a.out,
     )?;
     eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    /// Model file.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Index of the test image (0 to 9,999).
+    #[arg(long, value_name = "N")]
+    image: usize,
+    /// Trace the image perturbed by this noise (computed in f32, as `sweep` does) instead of
+    /// the clean image.
+    #[arg(long, value_enum, requires = "level")]
+    noise: Option<TraceNoiseArg>,
+    /// The noise level: eps for fgsm, sigma for gaussian.
+    #[arg(
+        long,
+        value_name = "X",
+        requires = "noise",
+        allow_negative_numbers = true
+    )]
+    level: Option<f32>,
+    /// Seed of the Gaussian noise (the draw `sweep --seed` makes for this test image).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run the whole trace in f64 (the model's f32 weights widened exactly).
+    #[arg(long = "f64")]
+    double: bool,
+    /// Write every tensor to this safetensors file instead of printing the table.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TraceNoiseArg {
+    /// Fast gradient sign: clip(x + eps * sign(dL/dx), 0, 1).
+    Fgsm,
+    /// Gaussian noise: clip(x + sigma * Z, 0, 1).
+    Gaussian,
+}
+
+#[derive(Args)]
+struct GradcheckArgs {
+    /// Model file.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// How many test images (from --first on).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    images: usize,
+    /// Index of the first test image.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    first: usize,
+    /// Entries checked per parameter tensor (all of a smaller tensor).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    params: usize,
+    /// Seed of the choice of parameter entries.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::audit::trace::format_table;
+    use advmnist::audit::{trace_metadata, trace_test_image, Perturbation};
+    // Every check before any work.
+    if let Some(out) = &a.out {
+        check_writable_target("--out", out)?;
+    }
+    let perturbation = match (a.noise, a.level) {
+        (Some(noise), Some(level)) => {
+            if !(level >= 0.0 && level.is_finite()) {
+                bail!("--level must be a number >= 0, got {level}");
+            }
+            Some(match noise {
+                TraceNoiseArg::Fgsm => Perturbation::Fgsm { eps: level },
+                TraceNoiseArg::Gaussian => Perturbation::Gaussian {
+                    sigma: level,
+                    seed: a.seed,
+                    image: a.image as u64,
+                },
+            })
+        }
+        _ => None,
+    };
+    let test = data::load_split(&data_dir, Split::Test)?;
+    if a.image >= test.len() {
+        bail!(
+            "--image {} is out of range: the test set has {} images (0 to {})",
+            a.image,
+            test.len(),
+            test.len() - 1
+        );
+    }
+    let (net, _) = load_model(&a.model)?;
+    let digit = test.subset(a.image..a.image + 1);
+    let label = digit.labels[0];
+    let t = trace_test_image(&net, digit.images.view(), label, perturbation, a.double);
+    let predicted = t.predicted();
+    let stats = t.stats();
+    let what = match perturbation {
+        Some(p) => format!("{} at level {}", p.name(), p.level()),
+        None => "clean".to_string(),
+    };
+    let precision = if a.double { "f64" } else { "f32" };
+    match &a.out {
+        Some(out) => {
+            let bytes = t.to_safetensors(&trace_metadata(&a.model, a.image, perturbation));
+            advmnist::models::file::write_atomic(out, &bytes)?;
+            eprintln!(
+                "test image {} ({what}), label {label}, predicted {predicted}: wrote {} tensors ({precision}) to {}",
+                a.image,
+                stats.len(),
+                out.display()
+            );
+        }
+        None => {
+            println!(
+                "test image {} ({what}), label {label}, predicted {predicted}, {precision}",
+                a.image
+            );
+            print!("{}", format_table(&stats));
+        }
+    }
+    Ok(())
+}
+
+fn cmd_gradcheck(a: GradcheckArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::audit::gradcheck::{format_report, gradcheck};
+    if a.images == 0 || a.params == 0 {
+        bail!("--images and --params must be at least 1");
+    }
+    let test = data::load_split(&data_dir, Split::Test)?;
+    if a.first
+        .checked_add(a.images)
+        .is_none_or(|end| end > test.len())
+    {
+        bail!(
+            "--first {} --images {} asks for test images past the {} available",
+            a.first,
+            a.images,
+            test.len()
+        );
+    }
+    let (net, _) = load_model(&a.model)?;
+    let digits = test.subset(a.first..a.first + a.images);
+    let report = gradcheck(
+        &net.cast::<f64>(),
+        digits.images.mapv(|v| v as f64).view(),
+        &digits.labels,
+        a.params,
+        a.seed,
+    );
+    print!("{}", format_report(&report));
+    if !report.pass() {
+        bail!("gradcheck FAILED: a hand-written gradient disagrees with finite differences (see the table)");
+    }
     Ok(())
 }
