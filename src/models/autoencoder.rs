@@ -207,11 +207,7 @@ impl<T: Scalar> Autoencoder<T> {
     /// The reconstruction of images `(N,1,28,28)`, chunks of [`INFERENCE_CHUNK`] side by side.
     pub fn reconstruct(&self, x: ArrayView4<T>) -> Array4<T> {
         let n = x.dim().0;
-        let flat = x
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((n, 784))
-            .expect("28x28 images");
+        let flat = flatten(x);
         let mut out = Array2::zeros((n, 784));
         out.axis_chunks_iter_mut(Axis(0), INFERENCE_CHUNK)
             .into_par_iter()
@@ -227,11 +223,7 @@ impl<T: Scalar> Autoencoder<T> {
     /// Each image's reconstruction loss `(N)` against the clean image and the mean over them.
     pub fn reconstruction_loss(&self, x: ArrayView4<T>) -> T {
         let n = x.dim().0;
-        let flat = x
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((n, 784))
-            .expect("28x28 images");
+        let flat = flatten(x);
         let losses: Vec<T> = flat
             .axis_chunks_iter(Axis(0), INFERENCE_CHUNK)
             .into_par_iter()
@@ -255,11 +247,7 @@ impl<T: Scalar> Autoencoder<T> {
         rngs: &mut [ChaCha8Rng],
     ) -> (T, Autoencoder<T>) {
         let n = x.dim().0;
-        let flat = x
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((n, 784))
-            .expect("28x28 images");
+        let flat = flatten(x);
         let scale = T::one() / T::of(n as f64);
         let (z, cache) = self.forward(flat.view(), Some((p, rngs)));
         let (losses, xent) = sigmoid_xent::forward(z.view(), flat.view());
@@ -274,16 +262,8 @@ impl<T: Scalar> Autoencoder<T> {
     /// so `dL/dz = d_out * y (1 - y)`, then the chain back through the eight layers.
     pub fn reconstruction_vjp(&self, x: ArrayView4<T>, d_out: ArrayView4<T>) -> Array4<T> {
         let n = x.dim().0;
-        let flat = x
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((n, 784))
-            .expect("28x28 images");
-        let d_out = d_out
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((n, 784))
-            .expect("28x28 images");
+        let flat = flatten(x);
+        let d_out = flatten(d_out);
         let (z, cache) = self.forward(flat.view(), None);
         let y = sigmoid::infer(z.view());
         let d_z = ndarray::Zip::from(&d_out)
@@ -295,6 +275,15 @@ impl<T: Scalar> Autoencoder<T> {
         dx.into_shape_with_order((n, 1, 28, 28))
             .expect("784 pixels")
     }
+}
+
+/// Images `(N,1,28,28)` as rows of pixels `(N,784)`, in (row, column) order.
+fn flatten<T: Scalar>(x: ArrayView4<T>) -> Array2<T> {
+    let n = x.dim().0;
+    x.as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((n, 784))
+        .expect("28x28 images")
 }
 
 impl<T: Scalar> Parameters<T> for Autoencoder<T> {
