@@ -76,8 +76,8 @@ pub fn figure_size(digits: usize, levels: usize) -> (u32, u32) {
     (width as u32, height as u32)
 }
 
-/// The diverging colour of `v` in [-1, 1]: linear from white at 0 to [`NEGATIVE`] at -1 and
-/// [`POSITIVE`] at +1. Values outside are clamped.
+/// The diverging colour of `v` in [-1, 1]: linear from white at 0 to the RdBu blue (`NEGATIVE`) at -1 and
+/// the RdBu red (`POSITIVE`) at +1. Values outside are clamped.
 pub fn diverging_colour(v: f32) -> RGBColor {
     let v = v.clamp(-1.0, 1.0);
     let (r, g, b) = if v < 0.0 { NEGATIVE } else { POSITIVE };
