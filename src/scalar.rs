@@ -33,6 +33,14 @@ pub trait Scalar:
     /// Widens to f64 (for reporting and comparisons).
     fn f64(self) -> f64;
 
+    /// The logistic function `1 / (1 + exp(-x))` of every element, in place. f32 takes the
+    /// vectorised path of `kernels::logistic`; f64 (gradient checks) the plain formula.
+    fn logistic_in_place(v: &mut [Self]) {
+        for x in v {
+            *x = Self::one() / (Self::one() + (-*x).exp());
+        }
+    }
+
     /// `C = alpha * A B + beta * C`, with `A` (m, k), `B` (k, n), `C` (m, n) given by pointers
     /// and element strides (row stride, column stride). When `beta` is zero, `C` is not read.
     ///
@@ -60,6 +68,9 @@ pub trait Scalar:
 
 impl Scalar for f32 {
     const NAME: &'static str = "F32";
+    fn logistic_in_place(v: &mut [f32]) {
+        crate::kernels::logistic::logistic(v)
+    }
     fn of(x: f64) -> Self {
         x as f32
     }

@@ -7,5 +7,6 @@ pub mod direct;
 pub mod fresh;
 pub mod gemm;
 pub mod im2col;
+pub mod logistic;
 pub mod parallel;
 pub mod scratch;

@@ -1,8 +1,10 @@
 //! Logistic sigmoid: `y = 1 / (1 + exp(-x))`; backward `dx = dy * y * (1 - y)`
 //! (the autoencoder's activation).
 
+use crate::kernels::parallel::min_pieces_per_job;
 use crate::scalar::Scalar;
 use ndarray::{Array, ArrayView, Dimension, Zip};
+use rayon::prelude::*;
 
 /// What the forward pass keeps: the output, from which the derivative `y (1 - y)` follows.
 #[derive(Clone, Debug)]
@@ -10,10 +12,23 @@ pub struct SigmoidCache<T, D: Dimension> {
     pub output: Array<T, D>, // same shape as the input
 }
 
+/// The logistic of every element. Rows (the first axis) run in parallel pieces of
+/// [`ROWS_PER_PIECE`]; each element is computed on its own, so the pieces change no value. For
+/// very negative x the f64 path's exp(-x) overflows to inf and 1/(1+inf) = 0, the right limit;
+/// the f32 path clamps its argument first (`kernels::logistic`).
 pub fn infer<T: Scalar, D: Dimension>(x: ArrayView<T, D>) -> Array<T, D> {
-    // For very negative x, exp(-x) overflows to inf and 1/(1+inf) = 0: the right limit, no NaN.
-    x.mapv(|v| T::one() / (T::one() + (-v).exp()))
+    let mut y = x.as_standard_layout().into_owned();
+    let per_row = y.len() / y.shape().first().copied().unwrap_or(1).max(1);
+    y.as_slice_mut()
+        .expect("standard layout")
+        .par_chunks_mut((ROWS_PER_PIECE * per_row).max(1))
+        .with_min_len(min_pieces_per_job())
+        .for_each(T::logistic_in_place);
+    y
 }
+
+/// Rows per parallel piece of [`infer`].
+pub const ROWS_PER_PIECE: usize = 16;
 
 pub fn forward<T: Scalar, D: Dimension>(x: ArrayView<T, D>) -> (Array<T, D>, SigmoidCache<T, D>) {
     let y = infer(x);
@@ -26,7 +41,7 @@ pub fn backward<T: Scalar, D: Dimension>(
 ) -> Array<T, D> {
     Zip::from(&d_out)
         .and(&cache.output)
-        .map_collect(|&g, &y| g * y * (T::one() - y))
+        .par_map_collect(|&g, &y| g * y * (T::one() - y))
 }
 
 #[cfg(test)]
