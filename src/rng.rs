@@ -17,6 +17,8 @@ pub enum Purpose {
     GaussianNoise = 4,
     /// The random start of an iterative attack (`attacks::pgd`).
     RandomStart = 5,
+    /// A subject's image set in the human study (`experiments::human_study`), index = subject id.
+    HumanStudy = 6,
 }
 
 /// A ChaCha8 stream for `(seed, purpose, index)`: the three are mixed by SplitMix64's finaliser
