@@ -748,12 +748,13 @@ fn planned_answer(position: usize) -> u8 {
     ((position * 7 + 3) % 10) as u8
 }
 
-/// The digit's width and whether all ten buttons are inside the viewport.
+/// The digit's smaller side in CSS pixels, and whether all ten buttons are inside the viewport.
 fn layout(b: &mut Browser) -> (f64, bool) {
     let v = b.eval(
-        "(() => { const w = document.getElementById('digit').getBoundingClientRect().width; \
+        "(() => { const d = document.getElementById('digit').getBoundingClientRect(); \
+         const w = Math.min(d.width, d.height); \
          const inside = [...document.querySelectorAll('#pad button')].every(x => { \
-           const r = x.getBoundingClientRect(); return r.left >= 0 && r.right <= innerWidth && r.width >= 40; }); \
+           const r = x.getBoundingClientRect(); return r.left >= 0 && r.right <= innerWidth && r.bottom <= innerHeight && r.width >= 40; }); \
          return [w, inside]; })()",
     );
     (v[0].as_f64().unwrap(), v[1].as_bool().unwrap())
