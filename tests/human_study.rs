@@ -373,7 +373,7 @@ fn statistics_match_hand_computed_values_on_synthetic_subjects() {
                                 wrong
                             }
                         }
-                        (NoiseKind::GradientSign, l) if l == 0.07 => {
+                        (NoiseKind::GradientSign, 0.07) => {
                             seen_eps += 1;
                             if seen_eps <= right_eps007[k] {
                                 t.label as i64
@@ -979,4 +979,44 @@ fn human_report_refuses_bad_files_from_the_command_line() {
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("--study-model"), "{e}");
+}
+
+#[test]
+fn hard_digits_are_each_class_s_digits_the_models_most_disagree_on() {
+    use advmnist::experiments::human_study::hard_digit_pool;
+    use advmnist::models::Classifier;
+    let test = test_set();
+    let nets = [net(0), net(1), net(2)];
+    let voters: Vec<&dyn Classifier> = nets.iter().map(|n| n as &dyn Classifier).collect();
+    let pool = hard_digit_pool(&voters, test, 5);
+    // Disagreement by hand: 1 - (votes of the most voted class) / 3.
+    let predictions: Vec<Vec<u8>> = nets.iter().map(|n| n.predict(test.images.view())).collect();
+    let disagreement = |i: usize| {
+        let mut votes = [0; 10];
+        for p in &predictions {
+            votes[p[i] as usize] += 1;
+        }
+        1.0 - *votes.iter().max().unwrap() as f64 / 3.0
+    };
+    assert_eq!(pool.len(), 10);
+    for (class, members) in pool.iter().enumerate() {
+        assert_eq!(members.len(), 5);
+        let least_in_pool = members
+            .iter()
+            .map(|&i| {
+                assert_eq!(test.labels[i] as usize, class, "image {i}");
+                disagreement(i)
+            })
+            .fold(f64::INFINITY, f64::min);
+        let most_outside = (0..test.len())
+            .filter(|i| test.labels[*i] as usize == class && !members.contains(i))
+            .map(disagreement)
+            .fold(0.0, f64::max);
+        assert!(
+            least_in_pool >= most_outside,
+            "class {class}: pool down to {least_in_pool}, outside up to {most_outside}"
+        );
+    }
+    // Tiny models disagree somewhere in every class.
+    assert!(pool.iter().all(|m| disagreement(m[0]) > 0.0));
 }

@@ -160,11 +160,14 @@ pub fn human_markdown(a: &HumanAnalysis) -> String {
     s
 }
 
-/// One curve of the figure: (level, summary) points of one group.
+/// A point of a curve: level, mean, and the 95% interval if there is one.
+type CurvePoint = (f64, f64, Option<(f64, f64)>);
+
+/// One curve of the figure: one group's points.
 struct Curve {
     label: &'static str,
     colour: RGBColor,
-    points: Vec<(f64, f64, Option<(f64, f64)>)>,
+    points: Vec<CurvePoint>,
 }
 
 fn curve(
