@@ -956,6 +956,12 @@ fn the_page_in_headless_chromium_answered_by_keys_and_clicks_survives_a_reload_a
             3
         );
     }
+    if let Some(d) = &shots {
+        for name in ["human.md", "human.svg", "human.json"] {
+            std::fs::copy(out.join(name), d.join(name)).unwrap();
+        }
+        std::fs::copy(&file, d.join("results.json")).unwrap();
+    }
     let md = std::fs::read_to_string(out.join("human.md")).unwrap();
     assert!(md.contains("white-box") && md.contains("transfer"));
     let svg = std::fs::read_to_string(out.join("human.svg")).unwrap();

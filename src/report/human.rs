@@ -112,7 +112,7 @@ pub fn human_markdown(a: &HumanAnalysis) -> String {
     let _ = writeln!(s, "# Human study: accuracy of humans and LeNet models\n");
     let _ = writeln!(
         s,
-        "Study {} (seed {}, adversarial images made on {}). {} subjects, {} models.\n",
+        "Study {} (seed {}, adversarial images made on {}). Subjects: {}. Models: {}.\n",
         a.study_id,
         a.study.seed,
         a.source_model,
