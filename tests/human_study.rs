@@ -1026,3 +1026,35 @@ fn hard_digits_are_each_class_s_digits_the_models_most_disagree_on() {
     // Tiny models disagree somewhere in every class.
     assert!(pool.iter().all(|m| disagreement(m[0]) > 0.0));
 }
+
+#[test]
+fn reference_lenets_are_the_models_advmnist_train_makes() {
+    use advmnist::experiments::human_study::train_reference_lenet;
+    let data = advmnist::data::load_mnist(&default_data_dir()).unwrap();
+    let mut last = 0;
+    let net = train_reference_lenet(&data, 4, 40, |i| {
+        assert_eq!(i, last + 1, "progress once per iteration");
+        last = i;
+    })
+    .unwrap();
+    assert_eq!(last, 40);
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("t.safetensors");
+    ok(&[
+        "train",
+        "--seed",
+        "4",
+        "--iters",
+        "40",
+        "--eval-every",
+        "0",
+        "--out",
+        s(&file),
+    ]);
+    let trained = load_model(&file).unwrap().0;
+    assert_eq!(weights_sha256(&net), weights_sha256(&trained));
+    assert_ne!(
+        weights_sha256(&net),
+        weights_sha256(&train_reference_lenet(&data, 5, 40, |_| {}).unwrap())
+    );
+}
