@@ -616,6 +616,19 @@ impl Browser {
     }
 
     fn send(&mut self, session: Option<String>, method: &str, params: Value) -> Value {
+        match self.try_send(session, method, params) {
+            Ok(v) => v,
+            Err(e) => panic!("{method}: {e}"),
+        }
+    }
+
+    /// Sends one command and waits for its reply: its result, or the protocol's error.
+    fn try_send(
+        &mut self,
+        session: Option<String>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -632,8 +645,10 @@ impl Browser {
             };
             let v: Value = serde_json::from_str(text.as_str()).unwrap();
             if v["id"] == json!(id) {
-                assert!(v.get("error").is_none(), "{method}: {}", v["error"]);
-                return v["result"].clone();
+                return match v.get("error") {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(v["result"].clone()),
+                };
             }
         }
     }
@@ -660,16 +675,25 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
-    /// Polls `expression` until it is true (10 s at most); an exception (e.g. while a reload
-    /// has not yet built the page) counts as false.
+    /// Polls `expression` until it is true (30 s at most). While a reload replaces the page,
+    /// an exception or a protocol error (no execution context yet) counts as false.
     fn wait_for(&mut self, expression: &str) {
         let start = Instant::now();
         let guarded =
             format!("(() => {{ try {{ return {expression}; }} catch (e) {{ return false; }} }})()");
-        while self.eval(&guarded) != json!(true) {
+        loop {
+            let s = self.session.clone();
+            let r = self.try_send(
+                Some(s),
+                "Runtime.evaluate",
+                json!({"expression": guarded, "returnByValue": true}),
+            );
+            if matches!(r, Ok(ref v) if v["result"]["value"] == json!(true)) {
+                return;
+            }
             assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "waited 10 s for {expression}; progress: {}",
+                start.elapsed() < Duration::from_secs(30),
+                "waited 30 s for {expression}; progress: {}",
                 self.eval("document.getElementById('progress')?.textContent")
             );
             std::thread::sleep(Duration::from_millis(10));
