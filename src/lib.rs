@@ -8,6 +8,7 @@
 pub mod attacks;
 pub mod bench;
 pub mod data;
+pub mod defences;
 pub mod experiments;
 pub mod kernels;
 pub mod layers;

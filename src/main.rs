@@ -76,6 +76,59 @@ enum Command {
     ///
     /// Example: advmnist human-report results/*.json --models m1.safetensors,m2.safetensors
     HumanReport(HumanReportArgs),
+    /// The study's stacked denoising autoencoder (784-1000-500-250-30-250-500-1000-784), used
+    /// as a preprocessing defence in front of LeNet (`--pre dae:FILE`).
+    ///
+    /// Example: advmnist dae train --out dae.safetensors
+    Dae(DaeArgs),
+}
+
+#[derive(Args)]
+struct DaeArgs {
+    #[command(subcommand)]
+    command: DaeCommand,
+}
+
+#[derive(Subcommand)]
+enum DaeCommand {
+    /// Train the autoencoder as Caffe's mnist_autoencoder example does (Nesterov, momentum
+    /// 0.95, weight decay 5e-4, learning rate 0.01 divided by 10 every 10,000 iterations), with
+    /// dropout on the input as the corruption and the clean image as the target.
+    ///
+    /// Example: advmnist dae train --out dae.safetensors
+    Train(DaeTrainArgs),
+}
+
+#[derive(Args)]
+struct DaeTrainArgs {
+    /// Where to write the trained autoencoder (safetensors).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Iterations (batches).
+    #[arg(long, value_name = "N", default_value_t = advmnist::train::dae::DaeConfig::DEFAULT_ITERATIONS)]
+    iters: u64,
+    /// Seed of every random draw (initial weights, shuffling, corruption masks).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Input dropout rate: the corruption the autoencoder learns to undo.
+    #[arg(long, default_value_t = advmnist::train::dae::DaeConfig::DEFAULT_CORRUPTION, value_name = "R")]
+    dropout: f64,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Checkpoint file. Default: the --out path with .ckpt appended.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Checkpoint every N iterations (0: never).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    checkpoint_every: u64,
+    /// Measure the test set's reconstruction error every N iterations (0: only at the end).
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    eval_every: u64,
+    /// Continue the run saved in the checkpoint file, to the same model an uninterrupted run
+    /// gives.
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Args)]
@@ -83,9 +136,9 @@ struct ShowArgs {
     /// Model file.
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
-    /// The perturbation.
+    /// The perturbation (fgsm or gaussian).
     #[arg(long, value_enum)]
-    noise: ShowNoiseArg,
+    noise: NoiseArg,
     /// Noise levels (eps or sigma), one column each.
     #[arg(long, value_delimiter = ',', required = true, value_name = "L1,L2,...")]
     levels: Vec<f32>,
@@ -101,12 +154,6 @@ struct ShowArgs {
     /// Seed of the Gaussian noise.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ShowNoiseArg {
-    Fgsm,
-    Gaussian,
 }
 
 #[derive(Args)]
@@ -156,11 +203,103 @@ struct TrainArgs {
     resume: bool,
 }
 
+/// Defences in front of every model, and how attacks treat them.
+#[derive(Args)]
+struct DefenceArgs {
+    /// A preprocessing stage in front of every model, in the order given (repeat the flag for
+    /// more): lowpass:S (the study's Gaussian blur, S = 3, 5 or 7), lowpass:S,noise=SIGMA
+    /// (inject Gaussian noise first; plain `noise` means 0.1), or dae:FILE (a denoising
+    /// autoencoder from `advmnist dae train`).
+    #[arg(long = "pre", value_name = "STAGE")]
+    pre: Vec<String>,
+    /// Whose gradient attacks follow when --pre is given: pipeline (white-box, through every
+    /// stage's backward pass, averaged over --eot draws of injected noise) or classifier (the
+    /// study's setting: the bare model's gradient, then the defence cleans the examples).
+    #[arg(long, value_enum, default_value = "pipeline")]
+    attack_through: AttackThroughArg,
+    /// Draws of injected noise averaged by the white-box gradient (expectation over
+    /// transformation).
+    #[arg(long, default_value_t = advmnist::models::pipeline::DEFAULT_EOT_SAMPLES, value_name = "K")]
+    eot: usize,
+    /// Seed of the injected noise.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pre_seed: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum AttackThroughArg {
+    Pipeline,
+    Classifier,
+}
+
+impl DefenceArgs {
+    fn stages(&self) -> Result<Vec<advmnist::models::pipeline::Stage>> {
+        if self.eot == 0 {
+            bail!("--eot must be at least 1");
+        }
+        self.pre
+            .iter()
+            .map(|spec| {
+                advmnist::models::pipeline::Stage::parse(spec, self.pre_seed)
+                    .map_err(anyhow::Error::msg)
+            })
+            .collect()
+    }
+
+    fn attack_through(&self) -> advmnist::models::pipeline::AttackThrough {
+        match self.attack_through {
+            AttackThroughArg::Pipeline => advmnist::models::pipeline::AttackThrough::Pipeline,
+            AttackThroughArg::Classifier => advmnist::models::pipeline::AttackThrough::Classifier,
+        }
+    }
+}
+
+/// Each model file's LeNet, loaded, with its name.
+fn load_lenets(paths: &[PathBuf]) -> Result<Vec<(String, LeNet<f32>)>> {
+    paths
+        .iter()
+        .map(|p| Ok((p.display().to_string(), load_model(p)?.0)))
+        .collect()
+}
+
+/// The classifiers to evaluate: each LeNet alone, or behind the --pre stages as a pipeline,
+/// named so that every output says which defence and attack setting it was.
+fn defended<'a>(
+    nets: &'a [(String, LeNet<f32>)],
+    stages: &[advmnist::models::pipeline::Stage],
+    defence: &DefenceArgs,
+    attacked: bool,
+) -> Vec<(String, Box<dyn advmnist::models::Classifier + 'a>)> {
+    use advmnist::models::pipeline::Pipeline;
+    nets.iter()
+        .map(
+            |(name, net)| -> (String, Box<dyn advmnist::models::Classifier + 'a>) {
+                if stages.is_empty() {
+                    (name.clone(), Box::new(net.clone()))
+                } else {
+                    let mut p = Pipeline::new(stages.to_vec(), net, defence.attack_through());
+                    p.eot_samples = defence.eot;
+                    let mut label = format!("{} + {name}", p.describe_stages());
+                    if attacked {
+                        label.push_str(&format!(
+                            " [attack through {}]",
+                            defence.attack_through().name()
+                        ));
+                    }
+                    (label, Box::new(p))
+                }
+            },
+        )
+        .collect()
+}
+
 #[derive(Args)]
 struct EvalArgs {
     /// Model file(s) to evaluate.
     #[arg(long = "model", value_name = "FILE", required = true)]
     models: Vec<PathBuf>,
+    #[command(flatten)]
+    defence: DefenceArgs,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -185,6 +324,8 @@ struct SweepArgs {
     /// Model file(s) to evaluate (each attacked through its own gradient unless --source).
     #[arg(long = "model", value_name = "FILE", required = true)]
     models: Vec<PathBuf>,
+    #[command(flatten)]
+    defence: DefenceArgs,
     /// The perturbation.
     #[arg(long, value_enum)]
     noise: NoiseArg,
@@ -263,6 +404,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Show(a) => cmd_show(a, data_dir),
         Command::HumanStudy(a) => cmd_human_study(a, data_dir),
         Command::HumanReport(a) => cmd_human_report(a, data_dir),
+        Command::Dae(a) => cmd_dae(a, data_dir),
     })
 }
 
@@ -278,23 +420,9 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     cfg.batch = a.batch;
-    let checkpoint = a
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| train::default_checkpoint_path(&a.out));
-    // Both files are written long after the start: check their places before training.
-    check_writable_target("--out", &a.out)?;
-    check_writable_target("--checkpoint", &checkpoint)?;
-    if same_file(&a.out, &checkpoint) {
-        bail!("--checkpoint and --out name the same file ({}): the finished run removes its checkpoint", a.out.display());
-    }
-    let started = Instant::now();
+    let run = RunFiles::check(&a.out, a.checkpoint.as_deref(), a.checkpoint_every)?;
     let data = data::load_mnist(&data_dir)?;
-    let (state, note) = train::starting_state(&cfg, &data, Some(&checkpoint), a.resume)?;
-    if let Some(note) = note {
-        eprintln!("{note}");
-    }
-    eprintln!(
+    let headline = format!(
         "training LeNet: {} iterations, batch {}, dropout {}, seed {}, {} threads",
         cfg.iterations,
         cfg.batch,
@@ -302,7 +430,171 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         cfg.seed,
         rayon::current_num_threads()
     );
-    let bar = ProgressBar::new(cfg.iterations).with_position(state.iteration);
+    let evaluate =
+        |net: &LeNet<f32>| train::test_error_pct(net, data.test.images.view(), &data.test.labels);
+    let (state, elapsed) = run_training(
+        &cfg,
+        &data,
+        &run,
+        a.resume,
+        Evaluation {
+            every: a.eval_every,
+            evaluate: &evaluate,
+            describe: |v| format!("test error {v:.2}%"),
+        },
+        &headline,
+    )?;
+    save_model(
+        &a.out,
+        &state.net,
+        &train::model_meta(&cfg, &data, state.iteration),
+    )
+    .with_context(|| format!("saving the model to {}", a.out.display()))?;
+    run.finish()?;
+    eprintln!(
+        "wrote {} ({} iterations, test error {:.2}%) in {elapsed:.1} s",
+        a.out.display(),
+        state.iteration,
+        evaluate(&state.net)
+    );
+    Ok(())
+}
+
+fn cmd_dae(a: DaeArgs, data_dir: PathBuf) -> Result<()> {
+    match a.command {
+        DaeCommand::Train(a) => cmd_dae_train(a, data_dir),
+    }
+}
+
+fn cmd_dae_train(a: DaeTrainArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::train::dae::DaeConfig;
+    let mut cfg = DaeConfig::new(a.seed);
+    if a.iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    cfg.iterations = a.iters;
+    if !(0.0..1.0).contains(&a.dropout) {
+        bail!("--dropout must be in [0, 1), got {}", a.dropout);
+    }
+    cfg.corruption = a.dropout;
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    cfg.batch = a.batch;
+    let run = RunFiles::check(&a.out, a.checkpoint.as_deref(), a.checkpoint_every)?;
+    let data = data::load_mnist(&data_dir)?;
+    let headline = format!(
+        "training the denoising autoencoder: {} iterations, batch {}, input dropout {}, seed {}, {} threads",
+        cfg.iterations,
+        cfg.batch,
+        cfg.corruption,
+        cfg.seed,
+        rayon::current_num_threads()
+    );
+    let evaluate = |net: &advmnist::models::Autoencoder| {
+        net.reconstruction_loss(data.test.images.view()) as f64
+    };
+    let (state, elapsed) = run_training(
+        &cfg,
+        &data,
+        &run,
+        a.resume,
+        Evaluation {
+            every: a.eval_every,
+            evaluate: &evaluate,
+            describe: |v| format!("test reconstruction cross-entropy {v:.2} per image"),
+        },
+        &headline,
+    )?;
+    let meta = advmnist::models::file::ModelMeta {
+        dropout: DropoutRates {
+            input: cfg.corruption,
+            ..DropoutRates::NONE
+        },
+        seed: cfg.seed,
+        iterations: state.iteration,
+        data_sha256: data.sha256.clone(),
+        extra: [(
+            "recipe".to_string(),
+            serde_json::to_string(&cfg).expect("plain struct"),
+        )]
+        .into(),
+    };
+    save_model(&a.out, &state.net, &meta)
+        .with_context(|| format!("saving the autoencoder to {}", a.out.display()))?;
+    run.finish()?;
+    eprintln!(
+        "wrote {} ({} iterations, test reconstruction cross-entropy {:.2} per image) in {elapsed:.1} s",
+        a.out.display(),
+        state.iteration,
+        evaluate(&state.net)
+    );
+    Ok(())
+}
+
+/// A run's model file and checkpoint, checked before any work.
+struct RunFiles {
+    checkpoint: PathBuf,
+    every: u64,
+}
+
+impl RunFiles {
+    fn check(
+        out: &std::path::Path,
+        checkpoint: Option<&std::path::Path>,
+        every: u64,
+    ) -> Result<Self> {
+        let checkpoint = checkpoint
+            .map(PathBuf::from)
+            .unwrap_or_else(|| train::default_checkpoint_path(out));
+        // Both files are written long after the start: check their places before training.
+        check_writable_target("--out", out)?;
+        check_writable_target("--checkpoint", &checkpoint)?;
+        if same_file(out, &checkpoint) {
+            bail!("--checkpoint and --out name the same file ({}): the finished run removes its checkpoint", out.display());
+        }
+        Ok(RunFiles { checkpoint, every })
+    }
+
+    /// Removes the finished run's checkpoint (after its model was saved).
+    fn finish(&self) -> Result<()> {
+        if self.checkpoint.exists() {
+            std::fs::remove_file(&self.checkpoint).with_context(|| {
+                format!(
+                    "removing the finished run's checkpoint {}",
+                    self.checkpoint.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// How and how often a run is evaluated while it trains.
+struct Evaluation<'a, N, D: Fn(f64) -> String> {
+    every: u64,
+    evaluate: &'a (dyn Fn(&N) -> f64 + Sync),
+    describe: D,
+}
+
+/// Trains any network from its recipe with a progress bar, checkpoints and resumption; returns
+/// the final state and the wall time in seconds.
+fn run_training<R: train::Recipe>(
+    recipe: &R,
+    data: &data::Mnist,
+    files: &RunFiles,
+    resume: bool,
+    evaluation: Evaluation<'_, R::Net, impl Fn(f64) -> String>,
+    headline: &str,
+) -> Result<(train::TrainState<R::Net>, f64)> {
+    let started = Instant::now();
+    let (state, note) =
+        train::starting_state(recipe, &data.sha256, Some(&files.checkpoint), resume)?;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
+    eprintln!("{headline}");
+    let bar = ProgressBar::new(recipe.iterations()).with_position(state.iteration);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} it  {msg}  {per_sec}  ETA {eta}")
             .expect("valid template")
@@ -316,61 +608,37 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         }
     };
     let options = TrainOptions {
-        checkpoint: Some(checkpoint.clone()),
-        checkpoint_every: a.checkpoint_every,
-        eval_every: a.eval_every,
+        checkpoint: Some(files.checkpoint.clone()),
+        checkpoint_every: files.every,
+        eval_every: evaluation.every,
     };
-    let mut final_error = None;
-    let result = train::train(&cfg, &data, state, &options, |event| match event {
-        Event::Iteration {
-            iteration,
-            loss,
-            lr,
-        } => {
-            bar.set_position(iteration);
-            if iteration % 10 == 0 {
-                bar.set_message(format!("loss {loss:.4}  lr {lr:.5}"));
+    let result = train::run(
+        recipe,
+        train::TrainingSet::of(data),
+        state,
+        &options,
+        Some(evaluation.evaluate),
+        &mut train::NoHook,
+        |event| match event {
+            Event::Iteration {
+                iteration,
+                loss,
+                lr,
+            } => {
+                bar.set_position(iteration);
+                if iteration % 10 == 0 {
+                    bar.set_message(format!("loss {loss:.4}  lr {lr:.5}"));
+                }
             }
-        }
-        Event::Evaluated {
-            iteration,
-            test_error_pct,
-        } => {
-            final_error = Some(test_error_pct);
-            say(
+            Event::Evaluated { iteration, value } => say(
                 &bar,
-                format!("iteration {iteration}: test error {test_error_pct:.2}%"),
-            )
-        }
-        Event::Checkpointed { .. } => {}
-    });
-    bar.finish_and_clear();
-    let state = result?;
-    save_model(
-        &a.out,
-        &state.net,
-        &train::model_meta(&cfg, &data, state.iteration),
-    )
-    .with_context(|| format!("saving the model to {}", a.out.display()))?;
-    if checkpoint.exists() {
-        std::fs::remove_file(&checkpoint).with_context(|| {
-            format!(
-                "removing the finished run's checkpoint {}",
-                checkpoint.display()
-            )
-        })?;
-    }
-    // Measured by the loop at its last iteration, unless --eval-every 0 (or nothing was left to run).
-    let test_error = final_error.unwrap_or_else(|| {
-        train::test_error_pct(&state.net, data.test.images.view(), &data.test.labels)
-    });
-    eprintln!(
-        "wrote {} ({} iterations, test error {test_error:.2}%) in {:.1} s",
-        a.out.display(),
-        state.iteration,
-        started.elapsed().as_secs_f64()
+                format!("iteration {iteration}: {}", (evaluation.describe)(value)),
+            ),
+            Event::Checkpointed { .. } => {}
+        },
     );
-    Ok(())
+    bar.finish_and_clear();
+    Ok((result?, started.elapsed().as_secs_f64()))
 }
 
 /// Fails unless `path`'s folder exists and a file can be created in it.
@@ -412,22 +680,19 @@ fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
     if a.predictions.is_some() && a.models.len() != 1 {
         bail!("--predictions takes exactly one --model");
     }
+    let stages = a.defence.stages()?;
+    let nets = load_lenets(&a.models)?;
     let mut rows = Vec::new();
-    for path in &a.models {
-        let (net, _) = load_model(path)?;
-        let predictions = net.predict(test.images.view());
+    for (name, model) in defended(&nets, &stages, &a.defence, false) {
+        let predictions = model.predict(test.images.view());
         if let Some(out) = &a.predictions {
             let text: String = predictions.iter().map(|p| format!("{p}\n")).collect();
             advmnist::models::file::write_atomic(out, text.as_bytes())?;
         }
         let err = error_pct(&predictions, &test.labels);
-        rows.push(serde_json::json!({"model": path.display().to_string(), "test_error_pct": err, "n": test.len()}));
+        rows.push(serde_json::json!({"model": name, "test_error_pct": err, "n": test.len()}));
         if !a.json {
-            println!(
-                "{}: test error {err:.2}% on {} images",
-                path.display(),
-                test.len()
-            );
+            println!("{name}: test error {err:.2}% on {} images", test.len());
         }
     }
     if a.json {
@@ -462,24 +727,20 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
     if !(max > 0.0 && max.is_finite()) {
         bail!("--max must be a positive number, got {max}");
     }
+    let stages = a.defence.stages()?;
     let test = data::load_split(&data_dir, Split::Test)?;
-    let nets: Vec<(String, LeNet<f32>)> = a
-        .models
-        .iter()
-        .map(|p| Ok((p.display().to_string(), load_model(p)?.0)))
-        .collect::<Result<_>>()?;
-    let source = match &a.source {
-        Some(p) => Some((p.display().to_string(), load_model(p)?.0)),
-        None => None,
-    };
-    let models: Vec<NamedModel> = nets
+    let nets = load_lenets(&a.models)?;
+    let sources = load_lenets(a.source.as_slice())?;
+    let defended_models = defended(&nets, &stages, &a.defence, a.source.is_none());
+    let models: Vec<NamedModel> = defended_models
         .iter()
         .map(|(n, m)| NamedModel {
             name: n.clone(),
-            model: m,
+            model: m.as_ref(),
         })
         .collect();
-    let source = source.as_ref().map(|(n, m)| NamedModel {
+    // A transfer attack's examples come from the bare source model's own gradient.
+    let source = sources.first().map(|(n, m)| NamedModel {
         name: n.clone(),
         model: m,
     });
@@ -563,7 +824,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
 }
 
 fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
-    use advmnist::report::show::{render_show_png, ShowConfig, ShowNoise};
+    use advmnist::report::show::{render_show_png, ShowConfig};
     let test = data::load_split(&data_dir, Split::Test)?;
     if a.count == 0
         || a.first
@@ -580,8 +841,9 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     let (net, _) = load_model(&a.model)?;
     let digits = test.subset(a.first..a.first + a.count);
     let noise = match a.noise {
-        ShowNoiseArg::Fgsm => ShowNoise::Fgsm,
-        ShowNoiseArg::Gaussian => ShowNoise::Gaussian,
+        NoiseArg::Fgsm => Noise::Fgsm,
+        NoiseArg::Gaussian => Noise::Gaussian,
+        NoiseArg::Pgd => bail!("show draws fgsm and gaussian noise; use sweep for pgd"),
     };
     let cfg = ShowConfig {
         noise,

@@ -17,8 +17,10 @@ pub enum Purpose {
     GaussianNoise = 4,
     /// The random start of an iterative attack (`attacks::pgd`).
     RandomStart = 5,
+    /// Noise injected by a preprocessing defence (`defences::lowpass`), keyed by image content.
+    InjectedNoise = 6,
     /// A subject's image set in the human study (`experiments::human_study`), index = subject id.
-    HumanStudy = 6,
+    HumanStudy = 7,
 }
 
 /// A ChaCha8 stream for `(seed, purpose, index)`: the three are mixed by SplitMix64's finaliser

@@ -54,7 +54,7 @@ fn resuming_from_a_checkpoint_gives_the_uninterrupted_result() {
     };
     let uninterrupted = run(&cfg, 2, &options);
     // The run left its iteration-20 checkpoint; a new process would start from it.
-    let (state, note) = train::starting_state(&cfg, mnist(), Some(&ckpt), true).unwrap();
+    let (state, note) = train::starting_state(&cfg, &mnist().sha256, Some(&ckpt), true).unwrap();
     assert_eq!(state.iteration, 20);
     assert!(note.unwrap().contains("iteration 20"));
     let resumed = train::train(&cfg, mnist(), state, &TrainOptions::default(), |_| {}).unwrap();
@@ -71,7 +71,7 @@ fn resuming_with_other_settings_is_refused_by_name() {
         seed: 6,
         ..cfg.clone()
     };
-    let e = train::starting_state(&other_seed, mnist(), Some(&ckpt), true).unwrap_err();
+    let e = train::starting_state(&other_seed, &mnist().sha256, Some(&ckpt), true).unwrap_err();
     assert!(
         e.to_string().contains("--seed") && e.to_string().contains("run.ckpt"),
         "{e}"
@@ -80,10 +80,10 @@ fn resuming_with_other_settings_is_refused_by_name() {
         dropout: DropoutRates::ALL,
         ..cfg.clone()
     };
-    let e = train::starting_state(&other_dropout, mnist(), Some(&ckpt), true).unwrap_err();
+    let e = train::starting_state(&other_dropout, &mnist().sha256, Some(&ckpt), true).unwrap_err();
     assert!(e.to_string().contains("--dropout"), "{e}");
     // Without --resume an existing checkpoint is not silently overwritten.
-    let e = train::starting_state(&cfg, mnist(), Some(&ckpt), false).unwrap_err();
+    let e = train::starting_state(&cfg, &mnist().sha256, Some(&ckpt), false).unwrap_err();
     assert!(e.to_string().contains("--resume"), "{e}");
 }
 

@@ -10,7 +10,107 @@ pub mod fgsm;
 pub mod gaussian;
 pub mod pgd;
 
-use ndarray::{ArrayView4, Zip};
+use crate::models::Classifier;
+use ndarray::{Array4, ArrayView4, Zip};
+
+/// The one description of a perturbation, shared by the library, `sweep`, `show` and the
+/// command line. Levels are eps (gradient sign, PGD) or sigma (Gaussian).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Noise {
+    /// The fast gradient sign method (the study's Eq. 1): one gradient pass serves every level.
+    Fgsm,
+    /// Gaussian noise N(0, sigma^2): one standard-normal field per image, scaled at every level.
+    Gaussian,
+    /// Projected gradient descent in the L-infinity ball: `steps` gradient passes per level.
+    Pgd { steps: usize, random_start: bool },
+}
+
+impl Noise {
+    /// The name used on the command line and in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Noise::Fgsm => "fgsm",
+            Noise::Gaussian => "gaussian",
+            Noise::Pgd { .. } => "pgd",
+        }
+    }
+
+    /// The name of a level: `eps` or `sigma`.
+    pub fn level_symbol(&self) -> &'static str {
+        match self {
+            Noise::Gaussian => "sigma",
+            _ => "eps",
+        }
+    }
+
+    /// Whether `|x' - x| <= level` holds (gradient attacks); Gaussian noise is unbounded before
+    /// clipping, so only its range is checked.
+    pub fn bounded(&self) -> bool {
+        !matches!(self, Noise::Gaussian)
+    }
+}
+
+/// A perturbation of one set of images against one model, prepared once for every level: the
+/// gradient-sign pattern or the Gaussian field does not depend on the level, so it is computed
+/// here once; PGD recomputes its gradients at each level.
+pub struct Perturbation<'a> {
+    noise: Noise,
+    model: &'a dyn Classifier,
+    x: ArrayView4<'a, f32>,
+    labels: &'a [u8],
+    seed: u64,
+    direction: Option<Array4<f32>>, // (N,1,28,28): sign(dL/dx) or Z, for single-step noises
+}
+
+impl<'a> Perturbation<'a> {
+    /// `seed` drives the Gaussian field and PGD's random start.
+    pub fn new(
+        noise: Noise,
+        model: &'a dyn Classifier,
+        x: ArrayView4<'a, f32>,
+        labels: &'a [u8],
+        seed: u64,
+    ) -> Self {
+        let direction = match noise {
+            Noise::Fgsm => Some(fgsm::gradient_sign(model, x, labels)),
+            Noise::Gaussian => Some(gaussian::standard_normal_like(x, seed)),
+            Noise::Pgd { .. } => None,
+        };
+        Perturbation {
+            noise,
+            model,
+            x,
+            labels,
+            seed,
+            direction,
+        }
+    }
+
+    /// The perturbed set at `level`, clipped to [0, 1] and checked by [`validate`].
+    pub fn at(&self, level: f32) -> Result<Array4<f32>, InvalidPerturbation> {
+        let perturbed = match (self.noise, &self.direction) {
+            (
+                Noise::Pgd {
+                    steps,
+                    random_start,
+                },
+                _,
+            ) => {
+                let mut pc = pgd::PgdConfig::new(level, steps);
+                pc.random_start = random_start.then_some(self.seed);
+                pgd::pgd(self.model, self.x, self.labels, &pc)
+            }
+            (_, Some(d)) => fgsm::perturb(self.x, d.view(), level),
+            (_, None) => unreachable!("single-step noises have a direction"),
+        };
+        validate(
+            self.x,
+            perturbed.view(),
+            self.noise.bounded().then_some(level),
+        )?;
+        Ok(perturbed)
+    }
+}
 
 /// Slack for `|x' - x| <= eps`: `x + eps` rounded to f32 may exceed `x` by eps plus half an ulp
 /// of 1 (6e-8); 1e-6 covers that with room and is still far below any meaningful perturbation.

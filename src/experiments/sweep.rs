@@ -12,32 +12,13 @@
 //! `source`, every model is evaluated on the examples crafted on the source (transfer).
 
 use crate::attacks::distortion::distortion_per_pixel;
-use crate::attacks::fgsm::{gradient_sign, perturb};
-use crate::attacks::gaussian::standard_normal_like;
-use crate::attacks::pgd::{pgd, PgdConfig};
-use crate::attacks::{validate, InvalidPerturbation};
+use crate::attacks::{InvalidPerturbation, Perturbation};
 use crate::data::Dataset;
 use crate::models::lenet::error_pct;
 use crate::models::Classifier;
-use ndarray::Array4;
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Noise {
-    Fgsm,
-    Gaussian,
-    Pgd { steps: usize, random_start: bool },
-}
-
-impl Noise {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Noise::Fgsm => "fgsm",
-            Noise::Gaussian => "gaussian",
-            Noise::Pgd { .. } => "pgd",
-        }
-    }
-}
+pub use crate::attacks::Noise;
 
 /// Levels `max * i / (levels - 1)` for `i` in `0..levels`: evenly spaced, 0 and `max` included.
 /// Kept in f64 for the reports (0.05, not 0.05000000074505806); the perturbation itself is
@@ -107,35 +88,14 @@ pub fn sweep(
         Some(s) => vec![s],
         None => models.iter().collect(),
     };
-    let directions: Vec<Option<Array4<f32>>> = attackers
+    let perturbations: Vec<Perturbation<'_>> = attackers
         .iter()
-        .map(|a| match cfg.noise {
-            Noise::Fgsm => Some(gradient_sign(a.model, x, &test.labels)),
-            Noise::Gaussian => Some(standard_normal_like(x, cfg.seed)),
-            Noise::Pgd { .. } => None,
-        })
+        .map(|a| Perturbation::new(cfg.noise, a.model, x, &test.labels, cfg.seed))
         .collect();
     for &nominal in &cfg.levels {
         let level = nominal as f32;
-        for (a, attacker) in attackers.iter().enumerate() {
-            let perturbed = match (cfg.noise, &directions[a]) {
-                (
-                    Noise::Pgd {
-                        steps,
-                        random_start,
-                    },
-                    _,
-                ) => {
-                    let mut pc = PgdConfig::new(level, steps);
-                    pc.random_start = random_start.then_some(cfg.seed);
-                    pgd(attacker.model, x, &test.labels, &pc)
-                }
-                (_, Some(d)) => perturb(x, d.view(), level),
-                (_, None) => unreachable!("directions exist for single-step noises"),
-            };
-            // Gaussian noise is unbounded before clipping: only the range is checked.
-            let bound = (cfg.noise != Noise::Gaussian).then_some(level);
-            validate(x, perturbed.view(), bound)?;
+        for (a, perturbation) in perturbations.iter().enumerate() {
+            let perturbed = perturbation.at(level)?;
             let distortion = distortion_per_pixel(x, perturbed.view());
             // Transfer: all models on the source's examples; white-box: each on its own.
             let victims: Vec<&NamedModel<'_>> = if source.is_some() {

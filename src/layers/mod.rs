@@ -9,4 +9,5 @@ pub mod gradcheck;
 pub mod maxpool;
 pub mod relu;
 pub mod sigmoid;
+pub mod sigmoid_xent;
 pub mod softmax_xent;

@@ -1,6 +1,9 @@
 //! Model files: safetensors, readable by PyTorch (`safetensors.torch.load_file`) and numpy
-//! without advmnist. Tensors are f32 in PyTorch's names and layouts (`lenet::PARAMETER_SHAPES`);
-//! fc1's input is flattened in (C,H,W) order, exactly as `torch.flatten` on an NCHW tensor.
+//! without advmnist, for any [`Network`] (LeNet, the denoising autoencoder). Tensors are f32 in
+//! PyTorch's names and layouts (e.g. `lenet::PARAMETER_SHAPES`; LeNet's fc1 input is flattened in
+//! (C,H,W) order, exactly as `torch.flatten` on an NCHW tensor). The `format` metadata key says
+//! which network a file holds (`advmnist-lenet`, `advmnist-dae`); reading a file of another kind
+//! is an error that names both kinds.
 //!
 //! Files are written atomically (a temporary file in the same folder, flushed to disk, then
 //! renamed over the target), so a crash never leaves a half-written model or checkpoint. Their
@@ -8,18 +11,18 @@
 //! in sorted order (the `safetensors` crate writes its metadata from a `HashMap`, whose order
 //! varies from run to run, so advmnist writes the header's metadata itself; see [`encode`]).
 
-use crate::models::lenet::{DropoutRates, LeNet, PARAMETER_SHAPES};
+use crate::models::lenet::{DropoutRates, LeNet};
+use crate::models::params::{describe_format, Network};
 use ndarray::ArrayD;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The value of the `format` metadata key of a model file.
-pub const MODEL_FORMAT: &str = "advmnist-lenet";
-/// The architecture, as written in the `architecture` metadata key.
-pub const ARCHITECTURE: &str =
-    "caffe-lenet: conv 20@5x5, maxpool 2, conv 50@5x5, maxpool 2, fc 500, relu, fc 10";
+/// The value of the `format` metadata key of a LeNet model file.
+pub const MODEL_FORMAT: &str = <LeNet<f32> as Network>::FORMAT;
+/// LeNet's architecture, as written in the `architecture` metadata key.
+pub const ARCHITECTURE: &str = <LeNet<f32> as Network>::ARCHITECTURE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelFileError {
@@ -30,17 +33,25 @@ pub enum ModelFileError {
     },
     #[error("{path}: not a readable safetensors file (truncated or corrupt?): {reason}")]
     Format { path: PathBuf, reason: String },
-    #[error("{path}: tensor '{name}' is missing (a LeNet file needs {expected})")]
+    #[error("{path}: tensor '{name}' is missing (the file of {network} needs {expected})")]
     MissingTensor {
         path: PathBuf,
         name: String,
+        network: &'static str,
         expected: String,
     },
-    #[error("{path}: unexpected tensor '{name}' (a LeNet file holds only {expected})")]
+    #[error("{path}: unexpected tensor '{name}' (the file of {network} holds only {expected})")]
     UnexpectedTensor {
         path: PathBuf,
         name: String,
+        network: &'static str,
         expected: String,
+    },
+    #[error("{path}: this file holds {found}, but {wanted} is expected here")]
+    WrongKind {
+        path: PathBuf,
+        found: String,
+        wanted: &'static str,
     },
     #[error("{path}: tensor '{name}' has shape {found:?}, expected {expected:?}")]
     WrongShape {
@@ -83,10 +94,16 @@ pub struct ModelMeta {
 }
 
 impl ModelMeta {
+    /// The metadata of a LeNet file.
     pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.to_map_for::<LeNet<f32>>()
+    }
+
+    /// The metadata of a file holding a network of kind `N`.
+    pub fn to_map_for<N: Network>(&self) -> BTreeMap<String, String> {
         let mut m = self.extra.clone();
-        m.insert("format".into(), MODEL_FORMAT.into());
-        m.insert("architecture".into(), ARCHITECTURE.into());
+        m.insert("format".into(), N::FORMAT.into());
+        m.insert("architecture".into(), N::ARCHITECTURE.into());
         m.insert(
             "dropout".into(),
             serde_json::to_string(&self.dropout).expect("plain struct"),
@@ -291,21 +308,17 @@ pub fn read_archive(path: &Path) -> Result<Archive, ModelFileError> {
 }
 
 impl Archive {
-    /// Takes the eight LeNet tensors named `prefix + name`; with `exclusive`, any other tensor
-    /// is an error.
-    pub fn take_lenet(
-        &mut self,
-        prefix: &str,
-        exclusive: bool,
-    ) -> Result<LeNet<f32>, ModelFileError> {
+    /// Takes the tensors of a network of kind `N`, each named `prefix + name`; with `exclusive`,
+    /// any other tensor is an error.
+    pub fn take<N: Network>(&mut self, prefix: &str, exclusive: bool) -> Result<N, ModelFileError> {
+        let mut net = N::zeros_like_network();
         let expected = || {
-            PARAMETER_SHAPES
+            net_names::<N>()
                 .iter()
-                .map(|(n, _)| format!("{prefix}{n}"))
+                .map(|n| format!("{prefix}{n}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let mut net = LeNet::zeros();
         for mut p in net.parameters_mut() {
             let name = format!("{prefix}{}", p.name);
             let t = self
@@ -314,6 +327,7 @@ impl Archive {
                 .ok_or_else(|| ModelFileError::MissingTensor {
                     path: self.path.clone(),
                     name: name.clone(),
+                    network: N::DESCRIPTION,
                     expected: expected(),
                 })?;
             if t.shape() != p.data.shape() {
@@ -331,40 +345,83 @@ impl Archive {
                 return Err(ModelFileError::UnexpectedTensor {
                     path: self.path.clone(),
                     name: name.clone(),
+                    network: N::DESCRIPTION,
                     expected: expected(),
                 });
             }
         }
         Ok(net)
     }
+
+    /// [`Archive::take`] for a LeNet.
+    pub fn take_lenet(
+        &mut self,
+        prefix: &str,
+        exclusive: bool,
+    ) -> Result<LeNet<f32>, ModelFileError> {
+        self.take(prefix, exclusive)
+    }
 }
 
-/// The tensors of a LeNet as (prefixed name, array) pairs, for [`encode`].
-pub fn lenet_tensors(net: &LeNet<f32>, prefix: &str) -> Vec<(String, ArrayD<f32>)> {
+/// The tensor names of a network of kind `N`, in file order.
+fn net_names<N: Network>() -> Vec<&'static str> {
+    N::zeros_like_network()
+        .parameters()
+        .iter()
+        .map(|p| p.name)
+        .collect()
+}
+
+/// The tensors of a network as (prefixed name, array) pairs, for [`encode`].
+pub fn tensors_of<N: Network>(net: &N, prefix: &str) -> Vec<(String, ArrayD<f32>)> {
     net.parameters()
         .iter()
         .map(|p| (format!("{prefix}{}", p.name), p.data.to_owned()))
         .collect()
 }
 
-/// Saves a model file atomically.
-pub fn save_model(path: &Path, net: &LeNet<f32>, meta: &ModelMeta) -> Result<(), ModelFileError> {
-    write_atomic(path, &encode(&lenet_tensors(net, ""), &meta.to_map()))
+/// The tensors of a LeNet as (prefixed name, array) pairs, for [`encode`].
+pub fn lenet_tensors(net: &LeNet<f32>, prefix: &str) -> Vec<(String, ArrayD<f32>)> {
+    tensors_of(net, prefix)
 }
 
-/// Loads a model file, checking names, shapes, dtype and finiteness.
+/// Saves a model file of any network kind atomically.
+pub fn save_model<N: Network>(
+    path: &Path,
+    net: &N,
+    meta: &ModelMeta,
+) -> Result<(), ModelFileError> {
+    write_atomic(path, &encode(&tensors_of(net, ""), &meta.to_map_for::<N>()))
+}
+
+/// Loads a LeNet model file (see [`load_network`]).
 pub fn load_model(path: &Path) -> Result<(LeNet<f32>, ModelMeta), ModelFileError> {
+    load_network(path)
+}
+
+/// Loads a model file holding a network of kind `N`, checking its kind, names, shapes, dtype and
+/// finiteness. A file without a `format` key (e.g. saved from PyTorch) is read by its tensor
+/// names alone.
+pub fn load_network<N: Network>(path: &Path) -> Result<(N, ModelMeta), ModelFileError> {
     let mut archive = read_archive(path)?;
     if let Some(format) = archive.metadata.get("format") {
-        if format != MODEL_FORMAT {
-            return Err(ModelFileError::BadMetadata {
+        if format != N::FORMAT {
+            return Err(ModelFileError::WrongKind {
                 path: path.into(),
-                key: "format".into(),
-                reason: format!("'{format}' is not a model file ({MODEL_FORMAT}); a training checkpoint is not a model"),
+                found: match describe_format(format) {
+                    Some(d) => format!("{d} (format '{format}')"),
+                    None => format!("an unknown kind of file (format '{format}')"),
+                },
+                wanted: N::DESCRIPTION,
             });
         }
     }
-    let net = archive.take_lenet("", true)?;
+    let net = archive.take::<N>("", true)?;
     let meta = ModelMeta::from_map(path, &archive.metadata)?;
     Ok((net, meta))
+}
+
+/// The `format` key of a safetensors file, if it has one (to tell which network a file holds).
+pub fn format_of(path: &Path) -> Result<Option<String>, ModelFileError> {
+    Ok(read_archive(path)?.metadata.get("format").cloned())
 }

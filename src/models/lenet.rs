@@ -26,6 +26,8 @@ use crate::layers::dropout::{self, DropoutCache};
 use crate::layers::maxpool::{self, MaxPoolCache};
 use crate::layers::relu::{self, ReluCache};
 use crate::layers::softmax_xent;
+use crate::models::params::{Network, Parameters};
+pub use crate::models::params::{Parameter, ParameterMut};
 use crate::scalar::Scalar;
 use ndarray::{
     s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewD, ArrayViewMut2, ArrayViewMutD,
@@ -247,11 +249,11 @@ impl<T: Scalar> LeNet<T> {
     }
 
     /// The eight tensors with their names, in [`PARAMETER_SHAPES`] order.
-    pub fn parameters(&self) -> [Parameter<'_, T>; 8] {
+    pub fn parameters(&self) -> Vec<Parameter<'_, T>> {
         fn p<'a, T>(name: &'static str, data: ArrayViewD<'a, T>) -> Parameter<'a, T> {
             Parameter { name, data }
         }
-        [
+        vec![
             p("conv1.weight", self.conv1.weight.view().into_dyn()),
             p("conv1.bias", self.conv1.bias.view().into_dyn()),
             p("conv2.weight", self.conv2.weight.view().into_dyn()),
@@ -263,11 +265,11 @@ impl<T: Scalar> LeNet<T> {
         ]
     }
 
-    pub fn parameters_mut(&mut self) -> [ParameterMut<'_, T>; 8] {
+    pub fn parameters_mut(&mut self) -> Vec<ParameterMut<'_, T>> {
         fn p<'a, T>(name: &'static str, data: ArrayViewMutD<'a, T>) -> ParameterMut<'a, T> {
             ParameterMut { name, data }
         }
-        [
+        vec![
             p("conv1.weight", self.conv1.weight.view_mut().into_dyn()),
             p("conv1.bias", self.conv1.bias.view_mut().into_dyn()),
             p("conv2.weight", self.conv2.weight.view_mut().into_dyn()),
@@ -281,12 +283,7 @@ impl<T: Scalar> LeNet<T> {
 
     /// The first non-finite value, if any, as (tensor name, flat index, value).
     pub fn first_non_finite(&self) -> Option<(&'static str, usize, f64)> {
-        self.parameters().iter().find_map(|p| {
-            p.data
-                .iter()
-                .position(|v| !v.is_finite())
-                .map(|i| (p.name, i, p.data.iter().nth(i).unwrap().f64()))
-        })
+        Parameters::first_non_finite(self)
     }
 
     /// Converts every tensor to another precision (f32 models to f64 for gradient checks).
@@ -589,16 +586,23 @@ impl<T: Scalar> LeNet<T> {
     }
 }
 
-/// A named view of one parameter tensor.
-pub struct Parameter<'a, T> {
-    pub name: &'static str,
-    pub data: ArrayViewD<'a, T>,
+impl<T: Scalar> Parameters<T> for LeNet<T> {
+    fn parameters(&self) -> Vec<Parameter<'_, T>> {
+        LeNet::parameters(self)
+    }
+    fn parameters_mut(&mut self) -> Vec<ParameterMut<'_, T>> {
+        LeNet::parameters_mut(self)
+    }
 }
 
-/// A named mutable view of one parameter tensor.
-pub struct ParameterMut<'a, T> {
-    pub name: &'static str,
-    pub data: ArrayViewMutD<'a, T>,
+impl Network for LeNet<f32> {
+    const FORMAT: &'static str = "advmnist-lenet";
+    const DESCRIPTION: &'static str = "a LeNet";
+    const ARCHITECTURE: &'static str =
+        "caffe-lenet: conv 20@5x5, maxpool 2, conv 50@5x5, maxpool 2, fc 500, relu, fc 10";
+    fn zeros_like_network() -> Self {
+        LeNet::zeros()
+    }
 }
 
 /// Index of the largest value of each row; the first one on ties (as `torch.argmax`).

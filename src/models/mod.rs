@@ -1,12 +1,17 @@
-//! Models built from the layers: LeNet, and its model files.
+//! Models built from the layers: LeNet, the denoising autoencoder, and their model files.
 
+pub mod autoencoder;
 pub mod file;
 pub mod lenet;
+pub mod params;
+pub mod pipeline;
 
+pub use autoencoder::Autoencoder;
 pub use lenet::{DropoutRates, LeNet};
+pub use params::{Network, Parameters};
 
 use crate::models::lenet::argmax_rows;
-use ndarray::{Array1, Array2, Array4, ArrayView4};
+use ndarray::{s, Array1, Array2, Array4, ArrayView2, ArrayView4};
 
 /// The one abstraction every attack, sweep and report is written against: a classifier that
 /// gives class logits for a batch, and each image's loss gradient with respect to that image
@@ -18,6 +23,11 @@ pub trait Classifier: Sync {
     /// Each image's cross-entropy loss `(N)` with its true label and `dL_n/dx_n` `(N,1,28,28)`,
     /// in evaluation mode.
     fn input_gradient(&self, x: ArrayView4<f32>, labels: &[u8]) -> (Array1<f32>, Array4<f32>);
+
+    /// The vector-Jacobian product of the logits in evaluation mode: given `d_logits (N,10)`,
+    /// any upstream gradient of the logits, returns `dL/dx (N,1,28,28)` through the model's own
+    /// backward pass. (A committee or a loss other than cross-entropy chains through this.)
+    fn logits_vjp(&self, x: ArrayView4<f32>, d_logits: ArrayView2<f32>) -> Array4<f32>;
 
     /// Predicted classes.
     fn predict(&self, x: ArrayView4<f32>) -> Vec<u8> {
@@ -31,5 +41,20 @@ impl Classifier for LeNet<f32> {
     }
     fn input_gradient(&self, x: ArrayView4<f32>, labels: &[u8]) -> (Array1<f32>, Array4<f32>) {
         LeNet::input_gradient(self, x, labels)
+    }
+    fn logits_vjp(&self, x: ArrayView4<f32>, d_logits: ArrayView2<f32>) -> Array4<f32> {
+        let n = x.dim().0;
+        assert_eq!(d_logits.nrows(), n, "one gradient row per image");
+        let mut grad = Array4::zeros(x.raw_dim());
+        // In chunks, as LeNet::input_gradient, to bound the caches' memory.
+        for start in (0..n).step_by(lenet::INPUT_GRADIENT_CHUNK) {
+            let range = start..(start + lenet::INPUT_GRADIENT_CHUNK).min(n);
+            let (_, cache) = self.forward(x.slice(s![range.clone(), .., .., ..]), None);
+            let dx = self
+                .backward(d_logits.slice(s![range.clone(), ..]), &cache, None, true)
+                .expect("input gradient requested");
+            grad.slice_mut(s![range, .., .., ..]).assign(&dx);
+        }
+        grad
     }
 }

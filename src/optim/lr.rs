@@ -23,9 +23,36 @@ impl InvPolicy {
     }
 }
 
+/// Caffe's `step` policy: `base_lr * gamma^floor(iter / stepsize)`.
+/// `mnist_autoencoder_solver_nesterov.prototxt`: base_lr 0.01, gamma 0.1, stepsize 10,000.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepPolicy {
+    pub base_lr: f64,
+    pub gamma: f64,
+    pub stepsize: u64,
+}
+
+impl StepPolicy {
+    pub fn rate(&self, iter: u64) -> f64 {
+        self.base_lr * self.gamma.powi((iter / self.stepsize.max(1)) as i32)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_schedule_hand_worked() {
+        let p = StepPolicy {
+            base_lr: 0.01,
+            gamma: 0.1,
+            stepsize: 10_000,
+        };
+        assert_eq!(p.rate(9_999), 0.01);
+        assert!((p.rate(10_000) - 0.001).abs() < 1e-18);
+        assert!((p.rate(25_000) - 0.0001).abs() < 1e-18);
+    }
 
     #[test]
     fn lenet_schedule_hand_worked() {

@@ -11,7 +11,7 @@
 //! Note that Caffe folds the learning rate into the velocity, unlike PyTorch's `SGD`, which
 //! keeps `v = m v + g'` and steps `w -= lr v`; the two agree only while the rate is constant.
 
-use crate::models::lenet::LeNet;
+use crate::models::params::Parameters;
 use crate::scalar::Scalar;
 use ndarray::Zip;
 use serde::{Deserialize, Serialize};
@@ -32,15 +32,14 @@ impl SgdMomentum {
         bias_lr_mult: 2.0,
     };
 
-    /// One update of `params` from `grads`, with the momentum buffers in `velocity`. Every
-    /// element is updated on its own, so the elements run in parallel with no effect on the
-    /// result. (431,080 of them: criterion's network/sgd_step measured 0.82 ms on 1 thread and
-    /// 0.28 ms on 2, against a whole training step of about 10 ms on 2 threads.)
-    pub fn step<T: Scalar>(
+    /// One update of `params` from `grads`, with the momentum buffers in `velocity`, for any
+    /// network (tensors matched by position, names checked). Every element is updated on its
+    /// own, so the elements run in parallel with no effect on the result.
+    pub fn step<T: Scalar, P: Parameters<T>>(
         &self,
-        params: &mut LeNet<T>,
-        grads: &LeNet<T>,
-        velocity: &mut LeNet<T>,
+        params: &mut P,
+        grads: &P,
+        velocity: &mut P,
         lr: f64,
     ) {
         let (m, wd) = (T::of(self.momentum), T::of(self.weight_decay));
@@ -71,6 +70,7 @@ impl SgdMomentum {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::LeNet;
 
     #[test]
     fn two_steps_hand_worked() {

@@ -25,88 +25,25 @@
 //! the images and the config (the Gaussian noise comes from the seeded per-image streams of
 //! `attacks::gaussian`), so rendering twice gives the same file.
 
-use crate::attacks::distortion::distortion_per_pixel;
-use crate::attacks::fgsm::{perturb, sign};
-use crate::attacks::gaussian::standard_normal_like;
-use crate::attacks::{validate, InvalidPerturbation};
-use crate::layers::softmax_xent::softmax;
+use crate::experiments::show::{figure, Figure};
+pub use crate::experiments::show::{ShowConfig, ShowError};
 use crate::models::file::{write_atomic, ModelFileError};
-use crate::models::lenet::argmax_rows;
 use crate::models::Classifier;
 use crate::report::plot::register_fonts;
 use image::ImageEncoder;
-use ndarray::{Array4, ArrayView2, ArrayView4};
+use ndarray::{ArrayView2, ArrayView4};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
-use std::path::{Path, PathBuf};
-
-/// Which perturbation the figure shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShowNoise {
-    /// The fast gradient sign method; levels are eps.
-    Fgsm,
-    /// Additive Gaussian noise; levels are sigma.
-    Gaussian,
-}
-
-impl ShowNoise {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            ShowNoise::Fgsm => "fgsm",
-            ShowNoise::Gaussian => "gaussian",
-        }
-    }
-
-    /// The name of a level in column headers.
-    fn level_symbol(self) -> &'static str {
-        match self {
-            ShowNoise::Fgsm => "eps",
-            ShowNoise::Gaussian => "sigma",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ShowConfig {
-    pub noise: ShowNoise,
-    /// eps or sigma of each perturbed column, left to right; each finite and >= 0.
-    pub levels: Vec<f32>,
-    /// Seed of the Gaussian noise (`attacks::gaussian::standard_normal_like`); FGSM ignores it.
-    pub seed: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ShowError {
-    #[error("no noise levels given: the figure needs at least one (e.g. 0.1,0.2)")]
-    NoLevels,
-    #[error("noise level {level} is invalid: a level must be a finite number >= 0")]
-    BadLevel { level: f32 },
-    #[error("{path}: the figure is a PNG image, so the output file name must end in .png")]
-    NotPng { path: PathBuf },
-    #[error("cannot show these images: {reason}")]
-    BadImages { reason: String },
-    #[error("{noise} noise at {symbol} = {level}: {source}")]
-    InvalidPerturbation {
-        noise: &'static str,
-        symbol: &'static str,
-        level: f32,
-        source: InvalidPerturbation,
-    },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: drawing the figure failed: {reason}")]
-    Draw { path: PathBuf, reason: String },
-}
+use std::path::Path;
 
 /// Each digit is drawn `SCALE` times its size, by nearest neighbour.
 pub const SCALE: u32 = 4;
 const SIDE: usize = 28; // MNIST images are 28x28
+/// The perturbations the figure shows: `show` takes the one description of a noise that the
+/// library, `sweep` and the command line share.
+pub type ShowNoise = crate::attacks::Noise;
 const CELL: i32 = SIDE as i32 * SCALE as i32; // side of one image cell in pixels
 const MARGIN: i32 = 16; // around the whole figure
 const LABEL_WIDTH: i32 = 56; // the true-label column
@@ -147,145 +84,6 @@ pub fn diverging_colour(v: f32) -> RGBColor {
     let t = v.abs();
     let mix = |end: u8| (255.0 + t * (end as f32 - 255.0)).round() as u8;
     RGBColor(mix(r), mix(g), mix(b))
-}
-
-/// The model's verdict on one image.
-struct Verdict {
-    class: u8,
-    /// Softmax probability of `class`.
-    confidence: f32,
-}
-
-/// One column of digits: the clean set or one perturbed set.
-struct Column {
-    header: String,
-    /// Average distortion per pixel over the digits shown; `None` for the clean column.
-    distortion: Option<f64>,
-    images: Array4<f32>,    // (N, 1, 28, 28)
-    verdicts: Vec<Verdict>, // (N)
-}
-
-/// Everything the figure shows, computed before any drawing.
-struct Figure {
-    noise: ShowNoise,
-    labels: Vec<u8>,        // (N): true labels
-    columns: Vec<Column>,   // clean, then one per level
-    gradient: Array4<f32>,  // (N, 1, 28, 28): dL/dX, each image divided by its max |dL/dX|
-    max_gradient: Vec<f32>, // (N): each image's max |dL/dX| before scaling
-    sign: Array4<f32>,      // (N, 1, 28, 28): sign(dL/dX) in {-1, 0, +1}
-}
-
-fn verdicts(model: &dyn Classifier, x: ArrayView4<f32>) -> Vec<Verdict> {
-    let logits = model.logits(x);
-    let probabilities = softmax(logits.view());
-    // The class is taken from the logits, as `Classifier::predict` does, so ties break the
-    // same way.
-    argmax_rows(logits.view())
-        .into_iter()
-        .enumerate()
-        .map(|(n, class)| Verdict {
-            class,
-            confidence: probabilities[[n, class as usize]],
-        })
-        .collect()
-}
-
-fn check_inputs(
-    images: ArrayView4<f32>,
-    labels: &[u8],
-    cfg: &ShowConfig,
-    path: &Path,
-) -> Result<(), ShowError> {
-    if cfg.levels.is_empty() {
-        return Err(ShowError::NoLevels);
-    }
-    if let Some(&level) = cfg.levels.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
-        return Err(ShowError::BadLevel { level });
-    }
-    if !path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
-    {
-        return Err(ShowError::NotPng { path: path.into() });
-    }
-    let (n, c, h, w) = images.dim();
-    if n == 0 || (c, h, w) != (1, SIDE, SIDE) || labels.len() != n {
-        return Err(ShowError::BadImages {
-            reason: format!(
-                "images have shape {:?} and there are {} labels; expected (N, 1, 28, 28) with N > 0 and one label per image",
-                images.shape(),
-                labels.len()
-            ),
-        });
-    }
-    if let Some(i) = labels.iter().position(|&l| l > 9) {
-        return Err(ShowError::BadImages {
-            reason: format!("label {} of image {i} is not a digit 0..=9", labels[i]),
-        });
-    }
-    Ok(())
-}
-
-fn compute(
-    model: &dyn Classifier,
-    images: ArrayView4<f32>,
-    labels: &[u8],
-    cfg: &ShowConfig,
-) -> Result<Figure, ShowError> {
-    let (_, gradient) = model.input_gradient(images, labels);
-    let sign_pattern = gradient.mapv(sign);
-    let direction = match cfg.noise {
-        ShowNoise::Fgsm => sign_pattern.clone(),
-        // One standard-normal field per digit, scaled by each sigma (common random numbers, as in
-        // the sweep): the columns show the same noise growing.
-        ShowNoise::Gaussian => standard_normal_like(images, cfg.seed),
-    };
-    let symbol = cfg.noise.level_symbol();
-    let mut columns = vec![Column {
-        header: "clean".into(),
-        distortion: None,
-        images: images.to_owned(),
-        verdicts: verdicts(model, images),
-    }];
-    for &level in &cfg.levels {
-        let perturbed = perturb(images, direction.view(), level);
-        // Gaussian noise is unbounded before clipping: only the range is checked (as the sweep
-        // does).
-        let bound = (cfg.noise == ShowNoise::Fgsm).then_some(level);
-        validate(images, perturbed.view(), bound).map_err(|source| {
-            ShowError::InvalidPerturbation {
-                noise: cfg.noise.name(),
-                symbol,
-                level,
-                source,
-            }
-        })?;
-        columns.push(Column {
-            header: format!("{symbol}={level}"),
-            distortion: Some(distortion_per_pixel(images, perturbed.view())),
-            verdicts: verdicts(model, perturbed.view()),
-            images: perturbed,
-        });
-    }
-    let mut scaled = gradient;
-    let mut max_gradient = Vec::with_capacity(labels.len());
-    for mut g in scaled.outer_iter_mut() {
-        let max = g.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        // An all-zero gradient (a saturated softmax can underflow to it) is drawn all white.
-        if max > 0.0 {
-            g.mapv_inplace(|v| v / max);
-        }
-        max_gradient.push(max);
-    }
-    Ok(Figure {
-        noise: cfg.noise,
-        labels: labels.to_vec(),
-        columns,
-        gradient: scaled,
-        max_gradient,
-        sign: sign_pattern,
-    })
 }
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
@@ -339,6 +137,7 @@ fn draw_figure<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) 
     let title = match fig.noise {
         ShowNoise::Fgsm => "Gradient-sign noise (FGSM) on test digits",
         ShowNoise::Gaussian => "Gaussian noise on test digits",
+        ShowNoise::Pgd { .. } => "Iterative gradient-sign noise (PGD) on test digits",
     };
     root.draw_text(title, &text_style(20, BLACK, true), (centre, MARGIN))?;
     let subtitle =
@@ -490,8 +289,14 @@ pub fn render_show_png(
     cfg: &ShowConfig,
     path: &Path,
 ) -> Result<(), ShowError> {
-    check_inputs(images, labels, cfg, path)?;
-    let figure = compute(model, images, labels, cfg)?;
+    if !path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    {
+        return Err(ShowError::NotPng { path: path.into() });
+    }
+    let figure = figure(model, images, labels, cfg)?;
     register_fonts();
     let (width, height) = figure_size(labels.len(), cfg.levels.len());
     let mut rgb = vec![0u8; width as usize * height as usize * 3];

@@ -1,16 +1,19 @@
-//! Training checkpoints: the weights, the momentum buffers, the iteration and the run's
-//! configuration, in one safetensors file written atomically (temporary file, then rename).
+//! Training checkpoints, for any network: the weights, the solver's momentum buffers, the
+//! iteration, the run's recipe and the batch hook's state, in one safetensors file written
+//! atomically (temporary file, then rename).
 //!
 //! The random state needs no tensor of its own: every random draw of a run is a function of
 //! `(seed, iteration)` (see `rng::stream`), and both are in the metadata.
 
-use super::{TrainConfig, TrainState};
-use crate::models::file::{encode, lenet_tensors, read_archive, write_atomic, ModelFileError};
+use super::{Recipe, TrainState};
+use crate::models::file::{encode, read_archive, tensors_of, write_atomic, ModelFileError};
+use crate::models::params::Network;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_FORMAT: &str = "advmnist-checkpoint";
 const MOMENTUM_PREFIX: &str = "momentum.";
+const HOOK_PREFIX: &str = "hook.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -18,6 +21,8 @@ pub enum CheckpointError {
     File(#[from] ModelFileError),
     #[error("{path}: not an advmnist training checkpoint ({reason})")]
     NotACheckpoint { path: PathBuf, reason: String },
+    #[error("{path}: a checkpoint of an earlier run is there; pass --resume to continue that run, or delete the file to start over")]
+    EarlierRun { path: PathBuf },
     #[error("{path}: the checkpoint was made with {what} {found}, but this run asks for {wanted}; resume with the same settings or start afresh without --resume")]
     Mismatch {
         path: PathBuf,
@@ -33,33 +38,37 @@ pub enum CheckpointError {
     },
 }
 
-pub fn save(
+pub fn save<R: Recipe>(
     path: &Path,
-    cfg: &TrainConfig,
+    recipe: &R,
     data_sha256: &str,
-    state: &TrainState,
+    state: &TrainState<R::Net>,
 ) -> Result<(), CheckpointError> {
-    let mut tensors = lenet_tensors(&state.net, "");
-    tensors.extend(lenet_tensors(&state.velocity, MOMENTUM_PREFIX));
+    let mut tensors = tensors_of(&state.net, "");
+    tensors.extend(tensors_of(&state.velocity, MOMENTUM_PREFIX));
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
+    meta.insert("network".to_string(), R::Net::FORMAT.to_string());
     meta.insert("iteration".into(), state.iteration.to_string());
     meta.insert(
         "config".into(),
-        serde_json::to_string(cfg).expect("plain struct"),
+        serde_json::to_string(recipe).expect("plain struct"),
     );
     meta.insert("data_sha256".into(), data_sha256.to_string());
+    for (k, v) in &state.hook_state {
+        meta.insert(format!("{HOOK_PREFIX}{k}"), v.clone());
+    }
     write_atomic(path, &encode(&tensors, &meta))?;
     Ok(())
 }
 
-/// Loads a checkpoint made by a run with the same configuration (the iteration count may grow)
-/// on the same data.
-pub fn load(
+/// Loads a checkpoint made by a run of the same network with the same recipe (the iteration
+/// count may grow) on the same data.
+pub fn load<R: Recipe>(
     path: &Path,
-    cfg: &TrainConfig,
+    recipe: &R,
     data_sha256: &str,
-) -> Result<TrainState, CheckpointError> {
+) -> Result<TrainState<R::Net>, CheckpointError> {
     let mut archive = read_archive(path)?;
     let not = |reason: &str| CheckpointError::NotACheckpoint {
         path: path.into(),
@@ -68,43 +77,41 @@ pub fn load(
     if archive.metadata.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
         return Err(not("its metadata has no format 'advmnist-checkpoint'"));
     }
+    // Checkpoints written before the network key existed are LeNet's.
+    let network = archive
+        .metadata
+        .get("network")
+        .map(String::as_str)
+        .unwrap_or(crate::models::file::MODEL_FORMAT);
+    if network != R::Net::FORMAT {
+        return Err(CheckpointError::Mismatch {
+            path: path.into(),
+            what: "the network".into(),
+            found: crate::models::params::describe_format(network)
+                .unwrap_or(network)
+                .into(),
+            wanted: R::Net::DESCRIPTION.into(),
+        });
+    }
     let iteration: u64 = archive
         .metadata
         .get("iteration")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| not("no valid 'iteration'"))?;
-    let saved: TrainConfig = archive
+    let saved: R = archive
         .metadata
         .get("config")
         .and_then(|v| serde_json::from_str(v).ok())
         .ok_or_else(|| not("no valid 'config'"))?;
-    let mismatch = |what: &str, found: String, wanted: String| {
-        Err(CheckpointError::Mismatch {
-            path: path.into(),
-            what: what.into(),
-            found,
-            wanted,
-        })
-    };
-    if saved.seed != cfg.seed {
-        return mismatch("--seed", saved.seed.to_string(), cfg.seed.to_string());
-    }
-    if saved.batch != cfg.batch {
-        return mismatch("--batch", saved.batch.to_string(), cfg.batch.to_string());
-    }
-    if saved.dropout != cfg.dropout {
-        return mismatch(
-            "--dropout",
-            saved.dropout.describe(),
-            cfg.dropout.describe(),
-        );
-    }
-    if saved.solver != cfg.solver || saved.lr != cfg.lr {
-        return mismatch(
-            "solver settings",
-            format!("{:?} {:?}", saved.solver, saved.lr),
-            format!("{:?} {:?}", cfg.solver, cfg.lr),
-        );
+    for ((what, found), (_, wanted)) in saved.settings().into_iter().zip(recipe.settings()) {
+        if found != wanted {
+            return Err(CheckpointError::Mismatch {
+                path: path.into(),
+                what: what.into(),
+                found,
+                wanted,
+            });
+        }
     }
     let saved_data = archive
         .metadata
@@ -112,24 +119,34 @@ pub fn load(
         .cloned()
         .unwrap_or_default();
     if saved_data != data_sha256 {
-        return mismatch(
-            "training data (SHA-256)",
-            saved_data,
-            data_sha256.to_string(),
-        );
+        return Err(CheckpointError::Mismatch {
+            path: path.into(),
+            what: "training data (SHA-256)".into(),
+            found: saved_data,
+            wanted: data_sha256.to_string(),
+        });
     }
-    if iteration > cfg.iterations {
+    if iteration > recipe.iterations() {
         return Err(CheckpointError::PastTheEnd {
             path: path.into(),
             found: iteration,
-            wanted: cfg.iterations,
+            wanted: recipe.iterations(),
         });
     }
-    let net = archive.take_lenet("", false)?;
-    let velocity = archive.take_lenet(MOMENTUM_PREFIX, true)?;
+    let hook_state = archive
+        .metadata
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(HOOK_PREFIX)
+                .map(|k| (k.to_string(), v.clone()))
+        })
+        .collect();
+    let net = archive.take::<R::Net>("", false)?;
+    let velocity = archive.take::<R::Net>(MOMENTUM_PREFIX, true)?;
     Ok(TrainState {
         net,
         velocity,
         iteration,
+        hook_state,
     })
 }

@@ -1,26 +1,66 @@
-//! The training loop: Caffe's LeNet recipe (`lenet_solver.prototxt`) on a seeded shuffle of the
-//! training set, with atomic checkpoints, exact resumption, and a stop on divergence.
+//! The training loop, for any network: a seeded shuffle of the training set, a per-batch hook
+//! that may transform the batch, the network's own loss and gradients, its solver's update,
+//! atomic checkpoints, exact resumption, and a stop on divergence. What is specific to a network
+//! (its initial weights, its loss, its solver and learning-rate policy, the settings a checkpoint
+//! must agree on) is its [`Recipe`]: Caffe's LeNet recipe is [`TrainConfig`], the autoencoder's
+//! is `models::autoencoder`'s `DaeConfig` (in `train::dae`).
 //!
 //! All randomness is drawn from ChaCha8 streams derived from `(seed, purpose, index)` (see
 //! [`crate::rng::stream`]): the initial weights, the shuffle of each epoch, and each image's
-//! dropout masks at each iteration. So the whole random state of a run at iteration `t` is just `(seed, t)`: a
-//! checkpoint that stores the iteration restores the random state exactly, and no image's
-//! randomness depends on how the batch is split across threads.
+//! dropout masks at each iteration. So the whole random state of a run at iteration `t` is just
+//! `(seed, t)` (plus the hook's own state, which checkpoints carry): a checkpoint that stores the
+//! iteration restores the random state exactly, and no image's randomness depends on how the
+//! batch is split across threads.
 
 pub mod checkpoint;
+pub mod dae;
 
-use crate::data::Mnist;
+use crate::data::{Dataset, Mnist};
 use crate::models::file::ModelMeta;
 use crate::models::lenet::{error_pct, DropoutRates, LeNet};
+use crate::models::params::{Network, Parameters};
 use crate::optim::lr::InvPolicy;
 use crate::optim::sgd::SgdMomentum;
 use crate::rng::{stream, Purpose};
-use ndarray::{Array4, Axis};
+use ndarray::{Array4, ArrayView4, Axis};
 use ndarray_rand::rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Everything that decides the result of a training run.
+/// What decides the result of training one kind of network, beyond the data.
+pub trait Recipe: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Sync {
+    type Net: Network;
+    fn iterations(&self) -> u64;
+    fn seed(&self) -> u64;
+    fn batch(&self) -> usize;
+    /// Iteration 0's weights.
+    fn initial_net(&self) -> Self::Net;
+    /// The batch-mean loss and its gradient with respect to every parameter, in training mode;
+    /// `rngs[j]` is image `j`'s random stream (dropout, corruption).
+    fn loss_and_gradients(
+        &self,
+        net: &Self::Net,
+        x: ArrayView4<f32>,
+        labels: &[u8],
+        rngs: &mut [ChaCha8Rng],
+    ) -> (f32, Self::Net);
+    /// The solver's update after `t` earlier updates; returns the learning rate it used.
+    fn update(
+        &self,
+        net: &mut Self::Net,
+        grads: &Self::Net,
+        velocity: &mut Self::Net,
+        t: u64,
+    ) -> f64;
+    /// The settings a checkpoint must agree on to be resumed, as (flag or name, value): all but
+    /// the iteration count, which may grow.
+    fn settings(&self) -> Vec<(&'static str, String)>;
+}
+
+/// Everything that decides the result of a LeNet training run: Caffe's recipe.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     pub iterations: u64,
@@ -51,34 +91,146 @@ impl TrainConfig {
     }
 }
 
-/// The state of a run between two iterations.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainState {
-    pub net: LeNet<f32>,
-    pub velocity: LeNet<f32>, // SGD momentum buffers, same shapes as the net
-    pub iteration: u64,       // updates made so far
+impl Recipe for TrainConfig {
+    type Net = LeNet<f32>;
+    fn iterations(&self) -> u64 {
+        self.iterations
+    }
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    /// Caffe's xavier weights from the seed's init stream.
+    fn initial_net(&self) -> LeNet<f32> {
+        LeNet::xavier(&mut stream(self.seed, Purpose::Init, 0))
+    }
+    fn loss_and_gradients(
+        &self,
+        net: &LeNet<f32>,
+        x: ArrayView4<f32>,
+        labels: &[u8],
+        rngs: &mut [ChaCha8Rng],
+    ) -> (f32, LeNet<f32>) {
+        net.loss_and_gradients(x, labels, &self.dropout, rngs)
+    }
+    fn update(
+        &self,
+        net: &mut LeNet<f32>,
+        grads: &LeNet<f32>,
+        velocity: &mut LeNet<f32>,
+        t: u64,
+    ) -> f64 {
+        let lr = self.lr.rate(t);
+        self.solver.step(net, grads, velocity, lr);
+        lr
+    }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("--seed", self.seed.to_string()),
+            ("--batch", self.batch.to_string()),
+            ("--dropout", self.dropout.describe()),
+            (
+                "solver settings",
+                format!("{:?} {:?}", self.solver, self.lr),
+            ),
+        ]
+    }
 }
 
-impl TrainState {
-    /// Iteration 0: Caffe's xavier weights from the seed's init stream, zero momentum.
+/// The state of a run between two iterations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState<N = LeNet<f32>> {
+    pub net: N,
+    pub velocity: N,    // the solver's momentum buffers, same shapes as the net
+    pub iteration: u64, // updates made so far
+    /// The batch hook's state at `iteration` (see [`BatchHook::state`]).
+    pub hook_state: BTreeMap<String, String>,
+}
+
+impl TrainState<LeNet<f32>> {
+    /// Iteration 0 of a LeNet run: Caffe's xavier weights from the seed's init stream, zero
+    /// momentum.
     pub fn new(seed: u64) -> Self {
+        TrainState::start(LeNet::xavier(&mut stream(seed, Purpose::Init, 0)))
+    }
+}
+
+impl<N: Network> TrainState<N> {
+    /// Iteration 0 from the given weights, zero momentum.
+    pub fn start(net: N) -> Self {
         TrainState {
-            net: LeNet::xavier(&mut stream(seed, Purpose::Init, 0)),
-            velocity: LeNet::zeros(),
+            net,
+            velocity: N::zeros_like_network(),
             iteration: 0,
+            hook_state: BTreeMap::new(),
         }
     }
 }
 
-/// Progress reports from [`train`], for a progress bar or a log.
-#[derive(Clone, Debug)]
-pub enum Event {
-    Iteration { iteration: u64, loss: f32, lr: f64 },
-    Evaluated { iteration: u64, test_error_pct: f64 },
-    Checkpointed { iteration: u64, path: PathBuf },
+/// A step between drawing a batch and computing its gradient, where the batch may be
+/// transformed (e.g. replaced by adversarial examples of the current weights). Whatever state
+/// the hook keeps must be given by [`BatchHook::state`], so that a checkpoint can carry it and a
+/// resumed run continue exactly.
+pub trait BatchHook<N> {
+    /// Transforms iteration `iteration`'s batch (images and labels) in place.
+    fn transform(&mut self, net: &N, iteration: u64, x: &mut Array4<f32>, labels: &mut [u8]);
+    /// The hook's state, as string pairs, stored in checkpoints.
+    fn state(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+    /// Restores the state of [`BatchHook::state`] when a run resumes.
+    fn restore(&mut self, _state: &BTreeMap<String, String>) -> Result<(), String> {
+        Ok(())
+    }
 }
 
-/// Where and how often to checkpoint, and how often to measure the test error.
+/// The hook that leaves every batch as drawn.
+pub struct NoHook;
+
+impl<N> BatchHook<N> for NoHook {
+    fn transform(&mut self, _: &N, _: u64, _: &mut Array4<f32>, _: &mut [u8]) {}
+}
+
+/// The training set a run draws its batches from, with the SHA-256 that identifies the data
+/// (checkpoints and model files record it).
+#[derive(Clone, Copy)]
+pub struct TrainingSet<'a> {
+    pub data: &'a Dataset,
+    pub sha256: &'a str,
+}
+
+impl<'a> TrainingSet<'a> {
+    /// MNIST's training split, identified by the whole data set's hash.
+    pub fn of(mnist: &'a Mnist) -> Self {
+        TrainingSet {
+            data: &mnist.train,
+            sha256: &mnist.sha256,
+        }
+    }
+}
+
+/// Progress reports from [`run`], for a progress bar or a log.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Iteration {
+        iteration: u64,
+        loss: f32,
+        lr: f64,
+    },
+    /// The evaluator's figure (for LeNet: the test error in %).
+    Evaluated {
+        iteration: u64,
+        value: f64,
+    },
+    Checkpointed {
+        iteration: u64,
+        path: PathBuf,
+    },
+}
+
+/// Where and how often to checkpoint, and how often to evaluate.
 #[derive(Clone, Debug, Default)]
 pub struct TrainOptions {
     pub checkpoint: Option<PathBuf>,
@@ -102,6 +254,8 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("resuming the batch hook's state: {0}")]
+    Hook(String),
 }
 
 /// The training-set indices of the images of iteration `t`'s batch: positions `t*B .. t*B+B` of
@@ -146,7 +300,7 @@ impl BatchSampler {
     }
 }
 
-/// The model-file metadata for a run's current state.
+/// The model-file metadata of a LeNet run's current state.
 pub fn model_meta(cfg: &TrainConfig, data: &Mnist, iteration: u64) -> ModelMeta {
     ModelMeta {
         dropout: cfg.dropout,
@@ -157,36 +311,62 @@ pub fn model_meta(cfg: &TrainConfig, data: &Mnist, iteration: u64) -> ModelMeta 
     }
 }
 
-/// Runs `cfg.iterations - state.iteration` more iterations.
+/// Trains a LeNet on MNIST's training set, measuring the test error every
+/// `options.eval_every` iterations: [`run`] with Caffe's recipe and no batch hook.
 pub fn train(
     cfg: &TrainConfig,
     data: &Mnist,
-    mut state: TrainState,
+    state: TrainState,
     options: &TrainOptions,
-    mut observer: impl FnMut(Event),
+    observer: impl FnMut(Event),
 ) -> Result<TrainState, TrainError> {
-    let mut sampler = BatchSampler::new(cfg.seed, data.train.len());
+    let evaluate =
+        |net: &LeNet<f32>| test_error_pct(net, data.test.images.view(), &data.test.labels);
+    run(
+        cfg,
+        TrainingSet::of(data),
+        state,
+        options,
+        Some(&evaluate),
+        &mut NoHook,
+        observer,
+    )
+}
+
+/// Runs `recipe.iterations() - state.iteration` more iterations on `set`. `evaluate`, if given,
+/// is called every `options.eval_every` iterations and at the end (never with `eval_every` 0);
+/// `hook` may transform each batch before its gradient is taken.
+pub fn run<R: Recipe>(
+    recipe: &R,
+    set: TrainingSet<'_>,
+    mut state: TrainState<R::Net>,
+    options: &TrainOptions,
+    evaluate: Option<&(dyn Fn(&R::Net) -> f64 + Sync)>,
+    hook: &mut dyn BatchHook<R::Net>,
+    mut observer: impl FnMut(Event),
+) -> Result<TrainState<R::Net>, TrainError> {
+    let batch = recipe.batch();
+    let mut sampler = BatchSampler::new(recipe.seed(), set.data.len());
+    hook.restore(&state.hook_state).map_err(TrainError::Hook)?;
     // A resumed run starts from its checkpoint, which stays the last good one until replaced.
     let mut last_checkpoint: Option<(PathBuf, u64)> = match &options.checkpoint {
         Some(path) if state.iteration > 0 && path.exists() => Some((path.clone(), state.iteration)),
         _ => None,
     };
-    let mut x = Array4::<f32>::zeros((cfg.batch, 1, 28, 28));
-    let mut labels = vec![0u8; cfg.batch];
-    while state.iteration < cfg.iterations {
+    let mut x = Array4::<f32>::zeros((batch, 1, 28, 28));
+    let mut labels = vec![0u8; batch];
+    while state.iteration < recipe.iterations() {
         let t = state.iteration;
-        for (j, &i) in sampler.batch(t, cfg.batch).iter().enumerate() {
+        for (j, &i) in sampler.batch(t, batch).iter().enumerate() {
             x.index_axis_mut(Axis(0), j)
-                .assign(&data.train.images.index_axis(Axis(0), i));
-            labels[j] = data.train.labels[i];
+                .assign(&set.data.images.index_axis(Axis(0), i));
+            labels[j] = set.data.labels[i];
         }
-        let mut rngs: Vec<ChaCha8Rng> = (0..cfg.batch as u64)
-            .map(|j| stream(cfg.seed, Purpose::Dropout, t * cfg.batch as u64 + j))
+        hook.transform(&state.net, t, &mut x, &mut labels);
+        let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64)
+            .map(|j| stream(recipe.seed(), Purpose::Dropout, t * batch as u64 + j))
             .collect();
-        let (loss, grads) =
-            state
-                .net
-                .loss_and_gradients(x.view(), &labels, &cfg.dropout, &mut rngs);
+        let (loss, grads) = recipe.loss_and_gradients(&state.net, x.view(), &labels, &mut rngs);
         if !loss.is_finite() {
             return Err(TrainError::Diverged {
                 iteration: t,
@@ -195,24 +375,21 @@ pub fn train(
                 last_checkpoint,
             });
         }
-        let lr = cfg.lr.rate(t);
-        cfg.solver
-            .step(&mut state.net, &grads, &mut state.velocity, lr);
+        let lr = recipe.update(&mut state.net, &grads, &mut state.velocity, t);
         state.iteration += 1;
         observer(Event::Iteration {
             iteration: state.iteration,
             loss,
             lr,
         });
-        let done = state.iteration == cfg.iterations;
-        // Every `eval_every` iterations and at the end; never with `eval_every == 0`.
-        if options.eval_every > 0 && (state.iteration % options.eval_every == 0 || done) {
-            let test_error_pct =
-                test_error_pct(&state.net, data.test.images.view(), &data.test.labels);
-            observer(Event::Evaluated {
-                iteration: state.iteration,
-                test_error_pct,
-            });
+        let done = state.iteration == recipe.iterations();
+        if let Some(evaluate) = evaluate {
+            if options.eval_every > 0 && (state.iteration % options.eval_every == 0 || done) {
+                observer(Event::Evaluated {
+                    iteration: state.iteration,
+                    value: evaluate(&state.net),
+                });
+            }
         }
         if let Some(path) = &options.checkpoint {
             if options.checkpoint_every > 0
@@ -229,7 +406,8 @@ pub fn train(
                         last_checkpoint,
                     });
                 }
-                checkpoint::save(path, cfg, &data.sha256, &state)?;
+                state.hook_state = hook.state();
+                checkpoint::save(path, recipe, set.sha256, &state)?;
                 last_checkpoint = Some((path.clone(), state.iteration));
                 observer(Event::Checkpointed {
                     iteration: state.iteration,
@@ -238,6 +416,7 @@ pub fn train(
             }
         }
     }
+    state.hook_state = hook.state();
     Ok(state)
 }
 
@@ -256,16 +435,16 @@ pub fn default_checkpoint_path(model: &Path) -> PathBuf {
 /// The state a run starts from: with `resume`, the checkpoint at `checkpoint` if there is one
 /// (a missing one means the run died before its first checkpoint: start at iteration 0);
 /// without it, iteration 0, refusing to silently overwrite an existing checkpoint.
-pub fn starting_state(
-    cfg: &TrainConfig,
-    data: &Mnist,
+pub fn starting_state<R: Recipe>(
+    recipe: &R,
+    data_sha256: &str,
     checkpoint: Option<&Path>,
     resume: bool,
-) -> Result<(TrainState, Option<String>), checkpoint::CheckpointError> {
+) -> Result<(TrainState<R::Net>, Option<String>), checkpoint::CheckpointError> {
     match checkpoint {
         Some(path) if path.exists() => {
             if resume {
-                let state = checkpoint::load(path, cfg, &data.sha256)?;
+                let state = checkpoint::load(path, recipe, data_sha256)?;
                 let note = format!(
                     "resuming from {} at iteration {}",
                     path.display(),
@@ -273,19 +452,16 @@ pub fn starting_state(
                 );
                 Ok((state, Some(note)))
             } else {
-                Err(checkpoint::CheckpointError::NotACheckpoint {
-                    path: path.into(),
-                    reason: "it exists from an earlier run; pass --resume to continue that run, or delete it to start over".into(),
-                })
+                Err(checkpoint::CheckpointError::EarlierRun { path: path.into() })
             }
         }
         Some(path) if resume => Ok((
-            TrainState::new(cfg.seed),
+            TrainState::start(recipe.initial_net()),
             Some(format!(
                 "no checkpoint at {}: starting at iteration 0",
                 path.display()
             )),
         )),
-        _ => Ok((TrainState::new(cfg.seed), None)),
+        _ => Ok((TrainState::start(recipe.initial_net()), None)),
     }
 }

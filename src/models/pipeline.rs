@@ -1,0 +1,270 @@
+//! A pipeline: preprocessing stages (the study's defences: a low-pass filter, a denoising
+//! autoencoder, in any order and number) followed by a classifier. It is a [`Classifier`] like
+//! any other, so every attack, sweep and report works on it unchanged.
+//!
+//! How it is attacked is a named setting, [`AttackThrough`]:
+//! - `Classifier`, the study's (section 4.1): adversarial examples come from the bare
+//!   classifier's gradient at the raw image; the pipeline then cleans them. The defence's own
+//!   computation is invisible to the attacker.
+//! - `Pipeline`, white-box: the gradient flows from the loss through the classifier and back
+//!   through every stage's own backward pass (chain rule: `dL/dx = J_1^T ... J_k^T dL/dz_k`).
+//!   Where a stage is random (noise injection), the gradient is the mean over `eot_samples`
+//!   draws of the whole chain (expectation over transformation, Athalye et al. 2018), each draw
+//!   applying the same noise in its forward and backward pass.
+//!
+//! Classification itself (`logits`) always uses draw 0 of any random stage, so a pipeline's
+//! predictions are a fixed function of the image.
+
+use crate::defences::lowpass::LowPassFilter;
+use crate::models::autoencoder::Autoencoder;
+use crate::models::Classifier;
+use ndarray::{s, Array1, Array2, Array4, ArrayView2, ArrayView4};
+
+/// One preprocessing stage.
+#[derive(Clone, Debug)]
+pub enum Stage {
+    LowPass(LowPassFilter),
+    /// A denoising autoencoder, with the name (file) it is shown under.
+    Autoencoder {
+        name: String,
+        net: Box<Autoencoder>,
+    },
+}
+
+impl Stage {
+    /// The stage's output of draw `draw` for images `(N,1,28,28)`.
+    pub fn apply(&self, x: ArrayView4<f32>, draw: u64) -> Array4<f32> {
+        match self {
+            Stage::LowPass(f) => f.apply(x, draw),
+            Stage::Autoencoder { net, .. } => net.reconstruct(x),
+        }
+    }
+
+    /// `dL/dx` from `dL/d(output)`, for the same draw.
+    pub fn vjp(&self, x: ArrayView4<f32>, draw: u64, d_out: ArrayView4<f32>) -> Array4<f32> {
+        match self {
+            Stage::LowPass(f) => f.vjp(x, draw, d_out),
+            Stage::Autoencoder { net, .. } => net.reconstruction_vjp(x, d_out),
+        }
+    }
+
+    pub fn is_random(&self) -> bool {
+        matches!(self, Stage::LowPass(f) if f.is_random())
+    }
+
+    /// Parses a stage as written on the command line: `lowpass:S` (S = 3, 5 or 7),
+    /// `lowpass:S,noise=SIGMA` (noise injected before the blur; `noise` alone means
+    /// [`crate::defences::lowpass::DEFAULT_NOISE`]), or `dae:FILE` (an autoencoder model file,
+    /// loaded here). `seed` drives injected noise.
+    pub fn parse(spec: &str, seed: u64) -> Result<Stage, String> {
+        if let Some(file) = spec.strip_prefix("dae:") {
+            let (net, _) =
+                crate::models::file::load_network::<Autoencoder>(std::path::Path::new(file))
+                    .map_err(|e| format!("--pre {spec}: {e}"))?;
+            return Ok(Stage::Autoencoder {
+                name: file.to_string(),
+                net: Box::new(net),
+            });
+        }
+        let Some(rest) = spec.strip_prefix("lowpass:") else {
+            return Err(format!(
+                "--pre {spec}: a stage is lowpass:S, lowpass:S,noise=SIGMA or dae:FILE"
+            ));
+        };
+        let mut parts = rest.split(',');
+        let size: usize = parts
+            .next()
+            .unwrap_or("")
+            .trim()
+            .parse()
+            .map_err(|_| format!("--pre {spec}: the filter size must be 3, 5 or 7"))?;
+        let mut noise = 0.0f32;
+        for part in parts {
+            match part.trim().split_once('=') {
+                Some(("noise", v)) => {
+                    noise = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("--pre {spec}: noise={v} is not a number"))?;
+                }
+                None if part.trim() == "noise" => noise = crate::defences::lowpass::DEFAULT_NOISE,
+                _ => {
+                    return Err(format!(
+                        "--pre {spec}: unknown option '{part}' (only noise=SIGMA)"
+                    ))
+                }
+            }
+        }
+        if !(noise.is_finite() && (0.0..=1.0).contains(&noise)) {
+            return Err(format!(
+                "--pre {spec}: noise sigma must be in [0, 1], got {noise}"
+            ));
+        }
+        LowPassFilter::study(size, noise, seed)
+            .map(Stage::LowPass)
+            .map_err(|e| format!("--pre {spec}: {e}"))
+    }
+
+    /// As written on the command line: `lowpass:5,noise=0.1`, `dae:FILE`.
+    pub fn describe(&self) -> String {
+        match self {
+            Stage::LowPass(f) => f.describe(),
+            Stage::Autoencoder { name, .. } => format!("dae:{name}"),
+        }
+    }
+}
+
+/// Whose gradient an attack on a pipeline follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttackThrough {
+    /// The study's setting: the bare classifier's gradient; the defence is not differentiated.
+    Classifier,
+    /// White-box: through every stage's backward pass (mean over draws where random).
+    Pipeline,
+}
+
+impl AttackThrough {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackThrough::Classifier => "classifier",
+            AttackThrough::Pipeline => "pipeline",
+        }
+    }
+}
+
+/// Default number of draws averaged by the white-box gradient through a random stage.
+pub const DEFAULT_EOT_SAMPLES: usize = 10;
+/// Images per piece of a white-box gradient, to bound the stages' caches in memory.
+const GRADIENT_CHUNK: usize = 500;
+
+/// Preprocessing stages, then a classifier.
+pub struct Pipeline<'a> {
+    pub stages: Vec<Stage>,
+    pub classifier: &'a dyn Classifier,
+    pub attack_through: AttackThrough,
+    /// Draws averaged by the white-box gradient when a stage is random.
+    pub eot_samples: usize,
+}
+
+impl<'a> Pipeline<'a> {
+    pub fn new(
+        stages: Vec<Stage>,
+        classifier: &'a dyn Classifier,
+        attack_through: AttackThrough,
+    ) -> Self {
+        Pipeline {
+            stages,
+            classifier,
+            attack_through,
+            eot_samples: DEFAULT_EOT_SAMPLES,
+        }
+    }
+
+    /// The stages' output of draw `draw`.
+    pub fn preprocess(&self, x: ArrayView4<f32>, draw: u64) -> Array4<f32> {
+        let mut h = x.to_owned();
+        for stage in &self.stages {
+            h = stage.apply(h.view(), draw);
+        }
+        h
+    }
+
+    /// `+`-joined stage names, e.g. `lowpass:5 + dae:dae.safetensors`.
+    pub fn describe_stages(&self) -> String {
+        self.stages
+            .iter()
+            .map(Stage::describe)
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+
+    fn draws(&self) -> u64 {
+        if self.stages.iter().any(Stage::is_random) {
+            self.eot_samples.max(1) as u64
+        } else {
+            1
+        }
+    }
+
+    /// Chain `dL/d(stage output)` back through the stages, for draw `draw`; `inputs[k]` is stage
+    /// `k`'s input.
+    fn back_through_stages(
+        &self,
+        inputs: &[Array4<f32>],
+        draw: u64,
+        mut g: Array4<f32>,
+    ) -> Array4<f32> {
+        for (stage, input) in self.stages.iter().zip(inputs).rev() {
+            g = stage.vjp(input.view(), draw, g.view());
+        }
+        g
+    }
+
+    fn stage_inputs(&self, x: ArrayView4<f32>, draw: u64) -> (Vec<Array4<f32>>, Array4<f32>) {
+        let mut inputs = Vec::with_capacity(self.stages.len());
+        let mut h = x.to_owned();
+        for stage in &self.stages {
+            let next = stage.apply(h.view(), draw);
+            inputs.push(h);
+            h = next;
+        }
+        (inputs, h)
+    }
+
+    /// The white-box loss and input gradient of one piece of the batch.
+    fn whitebox_piece(&self, x: ArrayView4<f32>, labels: &[u8]) -> (Array1<f32>, Array4<f32>) {
+        let draws = self.draws();
+        let mut loss = Array1::zeros(x.dim().0);
+        let mut grad = Array4::zeros(x.raw_dim());
+        for draw in 0..draws {
+            let (inputs, z) = self.stage_inputs(x, draw);
+            let (l, g) = self.classifier.input_gradient(z.view(), labels);
+            loss += &l;
+            grad += &self.back_through_stages(&inputs, draw, g);
+        }
+        let k = draws as f32;
+        (loss / k, grad / k)
+    }
+}
+
+impl Classifier for Pipeline<'_> {
+    fn logits(&self, x: ArrayView4<f32>) -> Array2<f32> {
+        self.classifier.logits(self.preprocess(x, 0).view())
+    }
+
+    fn input_gradient(&self, x: ArrayView4<f32>, labels: &[u8]) -> (Array1<f32>, Array4<f32>) {
+        match self.attack_through {
+            AttackThrough::Classifier => self.classifier.input_gradient(x, labels),
+            AttackThrough::Pipeline => {
+                let n = x.dim().0;
+                let mut loss = Array1::zeros(n);
+                let mut grad = Array4::zeros(x.raw_dim());
+                for start in (0..n).step_by(GRADIENT_CHUNK) {
+                    let r = start..(start + GRADIENT_CHUNK).min(n);
+                    let (l, g) =
+                        self.whitebox_piece(x.slice(s![r.clone(), .., .., ..]), &labels[r.clone()]);
+                    loss.slice_mut(s![r.clone()]).assign(&l);
+                    grad.slice_mut(s![r, .., .., ..]).assign(&g);
+                }
+                (loss, grad)
+            }
+        }
+    }
+
+    fn logits_vjp(&self, x: ArrayView4<f32>, d_logits: ArrayView2<f32>) -> Array4<f32> {
+        match self.attack_through {
+            AttackThrough::Classifier => self.classifier.logits_vjp(x, d_logits),
+            AttackThrough::Pipeline => {
+                let draws = self.draws();
+                let mut grad = Array4::zeros(x.raw_dim());
+                for draw in 0..draws {
+                    let (inputs, z) = self.stage_inputs(x, draw);
+                    let g = self.classifier.logits_vjp(z.view(), d_logits);
+                    grad += &self.back_through_stages(&inputs, draw, g);
+                }
+                grad / draws as f32
+            }
+        }
+    }
+}
