@@ -34,7 +34,19 @@ pub struct BenchResult {
     pub train_gflop_per_s: f64,
     pub fgsm_gflop_per_s: f64,
     pub infer_gflop_per_s: f64,
+    /// The denoising autoencoder's workloads (`shared/bench/torch_dae_bench.py`'s peers):
+    /// a training step (batch B, input dropout 0.2, Nesterov), reconstruction (batch 1000), and
+    /// the white-box input gradient of LeNet's loss through DAE + LeNet (batch B).
+    pub dae_train_img_per_s: f64,
+    pub dae_infer_img_per_s: f64,
+    pub pipeline_fgsm_img_per_s: f64,
 }
+
+/// The autoencoder's FLOPs per image, forward: 2 per multiply-add, over the encoder's
+/// 1,416,500 weights and the decoder's as many (5.67 MFLOP). A training step is about three
+/// times this (forward, weight gradients, input gradients but the first layer's).
+pub const DAE_FORWARD_FLOP: f64 =
+    2.0 * (784.0 * 1000.0 + 1000.0 * 500.0 + 500.0 * 250.0 + 250.0 * 30.0) * 2.0;
 
 /// Runs `step` `warmup` times, then for at least `seconds`; returns images per second.
 fn rate(images_per_step: usize, seconds: f64, mut step: impl FnMut()) -> f64 {
@@ -71,7 +83,11 @@ pub fn run(batch: usize, seconds: f64) -> BenchResult {
     let infer_img_per_s = rate(1000, seconds, || {
         std::hint::black_box(net.predict(xb.view()));
     });
+    let dae = run_dae(&net, &x, &labels, &xb, batch, seconds);
     BenchResult {
+        dae_train_img_per_s: dae.0,
+        dae_infer_img_per_s: dae.1,
+        pipeline_fgsm_img_per_s: dae.2,
         threads: rayon::current_num_threads(),
         batch,
         train_img_per_s,
@@ -81,4 +97,46 @@ pub fn run(batch: usize, seconds: f64) -> BenchResult {
         fgsm_gflop_per_s: fgsm_img_per_s * INPUT_GRADIENT_FLOP / 1e9,
         infer_gflop_per_s: infer_img_per_s * FORWARD_FLOP / 1e9,
     }
+}
+
+/// The autoencoder's three workloads: (training step, reconstruction, pipeline input gradient)
+/// in images per second.
+fn run_dae(
+    net: &LeNet<f32>,
+    x: &Array4<f32>,
+    labels: &[u8],
+    xb: &Array4<f32>,
+    batch: usize,
+    seconds: f64,
+) -> (f64, f64, f64) {
+    use crate::models::autoencoder::Autoencoder;
+    use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
+    use crate::models::Classifier;
+    use crate::train::dae::DaeConfig;
+    let cfg = DaeConfig::new(0);
+    let mut dae = Autoencoder::<f32>::caffe_sparse_gaussian(&mut stream(0, Purpose::Init, 0));
+    let mut velocity = Autoencoder::zeros();
+    let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64)
+        .map(|i| stream(0, Purpose::Dropout, i))
+        .collect();
+    let train = rate(batch, seconds, || {
+        let (_, grads) = dae.loss_and_gradients(x.view(), cfg.corruption, &mut rngs);
+        cfg.solver
+            .step(&mut dae, &grads, &mut velocity, cfg.lr.rate(0));
+    });
+    let infer = rate(1000, seconds, || {
+        std::hint::black_box(dae.reconstruct(xb.view()));
+    });
+    let pipeline = Pipeline::new(
+        vec![Stage::Autoencoder {
+            name: "bench".into(),
+            net: Box::new(dae),
+        }],
+        net,
+        AttackThrough::Pipeline,
+    );
+    let fgsm = rate(batch, seconds, || {
+        std::hint::black_box(pipeline.input_gradient(x.view(), labels));
+    });
+    (train, infer, fgsm)
 }

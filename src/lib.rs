@@ -6,6 +6,7 @@
 //! -> `attacks` -> `experiments` -> `report`. The command line (`main.rs`) is a thin shell.
 
 pub mod attacks;
+pub mod audit;
 pub mod bench;
 pub mod data;
 pub mod defences;

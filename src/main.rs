@@ -81,6 +81,17 @@ enum Command {
     ///
     /// Example: advmnist dae train --out dae.safetensors
     Dae(DaeArgs),
+    /// Every intermediate tensor of one test image's forward and backward pass (forward.conv1,
+    /// backward.conv1, ..., backward.input, grad.<param>), in PyTorch's names and layouts:
+    /// a table of statistics, or all tensors to a safetensors file (docs/walkthrough.md).
+    ///
+    /// Example: advmnist trace --model lenet.safetensors --image 0 --noise fgsm --level 0.1
+    Trace(TraceArgs),
+    /// Checks the model's hand-written input gradient and a sample of its weight gradients
+    /// against central finite differences in f64 on real test images; exits non-zero on FAIL.
+    ///
+    /// Example: advmnist gradcheck --model lenet.safetensors --images 3 --params 20
+    Gradcheck(GradcheckArgs),
 }
 
 #[derive(Args)]
@@ -133,15 +144,29 @@ struct DaeTrainArgs {
 
 #[derive(Args)]
 struct ShowArgs {
-    /// Model file.
-    #[arg(long, value_name = "FILE")]
-    model: PathBuf,
+    /// Model file (with --noise and --levels).
+    #[arg(long, value_name = "FILE", required_unless_present = "dae")]
+    model: Option<PathBuf>,
     /// The perturbation (fgsm or gaussian).
-    #[arg(long, value_enum)]
-    noise: NoiseArg,
+    #[arg(long, value_enum, required_unless_present = "dae")]
+    noise: Option<NoiseArg>,
     /// Noise levels (eps or sigma), one column each.
-    #[arg(long, value_delimiter = ',', required = true, value_name = "L1,L2,...")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "L1,L2,...",
+        required_unless_present = "dae"
+    )]
     levels: Vec<f32>,
+    /// Instead: draw test digits clean, corrupted by input dropout (--dropout), and
+    /// reconstructed by this denoising autoencoder.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "noise", "levels"])]
+    dae: Option<PathBuf>,
+    /// With --dae: the input dropout rate of the corrupted column.
+    #[arg(long, default_value_t = 0.2, value_name = "R")]
+    dropout: f64,
+    #[command(flatten)]
+    defence: DefenceArgs,
     /// Output PNG file.
     #[arg(long, value_name = "FILE.png")]
     out: PathBuf,
@@ -405,6 +430,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::HumanStudy(a) => cmd_human_study(a, data_dir),
         Command::HumanReport(a) => cmd_human_report(a, data_dir),
         Command::Dae(a) => cmd_dae(a, data_dir),
+        Command::Trace(a) => cmd_trace(a, data_dir),
+        Command::Gradcheck(a) => cmd_gradcheck(a, data_dir),
     })
 }
 
@@ -803,6 +830,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             "threads": r.threads, "batch": r.batch,
             "train_img_per_s": r.train_img_per_s, "fgsm_img_per_s": r.fgsm_img_per_s, "infer_img_per_s": r.infer_img_per_s,
             "train_gflop_per_s": r.train_gflop_per_s, "fgsm_gflop_per_s": r.fgsm_gflop_per_s, "infer_gflop_per_s": r.infer_gflop_per_s,
+            "dae_train_img_per_s": r.dae_train_img_per_s, "dae_infer_img_per_s": r.dae_infer_img_per_s,
+            "pipeline_fgsm_img_per_s": r.pipeline_fgsm_img_per_s,
         });
         println!("{v}");
     } else {
@@ -819,6 +848,17 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             "infer_img_per_s {:.0}  ({:.1} GFLOP/s, batch 1000)",
             r.infer_img_per_s, r.infer_gflop_per_s
         );
+        println!(
+            "dae_train_img_per_s {:.0}  ({:.1} GFLOP/s)",
+            r.dae_train_img_per_s,
+            r.dae_train_img_per_s * 3.0 * advmnist::bench::DAE_FORWARD_FLOP / 1e9
+        );
+        println!(
+            "dae_infer_img_per_s {:.0}  ({:.1} GFLOP/s, batch 1000)",
+            r.dae_infer_img_per_s,
+            r.dae_infer_img_per_s * advmnist::bench::DAE_FORWARD_FLOP / 1e9
+        );
+        println!("pipeline_fgsm_img_per_s {:.0}", r.pipeline_fgsm_img_per_s);
     }
     Ok(())
 }
@@ -838,9 +878,32 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
             test.len()
         );
     }
-    let (net, _) = load_model(&a.model)?;
     let digits = test.subset(a.first..a.first + a.count);
-    let noise = match a.noise {
+    if let Some(dae_path) = &a.dae {
+        let (dae, _) =
+            advmnist::models::file::load_network::<advmnist::models::Autoencoder>(dae_path)?;
+        let figure = advmnist::experiments::show::dae_figure(
+            &dae,
+            digits.images.view(),
+            &digits.labels,
+            a.dropout,
+            a.seed,
+        )?;
+        advmnist::report::show::render_dae_png(&figure, &a.out)?;
+        eprintln!("wrote {}", a.out.display());
+        return Ok(());
+    }
+    let stages = a.defence.stages()?;
+    let nets = load_lenets(std::slice::from_ref(
+        a.model
+            .as_ref()
+            .expect("clap requires --model without --dae"),
+    ))?;
+    let (_, model) = defended(&nets, &stages, &a.defence, true)
+        .pop()
+        .expect("one model");
+
+    let noise = match a.noise.expect("clap requires --noise without --dae") {
         NoiseArg::Fgsm => Noise::Fgsm,
         NoiseArg::Gaussian => Noise::Gaussian,
         NoiseArg::Pgd => bail!("show draws fgsm and gaussian noise; use sweep for pgd"),
@@ -850,8 +913,170 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
         levels: a.levels.clone(),
         seed: a.seed,
     };
-    render_show_png(&net, digits.images.view(), &digits.labels, &cfg, &a.out)?;
+    render_show_png(
+        model.as_ref(),
+        digits.images.view(),
+        &digits.labels,
+        &cfg,
+        &a.out,
+    )?;
     eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    /// Model file.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Index of the test image (0 to 9,999).
+    #[arg(long, value_name = "N")]
+    image: usize,
+    /// Trace the image perturbed by this noise (computed in f32, as `sweep` does) instead of
+    /// the clean image.
+    #[arg(long, value_enum, requires = "level")]
+    noise: Option<TraceNoiseArg>,
+    /// The noise level: eps for fgsm, sigma for gaussian.
+    #[arg(
+        long,
+        value_name = "X",
+        requires = "noise",
+        allow_negative_numbers = true
+    )]
+    level: Option<f32>,
+    /// Seed of the Gaussian noise (the draw `sweep --seed` makes for this test image).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run the whole trace in f64 (the model's f32 weights widened exactly).
+    #[arg(long = "f64")]
+    double: bool,
+    /// Write every tensor to this safetensors file instead of printing the table.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TraceNoiseArg {
+    /// Fast gradient sign: clip(x + eps * sign(dL/dx), 0, 1).
+    Fgsm,
+    /// Gaussian noise: clip(x + sigma * Z, 0, 1).
+    Gaussian,
+}
+
+#[derive(Args)]
+struct GradcheckArgs {
+    /// Model file.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// How many test images (from --first on).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    images: usize,
+    /// Index of the first test image.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    first: usize,
+    /// Entries checked per parameter tensor (all of a smaller tensor).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    params: usize,
+    /// Seed of the choice of parameter entries.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::audit::trace::format_table;
+    use advmnist::audit::{trace_metadata, trace_test_image, Perturbation};
+    // Every check before any work.
+    if let Some(out) = &a.out {
+        check_writable_target("--out", out)?;
+    }
+    let perturbation = match (a.noise, a.level) {
+        (Some(noise), Some(level)) => {
+            if !(level >= 0.0 && level.is_finite()) {
+                bail!("--level must be a number >= 0, got {level}");
+            }
+            Some(match noise {
+                TraceNoiseArg::Fgsm => Perturbation::Fgsm { eps: level },
+                TraceNoiseArg::Gaussian => Perturbation::Gaussian {
+                    sigma: level,
+                    seed: a.seed,
+                    image: a.image as u64,
+                },
+            })
+        }
+        _ => None,
+    };
+    let test = data::load_split(&data_dir, Split::Test)?;
+    if a.image >= test.len() {
+        bail!(
+            "--image {} is out of range: the test set has {} images (0 to {})",
+            a.image,
+            test.len(),
+            test.len() - 1
+        );
+    }
+    let (net, _) = load_model(&a.model)?;
+    let digit = test.subset(a.image..a.image + 1);
+    let label = digit.labels[0];
+    let t = trace_test_image(&net, digit.images.view(), label, perturbation, a.double);
+    let predicted = t.predicted();
+    let stats = t.stats();
+    let what = match perturbation {
+        Some(p) => format!("{} at level {}", p.name(), p.level()),
+        None => "clean".to_string(),
+    };
+    let precision = if a.double { "f64" } else { "f32" };
+    match &a.out {
+        Some(out) => {
+            let bytes = t.to_safetensors(&trace_metadata(&a.model, a.image, perturbation));
+            advmnist::models::file::write_atomic(out, &bytes)?;
+            eprintln!(
+                "test image {} ({what}), label {label}, predicted {predicted}: wrote {} tensors ({precision}) to {}",
+                a.image,
+                stats.len(),
+                out.display()
+            );
+        }
+        None => {
+            println!(
+                "test image {} ({what}), label {label}, predicted {predicted}, {precision}",
+                a.image
+            );
+            print!("{}", format_table(&stats));
+        }
+    }
+    Ok(())
+}
+
+fn cmd_gradcheck(a: GradcheckArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::audit::gradcheck::{format_report, gradcheck};
+    if a.images == 0 || a.params == 0 {
+        bail!("--images and --params must be at least 1");
+    }
+    let test = data::load_split(&data_dir, Split::Test)?;
+    if a.first
+        .checked_add(a.images)
+        .is_none_or(|end| end > test.len())
+    {
+        bail!(
+            "--first {} --images {} asks for test images past the {} available",
+            a.first,
+            a.images,
+            test.len()
+        );
+    }
+    let (net, _) = load_model(&a.model)?;
+    let digits = test.subset(a.first..a.first + a.images);
+    let report = gradcheck(
+        &net.cast::<f64>(),
+        digits.images.mapv(|v| v as f64).view(),
+        &digits.labels,
+        a.params,
+        a.seed,
+    );
+    print!("{}", format_report(&report));
+    if !report.pass() {
+        bail!("gradcheck FAILED: a hand-written gradient disagrees with finite differences (see the table)");
+    }
     Ok(())
 }
 

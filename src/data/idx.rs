@@ -61,7 +61,7 @@ impl IdxImages {
 ///
 /// Not Caffe's scale 0.00390625 (= 1/256, from Caffe's examples/mnist/lenet_train_test.prototxt,
 /// `transform_param { scale: 0.00390625 }`), which maps 255 to 0.99609375: with /255 full ink is
-/// exactly 1.0, so the study's [0,1] image range and the clipping of perturbed images to it are
+/// exactly 1.0, so the study's \[0,1\] image range and the clipping of perturbed images to it are
 /// exact, and it matches PyTorch (torchvision's `ToTensor`, and the frozen PyTorch fixture in
 /// tests/fixtures that the tests compare against).
 pub fn pixel_to_unit(pixel: u8) -> f32 {

@@ -184,3 +184,62 @@ pub fn figure(
         sign: sign_pattern,
     })
 }
+
+/// The data of `advmnist show --dae`: test digits clean, corrupted as the autoencoder was
+/// trained (input dropout, kept pixels scaled by `1/(1-p)`), and reconstructed.
+pub struct DaeFigure {
+    pub labels: Vec<u8>, // (N): true labels
+    /// Columns left to right, each a header and images `(N,1,28,28)`: clean, corrupted, the
+    /// reconstruction of the corrupted digits, the reconstruction of the clean digits.
+    pub columns: Vec<(String, Array4<f32>)>,
+    /// Mean reconstruction cross-entropy (nats per image) of the clean and corrupted digits
+    /// against the clean ones.
+    pub loss_clean: f32,
+}
+
+/// Builds [`DaeFigure`]; image `n`'s dropout mask comes from `stream(seed, Dropout, n)`.
+pub fn dae_figure(
+    dae: &crate::models::Autoencoder,
+    images: ArrayView4<f32>,
+    labels: &[u8],
+    corruption: f64,
+    seed: u64,
+) -> Result<DaeFigure, ShowError> {
+    use crate::rng::{stream, Purpose};
+    let (n, c, h, w) = images.dim();
+    if n == 0 || (c, h, w) != (1, SIDE, SIDE) || labels.len() != n {
+        return Err(ShowError::BadImages {
+            reason: format!(
+                "images have shape {:?}; expected (N, 1, 28, 28)",
+                images.shape()
+            ),
+        });
+    }
+    if !(0.0..1.0).contains(&corruption) {
+        return Err(ShowError::BadImages {
+            reason: format!("the dropout rate {corruption} is outside [0, 1)"),
+        });
+    }
+    let mut rngs: Vec<_> = (0..n as u64)
+        .map(|i| stream(seed, Purpose::Dropout, i))
+        .collect();
+    let corrupted = if corruption > 0.0 {
+        crate::layers::dropout::forward(images, corruption, &mut rngs).0
+    } else {
+        images.to_owned()
+    };
+    let columns = vec![
+        ("clean".to_string(), images.to_owned()),
+        (format!("dropout {corruption}"), corrupted.clone()),
+        (
+            "rebuilt (corrupted)".to_string(),
+            dae.reconstruct(corrupted.view()),
+        ),
+        ("rebuilt (clean)".to_string(), dae.reconstruct(images)),
+    ];
+    Ok(DaeFigure {
+        labels: labels.to_vec(),
+        columns,
+        loss_clean: dae.reconstruction_loss(images),
+    })
+}

@@ -16,9 +16,9 @@
 //! (`direct_paths_agree_bit_for_bit`). They differ from the GEMM path in rounding only (its
 //! sums run in another order).
 //!
-//! Measured (one thread, 64 images, interleaved in one process with `conv::infer`'s GEMM path):
-//! 0.64-0.66 ms against 1.13-1.15 ms with AVX-512; compiled for the baseline x86-64 (SSE2) alone,
-//! 1.79 ms against 1.16 ms, which is why the wider paths are chosen at run time.
+//! With AVX-512 it beats `conv::infer`'s GEMM path; compiled for the baseline x86-64 (SSE2) alone
+//! it is slower than the GEMM, which is why the wider paths are chosen at run time (timings in
+//! docs/performance.md, "What was done").
 
 use crate::scalar::Scalar;
 

@@ -84,7 +84,8 @@ where
 const ZERO_PIECE: usize = 1 << 14;
 
 /// A zeroed array, zeroed in parallel pieces of 16,384 elements: fc1's weight gradient (400,000
-/// values, zeroed for every training step) took 75 us on one thread while the other waited.
+/// values, zeroed for every training step) zeroed on one thread kept the other waiting
+/// (measured in docs/performance.md, "What was done").
 pub fn par_zeros<T, D>(shape: impl ShapeBuilder<Dim = D>) -> Array<T, D>
 where
     T: Copy + Default + Send + Sync,

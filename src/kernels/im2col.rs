@@ -116,9 +116,9 @@ pub fn col2im_add<T: Scalar>(dcols: ArrayView2<T>, k: usize, mut dx: ArrayViewMu
 ///
 /// The runs are short and their length is known only at run time, so a `memmove` call per run
 /// costs more than the copy. Conv2's width, 8, is dispatched to a copy of fixed length, which
-/// the compiler turns into a few vector moves: conv2's im2col for 64 images 0.68 -> 0.36 ms
-/// (throw-away timing harness, 1 thread). Other widths, conv1's 24 included, take an
-/// element-by-element loop: a fixed-length copy of 24 was slower there (0.11 -> 0.15 ms).
+/// the compiler turns into a few vector moves (about twice as fast for conv2's im2col). Other
+/// widths, conv1's 24 included, take an element-by-element loop: a fixed-length copy of 24 was
+/// slower there. Both measured in docs/performance.md, "What was done".
 #[inline]
 fn copy_runs<T: Copy>(dst: &mut [T], src: &[T], w: usize, ow: usize) {
     #[inline(always)]

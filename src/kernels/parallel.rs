@@ -33,8 +33,8 @@ pub const DENSE_PIECES: usize = 4;
 pub const MIN_PIECE: usize = 64;
 
 /// Products smaller than this many multiply-adds are not cut at all: handing pieces to other
-/// threads costs more than it saves (fc2's input gradient, 64 x 10 x 500 = 320,000, took 47 us
-/// on 2 threads in four pieces and 15 us on 1).
+/// threads costs more than it saves (fc2's input gradient, 64 x 10 x 500 = 320,000, was three
+/// times slower in four pieces on 2 threads than whole on 1: docs/performance.md).
 pub const MIN_SPLIT_WORK: usize = 1 << 20;
 
 /// The length of each piece (the last may be shorter) when `len` columns or rows of a product

@@ -264,18 +264,16 @@ const PAD: usize = 8 - 5;
 /// the sums over `p` in window order, started from zero. `x` is the plane padded with [`PAD`]
 /// zero columns (row stride `w`), so each patch row is read as 8 values and multiplied as one
 /// short vector, the last 3 products unused. Every kept value is the same sum in the same order
-/// as a 5-wide loop gives. Timed through `group_param_gradients_through_pool` on conv1's shapes
-/// (64 images, 1 thread, interleaved with pool1's backward + `group_param_gradients` in one
-/// process): 5-wide rows 1.41 ms against 2.04; 8-wide rows, windows walked row by row (no
-/// division per window), not inlined: 0.89 ms against 2.10, and 1.33-1.38 against 2.83-2.91 in
-/// a slower phase of the machine.
+/// as a 5-wide loop gives. 8-wide rows with windows walked row by row (no division per window)
+/// more than halved the time of the path it replaced (pool1's backward + GEMM); the timings are
+/// in docs/performance.md, "What was done".
 ///
 /// Not inlined: its caller keeps only 5 of the 8 lanes of each row, and once inlined the
 /// compiler dropped the other 3 and shuffled the 5 it kept between registers (`perf annotate`).
 ///
 /// With AVX2 (detected at run time) each row is one 256-bit operation; the operations, and so
 /// the results, are the same as on the baseline path (`window_sums_paths_agree_bit_for_bit`).
-/// Measured the same way: 0.71 ms against 0.85 ms for the baseline path (pool + GEMM 1.94-2.13).
+/// It is faster than the baseline path (docs/performance.md).
 #[inline(never)]
 fn window_sums_5<T: Scalar>(
     g: &[T],

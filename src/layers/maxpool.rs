@@ -69,8 +69,8 @@ pub fn forward<T: Scalar>(x: ArrayView4<T>) -> (Array4<T>, MaxPoolCache) {
 /// Written as selects rather than branches: the four candidates are compared in row-major
 /// order and each comparison picks a value (`if wins { v } else { best }`), because which
 /// candidate wins is data-dependent and unpredictable; the earlier `if v > best { .. }` form,
-/// with its mispredicted branches, was about twice as slow (`cargo bench -- pool`: pool1's
-/// forward 622 -> 328 us at batch 64).
+/// with its mispredicted branches, was about twice as slow (`cargo bench -- pool`; figures in
+/// docs/performance.md).
 fn pool_plane<T: Scalar>(x: &[T], w: usize, y: &mut [T], argmax: &mut [u8]) {
     let ow = w / 2;
     for ((yr, ar), rows) in y
@@ -202,7 +202,8 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        // Random inputs: ties have probability zero, and no window's max changes under a 1e-5 step.
+        // Random inputs: ties have probability zero, and no window's max changes under a step of
+        // `gradcheck::STEP` = 1e-6.
         let x = random_array::<f64, Ix4>((2, 3, 4, 6), 41);
         let (y, cache) = forward(x.view());
         let dy = random_array::<f64, Ix4>(y.dim(), 42);

@@ -40,8 +40,9 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        // Uniform inputs in [-1, 1): none lies within 1e-5 of the kink at 0 (probability ~1e-4
-        // per element; this seed has none), so the central difference is exact up to rounding.
+        // Uniform inputs in [-1, 1): none lies within the step (`gradcheck::STEP` = 1e-6) of the
+        // kink at 0 (probability 1e-6 per element; this seed has none), so the central
+        // difference is exact up to rounding.
         let x = random_array::<f64, Ix2>((4, 9), 60);
         let (y, cache) = forward(x.view());
         let dy = random_array::<f64, Ix2>(y.dim(), 61);

@@ -42,8 +42,8 @@ use rayon::prelude::*;
 /// its activations in cache. Chunks of 32, 50, 100 and 200 were measured (`advmnist bench`,
 /// 2 threads, best of 3): 100 was fastest, by about 3%; the chunking changes no result.
 pub const INFERENCE_CHUNK: usize = 100;
-/// Images per chunk for input gradients, to bound memory: about 100 KB per image at the peak of
-/// the backward pass (counted from the array shapes), so about 25 MB per chunk.
+/// Images per chunk for input gradients, to bound memory: about 40 KB per image at the peak
+/// (counted from the array shapes: docs/design.md, "Memory"), so about 10 MB per chunk.
 pub const INPUT_GRADIENT_CHUNK: usize = 256;
 /// Images per chunk of the convolutional half in the forward and backward passes: one of the
 /// convolutions' fixed weight-gradient groups, so a chunk's `dW` is one group's partial sum.
@@ -408,8 +408,9 @@ impl<T: Scalar> LeNet<T> {
     ///
     /// The dense half runs on the whole batch, the convolutional half in the forward's chunks
     /// side by side; each chunk's convolution weight gradients are summed into `grads` in chunk
-    /// order afterwards (a chunk is one of the convolutions' fixed [`IMAGES_PER_SUM`] groups,
-    /// so this is the sum those layers would form over the whole batch).
+    /// order afterwards (a chunk is one of the convolutions' fixed
+    /// [`IMAGES_PER_SUM`](crate::kernels::parallel::IMAGES_PER_SUM) groups, so this is the sum
+    /// those layers would form over the whole batch).
     pub fn backward(
         &self,
         d_logits: ArrayView2<T>,

@@ -25,7 +25,7 @@
 //! the images and the config (the Gaussian noise comes from the seeded per-image streams of
 //! `attacks::gaussian`), so rendering twice gives the same file.
 
-use crate::experiments::show::{figure, Figure};
+use crate::experiments::show::{figure, DaeFigure, Figure};
 pub use crate::experiments::show::{ShowConfig, ShowError};
 use crate::models::file::{write_atomic, ModelFileError};
 use crate::models::Classifier;
@@ -309,9 +309,98 @@ pub fn render_show_png(
         draw_figure(&root, &figure).map_err(|e| draw_error(&e))?;
         root.present().map_err(|e| draw_error(&e))?;
     }
+    encode_and_write(&rgb, width, height, path)
+}
+
+/// Width and height in pixels of the autoencoder figure for `digits` rows and `columns` columns.
+pub fn dae_figure_size(digits: usize, columns: usize) -> (u32, u32) {
+    let width = (MARGIN + LABEL_WIDTH + columns as i32 * (CELL + GAP) + MARGIN).max(560);
+    let height = MARGIN + TITLE_HEIGHT + HEADER_HEIGHT + digits as i32 * (CELL + ROW_GAP) + MARGIN;
+    (width as u32, height as u32)
+}
+
+fn draw_dae_figure<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    fig: &DaeFigure,
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let (width, _) = root.dim_in_pixel();
+    let centre = width as i32 / 2;
+    root.draw_text(
+        "Denoising autoencoder on test digits",
+        &text_style(20, BLACK, true),
+        (centre, MARGIN),
+    )?;
+    root.draw_text(
+        &format!(
+            "reconstruction cross-entropy of the clean digits: {:.1} nats per image",
+            fig.loss_clean
+        ),
+        &text_style(14, FAINT, false),
+        (centre, MARGIN + 28),
+    )?;
+    let header_y = MARGIN + TITLE_HEIGHT;
+    let grid_top = header_y + HEADER_HEIGHT;
+    let column_x = |k: usize| MARGIN + LABEL_WIDTH + k as i32 * (CELL + GAP);
+    root.draw_text(
+        "label",
+        &text_style(16, BLACK, true),
+        (MARGIN + LABEL_WIDTH / 2, header_y),
+    )?;
+    for (k, (header, _)) in fig.columns.iter().enumerate() {
+        root.draw_text(
+            header,
+            &text_style(14, BLACK, true),
+            (column_x(k) + CELL / 2, header_y),
+        )?;
+    }
+    for (n, &label) in fig.labels.iter().enumerate() {
+        let y = grid_top + n as i32 * (CELL + ROW_GAP);
+        root.draw_text(
+            &label.to_string(),
+            &text_style(22, BLACK, true),
+            (MARGIN + LABEL_WIDTH / 2, y + CELL / 2 - 11),
+        )?;
+        for (k, (_, images)) in fig.columns.iter().enumerate() {
+            draw_cell(
+                root,
+                (column_x(k), y),
+                images.slice(ndarray::s![n, 0, .., ..]),
+                grey,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Renders [`DaeFigure`] as a PNG at `path` (which must end in `.png`), written atomically.
+pub fn render_dae_png(fig: &DaeFigure, path: &Path) -> Result<(), ShowError> {
+    if !path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    {
+        return Err(ShowError::NotPng { path: path.into() });
+    }
+    register_fonts();
+    let (width, height) = dae_figure_size(fig.labels.len(), fig.columns.len());
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        let draw_error = |e: &dyn std::fmt::Display| ShowError::Draw {
+            path: path.into(),
+            reason: e.to_string(),
+        };
+        draw_dae_figure(&root, fig).map_err(|e| draw_error(&e))?;
+        root.present().map_err(|e| draw_error(&e))?;
+    }
+    encode_and_write(&rgb, width, height, path)
+}
+
+fn encode_and_write(rgb: &[u8], width: u32, height: u32, path: &Path) -> Result<(), ShowError> {
     let mut png = Vec::new();
     image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&rgb, width, height, image::ColorType::Rgb8)
+        .write_image(rgb, width, height, image::ColorType::Rgb8)
         .map_err(|e| ShowError::Draw {
             path: path.into(),
             reason: format!("PNG encoding: {e}"),

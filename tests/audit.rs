@@ -1,0 +1,683 @@
+//! The audit tools: `trace` against the frozen PyTorch fixture and bit for bit against the
+//! network's own entry points; `gradcheck` passing on real models and failing on deliberately
+//! wrong gradients; the `trace` and `gradcheck` commands, their files and their errors.
+//!
+//! The fixture (`tests/fixtures/lenet_reference.safetensors`, made by
+//! `tests/fixtures/make_lenet_reference.py`, PyTorch float64) holds LeNet's logits, the mean
+//! loss, its input gradient and every parameter gradient for the first four MNIST test images:
+//! ```python
+//! h = F.max_pool2d(F.conv2d(x, w["conv1.weight"], w["conv1.bias"]), 2)
+//! h = F.max_pool2d(F.conv2d(h, w["conv2.weight"], w["conv2.bias"]), 2)
+//! h = F.relu(F.linear(h.flatten(1), w["fc1.weight"], w["fc1.bias"]))
+//! logits = F.linear(h, w["fc2.weight"], w["fc2.bias"])
+//! loss = F.cross_entropy(logits, y)
+//! grads = torch.autograd.grad(loss, [x] + list(w.values()))
+//! ```
+//! A trace is of one image and its own loss, so the fixture's mean-loss gradients are the mean
+//! of the four traces' gradients.
+
+use advmnist::audit::gradcheck::{self, compare, numeric_input_gradient};
+use advmnist::audit::trace::{tensor_names, trace, Trace};
+use advmnist::audit::Perturbation;
+use advmnist::layers::{conv, maxpool, softmax_xent};
+use advmnist::models::lenet::{DropoutRates, LeNet};
+use advmnist::models::Classifier;
+use advmnist::testutil::assert_close;
+use ndarray::{s, Array4, ArrayD, Ix4};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::{Dtype, SafeTensors};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use tempfile::TempDir;
+
+fn fixture() -> HashMap<String, ArrayD<f64>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/lenet_reference.safetensors"
+    );
+    let bytes = std::fs::read(path).expect("fixture present");
+    let st = SafeTensors::deserialize(&bytes).expect("fixture parses");
+    st.tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let vals = v
+                .data()
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (
+                name,
+                ArrayD::from_shape_vec(v.shape().to_vec(), vals).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn fixture_net(f: &HashMap<String, ArrayD<f64>>) -> LeNet<f64> {
+    let mut net = LeNet::<f64>::zeros();
+    for mut p in net.parameters_mut() {
+        p.data.assign(&f[p.name]);
+    }
+    net
+}
+
+fn fixture_images(f: &HashMap<String, ArrayD<f64>>) -> (Array4<f64>, Vec<u8>) {
+    let x = f["input"].clone().into_dimensionality::<Ix4>().unwrap();
+    (x, f["label"].iter().map(|&v| v as u8).collect())
+}
+
+fn image<T: Clone>(x: &Array4<T>, i: usize) -> Array4<T> {
+    x.slice(s![i..i + 1, .., .., ..]).to_owned()
+}
+
+/// The fixture test's tolerance for f64 against PyTorch's f64 (`tests/lenet.rs`, `F64_TOL`).
+const F64_TOL: f64 = 1e-10;
+
+#[test]
+fn f64_traces_reproduce_every_tensor_of_the_pytorch_fixture() {
+    let f = fixture();
+    let net = fixture_net(&f);
+    let (x, labels) = fixture_images(&f);
+    let traces: Vec<Trace<f64>> = (0..4)
+        .map(|i| trace(&net, image(&x, i).view(), labels[i]))
+        .collect();
+    let n = traces.len() as f64;
+    // Per image: its row of logits, and its input (all four together make the fixture's input).
+    for (i, t) in traces.iter().enumerate() {
+        let row = f["logits"].slice(s![i..i + 1, ..]).to_owned().into_dyn();
+        let name = format!("image {i} forward.logits");
+        assert_close(
+            &name,
+            t.get("forward.logits").unwrap().view(),
+            row.view(),
+            F64_TOL,
+            F64_TOL,
+        );
+        assert_eq!(t.get("forward.input").unwrap(), &image(&x, i).into_dyn());
+    }
+    // The mean loss, and the mean-loss gradients: the mean of the per-image ones.
+    let mean = |name: &str| {
+        traces
+            .iter()
+            .map(|t| t.get(name).unwrap().clone())
+            .reduce(|a, b| a + b)
+            .unwrap()
+            / n
+    };
+    let loss = mean("forward.loss")[0];
+    assert!(
+        (loss - f["loss"].first().unwrap()).abs() < F64_TOL,
+        "loss {loss} vs {}",
+        f["loss"]
+    );
+    let input_grad = ndarray::concatenate(
+        ndarray::Axis(0),
+        &traces
+            .iter()
+            .map(|t| t.get("backward.input").unwrap().view())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap()
+        / n;
+    assert_close(
+        "input_grad",
+        input_grad.view(),
+        f["input_grad"].view(),
+        F64_TOL,
+        F64_TOL,
+    );
+    for p in net.parameters() {
+        let name = format!("grad.{}", p.name);
+        assert_close(&name, mean(&name).view(), f[&name].view(), F64_TOL, F64_TOL);
+    }
+}
+
+#[test]
+fn f32_traces_match_the_fixture_within_its_f32_tolerance() {
+    // The fixture test's f32 bound (`tests/lenet.rs`): 1e-4 of the tensor's largest value.
+    let f = fixture();
+    let net = fixture_net(&f).cast::<f32>();
+    let (x, labels) = fixture_images(&f);
+    let x = x.mapv(|v| v as f32);
+    let lscale = f["logits"].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let gscale = f["input_grad"].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (i, &label) in labels.iter().enumerate() {
+        let t = trace(&net, image(&x, i).view(), label);
+        let logits = t.get("forward.logits").unwrap().mapv(|v| v as f64);
+        let want = f["logits"].slice(s![i..i + 1, ..]).to_owned().into_dyn();
+        assert_close(
+            "f32 logits",
+            logits.view(),
+            want.view(),
+            1e-4 * lscale,
+            1e-4,
+        );
+        let dx = t.get("backward.input").unwrap().mapv(|v| v as f64 / 4.0);
+        let want = f["input_grad"]
+            .slice(s![i..i + 1, .., .., ..])
+            .to_owned()
+            .into_dyn();
+        assert_close(
+            "f32 input_grad",
+            dx.view(),
+            want.view(),
+            1e-4 * gscale,
+            1e-4,
+        );
+    }
+}
+
+/// The trace calls the network's layer functions in the network's order, so its input gradient
+/// is the Classifier's, and its parameter gradients `loss_and_gradients`'s, bit for bit.
+#[test]
+fn trace_input_and_parameter_gradients_are_bit_identical_to_the_network() {
+    let f = fixture();
+    let (x, labels) = fixture_images(&f);
+    let net64 = fixture_net(&f);
+    let net32 = net64.cast::<f32>();
+    let x32 = x.mapv(|v| v as f32);
+    for (i, &digit) in labels.iter().enumerate() {
+        let label = [digit];
+        // f32, through the Classifier trait every attack uses.
+        let xi = image(&x32, i);
+        let t = trace(&net32, xi.view(), digit);
+        let (loss, dx) = Classifier::input_gradient(&net32, xi.view(), &label);
+        assert_eq!(
+            t.get("backward.input").unwrap(),
+            &dx.into_dyn(),
+            "image {i}"
+        );
+        assert_eq!(
+            t.get("forward.loss").unwrap(),
+            &loss.into_dyn(),
+            "image {i}"
+        );
+        let (_, grads) =
+            net32.loss_and_gradients(xi.view(), &label, &DropoutRates::NONE, &mut rngs(1));
+        for p in grads.parameters() {
+            let name = format!("grad.{}", p.name);
+            assert_eq!(
+                t.get(&name).unwrap(),
+                &p.data.to_owned(),
+                "image {i} {name}"
+            );
+        }
+        // f64 likewise.
+        let xi = image(&x, i);
+        let t = trace(&net64, xi.view(), digit);
+        let (_, dx) = net64.input_gradient(xi.view(), &label);
+        assert_eq!(
+            t.get("backward.input").unwrap(),
+            &dx.into_dyn(),
+            "f64 image {i}"
+        );
+    }
+}
+
+fn rngs(n: usize) -> Vec<ChaCha8Rng> {
+    (0..n)
+        .map(|i| ChaCha8Rng::seed_from_u64(i as u64))
+        .collect()
+}
+
+#[test]
+fn pool_indices_and_zeros_tell_where_the_gradient_stops() {
+    let f = fixture();
+    let (x, labels) = fixture_images(&f);
+    let t = trace(&fixture_net(&f), image(&x, 0).view(), labels[0]);
+    // Each pool's backward is zero except at its window's winner: exactly one in four.
+    for (stage, windows) in [("conv1", 20 * 12 * 12), ("conv2", 50 * 4 * 4)] {
+        let d = t.get(&format!("backward.{stage}")).unwrap();
+        let pool = if stage == "conv1" { "pool1" } else { "pool2" };
+        let indices = t.get_indices(&format!("forward.{pool}.indices")).unwrap();
+        let conv = t.get(&format!("forward.{stage}")).unwrap();
+        let (c, w) = (d.shape()[1], d.shape()[3]);
+        let mut winners = 0;
+        for ch in 0..c {
+            for (k, &index) in indices.slice(s![0, ch, .., ..]).iter().enumerate() {
+                let (i, j) = (k / (w / 2), k % (w / 2));
+                let (r, col) = (index as usize / w, index as usize % w);
+                assert!(
+                    r / 2 == i && col / 2 == j,
+                    "{pool} index {index} outside window ({i},{j})"
+                );
+                // The winner holds the window's maximum.
+                let window = conv.slice(s![0, ch, 2 * i..2 * i + 2, 2 * j..2 * j + 2]);
+                let max = window.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!(conv[[0, ch, r, col]], max);
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, windows);
+        let nonzero = d.iter().filter(|&&v| v != 0.0).count();
+        assert!(
+            nonzero <= windows,
+            "{stage}: {nonzero} non-zeros for {windows} windows"
+        );
+    }
+}
+
+#[test]
+fn gradcheck_passes_on_the_fixture_model_and_real_digits() {
+    let f = fixture();
+    let (x, labels) = fixture_images(&f);
+    let report = gradcheck::gradcheck(&fixture_net(&f), x.view(), &labels, 8, 1);
+    let text = gradcheck::format_report(&report);
+    assert!(report.pass(), "{text}");
+    let names: Vec<&str> = report.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names[..2], ["d_logits", "input"]);
+    assert_eq!(names.len(), 10);
+    let input = &report.tensors[1];
+    assert_eq!(input.smooth + input.kinks, 4 * 784);
+    // Real digits: most background pixels sit on tied pooling windows.
+    assert!(input.kinks > 0 && input.smooth > 0, "{text}");
+}
+
+/// One image of the fixture (a real digit) with the network's input gradient and the numeric one.
+struct OneImage {
+    net: LeNet<f64>,
+    x: Array4<f64>, // (1,1,28,28)
+    label: u8,
+    analytic: Array4<f64>, // LeNet::input_gradient
+    numeric: Array4<f64>,  // central differences, kinks on their piece
+    kinks: Array4<bool>,
+}
+
+fn one_image_check() -> OneImage {
+    let f = fixture();
+    let net = fixture_net(&f);
+    let (x, labels) = fixture_images(&f);
+    let xi = image(&x, 1);
+    let (_, xent) = softmax_xent::forward(net.logits(xi.view()).view(), &labels[1..2]);
+    let d_logits = softmax_xent::backward(&xent, &labels[1..2], 1.0);
+    let (_, analytic) = net.input_gradient(xi.view(), &labels[1..2]);
+    let (numeric, kinks) = numeric_input_gradient(&net, xi.view(), d_logits.view());
+    OneImage {
+        net,
+        x: xi,
+        label: labels[1],
+        analytic,
+        numeric,
+        kinks,
+    }
+}
+
+fn check(
+    analytic: &Array4<f64>,
+    numeric: &Array4<f64>,
+    kinks: &Array4<bool>,
+) -> gradcheck::TensorCheck {
+    compare(
+        "input",
+        analytic.as_slice().unwrap(),
+        numeric.as_slice().unwrap(),
+        kinks.as_slice().unwrap(),
+    )
+}
+
+#[test]
+fn gradcheck_fails_when_one_component_has_the_wrong_sign() {
+    let OneImage {
+        analytic,
+        numeric,
+        kinks,
+        ..
+    } = one_image_check();
+    assert!(check(&analytic, &numeric, &kinks).pass);
+    // Flip the largest smooth component, then (separately) the largest kink component, then
+    // a middling one: each must fail.
+    let magnitude_rank = |want_kink: bool| {
+        let mut v: Vec<(usize, f64)> = analytic
+            .iter()
+            .zip(kinks.iter())
+            .enumerate()
+            .filter(|(_, (_, &k))| k == want_kink)
+            .map(|(i, (&a, _))| (i, a.abs()))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    };
+    let smooth = magnitude_rank(false);
+    let kink = magnitude_rank(true);
+    for (what, index) in [
+        ("largest smooth", smooth[0].0),
+        ("largest kink", kink[0].0),
+        ("median smooth", smooth[smooth.len() / 2].0),
+    ] {
+        let mut wrong = analytic.clone();
+        let flat = wrong.as_slice_mut().unwrap();
+        assert!(flat[index] != 0.0, "{what}: a zero cannot change sign");
+        flat[index] = -flat[index];
+        let c = check(&wrong, &numeric, &kinks);
+        assert!(!c.pass, "{what}: sign flip at {index} passed: {c:?}");
+        let worst = if kinks.as_slice().unwrap()[index] {
+            c.worst_kink
+        } else {
+            c.worst_smooth
+        };
+        assert_eq!(worst.unwrap().index, index, "{what}");
+    }
+}
+
+#[test]
+fn gradcheck_fails_when_a_pool_routes_the_gradient_to_the_wrong_pixel() {
+    let OneImage {
+        net,
+        x: xi,
+        label,
+        analytic,
+        numeric,
+        kinks,
+    } = one_image_check();
+    // The backward chain from pool1's gradient down, as the trace and LeNet run it, but with
+    // the winner of the window with the largest gradient moved to the next position.
+    let t = trace(&net, xi.view(), label);
+    let d_pool1 = t
+        .get("backward.pool1")
+        .unwrap()
+        .clone()
+        .into_dimensionality::<Ix4>()
+        .unwrap();
+    let (conv1_out, conv1_cache) = conv::forward(xi.view(), &net.conv1);
+    let (_, mut pool1) = maxpool::forward(conv1_out.view());
+    let right = maxpool::backward(d_pool1.view(), &pool1);
+    let rebuilt = conv::backward_input(right.view(), &conv1_cache, &net.conv1);
+    assert_eq!(rebuilt, analytic, "the rebuilt chain is the network's");
+    let (window, _) = d_pool1
+        .indexed_iter()
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+        .unwrap();
+    pool1.argmax[window] = (pool1.argmax[window] + 1) % 4;
+    let wrong = maxpool::backward(d_pool1.view(), &pool1);
+    let wrong = conv::backward_input(wrong.view(), &conv1_cache, &net.conv1);
+    let c = check(&wrong, &numeric, &kinks);
+    assert!(!c.pass, "wrong routing at {window:?} passed: {c:?}");
+}
+
+#[test]
+fn gradcheck_fails_on_a_wrong_weight_gradient() {
+    let f = fixture();
+    let net = fixture_net(&f);
+    let (x, labels) = fixture_images(&f);
+    let (_, grads) = net.loss_and_gradients(x.view(), &labels, &DropoutRates::NONE, &mut rngs(4));
+    let (_, xent) = softmax_xent::forward(net.logits(x.view()).view(), &labels);
+    let d_mean = softmax_xent::backward(&xent, &labels, 0.25);
+    // conv2.weight (tensor 2): 6 entries, one with its sign flipped.
+    let entries = gradcheck::sample_entries(25_000, 6, 3, 2);
+    let (numeric, kinks) =
+        gradcheck::numeric_parameter_gradient(&net, x.view(), d_mean.view(), 2, &entries);
+    let flat = grads.conv2.weight.as_slice().unwrap();
+    let mut analytic: Vec<f64> = entries.iter().map(|&e| flat[e]).collect();
+    assert!(compare("conv2.weight", &analytic, &numeric, &kinks).pass);
+    analytic[4] = -analytic[4];
+    assert!(!compare("conv2.weight", &analytic, &numeric, &kinks).pass);
+}
+
+#[test]
+fn perturbations_are_the_ones_sweep_makes() {
+    let test = advmnist::data::load_split(
+        &advmnist::data::default_data_dir(),
+        advmnist::data::Split::Test,
+    )
+    .unwrap();
+    let f = fixture();
+    let net = fixture_net(&f).cast::<f32>();
+    let set = test.subset(0..3);
+    // Gaussian: test image 2's draw within the set is the one traced for image 2.
+    let whole = advmnist::attacks::gaussian::gaussian(set.images.view(), 0.3, 9);
+    let one = Perturbation::Gaussian {
+        sigma: 0.3,
+        seed: 9,
+        image: 2,
+    }
+    .apply(&net, image(&set.images, 2).view(), set.labels[2]);
+    assert_eq!(one, image(&whole, 2));
+    // FGSM: the image's own gradient sign.
+    let whole = advmnist::attacks::fgsm::fgsm(&net, set.images.view(), &set.labels, 0.1);
+    let one =
+        Perturbation::Fgsm { eps: 0.1 }.apply(&net, image(&set.images, 1).view(), set.labels[1]);
+    assert_eq!(one, image(&whole, 1));
+}
+
+// ---- the commands ----
+
+fn advmnist(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_advmnist"))
+        .args(args)
+        .env_remove("RAYON_NUM_THREADS")
+        .output()
+        .expect("runs")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = advmnist(args);
+    assert!(
+        out.status.success(),
+        "advmnist {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn err(args: &[&str]) -> String {
+    let out = advmnist(args);
+    assert!(
+        !out.status.success(),
+        "advmnist {args:?} should have failed"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A briefly trained model (200 iterations: test error about 5%), made once per test run.
+fn trained_model(dir: &TempDir) -> std::path::PathBuf {
+    let path = dir.path().join("m.safetensors");
+    ok(&[
+        "train",
+        "--iters",
+        "200",
+        "--eval-every",
+        "0",
+        "--out",
+        s(&path),
+    ]);
+    path
+}
+
+#[test]
+fn trace_and_gradcheck_commands_work_and_refuse_bad_input() {
+    let dir = TempDir::new().unwrap();
+    let model = trained_model(&dir);
+
+    // The table: one row per tensor, in order.
+    let out = ok(&["trace", "--model", s(&model), "--image", "3"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in tensor_names() {
+        assert!(
+            text.contains(&format!("\n{name} ")),
+            "no row for {name}:\n{text}"
+        );
+    }
+
+    // The file: every tensor, F32 and I64, the metadata; equal runs give equal bytes.
+    let file = dir.path().join("t.safetensors");
+    let again = dir.path().join("t2.safetensors");
+    let noisy = [
+        "--noise",
+        "fgsm",
+        "--level",
+        "0.1",
+        "--image",
+        "3",
+        "--model",
+        s(&model),
+    ];
+    ok(&[&["trace", "--out", s(&file)], &noisy[..]].concat());
+    ok(&[&["trace", "--out", s(&again)], &noisy[..]].concat());
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(bytes, std::fs::read(&again).unwrap(), "trace files differ");
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    for name in tensor_names()
+        .into_iter()
+        .chain(["image.clean", "image.perturbed"])
+    {
+        let t = st.tensor(name).unwrap_or_else(|_| panic!("{name} missing"));
+        let want = if name.ends_with(".indices") {
+            Dtype::I64
+        } else {
+            Dtype::F32
+        };
+        assert_eq!(t.dtype(), want, "{name}");
+    }
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    assert_eq!(meta["format"], "advmnist-trace");
+    assert_eq!(
+        (meta["noise"].as_str(), meta["level"].as_str()),
+        ("fgsm", "0.1")
+    );
+    let wide = dir.path().join("t64.safetensors");
+    ok(&[
+        "trace",
+        "--f64",
+        "--model",
+        s(&model),
+        "--image",
+        "3",
+        "--out",
+        s(&wide),
+    ]);
+    let bytes = std::fs::read(&wide).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("backward.input").unwrap().dtype(), Dtype::F64);
+
+    // A model saved elsewhere: only the eight tensors in PyTorch's names, no metadata (as
+    // `safetensors.torch.save_file(model.state_dict())` writes them).
+    let f = fixture();
+    let foreign = dir.path().join("from_pytorch.safetensors");
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = fixture_net(&f)
+        .parameters()
+        .iter()
+        .map(|p| {
+            let data = p
+                .data
+                .iter()
+                .flat_map(|&v| (v as f32).to_le_bytes())
+                .collect();
+            (p.name.to_string(), p.data.shape().to_vec(), data)
+        })
+        .collect();
+    let views = bytes.iter().map(|(name, shape, data)| {
+        let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).unwrap();
+        (name.clone(), view)
+    });
+    std::fs::write(
+        &foreign,
+        safetensors::tensor::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    let out = ok(&[
+        "gradcheck",
+        "--model",
+        s(&foreign),
+        "--images",
+        "1",
+        "--params",
+        "3",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.trim_end().ends_with("PASS"), "{text}");
+    ok(&["trace", "--model", s(&foreign), "--image", "9999"]);
+
+    // gradcheck passes on a trained model (exit code 0) and prints PASS per tensor.
+    let out = ok(&[
+        "gradcheck",
+        "--model",
+        s(&model),
+        "--images",
+        "2",
+        "--params",
+        "5",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches("PASS").count(), 11, "{text}");
+
+    // Bad input, each named, each before any work.
+    let e = err(&["trace", "--model", s(&model), "--image", "10000"]);
+    assert!(e.contains("--image 10000 is out of range"), "{e}");
+    // Files of the wrong kind: a trace (its I64 indices are refused first), and a file of f32
+    // tensors that are not LeNet's (as an autoencoder's would be).
+    let e = err(&["trace", "--model", s(&file), "--image", "0"]);
+    assert!(
+        e.contains("t.safetensors") && e.contains("dtype I64"),
+        "{e}"
+    );
+    let e = err(&["gradcheck", "--model", s(&wide)]);
+    assert!(
+        e.contains("t64.safetensors") && e.contains("dtype F64"),
+        "{e}"
+    );
+    let other = dir.path().join("encoder.safetensors");
+    let weight = vec![0u8; 4 * 6];
+    let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![2, 3], &weight).unwrap();
+    std::fs::write(
+        &other,
+        safetensors::tensor::serialize([("encoder.weight", view)], None).unwrap(),
+    )
+    .unwrap();
+    let e = err(&["trace", "--model", s(&other), "--image", "0"]);
+    assert!(
+        e.contains("encoder.safetensors") && e.contains("'conv1.weight' is missing"),
+        "{e}"
+    );
+    let nowhere = dir.path().join("no/such/folder/t.safetensors");
+    let e = err(&[
+        "trace",
+        "--model",
+        s(&model),
+        "--image",
+        "0",
+        "--out",
+        s(&nowhere),
+    ]);
+    assert!(e.contains("--out") && e.contains("does not exist"), "{e}");
+    let e = err(&[
+        "trace",
+        "--model",
+        s(&model),
+        "--image",
+        "0",
+        "--noise",
+        "fgsm",
+    ]);
+    assert!(e.contains("--level"), "{e}");
+    let e = err(&[
+        "trace",
+        "--model",
+        s(&model),
+        "--image",
+        "0",
+        "--noise",
+        "fgsm",
+        "--level",
+        "-1",
+    ]);
+    assert!(e.contains("--level must be a number >= 0"), "{e}");
+    let e = err(&[
+        "gradcheck",
+        "--model",
+        s(&model),
+        "--first",
+        "9999",
+        "--images",
+        "3",
+    ]);
+    assert!(e.contains("--first 9999 --images 3"), "{e}");
+    let e = err(&["gradcheck", "--model", s(&model), "--images", "0"]);
+    assert!(e.contains("--images"), "{e}");
+}
