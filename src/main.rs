@@ -64,6 +64,18 @@ enum Command {
     ///
     /// Example: advmnist show --model lenet.safetensors --noise fgsm --levels 0.1,0.2,0.3 --out fig1.png
     Show(ShowArgs),
+    /// The human perception study's page (sections 4.2, 5.4): one self-contained HTML file in
+    /// which each subject answers 205 digits, clean, with gradient-sign or Gaussian noise, or
+    /// hard; it saves the answers as a JSON file. See docs/human-study.md.
+    ///
+    /// Example: advmnist human-study --out study.html --model lenet.safetensors
+    HumanStudy(HumanStudyArgs),
+    /// Analyses the study's results files: accuracy per noise type and level for humans and
+    /// for 20 LeNet models (mean, SD, 95% CI); writes DIR/human.json, human.md, human.svg
+    /// (the study's Figure 8).
+    ///
+    /// Example: advmnist human-report results/*.json --models m1.safetensors,m2.safetensors
+    HumanReport(HumanReportArgs),
     /// The study's stacked denoising autoencoder (784-1000-500-250-30-250-500-1000-784), used
     /// as a preprocessing defence in front of LeNet (`--pre dae:FILE`).
     ///
@@ -415,6 +427,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sweep(a) => cmd_sweep(a, data_dir),
         Command::Bench(a) => cmd_bench(a),
         Command::Show(a) => cmd_show(a, data_dir),
+        Command::HumanStudy(a) => cmd_human_study(a, data_dir),
+        Command::HumanReport(a) => cmd_human_report(a, data_dir),
         Command::Dae(a) => cmd_dae(a, data_dir),
         Command::Trace(a) => cmd_trace(a, data_dir),
         Command::Gradcheck(a) => cmd_gradcheck(a, data_dir),
@@ -1063,5 +1077,200 @@ fn cmd_gradcheck(a: GradcheckArgs, data_dir: PathBuf) -> Result<()> {
     if !report.pass() {
         bail!("gradcheck FAILED: a hand-written gradient disagrees with finite differences (see the table)");
     }
+    Ok(())
+}
+
+#[derive(Args)]
+struct HumanStudyArgs {
+    /// The page to write (one self-contained HTML file).
+    #[arg(long, value_name = "FILE.html")]
+    out: PathBuf,
+    /// The model the gradient-sign images are made on. Default: a standard LeNet (seed 1,
+    /// 10,000 iterations), trained now, with reference models of seeds 2-5 for the hard digits.
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// Models whose disagreement picks the hard digits. Default: the --model alone if given.
+    #[arg(long, value_delimiter = ',', value_name = "FILE,...")]
+    reference_models: Vec<PathBuf>,
+    /// Seed of the subjects' image sets and Gaussian noise.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Subjects offered: ids 1 to N (each adds about 150-200 KB to the page).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    subjects: u32,
+}
+
+#[derive(Args)]
+struct HumanReportArgs {
+    /// The subjects' results files (the JSON files the page saves).
+    #[arg(required = true, value_name = "RESULTS.json")]
+    results: Vec<PathBuf>,
+    /// The LeNet models compared with the humans. Default: 20 standard LeNets, seeds 1-20,
+    /// trained now (about 70 s each on 2 cores).
+    #[arg(long, value_delimiter = ',', value_name = "FILE,...")]
+    models: Vec<PathBuf>,
+    /// The model the study's adversarial images were made on (human-study --model). Default:
+    /// whichever of the models has the weights the results name.
+    #[arg(long, value_name = "FILE")]
+    study_model: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, default_value = "human", value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// Standard LeNets of the given seeds, trained now with one progress bar.
+fn train_lenets_with_progress(
+    data: &advmnist::data::Mnist,
+    seeds: &[u64],
+) -> Result<Vec<(String, LeNet<f32>)>> {
+    use advmnist::experiments::human_study::{train_reference_lenet, REFERENCE_ITERATIONS};
+    let bar = ProgressBar::new(REFERENCE_ITERATIONS * seeds.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} it  ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut nets = Vec::new();
+    for (k, &seed) in seeds.iter().enumerate() {
+        bar.set_message(format!(
+            "training LeNet seed {seed} ({}/{})",
+            k + 1,
+            seeds.len()
+        ));
+        let base = REFERENCE_ITERATIONS * k as u64;
+        let net = train_reference_lenet(data, seed, REFERENCE_ITERATIONS, |i| {
+            bar.set_position(base + i)
+        })?;
+        nets.push((
+            format!(
+                "lenet-seed-{seed} ({REFERENCE_ITERATIONS} iterations, trained by human-study)"
+            ),
+            net,
+        ));
+    }
+    bar.finish_and_clear();
+    Ok(nets)
+}
+
+fn cmd_human_study(a: HumanStudyArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::experiments::human_study::make_study;
+    use advmnist::models::Classifier;
+    if a.subjects == 0 {
+        bail!("--subjects must be at least 1");
+    }
+    check_writable_target("--out", &a.out)?;
+    let (model, mut reference): (LeNet<f32>, Vec<LeNet<f32>>) = match &a.model {
+        Some(path) => (load_model(path)?.0, Vec::new()),
+        None => {
+            eprintln!("no --model: training the standard LeNet (seed 1) and 4 reference models (seeds 2-5) for the hard digits");
+            let data = data::load_mnist(&data_dir)?;
+            let mut nets = train_lenets_with_progress(&data, &[1, 2, 3, 4, 5])?.into_iter();
+            let model = nets.next().expect("five models").1;
+            (model, nets.map(|n| n.1).collect())
+        }
+    };
+    for path in &a.reference_models {
+        reference.push(load_model(path)?.0);
+    }
+    if a.model.is_some() && a.reference_models.is_empty() {
+        eprintln!("hard digits: the digits --model finds least likely (no --reference-models to disagree)");
+    }
+    let test = data::load_split(&data_dir, Split::Test)?;
+    let mut voters: Vec<&dyn Classifier> = vec![&model];
+    voters.extend(reference.iter().map(|n| n as &dyn Classifier));
+    let bar = ProgressBar::new(a.subjects as u64);
+    bar.set_style(
+        ProgressStyle::with_template("making subjects' images {bar:30} {pos}/{len}")
+            .expect("valid template"),
+    );
+    let study = make_study(&model, &voters, &test, a.seed, a.subjects, |done, _| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    let html = report::human::study_html(&study);
+    advmnist::models::file::write_atomic(&a.out, html.as_bytes())?;
+    eprintln!(
+        "wrote {} (study {}, subjects 1-{}, {:.1} MB)",
+        a.out.display(),
+        study.design.id(),
+        a.subjects,
+        html.len() as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn cmd_human_report(a: HumanReportArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::experiments::human_study::{
+        analyse, load_results, weights_sha256, NamedModel, REFERENCE_MODELS,
+    };
+    let test = data::load_split(&data_dir, Split::Test)?;
+    // Every file is checked before any model is trained.
+    let subjects = load_results(&a.results, &test.labels)?;
+    let wanted = subjects[0].results.study.model_sha256.clone();
+    let nets: Vec<(String, LeNet<f32>)> = if a.models.is_empty() {
+        eprintln!(
+            "no --models: training {REFERENCE_MODELS} standard LeNets (seeds 1-{REFERENCE_MODELS})"
+        );
+        let data = data::load_mnist(&data_dir)?;
+        let seeds: Vec<u64> = (1..=REFERENCE_MODELS).collect();
+        train_lenets_with_progress(&data, &seeds)?
+    } else {
+        a.models
+            .iter()
+            .map(|p| Ok((p.display().to_string(), load_model(p)?.0)))
+            .collect::<Result<_>>()?
+    };
+    let source: (String, LeNet<f32>) = match &a.study_model {
+        Some(p) => {
+            let net = load_model(p)?.0;
+            if weights_sha256(&net) != wanted {
+                bail!("--study-model {}: its weights (SHA-256 {}) are not those the results were made with ({wanted})", p.display(), weights_sha256(&net));
+            }
+            (p.display().to_string(), net)
+        }
+        None => match nets.iter().find(|(_, n)| weights_sha256(n) == wanted) {
+            Some((name, net)) => (name.clone(), net.clone()),
+            None => bail!(
+                "none of the models has the weights the study's adversarial images were made with (SHA-256 {wanted}): pass that model with --study-model"
+            ),
+        },
+    };
+    let models: Vec<NamedModel> = nets
+        .iter()
+        .map(|(name, net)| NamedModel {
+            name: name.clone(),
+            model: net,
+        })
+        .collect();
+    let bar = ProgressBar::new((subjects.len() * models.len()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("scoring models {bar:30} {pos}/{len} (subject, model)")
+            .expect("valid template"),
+    );
+    let analysis = analyse(
+        &subjects,
+        &models,
+        (&source.0, &source.1),
+        &test,
+        |done, _| bar.set_position(done as u64),
+    )?;
+    bar.finish_and_clear();
+    report::human::write_human_report(&a.out, &analysis)?;
+    for c in &analysis.conditions {
+        println!(
+            "{:>13} {:<5} humans {:5.1}%  models white-box {:5.1}%  transfer {:5.1}%",
+            c.noise.name(),
+            c.level,
+            c.humans.summary.mean,
+            c.models_white_box.summary.mean,
+            c.models_transfer.summary.mean
+        );
+    }
+    println!(
+        "wrote {}/human.json, human.md, human.svg ({} subjects, {} models)",
+        a.out.display(),
+        subjects.len(),
+        models.len()
+    );
     Ok(())
 }

@@ -19,6 +19,8 @@ pub enum Purpose {
     RandomStart = 5,
     /// Noise injected by a preprocessing defence (`defences::lowpass`), keyed by image content.
     InjectedNoise = 6,
+    /// A subject's image set in the human study (`experiments::human_study`), index = subject id.
+    HumanStudy = 7,
 }
 
 /// A ChaCha8 stream for `(seed, purpose, index)`: the three are mixed by SplitMix64's finaliser
