@@ -115,6 +115,67 @@ fn check_writable_folder(flag: &str, path: &Path, dir: &Path) -> Result<(), Stri
     Ok(())
 }
 
+/// An exclusive advisory lock (`flock`) on a run's output, held for the whole run, so that two
+/// runs writing the same model or checkpoint cannot both proceed (issue 12, item 5). The lock is
+/// taken on a hidden file `.NAME.lock` beside the output (the output itself is replaced by a
+/// rename at every save, which would drop a lock held on it). The lock file is removed when the
+/// lock is dropped; after a kill the kernel releases the lock and the next run reuses the file.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock for `output`, or fails at once (never waits), naming the flag and the file.
+    pub fn acquire(flag: &str, output: &Path) -> Result<RunLock, String> {
+        use std::os::unix::io::AsRawFd;
+        let name = output
+            .file_name()
+            .ok_or_else(|| format!("{flag} {}: not a file name", output.display()))?;
+        let path = folder_of(output).join(format!(".{}.lock", name.to_string_lossy()));
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| {
+                    format!(
+                        "{flag} {}: cannot create the lock file {}: {e}",
+                        output.display(),
+                        path.display()
+                    )
+                })?;
+            // SAFETY: flock on a file descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                return Err(format!(
+                    "{flag} {}: another advmnist run is writing this file (it holds the lock {}); wait for it to finish or choose another {flag}",
+                    output.display(),
+                    path.display()
+                ));
+            }
+            // The run that held the lock may have removed its lock file between our open and our
+            // flock: then we locked a file nobody else will see. Lock the file at the path again.
+            let same = match (file.metadata(), std::fs::metadata(&path)) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                _ => false,
+            };
+            if same {
+                return Ok(RunLock { path, _file: file });
+            }
+        }
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Removed while still locked (the file closes after this), so no other run can lock
+        // this inode and believe it holds the output.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -602,6 +602,8 @@ fn check_batch(batch: usize, data: &data::Mnist) -> Result<()> {
 struct RunFiles {
     checkpoint: PathBuf,
     every: u64,
+    /// Exclusive locks on --out and --checkpoint, held until the run ends.
+    _locks: [advmnist::io_safety::RunLock; 2],
 }
 
 impl RunFiles {
@@ -625,7 +627,15 @@ impl RunFiles {
             &[],
             data_dir,
         )?;
-        Ok(RunFiles { checkpoint, every })
+        let lock = |flag, path| {
+            advmnist::io_safety::RunLock::acquire(flag, path).map_err(anyhow::Error::msg)
+        };
+        let _locks = [lock("--out", out)?, lock("--checkpoint", &checkpoint)?];
+        Ok(RunFiles {
+            checkpoint,
+            every,
+            _locks,
+        })
     }
 
     /// Removes the finished run's checkpoint (after its model was saved).

@@ -294,3 +294,55 @@ fn train_batch_above_the_training_set_is_refused() {
     assert!(e.contains("--batch 60001") && e.contains("60000"), "{e}");
     assert!(!out.exists());
 }
+
+// ---- 5. two runs, one output ----
+
+#[test]
+fn a_second_run_with_the_same_out_is_refused_while_the_first_runs() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let lock = dir.path().join(".m.safetensors.lock");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_advmnist"))
+        .args([
+            "--threads",
+            "1",
+            "train",
+            "--iters",
+            "100000",
+            "--eval-every",
+            "0",
+        ])
+        .args(["--checkpoint-every", "0", "--out", s(&out)])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !lock.exists() && started.elapsed() < FAST {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = advmnist(&["train", "--iters", "2", "--out", s(&out)]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let e = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second run was not refused");
+    assert!(
+        e.contains("--out") && e.contains("another advmnist run"),
+        "{e}"
+    );
+    // The killed run's lock is released by the kernel: a new run may take it.
+    let third = advmnist(&[
+        "train",
+        "--iters",
+        "2",
+        "--eval-every",
+        "0",
+        "--out",
+        s(&out),
+    ]);
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert!(!lock.exists(), "the finished run left its lock file");
+}
