@@ -32,17 +32,31 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A copy of the reference LeNet file in `dir`.
+/// A copy, in `dir`, of a real LeNet model file (trained for 2 iterations, once per test run),
+/// so that a command given it would get as far as writing its outputs.
 fn model_in(dir: &Path) -> PathBuf {
+    static TRAINED: std::sync::OnceLock<(TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, trained) = TRAINED.get_or_init(|| {
+        let dir = TempDir::new().unwrap();
+        let model = dir.path().join("trained.safetensors");
+        let out = advmnist(&[
+            "train",
+            "--iters",
+            "2",
+            "--eval-every",
+            "0",
+            "--out",
+            s(&model),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (dir, model)
+    });
     let model = dir.join("m.safetensors");
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/lenet_reference.safetensors"
-        ),
-        &model,
-    )
-    .unwrap();
+    std::fs::copy(trained, &model).unwrap();
     model
 }
 
