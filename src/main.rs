@@ -2,7 +2,7 @@
 
 use advmnist::data::{self, Split};
 use advmnist::experiments::sweep::{self, NamedModel, Noise, SweepConfig};
-use advmnist::models::file::{folder_of, load_model, save_model};
+use advmnist::models::file::{load_model, save_model};
 use advmnist::models::lenet::{error_pct, DropoutRates, LeNet};
 use advmnist::report;
 use advmnist::train::{self, Event, TrainConfig, TrainOptions};
@@ -29,7 +29,9 @@ struct Cli {
 struct Global {
     /// Worker threads (default: RAYON_NUM_THREADS, else one per core). Results are
     /// bit-identical whatever the count.
-    #[arg(long, global = true, value_name = "T")]
+    /// At least 1; more than one per core only slows the work down (warned), and more than
+    /// four per core is refused.
+    #[arg(long, global = true, value_name = "T", allow_negative_numbers = true, value_parser = whole_number::<usize>)]
     threads: Option<usize>,
     /// Folder of the four MNIST-format IDX files (.gz or raw), e.g. Fashion-MNIST.
     /// Default: ADVMNIST_DATA, else the bundled mnist/ folder.
@@ -116,16 +118,16 @@ struct DaeTrainArgs {
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Iterations (batches).
-    #[arg(long, value_name = "N", default_value_t = advmnist::train::dae::DaeConfig::DEFAULT_ITERATIONS)]
+    #[arg(long, value_name = "N", default_value_t = advmnist::train::dae::DaeConfig::DEFAULT_ITERATIONS, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     iters: u64,
     /// Seed of every random draw (initial weights, shuffling, corruption masks).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     seed: u64,
     /// Input dropout rate: the corruption the autoencoder learns to undo.
     #[arg(long, default_value_t = advmnist::train::dae::DaeConfig::DEFAULT_CORRUPTION, value_name = "R")]
     dropout: f64,
-    /// Images per batch.
-    #[arg(long, default_value_t = 64)]
+    /// Images per batch: from 1 to the training set's size.
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = whole_number::<usize>)]
     batch: usize,
     /// Checkpoint file. Default: the --out path with .ckpt appended.
     #[arg(long, value_name = "FILE")]
@@ -177,7 +179,7 @@ struct ShowArgs {
     #[arg(long, default_value_t = 0)]
     first: usize,
     /// Seed of the Gaussian noise.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     seed: u64,
 }
 
@@ -186,8 +188,8 @@ struct BenchArgs {
     /// Images per batch for the training step and the input gradient (inference uses 1000).
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Seconds of measurement per workload, after a warm-up.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds of measurement per workload, after a warm-up: from 0.1 to 3600.
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
     seconds: f64,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
@@ -201,17 +203,17 @@ struct TrainArgs {
     out: PathBuf,
     /// Iterations (batches). Default: 10,000; 35,000 for --dropout inp; 40,000 for --dropout all
     /// (the study's Table 1).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     iters: Option<u64>,
     /// Seed of every random draw (initial weights, shuffling, dropout masks).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     seed: u64,
     /// Dropout: none, inp (0.2 on the input), all (0.2,0.2,0.2,0.5,0.5), or five rates
     /// input,conv1,conv2,fc1,output (each applied to that layer's output).
     #[arg(long, default_value = "none", value_parser = DropoutRates::parse)]
     dropout: DropoutRates,
-    /// Images per batch.
-    #[arg(long, default_value_t = 64)]
+    /// Images per batch: from 1 to the training set's size.
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = whole_number::<usize>)]
     batch: usize,
     /// Checkpoint file. Default: the --out path with .ckpt appended.
     #[arg(long, value_name = "FILE")]
@@ -277,6 +279,15 @@ impl DefenceArgs {
             AttackThroughArg::Classifier => advmnist::models::pipeline::AttackThrough::Classifier,
         }
     }
+}
+
+/// A whole number >= 0 for a count or a seed. With `allow_negative_numbers` on the flag, a
+/// negative number reaches this parser, which states the range, instead of clap taking it for
+/// an unknown flag.
+fn whole_number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.trim()
+        .parse::<T>()
+        .map_err(|_| format!("expected a whole number >= 0, got {s}"))
 }
 
 /// Each model file's LeNet, loaded, with its name.
@@ -363,8 +374,14 @@ struct SweepArgs {
     /// Craft the examples on this model and evaluate every --model on them (transfer attack).
     #[arg(long, value_name = "FILE")]
     source: Option<PathBuf>,
-    /// Report each model's error at these distortions, interpolated between levels (Table 2).
-    #[arg(long, value_delimiter = ',', value_name = "D1,D2,...")]
+    /// Report each model's error at these distortions, interpolated between levels (Table 2):
+    /// each a finite number >= 0.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "D1,D2,...",
+        allow_negative_numbers = true
+    )]
     at: Vec<f64>,
     /// PGD: gradient steps per level (step size 2.5 eps / steps).
     #[arg(long, default_value_t = 10)]
@@ -373,7 +390,7 @@ struct SweepArgs {
     #[arg(long)]
     random_start: bool,
     /// Seed of the Gaussian noise and of PGD's random start.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     seed: u64,
     /// Output folder.
     #[arg(long, default_value = "sweep", value_name = "DIR")]
@@ -408,6 +425,18 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(t) = cli.global.threads {
         if t == 0 {
             bail!("--threads must be at least 1");
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Past the core count threads only take turns (measured in issue 12: 1000 threads ran
+        // 17x slower and took 940 MB); far past it is surely a mistake.
+        if t > 4 * cores {
+            bail!(
+                "--threads {t} is more than four per core ({cores} cores): use at most {}",
+                4 * cores
+            );
+        }
+        if t > cores {
+            eprintln!("warning: --threads {t} is more than the {cores} cores; the work will be slower, not faster");
         }
         pool = pool.num_threads(t);
     }
@@ -447,8 +476,14 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     cfg.batch = a.batch;
-    let run = RunFiles::check(&a.out, a.checkpoint.as_deref(), a.checkpoint_every)?;
+    let run = RunFiles::check(
+        &a.out,
+        a.checkpoint.as_deref(),
+        a.checkpoint_every,
+        &data_dir,
+    )?;
     let data = data::load_mnist(&data_dir)?;
+    check_batch(cfg.batch, &data)?;
     let headline = format!(
         "training LeNet: {} iterations, batch {}, dropout {}, seed {}, {} threads",
         cfg.iterations,
@@ -508,8 +543,14 @@ fn cmd_dae_train(a: DaeTrainArgs, data_dir: PathBuf) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     cfg.batch = a.batch;
-    let run = RunFiles::check(&a.out, a.checkpoint.as_deref(), a.checkpoint_every)?;
+    let run = RunFiles::check(
+        &a.out,
+        a.checkpoint.as_deref(),
+        a.checkpoint_every,
+        &data_dir,
+    )?;
     let data = data::load_mnist(&data_dir)?;
+    check_batch(cfg.batch, &data)?;
     let headline = format!(
         "training the denoising autoencoder: {} iterations, batch {}, input dropout {}, seed {}, {} threads",
         cfg.iterations,
@@ -559,10 +600,24 @@ fn cmd_dae_train(a: DaeTrainArgs, data_dir: PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// A batch larger than the training set cannot be drawn (and would ask for gigabytes).
+fn check_batch(batch: usize, data: &data::Mnist) -> Result<()> {
+    if batch > data.train.len() {
+        bail!(
+            "--batch {batch} is larger than the training set ({} images): use at most {}",
+            data.train.len(),
+            data.train.len()
+        );
+    }
+    Ok(())
+}
+
 /// A run's model file and checkpoint, checked before any work.
 struct RunFiles {
     checkpoint: PathBuf,
     every: u64,
+    /// Exclusive locks on --out and --checkpoint, held until the run ends.
+    _locks: [advmnist::io_safety::RunLock; 2],
 }
 
 impl RunFiles {
@@ -570,6 +625,7 @@ impl RunFiles {
         out: &std::path::Path,
         checkpoint: Option<&std::path::Path>,
         every: u64,
+        data_dir: &std::path::Path,
     ) -> Result<Self> {
         let checkpoint = checkpoint
             .map(PathBuf::from)
@@ -577,10 +633,23 @@ impl RunFiles {
         // Both files are written long after the start: check their places before training.
         check_writable_target("--out", out)?;
         check_writable_target("--checkpoint", &checkpoint)?;
-        if same_file(out, &checkpoint) {
+        if advmnist::io_safety::same_file(out, &checkpoint) {
             bail!("--checkpoint and --out name the same file ({}): the finished run removes its checkpoint", out.display());
         }
-        Ok(RunFiles { checkpoint, every })
+        refuse_overwrite(
+            &[("--out", out), ("--checkpoint", &checkpoint)],
+            &[],
+            data_dir,
+        )?;
+        let lock = |flag, path| {
+            advmnist::io_safety::RunLock::acquire(flag, path).map_err(anyhow::Error::msg)
+        };
+        let _locks = [lock("--out", out)?, lock("--checkpoint", &checkpoint)?];
+        Ok(RunFiles {
+            checkpoint,
+            every,
+            _locks,
+        })
     }
 
     /// Removes the finished run's checkpoint (after its model was saved).
@@ -668,45 +737,45 @@ fn run_training<R: train::Recipe>(
     Ok((result?, started.elapsed().as_secs_f64()))
 }
 
-/// Fails unless `path`'s folder exists and a file can be created in it.
-fn check_writable_target(flag: &str, path: &std::path::Path) -> Result<()> {
-    let dir = folder_of(path);
-    if !dir.is_dir() {
-        bail!(
-            "{flag} {}: the folder {} does not exist",
-            path.display(),
-            dir.display()
-        );
-    }
-    let probe = dir.join(format!(".advmnist-write-test-{}", std::process::id()));
-    std::fs::File::create(&probe).with_context(|| {
-        format!(
-            "{flag} {}: cannot write in {}",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+/// Every command's file checks, before any work (`advmnist::io_safety`): no output may be one of
+/// the inputs, and the data folder's files are always inputs.
+fn refuse_overwrite(
+    outputs: &[(&str, &std::path::Path)],
+    inputs: &[(&str, &std::path::Path)],
+    data_dir: &std::path::Path,
+) -> Result<()> {
+    let data_files = advmnist::io_safety::data_inputs(data_dir);
+    let mut all: Vec<(&str, &std::path::Path)> = inputs.to_vec();
+    all.extend(data_files.iter().map(|p| ("--data", p.as_path())));
+    advmnist::io_safety::refuse_overwrite(outputs, &all).map_err(anyhow::Error::msg)
 }
 
-/// Whether two paths name the same file (same canonical folder and file name).
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    let canonical = |p: &std::path::Path| {
-        let dir = folder_of(p);
-        (
-            std::fs::canonicalize(dir).ok(),
-            p.file_name().map(|n| n.to_owned()),
-        )
-    };
-    canonical(a) == canonical(b)
+/// The autoencoder files named by `--pre dae:FILE` stages: inputs too.
+fn pre_inputs(defence: &DefenceArgs) -> Vec<PathBuf> {
+    defence
+        .pre
+        .iter()
+        .filter_map(|spec| spec.strip_prefix("dae:").map(PathBuf::from))
+        .collect()
+}
+
+fn check_writable_target(flag: &str, path: &std::path::Path) -> Result<()> {
+    advmnist::io_safety::check_output_file(flag, path).map_err(anyhow::Error::msg)
 }
 
 fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
-    let test = data::load_split(&data_dir, Split::Test)?;
     if a.predictions.is_some() && a.models.len() != 1 {
         bail!("--predictions takes exactly one --model");
     }
+    if let Some(out) = &a.predictions {
+        check_writable_target("--predictions", out)?;
+        let daes = pre_inputs(&a.defence);
+        let mut inputs: Vec<(&str, &std::path::Path)> =
+            a.models.iter().map(|m| ("--model", m.as_path())).collect();
+        inputs.extend(daes.iter().map(|d| ("--pre dae:", d.as_path())));
+        refuse_overwrite(&[("--predictions", out)], &inputs, &data_dir)?;
+    }
+    let test = data::load_split(&data_dir, Split::Test)?;
     let stages = a.defence.stages()?;
     let nets = load_lenets(&a.models)?;
     let mut rows = Vec::new();
@@ -732,6 +801,9 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
     if a.levels < 2 {
         bail!("--levels must be at least 2 (0 and --max)");
     }
+    if let Some(d) = a.at.iter().find(|d| !(d.is_finite() && **d >= 0.0)) {
+        bail!("--at distortions must be finite numbers >= 0, got {d}");
+    }
     let noise = match a.noise {
         NoiseArg::Fgsm => Noise::Fgsm,
         NoiseArg::Gaussian => Noise::Gaussian,
@@ -754,6 +826,19 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
     if !(max > 0.0 && max.is_finite()) {
         bail!("--max must be a positive number, got {max}");
     }
+    advmnist::io_safety::check_output_folder("--out", &a.out).map_err(anyhow::Error::msg)?;
+    let written: Vec<PathBuf> = ["sweep.csv", "sweep.json", "sweep.svg"]
+        .iter()
+        .map(|f| a.out.join(f))
+        .collect();
+    let daes = pre_inputs(&a.defence);
+    let mut inputs: Vec<(&str, &std::path::Path)> =
+        a.models.iter().map(|m| ("--model", m.as_path())).collect();
+    inputs.extend(a.source.iter().map(|m| ("--source", m.as_path())));
+    inputs.extend(daes.iter().map(|d| ("--pre dae:", d.as_path())));
+    let outputs: Vec<(&str, &std::path::Path)> =
+        written.iter().map(|w| ("--out", w.as_path())).collect();
+    refuse_overwrite(&outputs, &inputs, &data_dir)?;
     let stages = a.defence.stages()?;
     let test = data::load_split(&data_dir, Split::Test)?;
     let nets = load_lenets(&a.models)?;
@@ -814,8 +899,13 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
-    if a.batch == 0 || a.seconds.is_nan() || a.seconds <= 0.0 {
-        bail!("--batch and --seconds must be positive");
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    // Below 0.1 s a workload may not finish one timed batch (reported as 0 images/s); above an
+    // hour is a typo. NaN fails the range test too.
+    if !(0.1..=3600.0).contains(&a.seconds) {
+        bail!("--seconds must be from 0.1 to 3600, got {}", a.seconds);
     }
     if !a.json {
         eprintln!(
@@ -865,6 +955,13 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
 
 fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     use advmnist::report::show::{render_show_png, ShowConfig};
+    check_writable_target("--out", &a.out)?;
+    let daes = pre_inputs(&a.defence);
+    let mut inputs: Vec<(&str, &std::path::Path)> =
+        a.model.iter().map(|m| ("--model", m.as_path())).collect();
+    inputs.extend(a.dae.iter().map(|d| ("--dae", d.as_path())));
+    inputs.extend(daes.iter().map(|d| ("--pre dae:", d.as_path())));
+    refuse_overwrite(&[("--out", &a.out)], &inputs, &data_dir)?;
     let test = data::load_split(&data_dir, Split::Test)?;
     if a.count == 0
         || a.first
@@ -945,7 +1042,7 @@ struct TraceArgs {
     )]
     level: Option<f32>,
     /// Seed of the Gaussian noise (the draw `sweep --seed` makes for this test image).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     seed: u64,
     /// Run the whole trace in f64 (the model's f32 weights widened exactly).
     #[arg(long = "f64")]
@@ -978,7 +1075,7 @@ struct GradcheckArgs {
     #[arg(long, default_value_t = 20, value_name = "N")]
     params: usize,
     /// Seed of the choice of parameter entries.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     seed: u64,
 }
 
@@ -988,6 +1085,7 @@ fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
     // Every check before any work.
     if let Some(out) = &a.out {
         check_writable_target("--out", out)?;
+        refuse_overwrite(&[("--out", out)], &[("--model", &a.model)], &data_dir)?;
     }
     let perturbation = match (a.noise, a.level) {
         (Some(noise), Some(level)) => {

@@ -224,6 +224,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
     let file_name = path
         .file_name()
         .ok_or_else(|| io(std::io::Error::other("no file name")))?;
+    remove_stale_temporaries(dir, &file_name.to_string_lossy());
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         file_name.to_string_lossy(),
@@ -245,6 +246,46 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(io)
+}
+
+/// Removes the temporary files `.NAME.tmp-PID` that earlier writes of `NAME` in `dir` left behind
+/// when their process was killed between creating and renaming them (issue 12). Only files of
+/// processes that no longer exist are removed: a live process's temporary file is its write in
+/// progress. Best effort: a file that cannot be listed or removed is left alone.
+pub fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !process_is_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a process with this id exists. `kill(pid, 0)` sends no signal, only checks: it fails
+/// with ESRCH when there is no such process, and with EPERM when it exists but is another user's.
+pub fn process_is_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        // 0 and negative ids name process groups, not a process.
+        return false;
+    }
+    // SAFETY: signal 0 performs only the existence and permission checks.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Named f32 tensors and string metadata, as read from a safetensors file.

@@ -1,0 +1,362 @@
+//! Issue 12, reliability: no command writes over a file it reads, every output location is
+//! checked before any work, stale temporary files of killed writes are reclaimed, and numeric
+//! flags out of range get a message that names the flag and the range.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+fn advmnist(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_advmnist"))
+        .args(args)
+        .env_remove("RAYON_NUM_THREADS")
+        .output()
+        .expect("runs")
+}
+
+/// Runs a command that must fail; returns its stderr and how long it took.
+fn fails(args: &[&str]) -> (String, Duration) {
+    let started = Instant::now();
+    let out = advmnist(args);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "advmnist {args:?} should have failed; stderr:\n{stderr}"
+    );
+    (stderr, took)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A copy, in `dir`, of a real LeNet model file (trained for 2 iterations, once per test run),
+/// so that a command given it would get as far as writing its outputs.
+fn model_in(dir: &Path) -> PathBuf {
+    static TRAINED: std::sync::OnceLock<(TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, trained) = TRAINED.get_or_init(|| {
+        let dir = TempDir::new().unwrap();
+        let model = dir.path().join("trained.safetensors");
+        let out = advmnist(&[
+            "train",
+            "--iters",
+            "2",
+            "--eval-every",
+            "0",
+            "--out",
+            s(&model),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (dir, model)
+    });
+    let model = dir.join("m.safetensors");
+    std::fs::copy(trained, &model).unwrap();
+    model
+}
+
+/// No work may start when an argument is wrong: a failing command returns well before any
+/// training or sweep would finish.
+const FAST: Duration = Duration::from_secs(10);
+
+// ---- 1. never destroy an input ----
+
+#[test]
+fn eval_refuses_to_write_its_predictions_over_the_model() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    let before = std::fs::read(&model).unwrap();
+    // The same file spelled differently: compared as files, not strings.
+    let same = dir.path().join(".").join("m.safetensors");
+    let (e, took) = fails(&["eval", "--model", s(&model), "--predictions", s(&same)]);
+    assert!(e.contains("--predictions") && e.contains("--model"), "{e}");
+    assert!(took < FAST, "took {took:?}");
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        before,
+        "the model was changed"
+    );
+}
+
+#[test]
+fn outputs_may_not_replace_a_data_file_or_a_source_model() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let idx = data.join("t10k-labels-idx1-ubyte.gz");
+    std::fs::write(&idx, b"labels").unwrap();
+    let (e, _) = fails(&[
+        "eval",
+        "--data",
+        s(&data),
+        "--model",
+        s(&model),
+        "--predictions",
+        s(&idx),
+    ]);
+    assert!(e.contains("--predictions") && e.contains("--data"), "{e}");
+    assert_eq!(std::fs::read(&idx).unwrap(), b"labels");
+
+    // sweep writes DIR/sweep.csv: a --source model of that name is an input.
+    let out = dir.path().join("sweep");
+    std::fs::create_dir(&out).unwrap();
+    let source = out.join("sweep.csv");
+    std::fs::copy(&model, &source).unwrap();
+    let (e, took) = fails(&[
+        "sweep",
+        "--model",
+        s(&model),
+        "--source",
+        s(&source),
+        "--noise",
+        "fgsm",
+        "--levels",
+        "2",
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("--out") && e.contains("--source"), "{e}");
+    assert!(took < FAST, "took {took:?}");
+    assert_eq!(
+        std::fs::read(&source).unwrap(),
+        std::fs::read(&model).unwrap()
+    );
+
+    // show --out over its own model.
+    let (e, _) = fails(&[
+        "show",
+        "--model",
+        s(&model),
+        "--noise",
+        "fgsm",
+        "--levels",
+        "0.1",
+        "--out",
+        s(&model),
+    ]);
+    assert!(e.contains("--out") && e.contains("--model"), "{e}");
+}
+
+// ---- 2. outputs checked before the work ----
+
+#[test]
+fn train_out_an_existing_folder_fails_at_once() {
+    let dir = TempDir::new().unwrap();
+    let (e, took) = fails(&["train", "--iters", "100000", "--out", s(dir.path())]);
+    assert!(e.contains("--out") && e.contains("is a folder"), "{e}");
+    assert!(took < FAST, "took {took:?}: the work started");
+}
+
+#[test]
+fn sweep_out_a_regular_file_fails_before_sweeping() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    let file = dir.path().join("results");
+    std::fs::write(&file, b"keep").unwrap();
+    let (e, took) = fails(&[
+        "sweep",
+        "--model",
+        s(&model),
+        "--noise",
+        "fgsm",
+        "--out",
+        s(&file),
+    ]);
+    assert!(e.contains("--out") && e.contains("is a file"), "{e}");
+    assert!(took < FAST, "took {took:?}: the sweep ran");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+}
+
+#[test]
+fn eval_predictions_in_a_missing_folder_fails_before_evaluating() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    // A --data folder that does not exist proves no evaluation was attempted: the output check
+    // comes first, so the message is about --predictions, not the data.
+    let (e, _) = fails(&[
+        "eval",
+        "--data",
+        s(&dir.path().join("no-data")),
+        "--model",
+        s(&model),
+        "--predictions",
+        "/nonexistent/dir/p.txt",
+    ]);
+    assert!(
+        e.contains("--predictions") && e.contains("does not exist"),
+        "{e}"
+    );
+}
+
+// ---- 4. leftovers of killed writes ----
+
+#[test]
+fn write_atomic_removes_dead_processes_temporaries_but_not_live_ones() {
+    use advmnist::models::file::write_atomic;
+    let dir = TempDir::new().unwrap();
+    // A process that has exited: its id names no process (barring reuse within the test).
+    let mut dead = Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    let mut live = Command::new("sleep").arg("30").spawn().unwrap();
+    let stale = dir.path().join(format!(".m.safetensors.tmp-{}", dead.id()));
+    let in_progress = dir.path().join(format!(".m.safetensors.tmp-{}", live.id()));
+    let unrelated = dir.path().join(format!(".other.tmp-{}", dead.id()));
+    for f in [&stale, &in_progress, &unrelated] {
+        std::fs::write(f, b"half").unwrap();
+    }
+    write_atomic(&dir.path().join("m.safetensors"), b"new").unwrap();
+    let stale_gone = !stale.exists();
+    let live_kept = in_progress.exists();
+    live.kill().unwrap();
+    live.wait().unwrap();
+    assert!(
+        stale_gone,
+        "a dead process's temporary file was left behind"
+    );
+    assert!(live_kept, "a live process's temporary file was removed");
+    assert!(unrelated.exists(), "another file's temporary was touched");
+    assert_eq!(
+        std::fs::read(dir.path().join("m.safetensors")).unwrap(),
+        b"new"
+    );
+}
+
+// ---- numeric flags: ranges, negative numbers, limits ----
+
+#[test]
+fn bench_seconds_out_of_range_is_refused_without_a_panic() {
+    for bad in ["inf", "nan", "1e-9", "-1"] {
+        let (e, took) = fails(&["bench", "--seconds", bad]);
+        assert!(
+            e.contains("--seconds must be from 0.1 to 3600"),
+            "{bad}: {e}"
+        );
+        assert!(!e.contains("panicked"), "{bad}: {e}");
+        assert!(took < FAST);
+    }
+}
+
+#[test]
+fn sweep_at_nan_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    for bad in ["NaN", "-0.1", "inf"] {
+        let (e, _) = fails(&[
+            "sweep",
+            "--model",
+            s(&model),
+            "--noise",
+            "fgsm",
+            "--at",
+            bad,
+            "--out",
+            s(&dir.path().join("o")),
+        ]);
+        assert!(e.contains("--at"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn negative_counts_reach_the_range_message() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("m.safetensors");
+    for args in [
+        ["train", "--iters", "-5"],
+        ["train", "--seed", "-1"],
+        ["train", "--batch", "-64"],
+    ] {
+        let (e, _) = fails(&[&args[..], &["--out", s(&out)]].concat());
+        assert!(!e.contains("unexpected argument"), "{args:?}: {e}");
+        assert!(e.contains("whole number >= 0"), "{args:?}: {e}");
+        assert!(e.contains(args[1]), "{args:?}: {e}");
+    }
+    let (e, _) = fails(&["dae", "train", "--iters", "-5", "--out", s(&out)]);
+    assert!(e.contains("whole number >= 0"), "{e}");
+    let (e, _) = fails(&["--threads", "-2", "bench"]);
+    assert!(e.contains("whole number >= 0"), "{e}");
+}
+
+#[test]
+fn threads_far_above_the_cores_are_refused() {
+    let (e, took) = fails(&["--threads", "100000", "bench", "--seconds", "0.1"]);
+    assert!(
+        e.contains("--threads 100000") && e.contains("per core"),
+        "{e}"
+    );
+    assert!(took < FAST);
+}
+
+#[test]
+fn train_batch_above_the_training_set_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let (e, _) = fails(&[
+        "train",
+        "--batch",
+        "60001",
+        "--iters",
+        "2",
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("--batch 60001") && e.contains("60000"), "{e}");
+    assert!(!out.exists());
+}
+
+// ---- 5. two runs, one output ----
+
+#[test]
+fn a_second_run_with_the_same_out_is_refused_while_the_first_runs() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let lock = dir.path().join(".m.safetensors.lock");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_advmnist"))
+        .args([
+            "--threads",
+            "1",
+            "train",
+            "--iters",
+            "100000",
+            "--eval-every",
+            "0",
+        ])
+        .args(["--checkpoint-every", "0", "--out", s(&out)])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !lock.exists() && started.elapsed() < FAST {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = advmnist(&["train", "--iters", "2", "--out", s(&out)]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let e = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second run was not refused");
+    assert!(
+        e.contains("--out") && e.contains("another advmnist run"),
+        "{e}"
+    );
+    // The killed run's lock is released by the kernel: a new run may take it.
+    let third = advmnist(&[
+        "train",
+        "--iters",
+        "2",
+        "--eval-every",
+        "0",
+        "--out",
+        s(&out),
+    ]);
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert!(!lock.exists(), "the finished run left its lock file");
+}
