@@ -1257,6 +1257,9 @@ fn cmd_human_study(a: HumanStudyArgs, data_dir: PathBuf) -> Result<()> {
         bail!("--subjects must be at least 1");
     }
     check_writable_target("--out", &a.out)?;
+    let inputs: Vec<(&str, &std::path::Path)> =
+        a.model.iter().map(|p| ("--model", p.as_path())).collect();
+    refuse_overwrite(&[("--out", &a.out)], &inputs, &data_dir)?;
     let (model, mut reference): (LeNet<f32>, Vec<LeNet<f32>>) = match &a.model {
         Some(path) => (load_model(path)?.0, Vec::new()),
         None => {
@@ -1301,6 +1304,7 @@ fn cmd_human_report(a: HumanReportArgs, data_dir: PathBuf) -> Result<()> {
     use advmnist::experiments::human_study::{
         analyse, load_results, weights_sha256, NamedModel, REFERENCE_MODELS,
     };
+    advmnist::io_safety::check_output_folder("--out", &a.out).map_err(anyhow::Error::msg)?;
     let test = data::load_split(&data_dir, Split::Test)?;
     // Every file is checked before any model is trained.
     let subjects = load_results(&a.results, &test.labels)?;
