@@ -261,20 +261,48 @@ impl<T: Scalar> Autoencoder<T> {
     /// `d_out = dL/d(reconstruction)`, returns `dL/dx`. The reconstruction is `y = sigmoid(z)`,
     /// so `dL/dz = d_out * y (1 - y)`, then the chain back through the eight layers.
     pub fn reconstruction_vjp(&self, x: ArrayView4<T>, d_out: ArrayView4<T>) -> Array4<T> {
+        let (_, kept) = self.reconstruct_keeping(x);
+        self.reconstruction_vjp_kept(&kept, d_out)
+    }
+
+    /// The reconstruction of `x (N,1,28,28)`, keeping what [`Self::reconstruction_vjp_kept`]
+    /// needs, so that a pipeline's forward pass is not run again for its backward pass.
+    pub fn reconstruct_keeping(&self, x: ArrayView4<T>) -> (Array4<T>, KeptReconstruction<T>) {
         let n = x.dim().0;
-        let flat = flatten(x);
+        let (z, cache) = self.forward(flatten(x).view(), None);
+        let output = sigmoid::infer(z.view());
+        let images = output
+            .clone()
+            .into_shape_with_order((n, 1, 28, 28))
+            .expect("784 pixels");
+        (images, KeptReconstruction { cache, output })
+    }
+
+    /// `dL/dx` from `d_out = dL/d(reconstruction)`: `dL/dz = d_out * y (1 - y)` at the output
+    /// logits, then the chain back through the eight layers.
+    pub fn reconstruction_vjp_kept(
+        &self,
+        kept: &KeptReconstruction<T>,
+        d_out: ArrayView4<T>,
+    ) -> Array4<T> {
+        let n = d_out.dim().0;
         let d_out = flatten(d_out);
-        let (z, cache) = self.forward(flat.view(), None);
-        let y = sigmoid::infer(z.view());
         let d_z = ndarray::Zip::from(&d_out)
-            .and(&y)
-            .map_collect(|&g, &y| g * y * (T::one() - y));
+            .and(&kept.output)
+            .par_map_collect(|&g, &y| g * y * (T::one() - y));
         let dx = self
-            .backward(d_z.view(), &cache, None, true)
+            .backward(d_z.view(), &kept.cache, None, true)
             .expect("input gradient requested");
         dx.into_shape_with_order((n, 1, 28, 28))
             .expect("784 pixels")
     }
+}
+
+/// What a reconstruction keeps for its vector-Jacobian product.
+#[derive(Clone, Debug)]
+pub struct KeptReconstruction<T> {
+    pub cache: AutoencoderCache<T>,
+    pub output: Array2<T>, // (N,784): the reconstruction y
 }
 
 /// Images `(N,1,28,28)` as rows of pixels `(N,784)`, in (row, column) order.

@@ -48,6 +48,34 @@ impl Stage {
         }
     }
 
+    /// [`Stage::apply`], keeping what this stage's backward pass needs (the autoencoder's
+    /// caches), so that a white-box gradient runs each forward pass once.
+    pub fn apply_keeping(&self, x: ArrayView4<f32>, draw: u64) -> (Array4<f32>, Kept) {
+        match self {
+            Stage::LowPass(f) => (f.apply(x, draw), Kept::Nothing),
+            Stage::Autoencoder { net, .. } => {
+                let (y, kept) = net.reconstruct_keeping(x);
+                (y, Kept::Autoencoder(Box::new(kept)))
+            }
+        }
+    }
+
+    /// [`Stage::vjp`] from what [`Stage::apply_keeping`] kept.
+    pub fn vjp_kept(
+        &self,
+        x: ArrayView4<f32>,
+        draw: u64,
+        kept: &Kept,
+        d_out: ArrayView4<f32>,
+    ) -> Array4<f32> {
+        match (self, kept) {
+            (Stage::Autoencoder { net, .. }, Kept::Autoencoder(k)) => {
+                net.reconstruction_vjp_kept(k, d_out)
+            }
+            _ => self.vjp(x, draw, d_out),
+        }
+    }
+
     pub fn is_random(&self) -> bool {
         matches!(self, Stage::LowPass(f) if f.is_random())
     }
@@ -112,6 +140,12 @@ impl Stage {
             Stage::Autoencoder { name, .. } => format!("dae:{name}"),
         }
     }
+}
+
+/// What a stage's forward pass keeps for its backward pass.
+pub enum Kept {
+    Nothing,
+    Autoencoder(Box<crate::models::autoencoder::KeptReconstruction<f32>>),
 }
 
 /// Whose gradient an attack on a pipeline follows.
