@@ -494,7 +494,7 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
     );
     let evaluate =
         |net: &LeNet<f32>| train::test_error_pct(net, data.test.images.view(), &data.test.labels);
-    let (state, elapsed) = run_training(
+    let (state, elapsed, final_value) = run_training(
         &cfg,
         &data,
         &run,
@@ -514,10 +514,9 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
     .with_context(|| format!("saving the model to {}", a.out.display()))?;
     run.finish()?;
     eprintln!(
-        "wrote {} ({} iterations, test error {:.2}%) in {elapsed:.1} s",
+        "wrote {} ({} iterations, test error {final_value:.2}%) in {elapsed:.1} s",
         a.out.display(),
-        state.iteration,
-        evaluate(&state.net)
+        state.iteration
     );
     Ok(())
 }
@@ -562,7 +561,7 @@ fn cmd_dae_train(a: DaeTrainArgs, data_dir: PathBuf) -> Result<()> {
     let evaluate = |net: &advmnist::models::Autoencoder| {
         net.reconstruction_loss(data.test.images.view()) as f64
     };
-    let (state, elapsed) = run_training(
+    let (state, elapsed, final_value) = run_training(
         &cfg,
         &data,
         &run,
@@ -595,7 +594,7 @@ fn cmd_dae_train(a: DaeTrainArgs, data_dir: PathBuf) -> Result<()> {
         "wrote {} ({} iterations, test reconstruction cross-entropy {:.2} per image) in {elapsed:.1} s",
         a.out.display(),
         state.iteration,
-        evaluate(&state.net)
+        final_value
     );
     Ok(())
 }
@@ -674,7 +673,8 @@ struct Evaluation<'a, N, D: Fn(f64) -> String> {
 }
 
 /// Trains any network from its recipe with a progress bar, checkpoints and resumption; returns
-/// the final state and the wall time in seconds.
+/// the final state, the wall time in seconds, and the final state's evaluation (measured by the
+/// loop at its last iteration, or now when the loop did not: `--eval-every 0`, nothing left).
 fn run_training<R: train::Recipe>(
     recipe: &R,
     data: &data::Mnist,
@@ -682,8 +682,9 @@ fn run_training<R: train::Recipe>(
     resume: bool,
     evaluation: Evaluation<'_, R::Net, impl Fn(f64) -> String>,
     headline: &str,
-) -> Result<(train::TrainState<R::Net>, f64)> {
+) -> Result<(train::TrainState<R::Net>, f64, f64)> {
     let started = Instant::now();
+    let mut last_evaluation = None;
     let (state, note) =
         train::starting_state(recipe, &data.sha256, Some(&files.checkpoint), resume)?;
     if let Some(note) = note {
@@ -726,15 +727,23 @@ fn run_training<R: train::Recipe>(
                     bar.set_message(format!("loss {loss:.4}  lr {lr:.5}"));
                 }
             }
-            Event::Evaluated { iteration, value } => say(
-                &bar,
-                format!("iteration {iteration}: {}", (evaluation.describe)(value)),
-            ),
+            Event::Evaluated { iteration, value } => {
+                last_evaluation = Some((iteration, value));
+                say(
+                    &bar,
+                    format!("iteration {iteration}: {}", (evaluation.describe)(value)),
+                )
+            }
             Event::Checkpointed { .. } => {}
         },
     );
     bar.finish_and_clear();
-    Ok((result?, started.elapsed().as_secs_f64()))
+    let state = result?;
+    let value = match last_evaluation {
+        Some((iteration, value)) if iteration == state.iteration => value,
+        _ => (evaluation.evaluate)(&state.net),
+    };
+    Ok((state, started.elapsed().as_secs_f64(), value))
 }
 
 /// Every command's file checks, before any work (`advmnist::io_safety`): no output may be one of

@@ -220,7 +220,7 @@ impl<T: Scalar> Autoencoder<T> {
             .expect("784 pixels")
     }
 
-    /// Each image's reconstruction loss `(N)` against the clean image and the mean over them.
+    /// The mean over the images of each one's reconstruction loss against itself (nats).
     pub fn reconstruction_loss(&self, x: ArrayView4<T>) -> T {
         let n = x.dim().0;
         let flat = flatten(x);
