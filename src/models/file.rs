@@ -316,7 +316,11 @@ pub fn read_archive(path: &Path) -> Result<Archive, ModelFileError> {
         .into_iter()
         .collect();
     let mut tensors = HashMap::new();
-    for (name, view) in st.tensors() {
+    // In name order, so that a file with several faults always reports the same one
+    // (`SafeTensors::tensors` follows a hash map's order, which changes from run to run).
+    let mut views = st.tensors();
+    views.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, view) in views {
         if view.dtype() != Dtype::F32 {
             return Err(ModelFileError::WrongDtype {
                 path: path.into(),
