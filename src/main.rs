@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+#[path = "cli/reproduce.rs"]
+mod reproduce_cli;
+
 /// advmnist: a hand-written LeNet on MNIST, its adversarial examples, and the study
 /// "Robustness of Deep Convolutional Neural Networks for Image Recognition"
 /// (Uličný, Lundström, Byttner, ISICS 2016), reproduced and audited.
@@ -94,6 +97,13 @@ enum Command {
     ///
     /// Example: advmnist gradcheck --model lenet.safetensors --images 3 --params 20
     Gradcheck(GradcheckArgs),
+    /// The whole study in one command: trains (or reuses) every model, runs every sweep, and
+    /// writes Table 2 beside the study's numbers, Figures 3 to 7, report.html and
+    /// manifest.json. Resumable; jobs can be split over processes (--list-jobs). See
+    /// docs/reproduce.md.
+    ///
+    /// Example: advmnist reproduce --out run --quick
+    Reproduce(reproduce_cli::ReproduceArgs),
 }
 
 #[derive(Args)]
@@ -461,6 +471,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dae(a) => cmd_dae(a, data_dir),
         Command::Trace(a) => cmd_trace(a, data_dir),
         Command::Gradcheck(a) => cmd_gradcheck(a, data_dir),
+        Command::Reproduce(a) => reproduce_cli::cmd_reproduce(a, data_dir),
     })
 }
 
@@ -573,20 +584,7 @@ fn cmd_dae_train(a: DaeTrainArgs, data_dir: PathBuf) -> Result<()> {
         },
         &headline,
     )?;
-    let meta = advmnist::models::file::ModelMeta {
-        dropout: DropoutRates {
-            input: cfg.corruption,
-            ..DropoutRates::NONE
-        },
-        seed: cfg.seed,
-        iterations: state.iteration,
-        data_sha256: data.sha256.clone(),
-        extra: [(
-            "recipe".to_string(),
-            serde_json::to_string(&cfg).expect("plain struct"),
-        )]
-        .into(),
-    };
+    let meta = cfg.model_meta(&data.sha256, state.iteration);
     save_model(&a.out, &state.net, &meta)
         .with_context(|| format!("saving the autoencoder to {}", a.out.display()))?;
     run.finish()?;

@@ -2,5 +2,6 @@
 //! They compute; `report` lays their results out.
 
 pub mod human_study;
+pub mod reproduce;
 pub mod show;
 pub mod sweep;

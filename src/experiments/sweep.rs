@@ -16,7 +16,7 @@ use crate::attacks::{InvalidPerturbation, Perturbation};
 use crate::data::Dataset;
 use crate::models::lenet::error_pct;
 use crate::models::Classifier;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::attacks::Noise;
 
@@ -30,7 +30,7 @@ pub fn levels(count: usize, max: f64) -> Vec<f64> {
         .collect()
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SweepRow {
     pub noise: String,
     pub level: f64,
@@ -39,7 +39,7 @@ pub struct SweepRow {
     pub error_pct: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AtRow {
     pub model: String,
     pub distortion: f64,
@@ -47,7 +47,7 @@ pub struct AtRow {
     pub error_pct: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SweepResult {
     pub noise: String,
     pub rows: Vec<SweepRow>,

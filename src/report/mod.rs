@@ -3,6 +3,7 @@
 
 pub mod human;
 pub mod plot;
+pub mod reproduce;
 pub mod show;
 
 use crate::experiments::sweep::SweepResult;

@@ -33,6 +33,25 @@ impl DaeConfig {
     pub const DEFAULT_CORRUPTION: f64 = 0.2;
     pub const DEFAULT_ITERATIONS: u64 = 20_000;
 
+    /// The model-file metadata of this run's state after `iteration` iterations: the corruption
+    /// as input dropout, and the whole recipe as JSON under `recipe`.
+    pub fn model_meta(&self, data_sha256: &str, iteration: u64) -> crate::models::file::ModelMeta {
+        crate::models::file::ModelMeta {
+            dropout: crate::models::DropoutRates {
+                input: self.corruption,
+                ..crate::models::DropoutRates::NONE
+            },
+            seed: self.seed,
+            iterations: iteration,
+            data_sha256: data_sha256.to_string(),
+            extra: [(
+                "recipe".to_string(),
+                serde_json::to_string(self).expect("plain struct"),
+            )]
+            .into(),
+        }
+    }
+
     pub fn new(seed: u64) -> Self {
         DaeConfig {
             iterations: Self::DEFAULT_ITERATIONS,

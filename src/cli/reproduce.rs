@@ -1,0 +1,187 @@
+//! `advmnist reproduce`: the command-line side of `experiments::reproduce` (progress display,
+//! flags, the final gathering). Part of the binary, not the library.
+
+use advmnist::data;
+use advmnist::experiments::reproduce::{self, RunDir, RunEvent, Scale};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct ReproduceArgs {
+    /// Run folder. Models, sweeps and records go to DIR/jobs/, the report (table2.md,
+    /// table2.json, figure*.svg, report.html, manifest.json) to DIR. An existing run folder is
+    /// continued: finished jobs are reused when their inputs are unchanged (content hashes).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The same jobs at a small scale (a few hundred training iterations, 500 test images, 11
+    /// levels): every file and row of the full run in a few minutes; the numbers mean little.
+    #[arg(long)]
+    quick: bool,
+    /// Repeat every row with N seeds (models and noise), reporting mean and 95% CI.
+    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = super::whole_number::<usize>)]
+    seeds: usize,
+    /// Print the jobs, one command line each with the jobs it needs, and exit: run them with
+    /// GNU parallel or a cluster scheduler sharing DIR, then run `reproduce` once more to gather.
+    #[arg(long)]
+    list_jobs: bool,
+    /// Run only this job (its dependencies must be finished) and exit, without the report.
+    #[arg(long, value_name = "NAME", conflicts_with = "list_jobs")]
+    job: Option<String>,
+}
+
+pub fn cmd_reproduce(a: ReproduceArgs, data_dir: PathBuf) -> Result<()> {
+    if a.seeds == 0 || a.seeds > 20 {
+        bail!("--seeds must be between 1 and 20, got {}", a.seeds);
+    }
+    let scale = if a.quick {
+        Scale::quick()
+    } else {
+        Scale::full()
+    };
+    let plan = reproduce::plan(&scale, a.seeds);
+    if a.list_jobs {
+        let flags = format!(
+            "--out {}{}{}",
+            a.out.display(),
+            if a.quick { " --quick" } else { "" },
+            if a.seeds > 1 {
+                format!(" --seeds {}", a.seeds)
+            } else {
+                String::new()
+            }
+        );
+        for job in &plan.jobs {
+            let deps = job.dependencies();
+            println!(
+                "advmnist reproduce {flags} --job {}    # {}{}",
+                job.name,
+                job.about,
+                if deps.is_empty() {
+                    String::new()
+                } else {
+                    format!("; after {}", deps.join(" "))
+                }
+            );
+        }
+        println!("advmnist reproduce {flags}    # gathers the report once every job is done");
+        return Ok(());
+    }
+    advmnist::io_safety::check_output_folder("--out", &a.out).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("--out {}: cannot create the folder", a.out.display()))?;
+    let data = data::load_mnist(&data_dir)?;
+    let dir = RunDir::new(&a.out);
+    let started = Instant::now();
+    let total_cost: f64 = plan.jobs.iter().map(|j| j.cost()).sum();
+    let bar = ProgressBar::new(total_cost.max(1.0) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {percent:>3}%  {msg}  elapsed {elapsed}  ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let say = |bar: &ProgressBar, line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}")
+        } else {
+            bar.println(line)
+        }
+    };
+    eprintln!(
+        "reproducing the study at the {} scale with {} seed(s): {} jobs in {}, {} threads",
+        scale.name,
+        a.seeds,
+        plan.jobs.len(),
+        a.out.display(),
+        rayon::current_num_threads()
+    );
+    let mut done_cost = 0.0;
+    let mut current_cost = 0.0;
+    let mut finished_count = 0;
+    let records = reproduce::run_all(
+        &plan,
+        &dir,
+        &data,
+        a.job.as_deref(),
+        &mut |event| match event {
+            RunEvent::Started { job, .. } => {
+                current_cost = job.cost();
+                bar.set_message(format!(
+                    "step {} of {}: {}",
+                    finished_count + 1,
+                    plan.jobs.len(),
+                    job.about
+                ));
+            }
+            RunEvent::Progress { done, total } => {
+                let part = if total == 0 {
+                    0.0
+                } else {
+                    done as f64 / total as f64
+                };
+                bar.set_position((done_cost + current_cost * part) as u64);
+            }
+            RunEvent::Finished {
+                job,
+                record,
+                reused,
+            } => {
+                finished_count += 1;
+                done_cost += job.cost();
+                current_cost = 0.0;
+                bar.set_position(done_cost as u64);
+                if !reused {
+                    say(
+                        &bar,
+                        format!(
+                            "[{finished_count}/{}] {} ({:.1} s): {}",
+                            plan.jobs.len(),
+                            job.name,
+                            record.wall_s,
+                            record.summary
+                        ),
+                    );
+                }
+            }
+            RunEvent::Waiting { jobs } => bar.set_message(format!(
+                "waiting for {} job(s) running in another process: {}",
+                jobs.len(),
+                jobs.join(", ")
+            )),
+        },
+    )?;
+    bar.finish_and_clear();
+    if a.job.is_some() {
+        eprintln!(
+            "job {} finished; run `advmnist reproduce --out {}` to gather the report",
+            a.job.as_deref().unwrap_or_default(),
+            a.out.display()
+        );
+        return Ok(());
+    }
+    let gathered = reproduce::table::gather(&plan, &dir).map_err(anyhow::Error::msg)?;
+    let figures = reproduce::table::figures(&plan, &dir).map_err(anyhow::Error::msg)?;
+    let checksums = std::fs::read_to_string(data_dir.join(data::CHECKSUM_FILE)).unwrap_or_default();
+    let manifest = advmnist::report::reproduce::manifest(
+        &plan,
+        &records,
+        &data.sha256,
+        &checksums,
+        rayon::current_num_threads(),
+    );
+    let written =
+        advmnist::report::reproduce::write_report(&a.out, &plan, &gathered, &figures, &manifest)?;
+    print!(
+        "{}",
+        advmnist::report::reproduce::table2_markdown(&gathered, &plan)
+    );
+    eprintln!(
+        "wrote {} in {} ({:.1} s this run)",
+        written.join(", "),
+        a.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

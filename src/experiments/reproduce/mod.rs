@@ -1,0 +1,203 @@
+//! `advmnist reproduce`: the whole study from one command (issue 10).
+//!
+//! - [`plan`]: the jobs (models to train, sweeps to run) and their dependencies.
+//! - [`runner`]: runs a job once in a run folder, keyed by content, resumable, lockable, so that
+//!   several processes (or machines sharing the folder) can split the work.
+//! - [`table`]: gathers the finished sweeps into the study's Table 2 and the figures' curves.
+//!
+//! `report::reproduce` lays the gathered results out (Markdown, JSON, SVG, one HTML page).
+
+pub mod plan;
+pub mod runner;
+pub mod table;
+
+pub use plan::{plan, Job, JobSpec, Plan, Scale};
+pub use runner::{JobRecord, ReproduceError, RunDir, Status};
+
+use crate::data::Mnist;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What [`run_all`] reports as it goes.
+pub enum RunEvent<'a> {
+    /// `job` (the `index`-th of `total`) starts running here.
+    Started {
+        index: usize,
+        total: usize,
+        job: &'a Job,
+    },
+    /// Progress within the running job.
+    Progress { done: u64, total: u64 },
+    /// `job` is finished: run here now, or found finished (`reused`).
+    Finished {
+        job: &'a Job,
+        record: &'a JobRecord,
+        reused: bool,
+    },
+    /// Nothing can run now: these jobs are running in other processes (or wait for them).
+    Waiting { jobs: Vec<String> },
+}
+
+/// The verified records of the plan's finished jobs, without running anything.
+pub fn finished_jobs(plan: &Plan, dir: &RunDir, data_sha256: &str) -> BTreeMap<String, JobRecord> {
+    let mut finished = BTreeMap::new();
+    for job in &plan.jobs {
+        if let Status::Done(r) = runner::status(dir, job, data_sha256, &finished) {
+            finished.insert(job.name.clone(), r);
+        }
+    }
+    finished
+}
+
+/// Runs every job of the plan not yet finished (or only `only`), in plan order, skipping jobs
+/// that another process holds and coming back to them; returns every job's record.
+pub fn run_all(
+    plan: &Plan,
+    dir: &RunDir,
+    data: &Mnist,
+    only: Option<&str>,
+    observer: &mut dyn FnMut(RunEvent<'_>),
+) -> Result<BTreeMap<String, JobRecord>, ReproduceError> {
+    let mut finished: BTreeMap<String, JobRecord> = BTreeMap::new();
+    if let Some(name) = only {
+        let job = plan.job(name).ok_or_else(|| {
+            ReproduceError(format!(
+                "--job {name}: no such job in this plan (see --list-jobs)"
+            ))
+        })?;
+        finished = finished_jobs(plan, dir, &data.sha256);
+        if let Some(r) = finished.get(name) {
+            observer(RunEvent::Finished {
+                job,
+                record: r,
+                reused: true,
+            });
+            return Ok(finished);
+        }
+        return match runner::status(dir, job, &data.sha256, &finished) {
+            Status::Blocked(missing) => Err(ReproduceError(format!(
+                "--job {name}: it needs the jobs {} to finish first",
+                missing.join(", ")
+            ))),
+            Status::Done(r) => {
+                finished.insert(name.into(), r);
+                Ok(finished)
+            }
+            Status::Ready(key) => {
+                let Some(_lock) = runner::try_lock(dir, job)? else {
+                    return Err(ReproduceError(format!(
+                        "--job {name}: another process is running this job"
+                    )));
+                };
+                observer(RunEvent::Started {
+                    index: 1,
+                    total: 1,
+                    job,
+                });
+                let record = runner::run_job(dir, plan, job, &key, data, &mut |d, t| {
+                    observer(RunEvent::Progress { done: d, total: t })
+                })?;
+                observer(RunEvent::Finished {
+                    job,
+                    record: &record,
+                    reused: false,
+                });
+                finished.insert(name.into(), record);
+                Ok(finished)
+            }
+        };
+    }
+    let total = plan.jobs.len();
+    while finished.len() < total {
+        let mut progressed = false;
+        let mut held = Vec::new();
+        for (index, job) in plan.jobs.iter().enumerate() {
+            if finished.contains_key(&job.name) {
+                continue;
+            }
+            match runner::status(dir, job, &data.sha256, &finished) {
+                Status::Done(r) => {
+                    observer(RunEvent::Finished {
+                        job,
+                        record: &r,
+                        reused: true,
+                    });
+                    finished.insert(job.name.clone(), r);
+                    progressed = true;
+                }
+                Status::Blocked(_) => {}
+                Status::Ready(key) => {
+                    let Some(_lock) = runner::try_lock(dir, job)? else {
+                        held.push(job.name.clone());
+                        continue;
+                    };
+                    // Another process may have finished it between our check and our lock.
+                    if let Some(r) = dir.verified_record(job, Some(&key)) {
+                        observer(RunEvent::Finished {
+                            job,
+                            record: &r,
+                            reused: true,
+                        });
+                        finished.insert(job.name.clone(), r);
+                        progressed = true;
+                        continue;
+                    }
+                    observer(RunEvent::Started {
+                        index: index + 1,
+                        total,
+                        job,
+                    });
+                    let record = runner::run_job(dir, plan, job, &key, data, &mut |d, t| {
+                        observer(RunEvent::Progress { done: d, total: t })
+                    })?;
+                    observer(RunEvent::Finished {
+                        job,
+                        record: &record,
+                        reused: false,
+                    });
+                    finished.insert(job.name.clone(), record);
+                    progressed = true;
+                }
+            }
+        }
+        if !progressed {
+            if held.is_empty() {
+                // Every remaining job is blocked by a job that is neither done nor held: cannot
+                // happen with a plan in dependency order, but never spin on it.
+                return Err(ReproduceError(
+                    "no job can run and none is running elsewhere".into(),
+                ));
+            }
+            observer(RunEvent::Waiting { jobs: held });
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+    }
+    Ok(finished)
+}
+
+/// The adversarial-training job: `train::adversarial` into the job's folder, which then holds
+/// `snapshot-0.safetensors` .. `snapshot-K.safetensors`.
+#[allow(clippy::too_many_arguments)]
+fn adversarial_job(
+    job: &str,
+    base_iterations: u64,
+    stages: usize,
+    stage_iterations: u64,
+    seed: u64,
+    data: &Mnist,
+    dir: &Path,
+    progress: runner::Progress<'_>,
+) -> Result<String, ReproduceError> {
+    let _ = (
+        base_iterations,
+        stages,
+        stage_iterations,
+        seed,
+        data,
+        dir,
+        progress,
+    );
+    Err(ReproduceError(format!(
+        "{job}: adversarial training is not wired yet"
+    )))
+}

@@ -1,0 +1,382 @@
+//! Running the plan's jobs in a run folder, each once, keyed by content.
+//!
+//! Layout of a run folder:
+//! ```text
+//! DIR/jobs/NAME/           one folder per job
+//!     record.json          written last, atomically: the job's key, its outputs' SHA-256s,
+//!                          wall time, threads (the job is done iff this verifies)
+//!     model.safetensors    (or dae.safetensors, snapshot-K.safetensors, sweep.json)
+//!     train.ckpt           a training job's checkpoint while it runs
+//! ```
+//! A job's key is the SHA-256 of its specification, the data's hash and the output hashes of the
+//! jobs it reads: a finished job is reused only if its record's key is the key computed now and
+//! every output still has its recorded hash. Otherwise it runs again (a training job resumes from
+//! its checkpoint when the checkpoint's recipe is the same).
+//!
+//! Several processes may share one run folder (GNU parallel, a Slurm array, or two shells): each
+//! job holds an exclusive lock (`io_safety::RunLock` on its record) while it runs, and a process
+//! skips a job another one holds, coming back to it later.
+
+use super::plan::{AttackSetting, Job, JobSpec, Plan, PreSpec, SweepSpec};
+use crate::attacks::Noise;
+use crate::data::Mnist;
+use crate::experiments::sweep::{self, NamedModel, SweepConfig, SweepResult};
+use crate::io_safety::RunLock;
+use crate::models::file::{load_model, save_model, write_atomic};
+use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
+use crate::models::{Classifier, DropoutRates, LeNet};
+use crate::train::{self, Event, Recipe, TrainOptions, TrainState, TrainingSet};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A failed job or an unreadable run folder, with the job or file named.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReproduceError(pub String);
+
+fn fail(job: &str, e: impl std::fmt::Display) -> ReproduceError {
+    ReproduceError(format!("job {job}: {e}"))
+}
+
+/// What a finished job left: written last, as `record.json` in its folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job: String,
+    pub key: String,
+    pub spec: JobSpec,
+    /// Output file name -> SHA-256 (hex).
+    pub outputs: BTreeMap<String, String>,
+    pub wall_s: f64,
+    pub threads: usize,
+    pub advmnist_version: String,
+    /// A one-line summary (e.g. a model's clean test error), for the manifest.
+    pub summary: String,
+}
+
+pub const RECORD: &str = "record.json";
+const CHECKPOINT: &str = "train.ckpt";
+
+/// A run folder.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: &Path) -> Self {
+        RunDir { root: root.into() }
+    }
+
+    pub fn job_dir(&self, job: &str) -> PathBuf {
+        self.root.join("jobs").join(job)
+    }
+
+    /// The finished record of `job`, if it exists, parses, has `key` (when given) and every
+    /// output still has its recorded hash.
+    pub fn verified_record(&self, job: &Job, key: Option<&str>) -> Option<JobRecord> {
+        let dir = self.job_dir(&job.name);
+        let text = std::fs::read_to_string(dir.join(RECORD)).ok()?;
+        let record: JobRecord = serde_json::from_str(&text).ok()?;
+        if record.job != job.name || record.spec != job.spec {
+            return None;
+        }
+        if key.is_some_and(|k| k != record.key) {
+            return None;
+        }
+        for file in job.outputs() {
+            let want = record.outputs.get(&file)?;
+            if file_sha256(&dir.join(&file)).ok()? != *want {
+                return None;
+            }
+        }
+        Some(record)
+    }
+}
+
+/// SHA-256 (hex) of a file's bytes.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    Ok(crate::data::idx::sha256_hex(&std::fs::read(path)?))
+}
+
+/// The content key of `job`, given the records of the jobs it reads (all must be finished).
+pub fn job_key(job: &Job, data_sha256: &str, deps: &BTreeMap<String, JobRecord>) -> String {
+    let inputs: BTreeMap<&str, &BTreeMap<String, String>> = job
+        .dependencies()
+        .iter()
+        .map(|d| {
+            let r = deps.get(d).expect("dependencies finished before the key");
+            (r.job.as_str(), &r.outputs)
+        })
+        .collect();
+    let text = serde_json::to_string(&serde_json::json!({
+        "spec": job.spec,
+        "data_sha256": data_sha256,
+        "inputs": inputs,
+    }))
+    .expect("plain data");
+    crate::data::idx::sha256_hex(text.as_bytes())
+}
+
+/// Progress of the job being run.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// Where the job currently stands.
+pub enum Status {
+    Done(JobRecord),
+    /// All dependencies are done; its key.
+    Ready(String),
+    /// Waiting for these jobs.
+    Blocked(Vec<String>),
+}
+
+/// The status of `job`, given the verified records of the jobs finished so far.
+pub fn status(
+    dir: &RunDir,
+    job: &Job,
+    data_sha256: &str,
+    finished: &BTreeMap<String, JobRecord>,
+) -> Status {
+    let missing: Vec<String> = job
+        .dependencies()
+        .into_iter()
+        .filter(|d| !finished.contains_key(d))
+        .collect();
+    if !missing.is_empty() {
+        return Status::Blocked(missing);
+    }
+    let key = job_key(job, data_sha256, finished);
+    match dir.verified_record(job, Some(&key)) {
+        Some(r) => Status::Done(r),
+        None => Status::Ready(key),
+    }
+}
+
+/// Takes `job`'s lock, or `None` when another process holds it.
+pub fn try_lock(dir: &RunDir, job: &Job) -> Result<Option<RunLock>, ReproduceError> {
+    let jd = dir.job_dir(&job.name);
+    std::fs::create_dir_all(&jd)
+        .map_err(|e| fail(&job.name, format!("cannot create {}: {e}", jd.display())))?;
+    Ok(RunLock::acquire("--out", &jd.join(RECORD)).ok())
+}
+
+/// Runs `job` (its dependencies finished, its lock held) and writes its record last.
+pub fn run_job(
+    dir: &RunDir,
+    plan: &Plan,
+    job: &Job,
+    key: &str,
+    data: &Mnist,
+    progress: Progress<'_>,
+) -> Result<JobRecord, ReproduceError> {
+    let started = std::time::Instant::now();
+    let jd = dir.job_dir(&job.name);
+    std::fs::create_dir_all(&jd)
+        .map_err(|e| fail(&job.name, format!("cannot create {}: {e}", jd.display())))?;
+    // A stale record (another key) must not survive a half-finished rerun.
+    let _ = std::fs::remove_file(jd.join(RECORD));
+    let summary = match &job.spec {
+        JobSpec::Lenet {
+            dropout,
+            iterations,
+            seed,
+        } => {
+            let rates = DropoutRates::parse(dropout).map_err(|e| fail(&job.name, e))?;
+            let mut cfg = train::TrainConfig::lenet(rates, *seed);
+            cfg.iterations = *iterations;
+            let state = train_with_checkpoint(&cfg, data, &jd, &job.name, progress)?;
+            save_model(
+                &jd.join("model.safetensors"),
+                &state.net,
+                &train::model_meta(&cfg, data, state.iteration),
+            )
+            .map_err(|e| fail(&job.name, e))?;
+            let error =
+                train::test_error_pct(&state.net, data.test.images.view(), &data.test.labels);
+            format!("clean test error {error:.2}%")
+        }
+        JobSpec::Dae { iterations, seed } => {
+            let mut cfg = train::dae::DaeConfig::new(*seed);
+            cfg.iterations = *iterations;
+            let state = train_with_checkpoint(&cfg, data, &jd, &job.name, progress)?;
+            save_model(
+                &jd.join("dae.safetensors"),
+                &state.net,
+                &cfg.model_meta(&data.sha256, state.iteration),
+            )
+            .map_err(|e| fail(&job.name, e))?;
+            let loss = state.net.reconstruction_loss(data.test.images.view());
+            format!("test reconstruction cross-entropy {loss:.2} per image")
+        }
+        JobSpec::Advtrain {
+            base_iterations,
+            stages,
+            stage_iterations,
+            seed,
+        } => super::adversarial_job(
+            &job.name,
+            *base_iterations,
+            *stages,
+            *stage_iterations,
+            *seed,
+            data,
+            &jd,
+            progress,
+        )?,
+        JobSpec::Sweep(spec) => {
+            let result = run_sweep(dir, spec, data, &job.name, progress)?;
+            let json = serde_json::to_string_pretty(&result).expect("plain data");
+            write_atomic(&jd.join("sweep.json"), json.as_bytes())
+                .map_err(|e| fail(&job.name, e))?;
+            let _ = plan;
+            let at: Vec<String> = result
+                .at
+                .iter()
+                .map(|a| match a.error_pct {
+                    Some(e) => format!("{e:.2}% at {}", a.distortion),
+                    None => format!("- at {}", a.distortion),
+                })
+                .collect();
+            at.join(", ")
+        }
+    };
+    let mut outputs = BTreeMap::new();
+    for file in job.outputs() {
+        let hash = file_sha256(&jd.join(&file))
+            .map_err(|e| fail(&job.name, format!("reading its output {file}: {e}")))?;
+        outputs.insert(file, hash);
+    }
+    let record = JobRecord {
+        job: job.name.clone(),
+        key: key.into(),
+        spec: job.spec.clone(),
+        outputs,
+        wall_s: started.elapsed().as_secs_f64(),
+        threads: rayon::current_num_threads(),
+        advmnist_version: env!("CARGO_PKG_VERSION").into(),
+        summary,
+    };
+    let json = serde_json::to_string_pretty(&record).expect("plain data");
+    write_atomic(&jd.join(RECORD), json.as_bytes()).map_err(|e| fail(&job.name, e))?;
+    Ok(record)
+}
+
+/// Trains `recipe` in `jd`, resuming from `jd/train.ckpt` when it holds the same recipe, and
+/// checkpointing about every twentieth of the run; removes the checkpoint at the end.
+fn train_with_checkpoint<R: Recipe>(
+    recipe: &R,
+    data: &Mnist,
+    jd: &Path,
+    job: &str,
+    progress: Progress<'_>,
+) -> Result<TrainState<R::Net>, ReproduceError> {
+    let ckpt = jd.join(CHECKPOINT);
+    let (state, _) = match train::starting_state(recipe, &data.sha256, Some(&ckpt), true) {
+        Ok(s) => s,
+        // A checkpoint of another recipe (the job's specification changed): start afresh.
+        Err(_) => {
+            let _ = std::fs::remove_file(&ckpt);
+            train::starting_state(recipe, &data.sha256, Some(&ckpt), true)
+                .map_err(|e| fail(job, e))?
+        }
+    };
+    let total = recipe.iterations();
+    let options = TrainOptions {
+        checkpoint: Some(ckpt.clone()),
+        checkpoint_every: (total / 20).max(100),
+        eval_every: 0,
+    };
+    let state = train::run(
+        recipe,
+        TrainingSet::of(data),
+        state,
+        &options,
+        None,
+        &mut train::NoHook,
+        |event| {
+            if let Event::Iteration { iteration, .. } = event {
+                progress(iteration, total)
+            }
+        },
+    )
+    .map_err(|e| fail(job, e))?;
+    let _ = std::fs::remove_file(&ckpt);
+    Ok(state)
+}
+
+/// A model file made by another job.
+fn model_path(dir: &RunDir, m: &super::plan::ModelRef) -> PathBuf {
+    dir.job_dir(&m.job).join(&m.file)
+}
+
+fn run_sweep(
+    dir: &RunDir,
+    spec: &SweepSpec,
+    data: &Mnist,
+    job: &str,
+    progress: Progress<'_>,
+) -> Result<SweepResult, ReproduceError> {
+    let load = |m: &super::plan::ModelRef| -> Result<LeNet<f32>, ReproduceError> {
+        load_model(&model_path(dir, m))
+            .map(|(n, _)| n)
+            .map_err(|e| fail(job, e))
+    };
+    let nets: Vec<LeNet<f32>> = spec.members.iter().map(load).collect::<Result<_, _>>()?;
+    // TEMPORARY until the committee branch is merged.
+    let members: Vec<&dyn Classifier> = nets.iter().map(|n| n as &dyn Classifier).collect();
+    let classifier: &dyn Classifier = members[0];
+    let stages: Vec<Stage> = spec
+        .pre
+        .iter()
+        .map(|p| {
+            let text = match p {
+                PreSpec::Lowpass { size, noise } if *noise > 0.0 => {
+                    format!("lowpass:{size},noise={noise}")
+                }
+                PreSpec::Lowpass { size, .. } => format!("lowpass:{size}"),
+                PreSpec::Dae { model } => format!("dae:{}", model_path(dir, model).display()),
+            };
+            Stage::parse(&text, spec.seed).map_err(|e| fail(job, e))
+        })
+        .collect::<Result<_, _>>()?;
+    let through = match spec.attack {
+        AttackSetting::Whole => AttackThrough::Pipeline,
+        _ => AttackThrough::Classifier,
+    };
+    let pipeline;
+    let model: &dyn Classifier = if stages.is_empty() {
+        classifier
+    } else {
+        pipeline = Pipeline::new(stages, classifier, through);
+        &pipeline
+    };
+    let source_net = spec.source.as_ref().map(load).transpose()?;
+    let source = source_net.as_ref().map(|n| NamedModel {
+        name: "source".into(),
+        model: n,
+    });
+    let noise = match spec.noise.as_str() {
+        "fgsm" => Noise::Fgsm,
+        "gaussian" => Noise::Gaussian,
+        "pgd" => Noise::Pgd {
+            steps: spec.pgd_steps,
+            random_start: true,
+        },
+        other => return Err(fail(job, format!("unknown noise '{other}'"))),
+    };
+    let test = data.test.subset(0..spec.test_images.min(data.test.len()));
+    let cfg = SweepConfig {
+        noise,
+        levels: sweep::levels(spec.levels, spec.max),
+        seed: spec.seed,
+        at: vec![0.0, 0.1, 0.2],
+    };
+    let models = [NamedModel {
+        name: job.into(),
+        model,
+    }];
+    sweep::sweep(&models, source.as_ref(), &test, &cfg, |done, total| {
+        progress(done as u64, total as u64)
+    })
+    .map_err(|e| fail(job, e))
+}

@@ -1,0 +1,485 @@
+//! Gathering finished sweeps into the study's Table 2, the checks beyond it, and the figures'
+//! curves. Pure data: `report::reproduce` lays it out.
+
+use super::plan::{AttackSetting, Plan, METHODS};
+use super::runner::RunDir;
+use crate::experiments::human_study::{summarise, Summary};
+use crate::experiments::sweep::{interpolate, SweepResult, SweepRow};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The distortions of Table 2's columns.
+pub const COLUMNS: [f64; 3] = [0.0, 0.1, 0.2];
+
+/// Column keys as the JSON writes them.
+pub fn column_key(d: f64) -> String {
+    if d == 0.0 {
+        "0".into()
+    } else {
+        format!("{d}")
+    }
+}
+
+/// One row of the reproduced table: a method under one attack setting and gradient.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableRow {
+    pub key: String,
+    pub method: String,
+    pub noise: String,
+    pub attack: String,
+    pub gradient: String,
+    /// Mean over seeds of the error (%) at each column's distortion (`None`: outside the sweep).
+    pub error_pct: BTreeMap<String, Option<f64>>,
+    /// Per column: n, mean, SD and 95% CI over the seeds (SD and CI only with 2 or more).
+    pub over_seeds: BTreeMap<String, Option<Summary>>,
+    /// The study's numbers, for the study's setting only.
+    pub paper: Option<BTreeMap<String, f64>>,
+    /// The sweep jobs behind the row, one per seed.
+    pub jobs: Vec<String>,
+}
+
+/// Everything the report shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Gathered {
+    /// Table 2: gradient sign, the study's attack setting, then the other settings and
+    /// gradients.
+    pub table2: Vec<TableRow>,
+    /// The same methods under Gaussian noise.
+    pub gaussian: Vec<TableRow>,
+    /// The adversarial committee (and its references) under attacks the study did not make.
+    pub beyond: Vec<TableRow>,
+}
+
+fn read_sweep(dir: &RunDir, job: &str) -> Result<SweepResult, String> {
+    let path = dir.job_dir(job).join("sweep.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not a sweep result: {e}", path.display()))
+}
+
+/// The curve (distortion, error %) of a finished sweep.
+pub fn curve(result: &SweepResult) -> Vec<(f64, f64)> {
+    result
+        .rows
+        .iter()
+        .map(|r| (r.distortion, r.error_pct))
+        .collect()
+}
+
+/// The pointwise maximum of several curves swept at the same levels (the strongest of several
+/// sources at each level).
+fn strongest(curves: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
+    let n = curves.iter().map(|c| c.len()).min().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let d = curves.iter().map(|c| c[i].0).sum::<f64>() / curves.len() as f64;
+            let e = curves.iter().map(|c| c[i].1).fold(f64::MIN, f64::max);
+            (d, e)
+        })
+        .collect()
+}
+
+fn row(
+    key: &str,
+    method: &str,
+    noise: &str,
+    attack: &str,
+    gradient: &str,
+    per_seed: Vec<(String, Vec<(f64, f64)>)>,
+    paper: Option<[f64; 3]>,
+) -> TableRow {
+    let mut error_pct = BTreeMap::new();
+    let mut over_seeds = BTreeMap::new();
+    for d in COLUMNS {
+        let values: Option<Vec<f64>> = per_seed.iter().map(|(_, c)| interpolate(c, d)).collect();
+        let summary = values.map(|v| summarise(&v));
+        error_pct.insert(column_key(d), summary.as_ref().map(|s| s.mean));
+        over_seeds.insert(column_key(d), summary);
+    }
+    TableRow {
+        key: key.into(),
+        method: method.into(),
+        noise: noise.into(),
+        attack: attack.into(),
+        gradient: gradient.into(),
+        error_pct,
+        over_seeds,
+        paper: paper.map(|p| {
+            COLUMNS
+                .iter()
+                .zip(p)
+                .map(|(&d, v)| (column_key(d), v))
+                .collect()
+        }),
+        jobs: per_seed.into_iter().map(|(j, _)| j).collect(),
+    }
+}
+
+/// Collects the curves of one (method, noise, attack, gradient, source) over the seeds.
+fn per_seed(
+    plan: &Plan,
+    dir: &RunDir,
+    method: &str,
+    noise: &str,
+    attack: AttackSetting,
+    gradient: &str,
+    source: Option<&str>,
+) -> Result<Option<Vec<(String, Vec<(f64, f64)>)>>, String> {
+    let mut out = Vec::new();
+    for b in plan.base_seeds() {
+        let Some(job) = plan.sweep_of(method, b, noise, attack, gradient, source) else {
+            return Ok(None);
+        };
+        out.push((job.to_string(), curve(&read_sweep(dir, job)?)));
+    }
+    Ok(Some(out))
+}
+
+/// Gathers the finished sweeps of `plan` in `dir`.
+pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
+    let mut table2 = Vec::new();
+    let mut gaussian = Vec::new();
+    let settings = [
+        (AttackSetting::Classifier, "exact"),
+        (AttackSetting::Whole, "exact"),
+        (AttackSetting::Classifier, "caffe-f32"),
+    ];
+    for m in &METHODS {
+        for (i, (attack, gradient)) in settings.iter().enumerate() {
+            if let Some(curves) = per_seed(plan, dir, m.key, "fgsm", *attack, gradient, None)? {
+                let paper = (i == 0).then_some(m.paper);
+                table2.push(row(
+                    m.key,
+                    m.label,
+                    "fgsm",
+                    attack.describe(),
+                    gradient,
+                    curves,
+                    paper,
+                ));
+            }
+        }
+        if let Some(curves) = per_seed(
+            plan,
+            dir,
+            m.key,
+            "gaussian",
+            AttackSetting::None,
+            "exact",
+            None,
+        )? {
+            gaussian.push(row(
+                m.key,
+                m.label,
+                "gaussian",
+                AttackSetting::None.describe(),
+                "-",
+                curves,
+                None,
+            ));
+        }
+    }
+    let mut beyond = Vec::new();
+    for key in ["adv-committee", "adv", "none"] {
+        let label = METHODS
+            .iter()
+            .find(|m| m.key == key)
+            .map(|m| m.label)
+            .unwrap_or(key);
+        if let Some(c) = per_seed(
+            plan,
+            dir,
+            key,
+            "fgsm",
+            AttackSetting::Classifier,
+            "exact",
+            None,
+        )? {
+            beyond.push(row(
+                key,
+                label,
+                "fgsm",
+                "white-box gradient sign (the study's)",
+                "exact",
+                c,
+                None,
+            ));
+        }
+        if let Some(c) = per_seed(plan, dir, key, "pgd", AttackSetting::Whole, "exact", None)? {
+            beyond.push(row(key, label, "pgd", "PGD, white-box", "exact", c, None));
+        }
+        if let Some(c) = per_seed(
+            plan,
+            dir,
+            key,
+            "fgsm",
+            AttackSetting::Transfer,
+            "exact",
+            Some("independent"),
+        )? {
+            beyond.push(row(
+                key,
+                label,
+                "fgsm",
+                "transfer from an independent LeNet",
+                "exact",
+                c,
+                None,
+            ));
+        }
+    }
+    // Gradient sign crafted on each member of the adversarial committee: the strongest member.
+    let mut strongest_per_seed = Vec::new();
+    for b in plan.base_seeds() {
+        let mut curves = Vec::new();
+        let mut jobs = Vec::new();
+        for k in 0..=plan.scale.adv_stages {
+            let source = format!("member-{k}");
+            if let Some(job) = plan.sweep_of(
+                "adv-committee",
+                b,
+                "fgsm",
+                AttackSetting::Transfer,
+                "exact",
+                Some(&source),
+            ) {
+                curves.push(curve(&read_sweep(dir, job)?));
+                jobs.push(job.to_string());
+            }
+        }
+        if !curves.is_empty() {
+            strongest_per_seed.push((jobs.join("+"), strongest(&curves)));
+        }
+    }
+    if !strongest_per_seed.is_empty() {
+        beyond.push(row(
+            "adv-committee",
+            "Committee of models trained on adv. examples",
+            "fgsm",
+            "crafted on each single member, the strongest member at each level",
+            "exact",
+            strongest_per_seed,
+            None,
+        ));
+    }
+    Ok(Gathered {
+        table2,
+        gaussian,
+        beyond,
+    })
+}
+
+/// A figure: named curves, from the first repetition's sweeps.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    pub file: &'static str,
+    pub title: &'static str,
+    pub result: SweepResult,
+}
+
+/// The study's Figures 3 to 7, and one for the checks beyond it.
+pub fn figures(plan: &Plan, dir: &RunDir) -> Result<Vec<Figure>, String> {
+    let b = plan.base_seeds()[0];
+    let own = AttackSetting::Classifier;
+    let random = AttackSetting::None;
+    #[allow(clippy::type_complexity)]
+    let specs: Vec<(
+        &str,
+        &str,
+        Vec<(&str, &str, &str, AttackSetting, Option<&str>)>,
+    )> = vec![
+        (
+            "figure3.svg",
+            "Figure 3: dropout against gradient-sign noise",
+            vec![
+                ("LeNet", "none", "fgsm", own, None),
+                ("Inp-Dropout", "inp", "fgsm", own, None),
+                ("All-Dropout", "dropout", "fgsm", own, None),
+            ],
+        ),
+        (
+            "figure4.svg",
+            "Figure 4: dropout against Gaussian noise",
+            vec![
+                ("LeNet", "none", "gaussian", random, None),
+                ("Inp-Dropout", "inp", "gaussian", random, None),
+                ("All-Dropout", "dropout", "gaussian", random, None),
+            ],
+        ),
+        (
+            "figure5.svg",
+            "Figure 5: preprocessing against gradient-sign noise (study's attack)",
+            vec![
+                ("low-pass + LeNet", "lowpass", "fgsm", own, None),
+                ("low-pass + Inp", "lowpass+inp", "fgsm", own, None),
+                ("low-pass + All", "lowpass+dropout", "fgsm", own, None),
+                ("DAE + LeNet", "dae", "fgsm", own, None),
+                ("DAE + Inp", "dae+inp", "fgsm", own, None),
+                ("DAE + All", "dae+dropout", "fgsm", own, None),
+            ],
+        ),
+        (
+            "figure5-whitebox.svg",
+            "Figure 5 attacked white-box through the preprocessing",
+            vec![
+                (
+                    "low-pass + LeNet",
+                    "lowpass",
+                    "fgsm",
+                    AttackSetting::Whole,
+                    None,
+                ),
+                (
+                    "low-pass + Inp",
+                    "lowpass+inp",
+                    "fgsm",
+                    AttackSetting::Whole,
+                    None,
+                ),
+                (
+                    "low-pass + All",
+                    "lowpass+dropout",
+                    "fgsm",
+                    AttackSetting::Whole,
+                    None,
+                ),
+                ("DAE + LeNet", "dae", "fgsm", AttackSetting::Whole, None),
+                ("DAE + Inp", "dae+inp", "fgsm", AttackSetting::Whole, None),
+                (
+                    "DAE + All",
+                    "dae+dropout",
+                    "fgsm",
+                    AttackSetting::Whole,
+                    None,
+                ),
+            ],
+        ),
+        (
+            "figure6.svg",
+            "Figure 6: preprocessing against Gaussian noise",
+            vec![
+                ("low-pass + LeNet", "lowpass", "gaussian", random, None),
+                ("low-pass + Inp", "lowpass+inp", "gaussian", random, None),
+                (
+                    "low-pass + All",
+                    "lowpass+dropout",
+                    "gaussian",
+                    random,
+                    None,
+                ),
+                ("DAE + LeNet", "dae", "gaussian", random, None),
+                ("DAE + Inp", "dae+inp", "gaussian", random, None),
+                ("DAE + All", "dae+dropout", "gaussian", random, None),
+            ],
+        ),
+        (
+            "figure7.svg",
+            "Figure 7: committees against gradient-sign noise",
+            vec![
+                ("single LeNet", "none", "fgsm", own, None),
+                ("standard committee", "committee", "fgsm", own, None),
+                ("adversarial training, last", "adv", "fgsm", own, None),
+                ("adversarial committee", "adv-committee", "fgsm", own, None),
+            ],
+        ),
+        (
+            "beyond.svg",
+            "The adversarial committee under other attacks",
+            vec![
+                (
+                    "gradient sign, white-box",
+                    "adv-committee",
+                    "fgsm",
+                    own,
+                    None,
+                ),
+                (
+                    "PGD, white-box",
+                    "adv-committee",
+                    "pgd",
+                    AttackSetting::Whole,
+                    None,
+                ),
+                (
+                    "transfer from an independent LeNet",
+                    "adv-committee",
+                    "fgsm",
+                    AttackSetting::Transfer,
+                    Some("independent"),
+                ),
+                (
+                    "crafted on member 0 (natural)",
+                    "adv-committee",
+                    "fgsm",
+                    AttackSetting::Transfer,
+                    Some("member-0"),
+                ),
+            ],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (file, title, curves) in specs {
+        let mut rows: Vec<SweepRow> = Vec::new();
+        let mut noise = String::new();
+        for (label, method, n, attack, source) in curves {
+            let gradient = "exact";
+            let Some(job) = plan.sweep_of(method, b, n, attack, gradient, source) else {
+                continue;
+            };
+            let result = read_sweep(dir, job)?;
+            noise = result.noise.clone();
+            rows.extend(result.rows.into_iter().map(|mut r| {
+                r.model = label.into();
+                r
+            }));
+        }
+        out.push(Figure {
+            file,
+            title,
+            result: SweepResult {
+                noise,
+                rows,
+                at: Vec::new(),
+                wall_s: 0.0,
+            },
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strongest_takes_the_pointwise_maximum() {
+        let a = vec![(0.0, 1.0), (0.1, 30.0)];
+        let b = vec![(0.0, 2.0), (0.1, 20.0)];
+        assert_eq!(strongest(&[a, b]), vec![(0.0, 2.0), (0.1, 30.0)]);
+    }
+
+    #[test]
+    fn rows_average_seeds_and_keep_the_paper_numbers() {
+        let r = row(
+            "none",
+            "No method",
+            "fgsm",
+            "own",
+            "exact",
+            vec![
+                ("a".into(), vec![(0.0, 1.0), (0.2, 41.0)]),
+                ("b".into(), vec![(0.0, 3.0), (0.2, 61.0)]),
+            ],
+            Some([0.83, 73.6, 96.1]),
+        );
+        assert_eq!(r.error_pct["0"], Some(2.0));
+        assert_eq!(
+            r.error_pct["0.1"],
+            Some(26.0),
+            "interpolated, then averaged"
+        );
+        assert_eq!(r.error_pct["0.2"], Some(51.0));
+        assert_eq!(r.over_seeds["0.2"].as_ref().unwrap().n, 2);
+        assert_eq!(r.paper.as_ref().unwrap()["0.1"], 73.6);
+    }
+}

@@ -1,0 +1,243 @@
+//! `advmnist reproduce --quick` end to end (issue 10): every output file, every Table 2 row,
+//! every job run exactly once when two processes share the run folder, nothing rerun when the
+//! run is repeated, and clear errors.
+
+use std::process::{Command, Output};
+
+fn advmnist(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_advmnist"));
+    c.args(args).env_remove("ADVMNIST_DATA");
+    c
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn job_names(dir: &str) -> Vec<String> {
+    let out = ok(
+        advmnist(&["reproduce", "--out", dir, "--quick", "--list-jobs"])
+            .output()
+            .unwrap(),
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(" --job ").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+/// The lines `[k/n] JOB (...)` a run prints for each job it ran itself.
+fn ran(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
+        .collect()
+}
+
+#[test]
+fn quick_reproduction_writes_every_file_and_row_and_splits_over_two_processes() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let jobs = job_names(run_s);
+    assert!(jobs.len() > 30, "{jobs:?}");
+    assert!(jobs.iter().any(|j| j == "adv-s1") && jobs.iter().any(|j| j == "dae-s1"));
+
+    // A job whose dependencies have not run is refused, naming them.
+    let sweep = jobs
+        .iter()
+        .find(|j| j.starts_with("sweep-committee"))
+        .unwrap();
+    let out = advmnist(&["reproduce", "--out", run_s, "--quick", "--job", sweep])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("lenet-s1") && e.contains("finish first"), "{e}");
+
+    // Two processes on one run folder: each job runs exactly once, in one of them.
+    let a = advmnist(&["reproduce", "--out", run_s, "--quick"]).spawn_output_later();
+    let b = advmnist(&["reproduce", "--out", run_s, "--quick"]).spawn_output_later();
+    let (a, b) = (
+        ok(a.wait_with_output().unwrap()),
+        ok(b.wait_with_output().unwrap()),
+    );
+    let mut all: Vec<String> = ran(&a.stderr);
+    all.extend(ran(&b.stderr));
+    all.sort();
+    let mut want = jobs.clone();
+    want.sort();
+    assert_eq!(
+        all, want,
+        "every job ran exactly once over the two processes"
+    );
+
+    for file in [
+        "table2.json",
+        "table2.md",
+        "gaussian.json",
+        "beyond.json",
+        "report.html",
+        "manifest.json",
+        "figure3.svg",
+        "figure4.svg",
+        "figure5.svg",
+        "figure5-whitebox.svg",
+        "figure6.svg",
+        "figure7.svg",
+        "beyond.svg",
+    ] {
+        let p = run.join(file);
+        assert!(p.is_file(), "{file} missing");
+        assert!(
+            std::fs::metadata(&p).unwrap().len() > 100,
+            "{file} is nearly empty"
+        );
+    }
+    let table: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("table2.json")).unwrap()).unwrap();
+    let rows = table.as_array().unwrap();
+    let study_rows: Vec<&serde_json::Value> =
+        rows.iter().filter(|r| !r["paper"].is_null()).collect();
+    assert_eq!(
+        study_rows.len(),
+        9,
+        "Table 2's nine rows in the study's setting"
+    );
+    for (r, label) in study_rows.iter().zip([
+        "No method",
+        "Dropout",
+        "Low-pass filter",
+        "DAE",
+        "Low-pass filter + dropout",
+        "DAE + dropout",
+        "Standard committee",
+        "Adversarial training after 5 stages",
+        "Committee of models trained on adv. examples",
+    ]) {
+        assert_eq!(r["method"], label);
+        for col in ["0", "0.1", "0.2"] {
+            assert!(r["paper"][col].is_number(), "{label} paper {col}");
+            assert!(r["error_pct"].get(col).is_some(), "{label} {col}");
+        }
+        let clean = r["error_pct"]["0"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&clean), "{label}: {clean}");
+        assert!(r["attack"].is_string() && r["gradient"] == "exact");
+    }
+    // The other settings are named: white-box through the preprocessing, and Caffe's gradient.
+    assert!(rows
+        .iter()
+        .any(|r| r["method"] == "DAE" && r["attack"].as_str().unwrap().contains("white-box")));
+    assert!(rows
+        .iter()
+        .any(|r| r["method"] == "No method" && r["gradient"] == "caffe-f32"));
+    let beyond = std::fs::read_to_string(run.join("beyond.json")).unwrap();
+    for what in [
+        "PGD",
+        "transfer from an independent LeNet",
+        "each single member",
+    ] {
+        assert!(beyond.contains(what), "{what} missing from beyond.json");
+    }
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("Standard committee"));
+    assert!(
+        !html.contains("<script src") && !html.contains("<link "),
+        "self-contained"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let mjobs = manifest["jobs"].as_array().unwrap();
+    assert_eq!(mjobs.len(), jobs.len());
+    for j in mjobs {
+        let record = &j["record"];
+        assert!(record["wall_s"].is_number(), "{j}");
+        for (_, hash) in record["outputs"].as_object().unwrap() {
+            assert_eq!(hash.as_str().unwrap().len(), 64);
+        }
+    }
+    assert!(manifest["data_sha256"].as_str().unwrap().len() == 64);
+
+    // Run again: every job is reused (nothing ran), and the table is the same.
+    let before = std::fs::read(run.join("table2.json")).unwrap();
+    let again = ok(advmnist(&["reproduce", "--out", run_s, "--quick"])
+        .output()
+        .unwrap());
+    assert!(
+        ran(&again.stderr).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(std::fs::read(run.join("table2.json")).unwrap(), before);
+
+    // A tampered model is noticed by its hash: its job and everything that reads it run again.
+    let model = run.join("jobs/all-s1/model.safetensors");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&model, bytes).unwrap();
+    let third = ok(advmnist(&["reproduce", "--out", run_s, "--quick"])
+        .output()
+        .unwrap());
+    let rerun = ran(&third.stderr);
+    assert!(rerun.contains(&"all-s1".to_string()), "{rerun:?}");
+    assert!(
+        rerun.iter().all(|j| j == "all-s1" || j.contains("dropout")),
+        "{rerun:?}"
+    );
+    assert_eq!(
+        std::fs::read(run.join("table2.json")).unwrap(),
+        before,
+        "retraining gives the same bytes, so the same table"
+    );
+}
+
+trait SpawnLater {
+    fn spawn_output_later(&mut self) -> std::process::Child;
+}
+
+impl SpawnLater for Command {
+    fn spawn_output_later(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+#[test]
+fn bad_flags_are_refused_with_the_flag_named() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let file = tmp.path().join("f");
+    std::fs::write(&file, b"x").unwrap();
+    let out = advmnist(&["reproduce", "--out", file.to_str().unwrap(), "--quick"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
+    let out = advmnist(&["reproduce", "--out", "x", "--seeds", "0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seeds"));
+    let out = advmnist(&[
+        "reproduce",
+        "--out",
+        tmp.path().join("r").to_str().unwrap(),
+        "--quick",
+        "--job",
+        "nope",
+    ])
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--job nope"));
+}
