@@ -17,7 +17,7 @@
 //! understated by 5 points (found in review; Caffe and PyTorch subtract, as this code once did).
 
 use crate::scalar::Scalar;
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 /// What the forward pass keeps for the backward pass.
 #[derive(Clone, Debug)]
@@ -37,6 +37,25 @@ pub fn softmax<T: Scalar>(z: ArrayView2<T>) -> Array2<T> {
     p
 }
 
+/// `log sum_k exp(z[k])` of one row, as `max + ln(sum_k exp(z[k] - max))` (docs/math.md,
+/// "Log-sum-exp stabilisation"); the sum runs in index order.
+pub fn log_sum_exp<T: Scalar>(z: ArrayView1<T>) -> T {
+    let max = z.iter().cloned().fold(T::neg_infinity(), T::max);
+    max + z.iter().map(|&v| (v - max).exp()).sum::<T>().ln()
+}
+
+/// Row-wise log-softmax `log p[n, k] = z[n, k] - logsumexp(z[n, :])`, the same log-sum-exp as
+/// [`forward`], so that `-log_softmax(z)[n, y_n]` is bit for bit [`forward`]'s loss
+/// (`a - b == -(b - a)` exactly in IEEE arithmetic).
+pub fn log_softmax<T: Scalar>(z: ArrayView2<T>) -> Array2<T> {
+    let mut s = z.to_owned();
+    for mut row in s.axis_iter_mut(Axis(0)) {
+        let lse = log_sum_exp(row.view());
+        row.mapv_inplace(|v| v - lse);
+    }
+    s
+}
+
 /// Per-image losses `(N)` and the cache. Labels must be below `K`.
 pub fn forward<T: Scalar>(
     logits: ArrayView2<T>,
@@ -51,9 +70,7 @@ pub fn forward<T: Scalar>(
             "label {y} out of range for {} classes",
             z.len()
         );
-        let max = z.iter().cloned().fold(T::neg_infinity(), T::max);
-        let log_sum_exp = max + z.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
-        log_sum_exp - z[y]
+        log_sum_exp(z) - z[y]
     });
     (
         losses,
@@ -77,6 +94,53 @@ pub fn backward<T: Scalar>(cache: &SoftmaxXentCache<T>, labels: &[u8], scale: T)
             .sum();
         row[y] = -others;
         row.mapv_inplace(|v| v * scale);
+    }
+    dz
+}
+
+/// Caffe's `SoftmaxLayer::Forward_cpu` in float32 (BVLC/caffe, `src/caffe/layers/softmax_layer.cpp`,
+/// commit 9b89154): per row, the max over the classes (`std::max`, starting from class 0), then
+/// `exp(z - max)`, their sum (`caffe_cpu_gemv` with a vector of ones: summed here in index
+/// order, as the reference BLAS `sgemv` does; an optimised BLAS may order the ten additions
+/// otherwise, which moves a probability by at most an ulp or so), and each `exp` divided by the
+/// sum (`caffe_div`). Only the order of the sum differs from [`softmax`], which sums with
+/// `ndarray`'s interleaved partial sums.
+pub fn caffe_softmax_f32(z: ArrayView2<f32>) -> Array2<f32> {
+    let mut p = z.to_owned();
+    for mut row in p.axis_iter_mut(Axis(0)) {
+        let mut max = row[0];
+        for &v in row.iter() {
+            // std::max(a, b) is `a < b ? b : a`.
+            max = if max < v { v } else { max };
+        }
+        row.mapv_inplace(|v| (v - max).exp());
+        let mut sum = 0.0f32;
+        for &e in row.iter() {
+            sum += e;
+        }
+        row.mapv_inplace(|e| e / sum);
+    }
+    p
+}
+
+/// Caffe's `SoftmaxWithLossLayer::Forward_cpu` per image (`softmax_loss_layer.cpp`):
+/// `-log(max(p[n, y_n], FLT_MIN))` from [`caffe_softmax_f32`]'s probabilities.
+pub fn caffe_losses_f32(probs: ArrayView2<f32>, labels: &[u8]) -> Array1<f32> {
+    Array1::from_shape_fn(labels.len(), |n| {
+        -probs[[n, labels[n] as usize]].max(f32::MIN_POSITIVE).ln()
+    })
+}
+
+/// Caffe's `SoftmaxWithLossLayer::Backward_cpu` (`softmax_loss_layer.cpp`, commit 9b89154):
+/// `bottom_diff = prob` (`caffe_copy`), then `bottom_diff[label] -= 1` in float32, then a scale
+/// (`loss_weight / normalizer`; 1 here, each image's own loss, as [`backward`] with `scale = 1`).
+/// Unlike [`backward`], the true class's entry is the rounded subtraction: for a confident image
+/// `p_y` is exactly 1.0 in f32 and the entry is exactly 0 (docs/math.md, "Two gradients").
+pub fn caffe_backward_f32(probs: ArrayView2<f32>, labels: &[u8]) -> Array2<f32> {
+    assert_eq!(probs.nrows(), labels.len(), "one label per row");
+    let mut dz = probs.to_owned();
+    for (mut row, &y) in dz.axis_iter_mut(Axis(0)).zip(labels) {
+        row[y as usize] -= 1.0;
     }
     dz
 }

@@ -1,12 +1,16 @@
 //! Models built from the layers: LeNet, the denoising autoencoder, and their model files.
 
 pub mod autoencoder;
+pub mod committee;
 pub mod file;
+pub mod gradient;
 pub mod lenet;
 pub mod params;
 pub mod pipeline;
 
 pub use autoencoder::Autoencoder;
+pub use committee::Committee;
+pub use gradient::{GradientRule, WithGradient};
 pub use lenet::{DropoutRates, LeNet};
 pub use params::{Network, Parameters};
 
