@@ -176,28 +176,95 @@ pub fn run_all(
 }
 
 /// The adversarial-training job: `train::adversarial` into the job's folder, which then holds
-/// `snapshot-0.safetensors` .. `snapshot-K.safetensors`.
+/// `snapshot-0.safetensors` .. `snapshot-K.safetensors` and `advtrain.json`. With
+/// `train_images`, the stages see only the first N training images (quick runs), and the data's
+/// identity recorded in the files says so.
 #[allow(clippy::too_many_arguments)]
 fn adversarial_job(
     job: &str,
     base_iterations: u64,
     stages: usize,
     stage_iterations: u64,
+    train_images: Option<usize>,
+    (eps, c): (f32, f32),
     seed: u64,
     data: &Mnist,
     dir: &Path,
     progress: runner::Progress<'_>,
 ) -> Result<String, ReproduceError> {
-    let _ = (
+    use crate::train::adversarial::{run_adversarial, AdvConfig, AdvError, AdvEvent, AdvOptions};
+    let cfg = AdvConfig {
+        seed,
         base_iterations,
         stages,
         stage_iterations,
-        seed,
-        data,
-        dir,
-        progress,
-    );
-    Err(ReproduceError(format!(
-        "{job}: adversarial training is not wired yet"
-    )))
+        eps,
+        c,
+        ..AdvConfig::default()
+    };
+    let subset;
+    let data = match train_images {
+        Some(n) if n < data.train.len() => {
+            subset = Mnist {
+                train: data.train.subset(0..n),
+                test: data.test.clone(),
+                sha256: crate::data::idx::sha256_hex(
+                    format!("{} first {n} training images", data.sha256).as_bytes(),
+                ),
+            };
+            &subset
+        }
+        _ => data,
+    };
+    let total = cfg.base_iterations + cfg.stages as u64 * cfg.stage_iterations;
+    let options = AdvOptions {
+        resume: true,
+        ..AdvOptions::default()
+    };
+    let mut run = |observer: &mut dyn FnMut(AdvEvent)| {
+        run_adversarial(&cfg, data, dir, &options, |e| observer(e))
+    };
+    let mut observe = |e: AdvEvent| {
+        if let AdvEvent::Train {
+            event: crate::train::Event::Iteration { iteration, .. },
+            ..
+        } = e
+        {
+            progress(iteration, total)
+        }
+    };
+    let outcome = match run(&mut observe) {
+        // The folder holds a run of other settings (another scale): start it afresh.
+        Err(AdvError::Mismatch { .. } | AdvError::BadRecord { .. } | AdvError::SnapshotChanged { .. }) => {
+            clear_folder(dir).map_err(|e| fail_job(job, e))?;
+            run(&mut observe)
+        }
+        other => other,
+    }
+    .map_err(|e| fail_job(job, e))?;
+    Ok(format!(
+        "{} snapshots ({} reused)",
+        outcome.snapshots.len(),
+        outcome.reused
+    ))
+}
+
+fn fail_job(job: &str, e: impl std::fmt::Display) -> ReproduceError {
+    ReproduceError(format!("job {job}: {e}"))
+}
+
+/// Removes every file of a job's folder except its lock.
+fn clear_folder(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(".lock") {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }

@@ -37,6 +37,8 @@ pub struct Scale {
     pub adv_base_iterations: u64,
     pub adv_stages: usize,
     pub adv_stage_iterations: u64,
+    /// Training images whose adversarial versions each stage makes (`None`: all 60,000).
+    pub adv_train_images: Option<usize>,
     /// Test images in every Table 2 sweep (the first N of the 10,000).
     pub test_images: usize,
     /// Levels of every Table 2 sweep (the study's 100 test sets).
@@ -59,6 +61,7 @@ impl Scale {
             adv_base_iterations: 10_000,
             adv_stages: 5,
             adv_stage_iterations: 5_000,
+            adv_train_images: None,
             test_images: 10_000,
             levels: 100,
             extra_images: 2_000,
@@ -75,11 +78,12 @@ impl Scale {
             lenet_iterations: 300,
             inp_iterations: 300,
             all_iterations: 300,
-            dae_iterations: 200,
+            dae_iterations: 600,
             committee: 6,
             adv_base_iterations: 300,
             adv_stages: 5,
             adv_stage_iterations: 40,
+            adv_train_images: Some(3_000),
             test_images: 500,
             levels: 11,
             extra_images: 200,
@@ -185,6 +189,11 @@ pub enum JobSpec {
         base_iterations: u64,
         stages: usize,
         stage_iterations: u64,
+        /// Only the first N training images (quick runs); `None`: all.
+        train_images: Option<usize>,
+        /// Eq. 3's eps and c (`train::adversarial`'s defaults).
+        eps: f32,
+        c: f32,
         seed: u64,
     },
     Sweep(SweepSpec),
@@ -244,10 +253,11 @@ impl Job {
                 base_iterations,
                 stages,
                 stage_iterations,
+                train_images,
                 ..
             } => {
                 (*base_iterations + *stages as u64 * stage_iterations) as f64 * 64.0
-                    + *stages as f64 * 60_000.0 * 2.0 / 1.5
+                    + *stages as f64 * train_images.unwrap_or(60_000) as f64 * 2.0 / 1.5
             }
             JobSpec::Sweep(s) => {
                 let members = s.members.len() as f64;
@@ -485,6 +495,9 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                     base_iterations: scale.adv_base_iterations,
                     stages: scale.adv_stages,
                     stage_iterations: scale.adv_stage_iterations,
+                    train_images: scale.adv_train_images,
+                    eps: crate::train::adversarial::AdvConfig::DEFAULT_EPS,
+                    c: crate::train::adversarial::AdvConfig::DEFAULT_C,
                     seed: b,
                 },
                 about: format!(
@@ -569,10 +582,20 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 test_images,
                 seed: b,
             };
+            let how = if attack == AttackSetting::None {
+                attack.describe().to_string()
+            } else {
+                format!(
+                    "{}, {gradient} gradient{}",
+                    attack.describe(),
+                    source
+                        .as_ref()
+                        .map(|(s, _)| format!(", crafted on {s}"))
+                        .unwrap_or_default()
+                )
+            };
             let about = format!(
-                "{noise} sweep of '{method}' ({}, {gradient} gradient{}), {levels} levels on {test_images} test images",
-                attack.describe(),
-                source.as_ref().map(|(s, _)| format!(", crafted on {s}")).unwrap_or_default()
+                "{noise} sweep of '{method}' ({how}), {levels} levels on {test_images} test images"
             );
             roles.push((
                 name.clone(),

@@ -24,6 +24,8 @@ use crate::experiments::sweep::{self, NamedModel, SweepConfig, SweepResult};
 use crate::io_safety::RunLock;
 use crate::models::file::{load_model, save_model, write_atomic};
 use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
+use crate::models::committee::Committee;
+use crate::models::gradient::{GradientRule, WithGradient};
 use crate::models::{Classifier, DropoutRates, LeNet};
 use crate::train::{self, Event, Recipe, TrainOptions, TrainState, TrainingSet};
 use serde::{Deserialize, Serialize};
@@ -212,12 +214,17 @@ pub fn run_job(
             base_iterations,
             stages,
             stage_iterations,
+            train_images,
+            eps,
+            c,
             seed,
         } => super::adversarial_job(
             &job.name,
             *base_iterations,
             *stages,
             *stage_iterations,
+            *train_images,
+            (*eps, *c),
             *seed,
             data,
             &jd,
@@ -322,9 +329,23 @@ fn run_sweep(
             .map_err(|e| fail(job, e))
     };
     let nets: Vec<LeNet<f32>> = spec.members.iter().map(load).collect::<Result<_, _>>()?;
-    // TEMPORARY until the committee branch is merged.
+    let rule = GradientRule::parse(&spec.gradient).map_err(|e| fail(job, e))?;
     let members: Vec<&dyn Classifier> = nets.iter().map(|n| n as &dyn Classifier).collect();
-    let classifier: &dyn Classifier = members[0];
+    // One model, with the gradient rule; or a committee (averaged softmax), with it too.
+    let single;
+    let committee;
+    let classifier: &dyn Classifier = if members.len() == 1 {
+        single = WithGradient {
+            classifier: members[0],
+            rule,
+        };
+        &single
+    } else {
+        let mut c = Committee::new(members);
+        c.gradient = rule;
+        committee = c;
+        &committee
+    };
     let stages: Vec<Stage> = spec
         .pre
         .iter()
