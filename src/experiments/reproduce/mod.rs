@@ -221,7 +221,7 @@ fn adversarial_job(
         resume: true,
         ..AdvOptions::default()
     };
-    let mut run = |observer: &mut dyn FnMut(AdvEvent)| {
+    let run = |observer: &mut dyn FnMut(AdvEvent)| {
         run_adversarial(&cfg, data, dir, &options, |e| observer(e))
     };
     let mut observe = |e: AdvEvent| {
@@ -235,7 +235,11 @@ fn adversarial_job(
     };
     let outcome = match run(&mut observe) {
         // The folder holds a run of other settings (another scale): start it afresh.
-        Err(AdvError::Mismatch { .. } | AdvError::BadRecord { .. } | AdvError::SnapshotChanged { .. }) => {
+        Err(
+            AdvError::Mismatch { .. }
+            | AdvError::BadRecord { .. }
+            | AdvError::SnapshotChanged { .. },
+        ) => {
             clear_folder(dir).map_err(|e| fail_job(job, e))?;
             run(&mut observe)
         }

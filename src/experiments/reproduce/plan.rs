@@ -660,6 +660,19 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
             ("adv", &adv_last),
             ("none", &standard),
         ] {
+            // Gradient sign on the same images as the attacks below, for a fair comparison (for
+            // a model or committee without preprocessing, white-box is the study's setting).
+            sweep(
+                &mut jobs,
+                method,
+                &[],
+                members,
+                "fgsm",
+                AttackSetting::Whole,
+                "exact",
+                None,
+                true,
+            );
             sweep(
                 &mut jobs,
                 method,

@@ -186,15 +186,7 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
             .find(|m| m.key == key)
             .map(|m| m.label)
             .unwrap_or(key);
-        if let Some(c) = per_seed(
-            plan,
-            dir,
-            key,
-            "fgsm",
-            AttackSetting::Classifier,
-            "exact",
-            None,
-        )? {
+        if let Some(c) = per_seed(plan, dir, key, "fgsm", AttackSetting::Whole, "exact", None)? {
             beyond.push(row(
                 key,
                 label,
@@ -390,7 +382,7 @@ pub fn figures(plan: &Plan, dir: &RunDir) -> Result<Vec<Figure>, String> {
                     "gradient sign, white-box",
                     "adv-committee",
                     "fgsm",
-                    own,
+                    AttackSetting::Whole,
                     None,
                 ),
                 (
