@@ -12,6 +12,7 @@
 //! iteration restores the random state exactly, and no image's randomness depends on how the
 //! batch is split across threads.
 
+pub mod adversarial;
 pub mod checkpoint;
 pub mod dae;
 
