@@ -2,8 +2,10 @@
 
 use advmnist::data::{self, Split};
 use advmnist::experiments::sweep::{self, NamedModel, Noise, SweepConfig};
+use advmnist::models::committee;
 use advmnist::models::file::{load_model, save_model};
 use advmnist::models::lenet::{error_pct, DropoutRates, LeNet};
+use advmnist::models::{Classifier, Committee, GradientRule, WithGradient};
 use advmnist::report;
 use advmnist::train::{self, Event, TrainConfig, TrainOptions};
 use anyhow::{bail, Context, Result};
@@ -115,6 +117,16 @@ enum Command {
     ///
     /// Example: advmnist advtrain --out adv
     Advtrain(AdvtrainArgs),
+    /// How the exact and Caffe's float32 softmax cross-entropy gradients differ on the test set:
+    /// images that lose the true class's term (dz_y == 0) under each, and gradient signs that
+    /// differ (docs/committees.md).
+    ///
+    /// Example: advmnist gradients --model lenet.safetensors
+    Gradients(GradientsArgs),
+    /// Writes a committee file listing model files with their SHA-256, for --committee C.json.
+    ///
+    /// Example: advmnist committee --out committee.json m1.safetensors m2.safetensors
+    Committee(CommitteeFileArgs),
 }
 
 #[derive(Args)]
@@ -202,8 +214,10 @@ struct DaeTrainArgs {
 #[derive(Args)]
 struct ShowArgs {
     /// Model file (with --noise and --levels).
-    #[arg(long, value_name = "FILE", required_unless_present = "dae")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["dae", "committee"], conflicts_with = "committee")]
     model: Option<PathBuf>,
+    #[command(flatten)]
+    choice: ClassifierArgs,
     /// The perturbation (fgsm or gaussian).
     #[arg(long, value_enum, required_unless_present = "dae")]
     noise: Option<NoiseArg>,
@@ -217,7 +231,7 @@ struct ShowArgs {
     levels: Vec<f32>,
     /// Instead: draw test digits clean, corrupted by input dropout (--dropout), and
     /// reconstructed by this denoising autoencoder.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "noise", "levels"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["model", "noise", "levels", "committee"])]
     dae: Option<PathBuf>,
     /// With --dae: the input dropout rate of the corrupted column.
     #[arg(long, default_value_t = 0.2, value_name = "R")]
@@ -353,42 +367,119 @@ fn load_lenets(paths: &[PathBuf]) -> Result<Vec<(String, LeNet<f32>)>> {
         .collect()
 }
 
-/// The classifiers to evaluate: each LeNet alone, or behind the --pre stages as a pipeline,
-/// named so that every output says which defence and attack setting it was.
-fn defended<'a>(
+/// A committee and the gradient attacks follow, shared by eval, sweep and show.
+#[derive(Args)]
+struct ClassifierArgs {
+    /// A committee, evaluated and attacked as one classifier (white-box through its averaged
+    /// softmax): model files separated by commas, or a committee file C.json (members with
+    /// their SHA-256; see `advmnist committee`). Behind --pre stages like any model.
+    #[arg(long, value_name = "FILE,FILE,...|C.json")]
+    committee: Option<String>,
+    /// The softmax cross-entropy gradient attacks follow: exact, or caffe-f32 (Caffe's float32
+    /// SoftmaxWithLoss, whose p_y - 1 rounds to 0 for confident images). Named in every label.
+    #[arg(long, default_value = "exact", value_parser = GradientRule::parse)]
+    gradient: GradientRule,
+}
+
+impl ClassifierArgs {
+    /// The committee's name and member files (a committee file is read and its hashes checked
+    /// here, before any work, so that its members count as inputs).
+    fn committee(&self) -> Result<Option<(String, Vec<PathBuf>)>> {
+        let Some(spec) = &self.committee else {
+            return Ok(None);
+        };
+        let members = committee::committee_members(spec)?;
+        Ok(Some((committee::committee_name(spec), members)))
+    }
+}
+
+/// The committee file (if `--committee` names one) and every member: inputs of the command.
+fn committee_inputs(
+    choice: &ClassifierArgs,
+    committee: &Option<(String, Vec<PathBuf>)>,
+) -> Vec<PathBuf> {
+    let mut inputs: Vec<PathBuf> = committee.iter().flat_map(|(_, m)| m.clone()).collect();
+    if let Some(spec) = choice.committee.as_deref().filter(|s| !s.contains(',')) {
+        inputs.push(PathBuf::from(spec.trim()));
+    }
+    inputs
+}
+
+/// The classifiers of a command: each LeNet, and the committee of `committee_nets` if any,
+/// each following `gradient`, with its name.
+fn classifiers<'a>(
     nets: &'a [(String, LeNet<f32>)],
+    committee: Option<(&str, &'a [(String, LeNet<f32>)])>,
+    gradient: GradientRule,
+) -> Vec<(String, Box<dyn Classifier + 'a>)> {
+    let mut out: Vec<(String, Box<dyn Classifier + 'a>)> = nets
+        .iter()
+        .map(|(name, net)| -> (String, Box<dyn Classifier + 'a>) {
+            (
+                name.clone(),
+                Box::new(WithGradient {
+                    classifier: net,
+                    rule: gradient,
+                }),
+            )
+        })
+        .collect();
+    if let Some((name, members)) = committee {
+        let members = members.iter().map(|(_, n)| n as &dyn Classifier).collect();
+        out.push((name.to_string(), Box::new(Committee { members, gradient })));
+    }
+    out
+}
+
+/// The classifiers to evaluate: each alone, or behind the --pre stages as a pipeline,
+/// named so that every output says which defence, attack setting and gradient it was.
+fn defended<'a>(
+    bases: &'a [(String, Box<dyn Classifier + 'a>)],
     stages: &[advmnist::models::pipeline::Stage],
     defence: &DefenceArgs,
-    attacked: bool,
-) -> Vec<(String, Box<dyn advmnist::models::Classifier + 'a>)> {
+    attacked: Option<GradientRule>,
+) -> Vec<(String, Box<dyn Classifier + 'a>)> {
     use advmnist::models::pipeline::Pipeline;
-    nets.iter()
-        .map(
-            |(name, net)| -> (String, Box<dyn advmnist::models::Classifier + 'a>) {
-                if stages.is_empty() {
-                    (name.clone(), Box::new(net.clone()))
-                } else {
-                    let mut p = Pipeline::new(stages.to_vec(), net, defence.attack_through());
-                    p.eot_samples = defence.eot;
-                    let mut label = format!("{} + {name}", p.describe_stages());
-                    if attacked {
-                        label.push_str(&format!(
-                            " [attack through {}]",
-                            defence.attack_through().name()
-                        ));
-                    }
-                    (label, Box::new(p))
+    bases
+        .iter()
+        .map(|(name, base)| -> (String, Box<dyn Classifier + 'a>) {
+            let (mut label, model): (String, Box<dyn Classifier + 'a>) = if stages.is_empty() {
+                let same = WithGradient {
+                    classifier: base.as_ref(),
+                    rule: GradientRule::Exact,
+                };
+                (name.clone(), Box::new(same))
+            } else {
+                let mut p = Pipeline::new(stages.to_vec(), base.as_ref(), defence.attack_through());
+                p.eot_samples = defence.eot;
+                let mut label = format!("{} + {name}", p.describe_stages());
+                if attacked.is_some() {
+                    label.push_str(&format!(
+                        " [attack through {}]",
+                        defence.attack_through().name()
+                    ));
                 }
-            },
-        )
+                (label, Box::new(p))
+            };
+            if let Some(rule) = attacked {
+                label.push_str(&format!(" [gradient {rule}]"));
+            }
+            (label, model)
+        })
         .collect()
 }
 
 #[derive(Args)]
 struct EvalArgs {
     /// Model file(s) to evaluate.
-    #[arg(long = "model", value_name = "FILE", required = true)]
+    #[arg(
+        long = "model",
+        value_name = "FILE",
+        required_unless_present = "committee"
+    )]
     models: Vec<PathBuf>,
+    #[command(flatten)]
+    choice: ClassifierArgs,
     #[command(flatten)]
     defence: DefenceArgs,
     /// Print exactly one JSON object on stdout.
@@ -413,8 +504,14 @@ enum NoiseArg {
 #[derive(Args)]
 struct SweepArgs {
     /// Model file(s) to evaluate (each attacked through its own gradient unless --source).
-    #[arg(long = "model", value_name = "FILE", required = true)]
+    #[arg(
+        long = "model",
+        value_name = "FILE",
+        required_unless_present = "committee"
+    )]
     models: Vec<PathBuf>,
+    #[command(flatten)]
+    choice: ClassifierArgs,
     #[command(flatten)]
     defence: DefenceArgs,
     /// The perturbation.
@@ -518,6 +615,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gradcheck(a) => cmd_gradcheck(a, data_dir),
         Command::Reproduce(a) => reproduce_cli::cmd_reproduce(a, data_dir),
         Command::Advtrain(a) => cmd_advtrain(a, data_dir),
+        Command::Gradients(a) => cmd_gradients(a, data_dir),
+        Command::Committee(a) => cmd_committee(a),
     })
 }
 
@@ -1000,22 +1099,32 @@ fn check_writable_target(flag: &str, path: &std::path::Path) -> Result<()> {
 }
 
 fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
-    if a.predictions.is_some() && a.models.len() != 1 {
-        bail!("--predictions takes exactly one --model");
+    let committee = a.choice.committee()?;
+    if a.predictions.is_some() && a.models.len() + usize::from(committee.is_some()) != 1 {
+        bail!("--predictions takes exactly one classifier: one --model or one --committee");
     }
     if let Some(out) = &a.predictions {
         check_writable_target("--predictions", out)?;
         let daes = pre_inputs(&a.defence);
+        let members = committee_inputs(&a.choice, &committee);
         let mut inputs: Vec<(&str, &std::path::Path)> =
             a.models.iter().map(|m| ("--model", m.as_path())).collect();
         inputs.extend(daes.iter().map(|d| ("--pre dae:", d.as_path())));
+        inputs.extend(members.iter().map(|m| ("--committee", m.as_path())));
         refuse_overwrite(&[("--predictions", out)], &inputs, &data_dir)?;
     }
     let test = data::load_split(&data_dir, Split::Test)?;
     let stages = a.defence.stages()?;
     let nets = load_lenets(&a.models)?;
+    let members = load_lenets(committee.as_ref().map_or(&[][..], |c| &c.1))?;
+    let committee_name = committee.as_ref().map(|c| c.0.as_str());
+    let bases = classifiers(
+        &nets,
+        committee_name.map(|n| (n, &members[..])),
+        a.choice.gradient,
+    );
     let mut rows = Vec::new();
-    for (name, model) in defended(&nets, &stages, &a.defence, false) {
+    for (name, model) in defended(&bases, &stages, &a.defence, None) {
         let predictions = model.predict(test.images.view());
         if let Some(out) = &a.predictions {
             let text: String = predictions.iter().map(|p| format!("{p}\n")).collect();
@@ -1068,10 +1177,13 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
         .map(|f| a.out.join(f))
         .collect();
     let daes = pre_inputs(&a.defence);
+    let committee = a.choice.committee()?;
+    let members = committee_inputs(&a.choice, &committee);
     let mut inputs: Vec<(&str, &std::path::Path)> =
         a.models.iter().map(|m| ("--model", m.as_path())).collect();
     inputs.extend(a.source.iter().map(|m| ("--source", m.as_path())));
     inputs.extend(daes.iter().map(|d| ("--pre dae:", d.as_path())));
+    inputs.extend(members.iter().map(|m| ("--committee", m.as_path())));
     let outputs: Vec<(&str, &std::path::Path)> =
         written.iter().map(|w| ("--out", w.as_path())).collect();
     refuse_overwrite(&outputs, &inputs, &data_dir)?;
@@ -1079,7 +1191,16 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
     let test = data::load_split(&data_dir, Split::Test)?;
     let nets = load_lenets(&a.models)?;
     let sources = load_lenets(a.source.as_slice())?;
-    let defended_models = defended(&nets, &stages, &a.defence, a.source.is_none());
+    let members = load_lenets(committee.as_ref().map_or(&[][..], |c| &c.1))?;
+    let committee_name = committee.as_ref().map(|c| c.0.as_str());
+    let bases = classifiers(
+        &nets,
+        committee_name.map(|n| (n, &members[..])),
+        a.choice.gradient,
+    );
+    // Labels name the gradient of every attack that follows one (not Gaussian noise).
+    let attacked = (a.source.is_none() && noise != Noise::Gaussian).then_some(a.choice.gradient);
+    let defended_models = defended(&bases, &stages, &a.defence, attacked);
     let models: Vec<NamedModel> = defended_models
         .iter()
         .map(|(n, m)| NamedModel {
@@ -1088,10 +1209,18 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
         })
         .collect();
     // A transfer attack's examples come from the bare source model's own gradient.
-    let source = sources.first().map(|(n, m)| NamedModel {
-        name: n.clone(),
-        model: m,
+    let source_model = sources.first().map(|(_, m)| WithGradient {
+        classifier: m,
+        rule: a.choice.gradient,
     });
+    let source = sources
+        .iter()
+        .zip(&source_model)
+        .map(|((n, _), m)| NamedModel {
+            name: n.clone(),
+            model: m,
+        })
+        .next();
     let cfg = SweepConfig {
         noise,
         levels: sweep::levels(a.levels, max as f64),
@@ -1109,7 +1238,12 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let title = match &a.source {
-        Some(s) => format!("{} examples crafted on {}", noise.name(), s.display()),
+        Some(s) => format!(
+            "{} examples crafted on {} [gradient {}]",
+            noise.name(),
+            s.display(),
+            a.choice.gradient
+        ),
         None => format!("{} noise", noise.name()),
     };
     report::write_sweep(&a.out, &result, &title)?;
@@ -1193,10 +1327,13 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     use advmnist::report::show::{render_show_png, ShowConfig};
     check_writable_target("--out", &a.out)?;
     let daes = pre_inputs(&a.defence);
+    let committee = a.choice.committee()?;
+    let members = committee_inputs(&a.choice, &committee);
     let mut inputs: Vec<(&str, &std::path::Path)> =
         a.model.iter().map(|m| ("--model", m.as_path())).collect();
     inputs.extend(a.dae.iter().map(|d| ("--dae", d.as_path())));
     inputs.extend(daes.iter().map(|d| ("--pre dae:", d.as_path())));
+    inputs.extend(members.iter().map(|m| ("--committee", m.as_path())));
     refuse_overwrite(&[("--out", &a.out)], &inputs, &data_dir)?;
     let test = data::load_split(&data_dir, Split::Test)?;
     if a.count == 0
@@ -1227,14 +1364,17 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
         return Ok(());
     }
     let stages = a.defence.stages()?;
-    let nets = load_lenets(std::slice::from_ref(
-        a.model
-            .as_ref()
-            .expect("clap requires --model without --dae"),
-    ))?;
-    let (_, model) = defended(&nets, &stages, &a.defence, true)
+    let nets = load_lenets(a.model.as_slice())?;
+    let members = load_lenets(committee.as_ref().map_or(&[][..], |c| &c.1))?;
+    let committee_name = committee.as_ref().map(|c| c.0.as_str());
+    let bases = classifiers(
+        &nets,
+        committee_name.map(|n| (n, &members[..])),
+        a.choice.gradient,
+    );
+    let (name, model) = defended(&bases, &stages, &a.defence, Some(a.choice.gradient))
         .pop()
-        .expect("one model");
+        .expect("clap requires --model or --committee without --dae");
 
     let noise = match a.noise.expect("clap requires --noise without --dae") {
         NoiseArg::Fgsm => Noise::Fgsm,
@@ -1253,7 +1393,7 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
         &cfg,
         &a.out,
     )?;
-    eprintln!("wrote {}", a.out.display());
+    eprintln!("wrote {} ({name})", a.out.display());
     Ok(())
 }
 
@@ -1610,5 +1750,61 @@ fn cmd_human_report(a: HumanReportArgs, data_dir: PathBuf) -> Result<()> {
         subjects.len(),
         models.len()
     );
+    Ok(())
+}
+
+#[derive(Args)]
+struct GradientsArgs {
+    /// Model file.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Counts what Caffe's float32 rounding does to the model's gradients on the test set.
+fn cmd_gradients(a: GradientsArgs, data_dir: PathBuf) -> Result<()> {
+    let test = data::load_split(&data_dir, Split::Test)?;
+    let (net, _) = load_model(&a.model)?;
+    let r = advmnist::models::gradient::compare_rules(&net, test.images.view(), &test.labels);
+    if a.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["model"] = a.model.display().to_string().into();
+        println!("{v}");
+    } else {
+        println!("{} on {} test images:", a.model.display(), r.images);
+        println!(
+            "  true class's term lost (dz_y == 0): exact {}, caffe-f32 {}",
+            r.true_term_lost_exact, r.true_term_lost_caffe_f32
+        );
+        println!(
+            "  gradient signs that differ: {} of {} pixels ({:.3}%), in {} images; at most {:.1}% of one image",
+            r.pixels_sign_differs,
+            r.pixels,
+            100.0 * r.pixels_sign_differs as f64 / r.pixels.max(1) as f64,
+            r.images_sign_differs,
+            100.0 * r.max_image_fraction_sign_differs
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+struct CommitteeFileArgs {
+    /// The committee file to write (JSON; member paths relative to its folder).
+    #[arg(long, value_name = "C.json")]
+    out: PathBuf,
+    /// The members' model files.
+    #[arg(value_name = "FILE", required = true)]
+    members: Vec<PathBuf>,
+}
+
+fn cmd_committee(a: CommitteeFileArgs) -> Result<()> {
+    check_writable_target("--out", &a.out)?;
+    // Each member must be a LeNet model file: checked now rather than when the committee is used.
+    load_lenets(&a.members)?;
+    committee::write_committee_file(&a.out, &a.members)?;
+    eprintln!("wrote {} ({} members)", a.out.display(), a.members.len());
     Ok(())
 }
