@@ -167,6 +167,16 @@ fn quick_reproduction_writes_every_file_and_row_and_splits_over_two_processes() 
     }
     assert!(manifest["data_sha256"].as_str().unwrap().len() == 64);
 
+    // The committees are written as committee files that the other commands read.
+    let committee = run.join("committee-adversarial-s1.json");
+    let out = ok(
+        advmnist(&["eval", "--committee", committee.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test_error_pct"));
+    assert!(run.join("committee-standard-s1.json").is_file());
+
     // Run again: every job is reused (nothing ran), and the table is the same.
     let before = std::fs::read(run.join("table2.json")).unwrap();
     let again = ok(advmnist(&["reproduce", "--out", run_s, "--quick"])

@@ -173,13 +173,37 @@ pub fn cmd_reproduce(a: ReproduceArgs, data_dir: PathBuf) -> Result<()> {
     );
     let written =
         advmnist::report::reproduce::write_report(&a.out, &plan, &gathered, &figures, &manifest)?;
+    // The two committees as committee files, for `eval`/`sweep`/`show --committee FILE`.
+    let mut committees = Vec::new();
+    for b in plan.base_seeds() {
+        let standard: Vec<PathBuf> = (b..b + scale.committee as u64)
+            .map(|s| {
+                dir.job_dir(&format!("lenet-s{s}"))
+                    .join("model.safetensors")
+            })
+            .collect();
+        let adversarial: Vec<PathBuf> = (0..=scale.adv_stages)
+            .map(|k| {
+                dir.job_dir(&format!("adv-s{b}"))
+                    .join(reproduce::plan::snapshot_file(k))
+            })
+            .collect();
+        for (name, members) in [
+            (format!("committee-standard-s{b}.json"), standard),
+            (format!("committee-adversarial-s{b}.json"), adversarial),
+        ] {
+            advmnist::models::committee::write_committee_file(&a.out.join(&name), &members)?;
+            committees.push(name);
+        }
+    }
     print!(
         "{}",
         advmnist::report::reproduce::table2_markdown(&gathered, &plan)
     );
     eprintln!(
-        "wrote {} in {} ({:.1} s this run)",
+        "wrote {}, {} in {} ({:.1} s this run)",
         written.join(", "),
+        committees.join(", "),
         a.out.display(),
         started.elapsed().as_secs_f64()
     );

@@ -76,11 +76,34 @@ pub fn table2_markdown(g: &Gathered, plan: &Plan) -> String {
     s.push_str(&markdown_table(&g.table2, true));
     s.push_str("\n## Gaussian noise\n\n");
     s.push_str(&markdown_table(&g.gaussian, false));
+    s.push_str("\n## The exact gradient and the one Caffe computed\n\n");
+    s.push_str(&gradients_markdown(g));
     s.push_str(&format!(
         "\n## Beyond the study: the adversarial committee under other attacks\n\nOn the first {} test images, {} levels.\n\n",
         plan.scale.extra_images, plan.scale.extra_levels
     ));
     s.push_str(&markdown_table(&g.beyond, false));
+    s
+}
+
+/// The gradient comparison as a table: per model, images whose true class's term is exactly 0
+/// under each rule, and how many gradient signs differ.
+fn gradients_markdown(g: &Gathered) -> String {
+    let mut s = String::from("| model | images | dz_y = 0, exact | dz_y = 0, caffe-f32 | images with a differing sign | pixels with a differing sign | largest share of one image's signs |\n|---|---|---|---|---|---|---|\n");
+    for (label, c) in &g.gradients {
+        let n = |k: &str| c[k].as_u64().map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {} | {} | {} of {} | {:.1}% |",
+            n("images"),
+            n("true_term_lost_exact"),
+            n("true_term_lost_caffe_f32"),
+            n("images_sign_differs"),
+            n("pixels_sign_differs"),
+            n("pixels"),
+            100.0 * c["max_image_fraction_sign_differs"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
     s
 }
 
@@ -201,7 +224,9 @@ pub fn report_html(g: &Gathered, plan: &Plan, figures: &[(String, String)]) -> S
     }
     s.push_str("</ul>\n<h2>Gaussian noise</h2>\n");
     s.push_str(&html_table(&g.gaussian, false));
-    s.push_str("<h2>Beyond the study: is the adversarial committee's robustness real?</h2>\n");
+    s.push_str("<h2>The exact gradient and the one Caffe computed</h2>\n<p>Caffe's SoftmaxWithLoss computes the true class's entry of the loss gradient as p_y - 1 in float32, which is exactly 0 once p_y rounds to 1: the true class's term leaves the input gradient and its signs turn (docs/committees.md). Counted on the sweep's test images:</p>\n<pre>");
+    s.push_str(&escape(&gradients_markdown(g)));
+    s.push_str("</pre>\n<h2>Beyond the study: is the adversarial committee's robustness real?</h2>\n");
     s.push_str(&html_table(&g.beyond, false));
     s.push_str(&beyond_verdict(g));
     for (title, svg) in figures {

@@ -94,7 +94,7 @@ pub fn run_all(
                     total: 1,
                     job,
                 });
-                let record = runner::run_job(dir, plan, job, &key, data, &mut |d, t| {
+                let record = runner::run_job(dir, job, &key, data, &mut |d, t| {
                     observer(RunEvent::Progress { done: d, total: t })
                 })?;
                 observer(RunEvent::Finished {
@@ -147,7 +147,7 @@ pub fn run_all(
                         total,
                         job,
                     });
-                    let record = runner::run_job(dir, plan, job, &key, data, &mut |d, t| {
+                    let record = runner::run_job(dir, job, &key, data, &mut |d, t| {
                         observer(RunEvent::Progress { done: d, total: t })
                     })?;
                     observer(RunEvent::Finished {

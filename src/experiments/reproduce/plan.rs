@@ -236,6 +236,10 @@ impl Job {
             JobSpec::Lenet { .. } => vec!["model.safetensors".into()],
             JobSpec::Dae { .. } => vec!["dae.safetensors".into()],
             JobSpec::Advtrain { stages, .. } => (0..=*stages).map(|k| snapshot_file(k)).collect(),
+            // The gradient Caffe computed also counts what it changes (`gradients.json`).
+            JobSpec::Sweep(s) if s.gradient == "caffe-f32" => {
+                vec!["sweep.json".into(), "gradients.json".into()]
+            }
             JobSpec::Sweep(_) => vec!["sweep.json".into()],
         }
     }

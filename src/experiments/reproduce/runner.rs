@@ -17,14 +17,14 @@
 //! job holds an exclusive lock (`io_safety::RunLock` on its record) while it runs, and a process
 //! skips a job another one holds, coming back to it later.
 
-use super::plan::{AttackSetting, Job, JobSpec, Plan, PreSpec, SweepSpec};
+use super::plan::{AttackSetting, Job, JobSpec, PreSpec, SweepSpec};
 use crate::attacks::Noise;
 use crate::data::Mnist;
 use crate::experiments::sweep::{self, NamedModel, SweepConfig, SweepResult};
 use crate::io_safety::RunLock;
 use crate::models::committee::Committee;
 use crate::models::file::{load_model, save_model, write_atomic};
-use crate::models::gradient::{GradientRule, WithGradient};
+use crate::models::gradient::{compare_rules, GradientRule, RuleComparison, WithGradient};
 use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
 use crate::models::{Classifier, DropoutRates, LeNet};
 use crate::train::{self, Event, Recipe, TrainOptions, TrainState, TrainingSet};
@@ -165,7 +165,6 @@ pub fn try_lock(dir: &RunDir, job: &Job) -> Result<Option<RunLock>, ReproduceErr
 /// Runs `job` (its dependencies finished, its lock held) and writes its record last.
 pub fn run_job(
     dir: &RunDir,
-    plan: &Plan,
     job: &Job,
     key: &str,
     data: &Mnist,
@@ -231,11 +230,15 @@ pub fn run_job(
             progress,
         )?,
         JobSpec::Sweep(spec) => {
-            let result = run_sweep(dir, spec, data, &job.name, progress)?;
+            let (result, comparison) = run_sweep(dir, spec, data, &job.name, progress)?;
             let json = serde_json::to_string_pretty(&result).expect("plain data");
             write_atomic(&jd.join("sweep.json"), json.as_bytes())
                 .map_err(|e| fail(&job.name, e))?;
-            let _ = plan;
+            if let Some(c) = comparison {
+                let json = serde_json::to_string_pretty(&c).expect("plain data");
+                write_atomic(&jd.join("gradients.json"), json.as_bytes())
+                    .map_err(|e| fail(&job.name, e))?;
+            }
             let at: Vec<String> = result
                 .at
                 .iter()
@@ -316,13 +319,14 @@ fn model_path(dir: &RunDir, m: &super::plan::ModelRef) -> PathBuf {
     dir.job_dir(&m.job).join(&m.file)
 }
 
+/// Runs a sweep; with the `caffe-f32` gradient also compares the two gradients on its images.
 fn run_sweep(
     dir: &RunDir,
     spec: &SweepSpec,
     data: &Mnist,
     job: &str,
     progress: Progress<'_>,
-) -> Result<SweepResult, ReproduceError> {
+) -> Result<(SweepResult, Option<RuleComparison>), ReproduceError> {
     let load = |m: &super::plan::ModelRef| -> Result<LeNet<f32>, ReproduceError> {
         load_model(&model_path(dir, m))
             .map(|(n, _)| n)
@@ -396,8 +400,11 @@ fn run_sweep(
         name: job.into(),
         model,
     }];
-    sweep::sweep(&models, source.as_ref(), &test, &cfg, |done, total| {
+    let result = sweep::sweep(&models, source.as_ref(), &test, &cfg, |done, total| {
         progress(done as u64, total as u64)
     })
-    .map_err(|e| fail(job, e))
+    .map_err(|e| fail(job, e))?;
+    let comparison = (rule == GradientRule::CaffeF32)
+        .then(|| compare_rules(model, test.images.view(), &test.labels));
+    Ok((result, comparison))
 }

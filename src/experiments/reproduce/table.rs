@@ -48,6 +48,9 @@ pub struct Gathered {
     pub gaussian: Vec<TableRow>,
     /// The adversarial committee (and its references) under attacks the study did not make.
     pub beyond: Vec<TableRow>,
+    /// What Caffe's float32 gradient changes, per model with a `caffe-f32` sweep (first seed):
+    /// (method label, `models::gradient::RuleComparison` as written by the job).
+    pub gradients: Vec<(String, serde_json::Value)>,
 }
 
 fn read_sweep(dir: &RunDir, job: &str) -> Result<SweepResult, String> {
@@ -254,10 +257,30 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
             None,
         ));
     }
+    let mut gradients = Vec::new();
+    let b = plan.base_seeds()[0];
+    for m in &METHODS {
+        if let Some(job) = plan.sweep_of(
+            m.key,
+            b,
+            "fgsm",
+            AttackSetting::Classifier,
+            "caffe-f32",
+            None,
+        ) {
+            let path = dir.job_dir(job).join("gradients.json");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            let value = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+            gradients.push((m.label.to_string(), value));
+        }
+    }
     Ok(Gathered {
         table2,
         gaussian,
         beyond,
+        gradients,
     })
 }
 
