@@ -321,7 +321,8 @@ struct ClassifierArgs {
     #[arg(long, value_name = "FILE,FILE,...|C.json")]
     committee: Option<String>,
     /// The softmax cross-entropy gradient attacks follow: exact, or caffe-f32 (Caffe's float32
-    /// SoftmaxWithLoss, whose p_y - 1 rounds to 0 for confident images). Named in every label.
+    /// SoftmaxWithLoss, whose p_y - 1 rounds to 0 for confident images). Named in every
+    /// attacked label; predictions, and so eval, do not depend on it.
     #[arg(long, default_value = "exact", value_parser = GradientRule::parse)]
     gradient: GradientRule,
 }
