@@ -376,7 +376,8 @@ struct ClassifierArgs {
     #[arg(long, value_name = "FILE,FILE,...|C.json")]
     committee: Option<String>,
     /// The softmax cross-entropy gradient attacks follow: exact, or caffe-f32 (Caffe's float32
-    /// SoftmaxWithLoss, whose p_y - 1 rounds to 0 for confident images). Named in every label.
+    /// SoftmaxWithLoss, whose p_y - 1 rounds to 0 for confident images). Named in every
+    /// attacked label; predictions, and so eval, do not depend on it.
     #[arg(long, default_value = "exact", value_parser = GradientRule::parse)]
     gradient: GradientRule,
 }
@@ -405,16 +406,20 @@ fn committee_inputs(
     inputs
 }
 
-/// The classifiers of a command: each LeNet, and the committee of `committee_nets` if any,
+/// A classifier with the name it gets in every output.
+type Named<'a> = (String, Box<dyn Classifier + 'a>);
+
+/// The classifiers of a command: each LeNet, and the committee named `committee` of `members`,
 /// each following `gradient`, with its name.
 fn classifiers<'a>(
     nets: &'a [(String, LeNet<f32>)],
-    committee: Option<(&str, &'a [(String, LeNet<f32>)])>,
+    committee: Option<&str>,
+    members: &'a [(String, LeNet<f32>)],
     gradient: GradientRule,
-) -> Vec<(String, Box<dyn Classifier + 'a>)> {
-    let mut out: Vec<(String, Box<dyn Classifier + 'a>)> = nets
+) -> Vec<Named<'a>> {
+    let mut out: Vec<Named<'a>> = nets
         .iter()
-        .map(|(name, net)| -> (String, Box<dyn Classifier + 'a>) {
+        .map(|(name, net)| -> Named<'a> {
             (
                 name.clone(),
                 Box::new(WithGradient {
@@ -424,7 +429,7 @@ fn classifiers<'a>(
             )
         })
         .collect();
-    if let Some((name, members)) = committee {
+    if let Some(name) = committee {
         let members = members.iter().map(|(_, n)| n as &dyn Classifier).collect();
         out.push((name.to_string(), Box::new(Committee { members, gradient })));
     }
@@ -434,16 +439,16 @@ fn classifiers<'a>(
 /// The classifiers to evaluate: each alone, or behind the --pre stages as a pipeline,
 /// named so that every output says which defence, attack setting and gradient it was.
 fn defended<'a>(
-    bases: &'a [(String, Box<dyn Classifier + 'a>)],
+    bases: &'a [Named<'a>],
     stages: &[advmnist::models::pipeline::Stage],
     defence: &DefenceArgs,
     attacked: Option<GradientRule>,
-) -> Vec<(String, Box<dyn Classifier + 'a>)> {
+) -> Vec<Named<'a>> {
     use advmnist::models::pipeline::Pipeline;
     bases
         .iter()
-        .map(|(name, base)| -> (String, Box<dyn Classifier + 'a>) {
-            let (mut label, model): (String, Box<dyn Classifier + 'a>) = if stages.is_empty() {
+        .map(|(name, base)| -> Named<'a> {
+            let (mut label, model): Named<'a> = if stages.is_empty() {
                 let same = WithGradient {
                     classifier: base.as_ref(),
                     rule: GradientRule::Exact,
@@ -1118,11 +1123,7 @@ fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
     let nets = load_lenets(&a.models)?;
     let members = load_lenets(committee.as_ref().map_or(&[][..], |c| &c.1))?;
     let committee_name = committee.as_ref().map(|c| c.0.as_str());
-    let bases = classifiers(
-        &nets,
-        committee_name.map(|n| (n, &members[..])),
-        a.choice.gradient,
-    );
+    let bases = classifiers(&nets, committee_name, &members, a.choice.gradient);
     let mut rows = Vec::new();
     for (name, model) in defended(&bases, &stages, &a.defence, None) {
         let predictions = model.predict(test.images.view());
@@ -1193,11 +1194,7 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
     let sources = load_lenets(a.source.as_slice())?;
     let members = load_lenets(committee.as_ref().map_or(&[][..], |c| &c.1))?;
     let committee_name = committee.as_ref().map(|c| c.0.as_str());
-    let bases = classifiers(
-        &nets,
-        committee_name.map(|n| (n, &members[..])),
-        a.choice.gradient,
-    );
+    let bases = classifiers(&nets, committee_name, &members, a.choice.gradient);
     // Labels name the gradient of every attack that follows one (not Gaussian noise).
     let attacked = (a.source.is_none() && noise != Noise::Gaussian).then_some(a.choice.gradient);
     let defended_models = defended(&bases, &stages, &a.defence, attacked);
@@ -1367,11 +1364,7 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     let nets = load_lenets(a.model.as_slice())?;
     let members = load_lenets(committee.as_ref().map_or(&[][..], |c| &c.1))?;
     let committee_name = committee.as_ref().map(|c| c.0.as_str());
-    let bases = classifiers(
-        &nets,
-        committee_name.map(|n| (n, &members[..])),
-        a.choice.gradient,
-    );
+    let bases = classifiers(&nets, committee_name, &members, a.choice.gradient);
     let (name, model) = defended(&bases, &stages, &a.defence, Some(a.choice.gradient))
         .pop()
         .expect("clap requires --model or --committee without --dae");

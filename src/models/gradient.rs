@@ -142,9 +142,10 @@ pub struct RuleComparison {
 }
 
 /// Compares the rules on `model` over images `x` with their labels: how many images lose the
-/// true class's term under each, and how many gradient signs (what FGSM uses) differ. For a
-/// committee the per-image test of `dL/dz_y` is on the committee's averaged prediction; for a
-/// pipeline, on its classifier's logits at draw 0.
+/// true class's term under each, and how many gradient signs (what FGSM uses) differ. Both
+/// gradients are [`WithGradient`]'s, on `model`'s logits: meant for a single network such as
+/// LeNet (`advmnist gradients --model`). A committee applies the rule per member instead
+/// (`Committee::gradient`), which this function does not look into.
 pub fn compare_rules(model: &dyn Classifier, x: ArrayView4<f32>, labels: &[u8]) -> RuleComparison {
     let logits = model.logits(x);
     let lost = |rule: GradientRule| {
