@@ -43,7 +43,7 @@ pub fn finished_jobs(plan: &Plan, dir: &RunDir, data_sha256: &str) -> BTreeMap<S
     let mut finished = BTreeMap::new();
     for job in &plan.jobs {
         if let Status::Done(r) = runner::status(dir, job, data_sha256, &finished) {
-            finished.insert(job.name.clone(), r);
+            finished.insert(job.name.clone(), *r);
         }
     }
     finished
@@ -80,7 +80,7 @@ pub fn run_all(
                 missing.join(", ")
             ))),
             Status::Done(r) => {
-                finished.insert(name.into(), r);
+                finished.insert(name.into(), *r);
                 Ok(finished)
             }
             Status::Ready(key) => {
@@ -122,7 +122,7 @@ pub fn run_all(
                         record: &r,
                         reused: true,
                     });
-                    finished.insert(job.name.clone(), r);
+                    finished.insert(job.name.clone(), *r);
                     progressed = true;
                 }
                 Status::Blocked(_) => {}
@@ -222,7 +222,7 @@ fn adversarial_job(
         ..AdvOptions::default()
     };
     let run = |observer: &mut dyn FnMut(AdvEvent)| {
-        run_adversarial(&cfg, data, dir, &options, |e| observer(e))
+        run_adversarial(&cfg, data, dir, &options, &mut *observer)
     };
     let mut observe = |e: AdvEvent| {
         if let AdvEvent::Train {

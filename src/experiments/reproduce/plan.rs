@@ -235,7 +235,7 @@ impl Job {
         match &self.spec {
             JobSpec::Lenet { .. } => vec!["model.safetensors".into()],
             JobSpec::Dae { .. } => vec!["dae.safetensors".into()],
-            JobSpec::Advtrain { stages, .. } => (0..=*stages).map(|k| snapshot_file(k)).collect(),
+            JobSpec::Advtrain { stages, .. } => (0..=*stages).map(snapshot_file).collect(),
             // The gradient Caffe computed also counts what it changes (`gradients.json`).
             JobSpec::Sweep(s) if s.gradient == "caffe-f32" => {
                 vec!["sweep.json".into(), "gradients.json".into()]

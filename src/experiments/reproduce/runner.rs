@@ -125,7 +125,7 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
 /// Where the job currently stands.
 pub enum Status {
-    Done(JobRecord),
+    Done(Box<JobRecord>),
     /// All dependencies are done; its key.
     Ready(String),
     /// Waiting for these jobs.
@@ -149,7 +149,7 @@ pub fn status(
     }
     let key = job_key(job, data_sha256, finished);
     match dir.verified_record(job, Some(&key)) {
-        Some(r) => Status::Done(r),
+        Some(r) => Status::Done(Box::new(r)),
         None => Status::Ready(key),
     }
 }

@@ -118,6 +118,9 @@ fn row(
     }
 }
 
+/// Each seed's sweep job and its curve.
+type Curves = Vec<(String, Vec<(f64, f64)>)>;
+
 /// Collects the curves of one (method, noise, attack, gradient, source) over the seeds.
 fn per_seed(
     plan: &Plan,
@@ -127,7 +130,7 @@ fn per_seed(
     attack: AttackSetting,
     gradient: &str,
     source: Option<&str>,
-) -> Result<Option<Vec<(String, Vec<(f64, f64)>)>>, String> {
+) -> Result<Option<Curves>, String> {
     let mut out = Vec::new();
     for b in plan.base_seeds() {
         let Some(job) = plan.sweep_of(method, b, noise, attack, gradient, source) else {
