@@ -133,10 +133,10 @@ struct DaeTrainArgs {
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
     /// Checkpoint every N iterations (0: never).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = whole_number::<u64>)]
     checkpoint_every: u64,
     /// Measure the test set's reconstruction error every N iterations (0: only at the end).
-    #[arg(long, default_value_t = 2000, value_name = "N")]
+    #[arg(long, default_value_t = 2000, value_name = "N", value_parser = whole_number::<u64>)]
     eval_every: u64,
     /// Continue the run saved in the checkpoint file, to the same model an uninterrupted run
     /// gives.
@@ -172,11 +172,11 @@ struct ShowArgs {
     /// Output PNG file.
     #[arg(long, value_name = "FILE.png")]
     out: PathBuf,
-    /// How many test digits (rows).
-    #[arg(long, default_value_t = 8)]
+    /// How many test digits (rows), at least 1.
+    #[arg(long, default_value_t = 8, value_parser = whole_number::<usize>)]
     count: usize,
     /// Index of the first test digit shown.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = whole_number::<usize>)]
     first: usize,
     /// Seed of the Gaussian noise.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
@@ -185,8 +185,9 @@ struct ShowArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Images per batch for the training step and the input gradient (inference uses 1000).
-    #[arg(long, default_value_t = 64)]
+    /// Images per batch for the training step and the input gradient (inference uses 1000):
+    /// from 1 to 60,000 (MNIST's training set).
+    #[arg(long, default_value_t = 64, value_parser = whole_number::<usize>)]
     batch: usize,
     /// Seconds of measurement per workload, after a warm-up: from 0.1 to 3600.
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
@@ -219,10 +220,10 @@ struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
     /// Checkpoint every N iterations (0: never).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = whole_number::<u64>)]
     checkpoint_every: u64,
     /// Measure the test error every N iterations (0: only at the end).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = whole_number::<u64>)]
     eval_every: u64,
     /// Continue the run saved in the checkpoint file, to the same model an uninterrupted
     /// run gives.
@@ -246,10 +247,10 @@ struct DefenceArgs {
     attack_through: AttackThroughArg,
     /// Draws of injected noise averaged by the white-box gradient (expectation over
     /// transformation).
-    #[arg(long, default_value_t = advmnist::models::pipeline::DEFAULT_EOT_SAMPLES, value_name = "K")]
+    #[arg(long, default_value_t = advmnist::models::pipeline::DEFAULT_EOT_SAMPLES, value_name = "K", value_parser = whole_number::<usize>)]
     eot: usize,
     /// Seed of the injected noise.
-    #[arg(long, default_value_t = 1, value_name = "S")]
+    #[arg(long, default_value_t = 1, value_name = "S", value_parser = whole_number::<u64>)]
     pre_seed: u64,
 }
 
@@ -365,8 +366,8 @@ struct SweepArgs {
     /// The perturbation.
     #[arg(long, value_enum)]
     noise: NoiseArg,
-    /// Number of levels, evenly spaced from 0 to --max, both included.
-    #[arg(long, default_value_t = 100)]
+    /// Number of levels, evenly spaced from 0 to --max, both included: from 2 to 1,000.
+    #[arg(long, default_value_t = 100, value_parser = whole_number::<usize>)]
     levels: usize,
     /// Largest level (eps or sigma). Default: 0.5 for fgsm and pgd, 1.0 for gaussian.
     #[arg(long, value_name = "X")]
@@ -384,7 +385,7 @@ struct SweepArgs {
     )]
     at: Vec<f64>,
     /// PGD: gradient steps per level (step size 2.5 eps / steps).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = whole_number::<usize>)]
     steps: usize,
     /// PGD: start from a uniformly random point of the eps-ball.
     #[arg(long)]
@@ -402,7 +403,7 @@ struct SweepArgs {
 
 fn main() -> ExitCode {
     advmnist::tune_allocator();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -418,6 +419,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with negative numbers reaching each flag's range check
+/// (`advmnist::limits::numbers_may_be_negative`).
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = advmnist::limits::numbers_may_be_negative(Cli::command()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -483,7 +492,7 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         &data_dir,
     )?;
     let data = data::load_mnist(&data_dir)?;
-    check_batch(cfg.batch, &data)?;
+    check_batch(cfg.batch, &data, advmnist::limits::LENET_TRAIN_BYTES_PER_IMAGE)?;
     let headline = format!(
         "training LeNet: {} iterations, batch {}, dropout {}, seed {}, {} threads",
         cfg.iterations,
@@ -549,7 +558,7 @@ fn cmd_dae_train(a: DaeTrainArgs, data_dir: PathBuf) -> Result<()> {
         &data_dir,
     )?;
     let data = data::load_mnist(&data_dir)?;
-    check_batch(cfg.batch, &data)?;
+    check_batch(cfg.batch, &data, advmnist::limits::DAE_TRAIN_BYTES_PER_IMAGE)?;
     let headline = format!(
         "training the denoising autoencoder: {} iterations, batch {}, input dropout {}, seed {}, {} threads",
         cfg.iterations,
@@ -599,8 +608,9 @@ fn cmd_dae_train(a: DaeTrainArgs, data_dir: PathBuf) -> Result<()> {
     Ok(())
 }
 
-/// A batch larger than the training set cannot be drawn (and would ask for gigabytes).
-fn check_batch(batch: usize, data: &data::Mnist) -> Result<()> {
+/// A batch larger than the training set cannot be drawn (and would ask for gigabytes); a batch
+/// that fits the training set must also fit in memory (`bytes_per_image` of it, measured).
+fn check_batch(batch: usize, data: &data::Mnist, bytes_per_image: u64) -> Result<()> {
     if batch > data.train.len() {
         bail!(
             "--batch {batch} is larger than the training set ({} images): use at most {}",
@@ -608,7 +618,9 @@ fn check_batch(batch: usize, data: &data::Mnist) -> Result<()> {
             data.train.len()
         );
     }
-    Ok(())
+    let needed = advmnist::limits::bytes_of(&[batch as u64, bytes_per_image]);
+    advmnist::limits::check_memory(&format!("a training batch of {batch} images (--batch)"), needed)
+        .map_err(anyhow::Error::msg)
 }
 
 /// A run's model file and checkpoint, checked before any work.
@@ -768,6 +780,18 @@ fn pre_inputs(defence: &DefenceArgs) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Warns when a model's logits overflow to inf or NaN (finite but absurd weights): its
+/// predictions, and every error measured on them, would be meaningless.
+fn warn_if_logits_overflow(
+    name: &str,
+    model: &dyn advmnist::models::Classifier,
+    test: &data::Dataset,
+) {
+    if let Some(warning) = advmnist::models::logits_overflow(model, test.images.view()) {
+        eprintln!("warning: {name}: {warning}");
+    }
+}
+
 fn check_writable_target(flag: &str, path: &std::path::Path) -> Result<()> {
     advmnist::io_safety::check_output_file(flag, path).map_err(anyhow::Error::msg)
 }
@@ -789,6 +813,7 @@ fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
     let nets = load_lenets(&a.models)?;
     let mut rows = Vec::new();
     for (name, model) in defended(&nets, &stages, &a.defence, false) {
+        warn_if_logits_overflow(&name, model.as_ref(), &test);
         let predictions = model.predict(test.images.view());
         if let Some(out) = &a.predictions {
             let text: String = predictions.iter().map(|p| format!("{p}\n")).collect();
@@ -807,8 +832,12 @@ fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
 }
 
 fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
-    if a.levels < 2 {
-        bail!("--levels must be at least 2 (0 and --max)");
+    if !(2..=advmnist::limits::MAX_LEVELS).contains(&a.levels) {
+        bail!(
+            "--levels must be from 2 (0 and --max) to {}, got {}: more levels take longer without showing more",
+            advmnist::limits::MAX_LEVELS,
+            a.levels
+        );
     }
     if let Some(d) = a.at.iter().find(|d| !(d.is_finite() && **d >= 0.0)) {
         bail!("--at distortions must be finite numbers >= 0, got {d}");
@@ -850,6 +879,12 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
     refuse_overwrite(&outputs, &inputs, &data_dir)?;
     let stages = a.defence.stages()?;
     let test = data::load_split(&data_dir, Split::Test)?;
+    let attackers = if a.source.is_some() { 1 } else { a.models.len() };
+    advmnist::limits::check_memory(
+        &format!("the perturbed test images of {attackers} attacked models (--model, --source)"),
+        advmnist::limits::sweep_bytes(attackers, test.len()),
+    )
+    .map_err(anyhow::Error::msg)?;
     let nets = load_lenets(&a.models)?;
     let sources = load_lenets(a.source.as_slice())?;
     let defended_models = defended(&nets, &stages, &a.defence, a.source.is_none());
@@ -865,6 +900,9 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
         name: n.clone(),
         model: m,
     });
+    for m in models.iter().chain(source.as_ref()) {
+        warn_if_logits_overflow(&m.name, m.model, &test);
+    }
     let cfg = SweepConfig {
         noise,
         levels: sweep::levels(a.levels, max as f64),
@@ -908,9 +946,20 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
-    if a.batch == 0 {
-        bail!("--batch must be at least 1");
+    if !(1..=60_000).contains(&a.batch) {
+        bail!(
+            "--batch must be from 1 to 60000 (MNIST's training set), got {}",
+            a.batch
+        );
     }
+    advmnist::limits::check_memory(
+        &format!("batches of {} images (--batch)", a.batch),
+        advmnist::limits::bytes_of(&[
+            a.batch as u64,
+            advmnist::limits::BENCH_BYTES_PER_IMAGE,
+        ]),
+    )
+    .map_err(anyhow::Error::msg)?;
     // Below 0.1 s a workload may not finish one timed batch (reported as 0 images/s); above an
     // hour is a typo. NaN fails the range test too.
     if !(0.1..=3600.0).contains(&a.seconds) {
@@ -971,11 +1020,24 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     inputs.extend(a.dae.iter().map(|d| ("--dae", d.as_path())));
     inputs.extend(daes.iter().map(|d| ("--pre dae:", d.as_path())));
     refuse_overwrite(&[("--out", &a.out)], &inputs, &data_dir)?;
+    if a.count == 0 {
+        bail!("--count must be at least 1 (the number of test digits drawn)");
+    }
+    if let Some(l) = a.levels.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
+        bail!("--levels must be finite numbers >= 0, got {l}");
+    }
+    if a.levels.len() > advmnist::limits::MAX_LEVELS {
+        bail!(
+            "--levels lists {} levels, more than {}",
+            a.levels.len(),
+            advmnist::limits::MAX_LEVELS
+        );
+    }
     let test = data::load_split(&data_dir, Split::Test)?;
-    if a.count == 0
-        || a.first
-            .checked_add(a.count)
-            .is_none_or(|end| end > test.len())
+    if a
+        .first
+        .checked_add(a.count)
+        .is_none_or(|end| end > test.len())
     {
         bail!(
             "--first {} --count {} asks for test digits past the {} available",
@@ -984,6 +1046,16 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
             test.len()
         );
     }
+    let (width, height) = match a.dae {
+        // clean, corrupted, reconstructed
+        Some(_) => advmnist::report::show::dae_figure_size(a.count, 3),
+        None => advmnist::report::show::figure_size(a.count, a.levels.len()),
+    };
+    advmnist::limits::check_memory(
+        &format!("a figure of {width} x {height} pixels (--count, --levels)"),
+        advmnist::limits::figure_bytes(width, height),
+    )
+    .map_err(anyhow::Error::msg)?;
     let digits = test.subset(a.first..a.first + a.count);
     if let Some(dae_path) = &a.dae {
         let (dae, _) =
@@ -1005,9 +1077,10 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
             .as_ref()
             .expect("clap requires --model without --dae"),
     ))?;
-    let (_, model) = defended(&nets, &stages, &a.defence, true)
+    let (name, model) = defended(&nets, &stages, &a.defence, true)
         .pop()
         .expect("one model");
+    warn_if_logits_overflow(&name, model.as_ref(), &test);
 
     let noise = match a.noise.expect("clap requires --noise without --dae") {
         NoiseArg::Fgsm => Noise::Fgsm,
@@ -1036,7 +1109,7 @@ struct TraceArgs {
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
     /// Index of the test image (0 to 9,999).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = whole_number::<usize>)]
     image: usize,
     /// Trace the image perturbed by this noise (computed in f32, as `sweep` does) instead of
     /// the clean image.
@@ -1075,13 +1148,13 @@ struct GradcheckArgs {
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
     /// How many test images (from --first on).
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = whole_number::<usize>)]
     images: usize,
     /// Index of the first test image.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = whole_number::<usize>)]
     first: usize,
     /// Entries checked per parameter tensor (all of a smaller tensor).
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = whole_number::<usize>)]
     params: usize,
     /// Seed of the choice of parameter entries.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
@@ -1200,10 +1273,10 @@ struct HumanStudyArgs {
     #[arg(long, value_delimiter = ',', value_name = "FILE,...")]
     reference_models: Vec<PathBuf>,
     /// Seed of the subjects' image sets and Gaussian noise.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = whole_number::<u64>)]
     seed: u64,
     /// Subjects offered: ids 1 to N (each adds about 150-200 KB to the page).
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = whole_number::<u32>)]
     subjects: u32,
 }
 
