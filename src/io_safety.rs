@@ -242,7 +242,10 @@ fn write_set_observed(
             discard(&staged);
             return Err(io(&target)(e));
         }
-        listing.push_str(&format!("{}  {file}\n", crate::data::idx::sha256_hex(bytes)));
+        listing.push_str(&format!(
+            "{}  {file}\n",
+            crate::data::idx::sha256_hex(bytes)
+        ));
         staged.push((tmp, target));
     }
     // 2. No manifest while the files change.
@@ -385,19 +388,27 @@ mod tests {
         write_set(&out, "sweep", &files("csv A", "json A", "svg A")).unwrap();
         assert_eq!(check_set(&out, "sweep").unwrap().len(), 3);
         // Run B is killed right after its first rename: sweep.csv is B's, the others A's.
-        let e = write_set_observed(&out, "sweep", &files("csv B", "json B", "svg B"), &mut |k| {
-            if k == 0 {
-                Err(std::io::Error::other("killed"))
-            } else {
-                Ok(())
-            }
-        })
+        let e = write_set_observed(
+            &out,
+            "sweep",
+            &files("csv B", "json B", "svg B"),
+            &mut |k| {
+                if k == 0 {
+                    Err(std::io::Error::other("killed"))
+                } else {
+                    Ok(())
+                }
+            },
+        )
         .unwrap_err();
         assert!(e.to_string().contains("sweep.csv"), "{e}");
         assert_eq!(std::fs::read(out.join("sweep.csv")).unwrap(), b"csv B");
         assert_eq!(std::fs::read(out.join("sweep.json")).unwrap(), b"json A");
         let e = check_set(&out, "sweep").unwrap_err();
-        assert!(e.contains("sweep.sha256") && e.contains("interrupted"), "{e}");
+        assert!(
+            e.contains("sweep.sha256") && e.contains("interrupted"),
+            "{e}"
+        );
         // No temporary file is left behind, and the next complete run is a complete set.
         let hidden: Vec<_> = std::fs::read_dir(&out)
             .unwrap()
@@ -415,12 +426,18 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         write_set(dir.path(), "sweep", &files("csv A", "json A", "svg A")).unwrap();
         // The third file cannot be staged: a folder is in the way of its temporary file.
-        std::fs::create_dir(dir.path().join(format!(".sweep.svg.tmp-{}", std::process::id())))
-            .unwrap();
+        std::fs::create_dir(
+            dir.path()
+                .join(format!(".sweep.svg.tmp-{}", std::process::id())),
+        )
+        .unwrap();
         let e = write_set(dir.path(), "sweep", &files("csv B", "json B", "svg B")).unwrap_err();
         assert!(e.to_string().contains("sweep.svg"), "{e}");
         assert_eq!(check_set(dir.path(), "sweep").unwrap().len(), 3);
-        assert_eq!(std::fs::read(dir.path().join("sweep.csv")).unwrap(), b"csv A");
+        assert_eq!(
+            std::fs::read(dir.path().join("sweep.csv")).unwrap(),
+            b"csv A"
+        );
         assert!(!dir
             .path()
             .join(format!(".sweep.csv.tmp-{}", std::process::id()))
@@ -430,7 +447,12 @@ mod tests {
     #[test]
     fn check_set_names_a_changed_file_and_a_missing_one() {
         let dir = tempfile::TempDir::new().unwrap();
-        write_set(dir.path(), "human", &[("human.md", b"a"), ("human.svg", b"b")]).unwrap();
+        write_set(
+            dir.path(),
+            "human",
+            &[("human.md", b"a"), ("human.svg", b"b")],
+        )
+        .unwrap();
         std::fs::write(dir.path().join("human.svg"), b"other run").unwrap();
         let e = check_set(dir.path(), "human").unwrap_err();
         assert!(e.contains("human.svg") && e.contains("two runs"), "{e}");

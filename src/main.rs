@@ -492,7 +492,11 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         &data_dir,
     )?;
     let data = data::load_mnist(&data_dir)?;
-    check_batch(cfg.batch, &data, advmnist::limits::LENET_TRAIN_BYTES_PER_IMAGE)?;
+    check_batch(
+        cfg.batch,
+        &data,
+        advmnist::limits::LENET_TRAIN_BYTES_PER_IMAGE,
+    )?;
     let headline = format!(
         "training LeNet: {} iterations, batch {}, dropout {}, seed {}, {} threads",
         cfg.iterations,
@@ -558,7 +562,11 @@ fn cmd_dae_train(a: DaeTrainArgs, data_dir: PathBuf) -> Result<()> {
         &data_dir,
     )?;
     let data = data::load_mnist(&data_dir)?;
-    check_batch(cfg.batch, &data, advmnist::limits::DAE_TRAIN_BYTES_PER_IMAGE)?;
+    check_batch(
+        cfg.batch,
+        &data,
+        advmnist::limits::DAE_TRAIN_BYTES_PER_IMAGE,
+    )?;
     let headline = format!(
         "training the denoising autoencoder: {} iterations, batch {}, input dropout {}, seed {}, {} threads",
         cfg.iterations,
@@ -619,8 +627,11 @@ fn check_batch(batch: usize, data: &data::Mnist, bytes_per_image: u64) -> Result
         );
     }
     let needed = advmnist::limits::bytes_of(&[batch as u64, bytes_per_image]);
-    advmnist::limits::check_memory(&format!("a training batch of {batch} images (--batch)"), needed)
-        .map_err(anyhow::Error::msg)
+    advmnist::limits::check_memory(
+        &format!("a training batch of {batch} images (--batch)"),
+        needed,
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// A run's model file and checkpoint, checked before any work.
@@ -879,7 +890,11 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
     refuse_overwrite(&outputs, &inputs, &data_dir)?;
     let stages = a.defence.stages()?;
     let test = data::load_split(&data_dir, Split::Test)?;
-    let attackers = if a.source.is_some() { 1 } else { a.models.len() };
+    let attackers = if a.source.is_some() {
+        1
+    } else {
+        a.models.len()
+    };
     advmnist::limits::check_memory(
         &format!("the perturbed test images of {attackers} attacked models (--model, --source)"),
         advmnist::limits::sweep_bytes(attackers, test.len()),
@@ -954,10 +969,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     }
     advmnist::limits::check_memory(
         &format!("batches of {} images (--batch)", a.batch),
-        advmnist::limits::bytes_of(&[
-            a.batch as u64,
-            advmnist::limits::BENCH_BYTES_PER_IMAGE,
-        ]),
+        advmnist::limits::bytes_of(&[a.batch as u64, advmnist::limits::BENCH_BYTES_PER_IMAGE]),
     )
     .map_err(anyhow::Error::msg)?;
     // Below 0.1 s a workload may not finish one timed batch (reported as 0 images/s); above an
@@ -1034,8 +1046,7 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
         );
     }
     let test = data::load_split(&data_dir, Split::Test)?;
-    if a
-        .first
+    if a.first
         .checked_add(a.count)
         .is_none_or(|end| end > test.len())
     {
@@ -1457,4 +1468,82 @@ fn cmd_human_report(a: HumanReportArgs, data_dir: PathBuf) -> Result<()> {
         models.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Whether a flag's values are whole numbers (by the type its value parser gives).
+    fn is_whole_number(arg: &clap::Arg) -> bool {
+        use std::any::TypeId;
+        let parsed = arg.get_value_parser().type_id();
+        [
+            TypeId::of::<u8>(),
+            TypeId::of::<u16>(),
+            TypeId::of::<u32>(),
+            TypeId::of::<u64>(),
+            TypeId::of::<usize>(),
+            TypeId::of::<i32>(),
+            TypeId::of::<i64>(),
+        ]
+        .iter()
+        .any(|t| parsed == *t)
+    }
+
+    /// Every numeric flag of every command (including flags added later), given `-1` as a
+    /// separate argument, reaches its own parser instead of clap's "unexpected argument", and a
+    /// whole-number flag answers with its range (issue 12, item 8).
+    #[test]
+    fn every_numeric_flag_takes_a_negative_number_to_its_range_check() {
+        let root = advmnist::limits::numbers_may_be_negative(Cli::command());
+        let mut stack = vec![(Vec::<String>::new(), root.clone())];
+        let mut checked = Vec::new();
+        while let Some((path, cmd)) = stack.pop() {
+            for sub in cmd.get_subcommands() {
+                let mut p = path.clone();
+                p.push(sub.get_name().to_string());
+                stack.push((p, sub.clone()));
+            }
+            for arg in cmd.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if !advmnist::limits::is_number(arg) {
+                    continue;
+                }
+                let mut argv = vec!["advmnist".to_string()];
+                argv.extend(path.iter().cloned());
+                argv.extend([format!("--{long}"), "-1".to_string()]);
+                let outcome = root.clone().try_get_matches_from(&argv);
+                if let Err(e) = &outcome {
+                    assert_ne!(
+                        e.kind(),
+                        clap::error::ErrorKind::UnknownArgument,
+                        "{argv:?}: {e}"
+                    );
+                }
+                if is_whole_number(arg) {
+                    let e = outcome.expect_err("-1 is not a whole number >= 0");
+                    assert!(
+                        e.to_string()
+                            .contains("expected a whole number >= 0, got -1"),
+                        "{argv:?}: {e}"
+                    );
+                }
+                checked.push(argv[1..].join(" "));
+            }
+        }
+        // The walk reached the commands' flags (a test that checks nothing cannot fail).
+        for flag in [
+            "--threads -1",
+            "show --count -1",
+            "dae train --iters -1",
+            "sweep --at -1",
+        ] {
+            assert!(
+                checked.iter().any(|c| c == flag),
+                "{flag} not checked: {checked:?}"
+            );
+        }
+    }
 }

@@ -1,0 +1,509 @@
+//! Fuzzing the parsers of the files a user hands in (issue 12): IDX image and label files (gzip
+//! and raw), safetensors model files, training checkpoints and the human study's results files.
+//!
+//! Each parser starts from a real file, as advmnist ships it (the MNIST test set) or writes it
+//! (a model, a checkpoint, a results file), and `proptest` mutates it: byte flips, truncations,
+//! insertions, removals, and edits of the format's header fields (IDX's big-endian counts and
+//! sizes, behind gzip too; safetensors' header length and any value of its JSON header; any
+//! value of a results file's JSON). Every mutated file must be accepted, or refused with an error
+//! that names the file. A panic fails the test, and proptest then shrinks the mutation to a
+//! small reproducer.
+//!
+//! Bounded: [`CASES`] mutated files per parser, a fixed seed (so a failure reproduces), the whole
+//! file in well under a minute in `cargo test --release`.
+//!
+//! Adding a parser is one more entry in [`targets`]: a real file's bytes, a function that edits
+//! its header fields, and a function that parses a path.
+
+use advmnist::experiments::human_study::{
+    load_results, subject_set, Answer, StudyDesign, SubjectResults, RESULTS_FORMAT,
+};
+use advmnist::models::file::{load_model, save_model, ModelMeta};
+use advmnist::models::lenet::{DropoutRates, LeNet};
+use advmnist::train::{checkpoint, Recipe, TrainConfig, TrainState};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Mutated files tried per parser.
+const CASES: u32 = 300;
+
+/// One parser under test.
+struct Target {
+    name: &'static str,
+    /// The file's name in the test's folder (its extension matters to nobody, but reads well).
+    file_name: &'static str,
+    /// A real, valid file.
+    seed: Vec<u8>,
+    /// Sets header field `field` (any number: taken modulo the format's fields) to `value`.
+    edit_field: fn(&[u8], usize, &FieldValue) -> Vec<u8>,
+    /// Parses the file at a path, as the command line does; the error as its message.
+    parse: fn(&Path) -> Result<(), String>,
+}
+
+/// A value written into a header field: a number for binary fields, any JSON value for JSON.
+#[derive(Clone, Debug)]
+enum FieldValue {
+    Number(u64),
+    Json(Value),
+}
+
+impl FieldValue {
+    fn as_u64(&self) -> u64 {
+        match self {
+            FieldValue::Number(n) => *n,
+            FieldValue::Json(v) => v.as_u64().unwrap_or(1),
+        }
+    }
+    fn as_json(&self) -> Value {
+        match self {
+            FieldValue::Number(n) => Value::from(*n),
+            FieldValue::Json(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    Flip { at: usize, mask: u8 },
+    Truncate { keep: usize },
+    Insert { at: usize, bytes: Vec<u8> },
+    Remove { at: usize, len: usize },
+    Field { field: usize, value: FieldValue },
+}
+
+fn interesting_number() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(2),
+        Just(7),
+        Just(8),
+        Just(10),
+        Just(27),
+        Just(28),
+        Just(29),
+        Just(255),
+        Just(256),
+        Just(2051),
+        Just(2049),
+        Just(10_000),
+        Just(60_000),
+        Just(u32::MAX as u64),
+        Just(1 << 31),
+        Just(u64::MAX),
+        Just(1 << 40),
+        any::<u64>(),
+        0u64..100_000,
+    ]
+}
+
+fn field_value() -> impl Strategy<Value = FieldValue> {
+    prop_oneof![
+        3 => interesting_number().prop_map(FieldValue::Number),
+        1 => interesting_number().prop_map(|n| FieldValue::Json(Value::from(-(n as i128 % (1 << 62)) as i64))),
+        1 => interesting_number().prop_map(|n| FieldValue::Json(Value::from(n.to_string()))),
+        1 => Just(FieldValue::Json(Value::Null)),
+        1 => Just(FieldValue::Json(Value::Bool(true))),
+        1 => Just(FieldValue::Json(serde_json::json!([]))),
+        1 => Just(FieldValue::Json(serde_json::json!({}))),
+        1 => Just(FieldValue::Json(serde_json::json!(1e308))),
+        1 => Just(FieldValue::Json(serde_json::json!(0.5))),
+        1 => Just(FieldValue::Json(serde_json::json!([1, 2, 3]))),
+        1 => Just(FieldValue::Json(serde_json::json!([0, 4294967296u64]))),
+        1 => Just(FieldValue::Json(serde_json::json!("F16"))),
+        1 => Just(FieldValue::Json(serde_json::json!("I64"))),
+        1 => Just(FieldValue::Json(serde_json::json!(""))),
+    ]
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        3 => (any::<usize>(), 1u8..=255).prop_map(|(at, mask)| Mutation::Flip { at, mask }),
+        2 => any::<usize>().prop_map(|keep| Mutation::Truncate { keep }),
+        2 => (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
+        1 => (any::<usize>(), 1usize..64).prop_map(|(at, len)| Mutation::Remove { at, len }),
+        4 => (any::<usize>(), field_value()).prop_map(|(field, value)| Mutation::Field { field, value }),
+    ]
+}
+
+fn apply(target: &Target, bytes: &[u8], m: &Mutation) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    let len = b.len().max(1);
+    match m {
+        Mutation::Flip { at, mask } => {
+            if !b.is_empty() {
+                b[at % len] ^= mask;
+            }
+        }
+        Mutation::Truncate { keep } => b.truncate(keep % len),
+        Mutation::Insert { at, bytes } => {
+            let at = at % (b.len() + 1);
+            b.splice(at..at, bytes.iter().copied());
+        }
+        Mutation::Remove { at, len: n } => {
+            let at = at % len;
+            let end = (at + n).min(b.len());
+            if at < end {
+                b.drain(at..end);
+            }
+        }
+        Mutation::Field { field, value } => b = (target.edit_field)(&b, *field, value),
+    }
+    b
+}
+
+// ---- the formats' header fields ----
+
+/// IDX: big-endian u32 words, the magic number then one per dimension.
+fn edit_idx_raw(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    let words = if b.len() >= 4 { 1 + b[3] as usize } else { 1 };
+    let at = 4 * (field % words.clamp(1, 4));
+    if b.len() >= at + 4 {
+        b[at..at + 4].copy_from_slice(&(value.as_u64() as u32).to_be_bytes());
+    }
+    b
+}
+
+/// The same edit inside the gzip stream (a file that no longer inflates is left as it is).
+fn edit_idx_gz(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
+    let mut raw = Vec::new();
+    if flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut raw)
+        .is_err()
+    {
+        return bytes.to_vec();
+    }
+    gzip(&edit_idx_raw(&raw, field, value))
+}
+
+/// Every value of a JSON document, in pre-order: node `k` (modulo their number) is replaced.
+fn replace_json_node(doc: &mut Value, k: usize, new: Value) {
+    fn count(v: &Value) -> usize {
+        1 + match v {
+            Value::Array(a) => a.iter().map(count).sum(),
+            Value::Object(o) => o.values().map(count).sum(),
+            _ => 0,
+        }
+    }
+    fn walk(v: &mut Value, k: &mut usize, new: &Value) -> bool {
+        if *k == 0 {
+            *v = new.clone();
+            return true;
+        }
+        *k -= 1;
+        match v {
+            Value::Array(a) => a.iter_mut().any(|c| walk(c, k, new)),
+            Value::Object(o) => o.values_mut().any(|c| walk(c, k, new)),
+            _ => false,
+        }
+    }
+    let mut k = k % count(doc);
+    walk(doc, &mut k, &new);
+}
+
+/// safetensors: field 0 is the little-endian u64 header length; the others are the values of
+/// the JSON header (dtypes, shapes, data offsets, metadata), re-padded and re-measured.
+fn edit_safetensors(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
+    if field % 8 == 0 || bytes.len() < 8 {
+        let mut b = bytes.to_vec();
+        if b.len() >= 8 {
+            b[..8].copy_from_slice(&value.as_u64().to_le_bytes());
+        }
+        return b;
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let Some(header) = bytes.get(8..8usize.saturating_add(n)) else {
+        return bytes.to_vec();
+    };
+    let Ok(mut doc) = serde_json::from_slice::<Value>(header) else {
+        return bytes.to_vec();
+    };
+    replace_json_node(&mut doc, field / 8, value.as_json());
+    let mut header = serde_json::to_string(&doc).unwrap();
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header.as_bytes());
+    out.extend(&bytes[8 + n..]);
+    out
+}
+
+/// A JSON file: any value replaced.
+fn edit_json(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(mut doc) => {
+            replace_json_node(&mut doc, field, value.as_json());
+            serde_json::to_vec_pretty(&doc).unwrap()
+        }
+        Err(_) => bytes.to_vec(),
+    }
+}
+
+// ---- the real files ----
+
+fn gzip(raw: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(raw).unwrap();
+    e.finish().unwrap()
+}
+
+fn mnist_file(name: &str) -> Vec<u8> {
+    let gz = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("mnist").join(name)).unwrap();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    raw
+}
+
+fn test_labels() -> &'static Vec<u8> {
+    static LABELS: OnceLock<Vec<u8>> = OnceLock::new();
+    LABELS.get_or_init(|| mnist_file("t10k-labels-idx1-ubyte.gz")[8..].to_vec())
+}
+
+/// The first 50 test images, as an IDX file of 50 images (the whole file would only make each
+/// case slower: the parser's work is in the header and the sizes).
+fn idx_images_seed() -> Vec<u8> {
+    let raw = mnist_file("t10k-images-idx3-ubyte.gz");
+    let mut b = raw[..16 + 50 * 784].to_vec();
+    b[4..8].copy_from_slice(&50u32.to_be_bytes());
+    b
+}
+
+fn lenet() -> LeNet<f32> {
+    TrainConfig::lenet(DropoutRates::NONE, 1).initial_net()
+}
+
+fn model_seed() -> Vec<u8> {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let meta = ModelMeta {
+        dropout: DropoutRates::NONE,
+        seed: 1,
+        iterations: 0,
+        data_sha256: "0".repeat(64),
+        extra: Default::default(),
+    };
+    save_model(&path, &lenet(), &meta).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+const DATA_SHA256: &str = "fuzz";
+
+fn checkpoint_seed() -> Vec<u8> {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("m.ckpt");
+    let recipe = TrainConfig::lenet(DropoutRates::NONE, 1);
+    let mut state = TrainState::start(recipe.initial_net());
+    state.iteration = 3;
+    checkpoint::save(&path, &recipe, DATA_SHA256, &state).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+fn results_seed() -> Vec<u8> {
+    let labels = test_labels();
+    let design = StudyDesign {
+        seed: 5,
+        model_sha256: "0".repeat(64),
+        hard_pool: (0..10u8)
+            .map(|c| {
+                (0..labels.len())
+                    .filter(|&i| labels[i] == c)
+                    .take(5)
+                    .collect()
+            })
+            .collect(),
+    };
+    let set = subject_set(&design, labels, 1);
+    let results = SubjectResults {
+        format: RESULTS_FORMAT.into(),
+        study_id: design.id(),
+        study: design.clone(),
+        subject: 1,
+        answers: set
+            .trials
+            .iter()
+            .enumerate()
+            .map(|(k, t)| Answer {
+                image: t.image,
+                noise: t.noise,
+                level: t.level,
+                label: t.label,
+                answer: (t.label as i64 + k as i64 % 3) % 10,
+                response_ms: 500.0 + k as f64,
+            })
+            .collect(),
+    };
+    serde_json::to_vec_pretty(&results).unwrap()
+}
+
+fn targets() -> Vec<Target> {
+    let images = idx_images_seed();
+    let labels = mnist_file("t10k-labels-idx1-ubyte.gz");
+    vec![
+        Target {
+            name: "IDX images, raw",
+            file_name: "t10k-images-idx3-ubyte",
+            seed: images.clone(),
+            edit_field: edit_idx_raw,
+            parse: |p| advmnist::data::read_idx_images(p).map(drop).map_err(|e| e.to_string()),
+        },
+        Target {
+            name: "IDX images, gzip",
+            file_name: "t10k-images-idx3-ubyte.gz",
+            seed: gzip(&images),
+            edit_field: edit_idx_gz,
+            parse: |p| advmnist::data::read_idx_images(p).map(drop).map_err(|e| e.to_string()),
+        },
+        Target {
+            name: "IDX labels, raw",
+            file_name: "t10k-labels-idx1-ubyte",
+            seed: labels.clone(),
+            edit_field: edit_idx_raw,
+            parse: |p| advmnist::data::read_idx_labels(p).map(drop).map_err(|e| e.to_string()),
+        },
+        Target {
+            name: "IDX labels, gzip",
+            file_name: "t10k-labels-idx1-ubyte.gz",
+            seed: gzip(&labels),
+            edit_field: edit_idx_gz,
+            parse: |p| advmnist::data::read_idx_labels(p).map(drop).map_err(|e| e.to_string()),
+        },
+        Target {
+            name: "model file (safetensors)",
+            file_name: "m.safetensors",
+            seed: model_seed(),
+            edit_field: edit_safetensors,
+            parse: |p| load_model(p).map(drop).map_err(|e| e.to_string()),
+        },
+        Target {
+            name: "training checkpoint",
+            file_name: "m.safetensors.ckpt",
+            seed: checkpoint_seed(),
+            edit_field: edit_safetensors,
+            parse: |p| {
+                let recipe = TrainConfig::lenet(DropoutRates::NONE, 1);
+                checkpoint::load(p, &recipe, DATA_SHA256)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        },
+        Target {
+            name: "human-study results",
+            file_name: "results.json",
+            seed: results_seed(),
+            edit_field: edit_json,
+            parse: |p| {
+                load_results(&[p.to_path_buf()], test_labels())
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        },
+    ]
+}
+
+/// Runs one target's cases: every mutated file is accepted or refused naming the file.
+fn fuzz(target: &Target) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path: PathBuf = dir.path().join(target.file_name);
+    let shown = path.display().to_string();
+    // The unmutated file must parse, or the mutations test nothing.
+    std::fs::write(&path, &target.seed).unwrap();
+    (target.parse)(&path).unwrap_or_else(|e| panic!("{}: the seed file is refused: {e}", target.name));
+    let config = Config {
+        cases: CASES,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    // A fixed seed per target: the same cases every run, so a failure reproduces.
+    let mut seed = [0u8; 32];
+    seed[..target.name.len().min(32)].copy_from_slice(&target.name.as_bytes()[..target.name.len().min(32)]);
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
+    let result = runner.run(&prop::collection::vec(mutation(), 1..4), |mutations| {
+        let mut bytes = target.seed.clone();
+        for m in &mutations {
+            bytes = apply(target, &bytes, m);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        if let Err(e) = (target.parse)(&path) {
+            prop_assert!(
+                e.contains(&shown),
+                "{}: the error does not name the file {shown}: {e}",
+                target.name
+            );
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{}: {e}", target.name);
+    }
+}
+
+#[test]
+fn mutated_idx_image_files_are_refused_naming_the_file_without_a_panic() {
+    for t in targets().iter().filter(|t| t.name.starts_with("IDX images")) {
+        fuzz(t);
+    }
+}
+
+#[test]
+fn mutated_idx_label_files_are_refused_naming_the_file_without_a_panic() {
+    for t in targets().iter().filter(|t| t.name.starts_with("IDX labels")) {
+        fuzz(t);
+    }
+}
+
+#[test]
+fn mutated_model_files_are_refused_naming_the_file_without_a_panic() {
+    fuzz(&targets().into_iter().find(|t| t.name.starts_with("model")).unwrap());
+}
+
+#[test]
+fn mutated_checkpoints_are_refused_naming_the_file_without_a_panic() {
+    fuzz(&targets().into_iter().find(|t| t.name.starts_with("training")).unwrap());
+}
+
+#[test]
+fn mutated_human_study_results_are_refused_naming_the_file_without_a_panic() {
+    fuzz(&targets().into_iter().find(|t| t.name.starts_with("human")).unwrap());
+}
+
+/// The mutations reach the parsers' checks: over the cases, some files are refused and (for
+/// byte flips in pixel data or labels) some accepted, and field edits refuse files in more than
+/// one way. A harness whose mutations never got past the first check would pass vacuously.
+#[test]
+fn the_mutations_reach_many_different_checks() {
+    let targets = targets();
+    let labels = targets.iter().find(|t| t.name == "IDX labels, raw").unwrap();
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    );
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join(labels.file_name);
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut accepted = 0;
+    for _ in 0..200 {
+        let m = mutation().new_tree(&mut runner).unwrap().current();
+        std::fs::write(&path, apply(labels, &labels.seed, &m)).unwrap();
+        match (labels.parse)(&path) {
+            Ok(()) => accepted += 1,
+            // The message's kind: what follows the path, up to the first number.
+            Err(e) => {
+                let rest = e[path.display().to_string().len()..].to_string();
+                kinds.insert(rest.split(|c: char| c.is_ascii_digit()).next().unwrap().to_string());
+            }
+        }
+    }
+    assert!(accepted > 0, "no mutated file was accepted");
+    assert!(kinds.len() >= 3, "the refusals are all alike: {kinds:?}");
+}
