@@ -138,7 +138,7 @@ fn parse_bytes(text: &str) -> Option<u64> {
         _ => return None,
     };
     let value: f64 = number.trim().parse().ok()?;
-    (value.is_finite() && value >= 0.0).then(|| (value * scale as f64) as u64)
+    (value.is_finite() && value >= 0.0).then_some((value * scale as f64) as u64)
 }
 
 /// Bytes for people: `3.1 GB` (powers of 1000, one decimal).

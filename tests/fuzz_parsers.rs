@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Mutated files tried per parser.
-const CASES: u32 = 300;
+const CASES: u32 = 500;
 
 /// One parser under test.
 struct Target {
@@ -183,8 +183,186 @@ fn edit_idx_gz(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
     gzip(&edit_idx_raw(&raw, field, value))
 }
 
-/// Every value of a JSON document, in pre-order: node `k` (modulo their number) is replaced.
-fn replace_json_node(doc: &mut Value, k: usize, new: Value) {
+/// safetensors: the little-endian u64 header length, and edits of the JSON header that keep the
+/// file otherwise consistent, so that they reach the checks past the format's own: a metadata
+/// value replaced (format, seed, a checkpoint's iteration or recipe, ...), a tensor renamed, its
+/// dtype changed to another of the same width or not, its shape permuted, flattened or changed,
+/// its data offsets changed, or one of its values made NaN, inf or huge. The header is
+/// re-padded and re-measured.
+fn edit_safetensors(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
+    let v = value.as_u64();
+    let n = match bytes.get(..8) {
+        Some(b) => u64::from_le_bytes(b.try_into().unwrap()) as usize,
+        None => return bytes.to_vec(),
+    };
+    let parsed = bytes
+        .get(8..8usize.saturating_add(n))
+        .and_then(|h| serde_json::from_slice::<serde_json::Map<String, Value>>(h).ok());
+    let Some(header) = parsed.filter(|_| field % 16 != 0) else {
+        let mut b = bytes.to_vec();
+        b[..8].copy_from_slice(&v.to_le_bytes());
+        return b;
+    };
+    edit_safetensors_header(header, bytes[8 + n..].to_vec(), field, v)
+        .unwrap_or_else(|| bytes.to_vec())
+}
+
+/// [`edit_safetensors`] past the header length; `None` when an earlier mutation left nothing of
+/// the expected structure to edit.
+fn edit_safetensors_header(
+    mut header: serde_json::Map<String, Value>,
+    mut data: Vec<u8>,
+    field: usize,
+    v: u64,
+) -> Option<Vec<u8>> {
+    let mut names: Vec<String> = header.keys().cloned().collect();
+    names.sort();
+    let name = names.get((field / 16) % names.len().max(1))?.clone();
+    if name == "__metadata__" {
+        let meta = header.get_mut(&name)?.as_object_mut()?;
+        let keys: Vec<String> = meta.keys().cloned().collect();
+        let key = keys.get((field / 256) % keys.len().max(1))?;
+        let old = meta[key].as_str().unwrap_or("").to_string();
+        let new = match v % 8 {
+            0 => String::new(),
+            1 => "-1".into(),
+            2 => v.to_string(),
+            3 => "{}".into(),
+            4 => format!("{old}x"),
+            5 => old.replacen(|c: char| c.is_ascii_digit(), "9", 1),
+            6 => old.replacen(':', ":\"x\",\"y\":", 1),
+            _ => "advmnist-dae".into(),
+        };
+        meta.insert(key.clone(), Value::from(new));
+    } else {
+        let mut t = header.get(&name)?.as_object()?.clone();
+        let offsets: Vec<u64> = t
+            .get("data_offsets")?
+            .as_array()?
+            .iter()
+            .map(|o| o.as_u64())
+            .collect::<Option<_>>()?;
+        let shape: Vec<u64> = t
+            .get("shape")?
+            .as_array()?
+            .iter()
+            .map(|d| d.as_u64())
+            .collect::<Option<_>>()?;
+        match (field / 256) % 6 {
+            0 => {
+                header.remove(&name);
+                header.insert(format!("{name}{}", v % 3), Value::Object(t));
+                return Some(reassemble(&header, &data));
+            }
+            1 => {
+                let dtypes = [
+                    "I32", "U32", "F16", "BF16", "F64", "I64", "BOOL", "U8", "F32",
+                ];
+                t.insert(
+                    "dtype".into(),
+                    Value::from(dtypes[v as usize % dtypes.len()]),
+                );
+            }
+            2 => {
+                let mut shape = shape;
+                match v % 4 {
+                    0 => shape.reverse(),
+                    1 => shape = vec![shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d))?],
+                    2 => shape.push(1),
+                    _ => *shape.first_mut()? = v,
+                }
+                t.insert("shape".into(), Value::from(shape));
+            }
+            3 => {
+                let mut o = offsets;
+                *o.get_mut((v % 2) as usize)? = v / 2;
+                t.insert("data_offsets".into(), Value::from(o));
+            }
+            _ => {
+                // One f32 value of the tensor made NaN, inf, -inf or huge (but finite).
+                let count = offsets.get(1)?.checked_sub(*offsets.first()?)? / 4;
+                if count > 0 {
+                    let at = offsets[0].checked_add(4 * ((v / 4) % count))? as usize;
+                    let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30][(v % 4) as usize];
+                    data.get_mut(at..at.checked_add(4)?)?
+                        .copy_from_slice(&bad.to_le_bytes());
+                }
+            }
+        }
+        header.insert(name, Value::Object(t));
+    }
+    Some(reassemble(&header, &data))
+}
+
+/// A safetensors file from its header and data.
+fn reassemble(header: &serde_json::Map<String, Value>, data: &[u8]) -> Vec<u8> {
+    let mut text = serde_json::to_string(header).unwrap();
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text.as_bytes());
+    out.extend(data);
+    out
+}
+
+/// A JSON file: one value edited, mostly keeping its type so that the edit gets past the
+/// parser's type checks to the format's own (numbers become other numbers, strings other
+/// strings, arrays lose or repeat an element, objects lose a key or gain an unknown one), and
+/// sometimes replaced by a value of another type.
+fn edit_json(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
+    let Ok(mut doc) = serde_json::from_slice::<Value>(bytes) else {
+        return bytes.to_vec();
+    };
+    let v = value.as_u64();
+    let edit = move |old: &Value| -> Value {
+        if v % 7 == 0 {
+            return value.as_json();
+        }
+        match old {
+            Value::Number(_) => match v % 5 {
+                0 => Value::from(v),
+                1 => Value::from(-((v % 1000) as i64) - 1),
+                2 => serde_json::json!(v as f64 / 3.0),
+                3 => Value::from(old.as_u64().unwrap_or(0).wrapping_add(1)),
+                _ => Value::from(0),
+            },
+            Value::String(s) => match v % 4 {
+                0 => Value::from(""),
+                1 => Value::from(format!("{s}x")),
+                2 => Value::from(s.chars().rev().collect::<String>()),
+                _ => Value::from(v.to_string()),
+            },
+            Value::Array(a) if !a.is_empty() => {
+                let mut a = a.clone();
+                let k = v as usize % a.len();
+                if v % 2 == 0 {
+                    a.remove(k);
+                } else {
+                    a.push(a[k].clone());
+                }
+                Value::Array(a)
+            }
+            Value::Object(o) if !o.is_empty() => {
+                let mut o = o.clone();
+                let key = o.keys().nth(v as usize % o.len()).unwrap().clone();
+                if v % 2 == 0 {
+                    o.remove(&key);
+                } else {
+                    o.insert(format!("{key}_unknown"), Value::from(1));
+                }
+                Value::Object(o)
+            }
+            _ => value.as_json(),
+        }
+    };
+    edit_json_node(&mut doc, field, &edit);
+    serde_json::to_vec_pretty(&doc).unwrap()
+}
+
+/// Replaces node `k` (in pre-order, modulo the number of nodes) of a JSON document by `edit`
+/// of it.
+fn edit_json_node(doc: &mut Value, k: usize, edit: &dyn Fn(&Value) -> Value) {
     fn count(v: &Value) -> usize {
         1 + match v {
             Value::Array(a) => a.iter().map(count).sum(),
@@ -192,59 +370,20 @@ fn replace_json_node(doc: &mut Value, k: usize, new: Value) {
             _ => 0,
         }
     }
-    fn walk(v: &mut Value, k: &mut usize, new: &Value) -> bool {
+    fn walk(v: &mut Value, k: &mut usize, edit: &dyn Fn(&Value) -> Value) -> bool {
         if *k == 0 {
-            *v = new.clone();
+            *v = edit(v);
             return true;
         }
         *k -= 1;
         match v {
-            Value::Array(a) => a.iter_mut().any(|c| walk(c, k, new)),
-            Value::Object(o) => o.values_mut().any(|c| walk(c, k, new)),
+            Value::Array(a) => a.iter_mut().any(|c| walk(c, k, edit)),
+            Value::Object(o) => o.values_mut().any(|c| walk(c, k, edit)),
             _ => false,
         }
     }
     let mut k = k % count(doc);
-    walk(doc, &mut k, &new);
-}
-
-/// safetensors: field 0 is the little-endian u64 header length; the others are the values of
-/// the JSON header (dtypes, shapes, data offsets, metadata), re-padded and re-measured.
-fn edit_safetensors(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
-    if field % 8 == 0 || bytes.len() < 8 {
-        let mut b = bytes.to_vec();
-        if b.len() >= 8 {
-            b[..8].copy_from_slice(&value.as_u64().to_le_bytes());
-        }
-        return b;
-    }
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let Some(header) = bytes.get(8..8usize.saturating_add(n)) else {
-        return bytes.to_vec();
-    };
-    let Ok(mut doc) = serde_json::from_slice::<Value>(header) else {
-        return bytes.to_vec();
-    };
-    replace_json_node(&mut doc, field / 8, value.as_json());
-    let mut header = serde_json::to_string(&doc).unwrap();
-    while header.len() % 8 != 0 {
-        header.push(' ');
-    }
-    let mut out = (header.len() as u64).to_le_bytes().to_vec();
-    out.extend(header.as_bytes());
-    out.extend(&bytes[8 + n..]);
-    out
-}
-
-/// A JSON file: any value replaced.
-fn edit_json(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(mut doc) => {
-            replace_json_node(&mut doc, field, value.as_json());
-            serde_json::to_vec_pretty(&doc).unwrap()
-        }
-        Err(_) => bytes.to_vec(),
-    }
+    walk(doc, &mut k, edit);
 }
 
 // ---- the real files ----
@@ -256,7 +395,12 @@ fn gzip(raw: &[u8]) -> Vec<u8> {
 }
 
 fn mnist_file(name: &str) -> Vec<u8> {
-    let gz = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("mnist").join(name)).unwrap();
+    let gz = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("mnist")
+            .join(name),
+    )
+    .unwrap();
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_end(&mut raw)
@@ -354,28 +498,44 @@ fn targets() -> Vec<Target> {
             file_name: "t10k-images-idx3-ubyte",
             seed: images.clone(),
             edit_field: edit_idx_raw,
-            parse: |p| advmnist::data::read_idx_images(p).map(drop).map_err(|e| e.to_string()),
+            parse: |p| {
+                advmnist::data::read_idx_images(p)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
         },
         Target {
             name: "IDX images, gzip",
             file_name: "t10k-images-idx3-ubyte.gz",
             seed: gzip(&images),
             edit_field: edit_idx_gz,
-            parse: |p| advmnist::data::read_idx_images(p).map(drop).map_err(|e| e.to_string()),
+            parse: |p| {
+                advmnist::data::read_idx_images(p)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
         },
         Target {
             name: "IDX labels, raw",
             file_name: "t10k-labels-idx1-ubyte",
             seed: labels.clone(),
             edit_field: edit_idx_raw,
-            parse: |p| advmnist::data::read_idx_labels(p).map(drop).map_err(|e| e.to_string()),
+            parse: |p| {
+                advmnist::data::read_idx_labels(p)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
         },
         Target {
             name: "IDX labels, gzip",
             file_name: "t10k-labels-idx1-ubyte.gz",
             seed: gzip(&labels),
             edit_field: edit_idx_gz,
-            parse: |p| advmnist::data::read_idx_labels(p).map(drop).map_err(|e| e.to_string()),
+            parse: |p| {
+                advmnist::data::read_idx_labels(p)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
         },
         Target {
             name: "model file (safetensors)",
@@ -417,7 +577,8 @@ fn fuzz(target: &Target) {
     let shown = path.display().to_string();
     // The unmutated file must parse, or the mutations test nothing.
     std::fs::write(&path, &target.seed).unwrap();
-    (target.parse)(&path).unwrap_or_else(|e| panic!("{}: the seed file is refused: {e}", target.name));
+    (target.parse)(&path)
+        .unwrap_or_else(|e| panic!("{}: the seed file is refused: {e}", target.name));
     let config = Config {
         cases: CASES,
         failure_persistence: None,
@@ -425,7 +586,8 @@ fn fuzz(target: &Target) {
     };
     // A fixed seed per target: the same cases every run, so a failure reproduces.
     let mut seed = [0u8; 32];
-    seed[..target.name.len().min(32)].copy_from_slice(&target.name.as_bytes()[..target.name.len().min(32)]);
+    seed[..target.name.len().min(32)]
+        .copy_from_slice(&target.name.as_bytes()[..target.name.len().min(32)]);
     let mut runner =
         TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
     let result = runner.run(&prop::collection::vec(mutation(), 1..4), |mutations| {
@@ -450,31 +612,52 @@ fn fuzz(target: &Target) {
 
 #[test]
 fn mutated_idx_image_files_are_refused_naming_the_file_without_a_panic() {
-    for t in targets().iter().filter(|t| t.name.starts_with("IDX images")) {
+    for t in targets()
+        .iter()
+        .filter(|t| t.name.starts_with("IDX images"))
+    {
         fuzz(t);
     }
 }
 
 #[test]
 fn mutated_idx_label_files_are_refused_naming_the_file_without_a_panic() {
-    for t in targets().iter().filter(|t| t.name.starts_with("IDX labels")) {
+    for t in targets()
+        .iter()
+        .filter(|t| t.name.starts_with("IDX labels"))
+    {
         fuzz(t);
     }
 }
 
 #[test]
 fn mutated_model_files_are_refused_naming_the_file_without_a_panic() {
-    fuzz(&targets().into_iter().find(|t| t.name.starts_with("model")).unwrap());
+    fuzz(
+        &targets()
+            .into_iter()
+            .find(|t| t.name.starts_with("model"))
+            .unwrap(),
+    );
 }
 
 #[test]
 fn mutated_checkpoints_are_refused_naming_the_file_without_a_panic() {
-    fuzz(&targets().into_iter().find(|t| t.name.starts_with("training")).unwrap());
+    fuzz(
+        &targets()
+            .into_iter()
+            .find(|t| t.name.starts_with("training"))
+            .unwrap(),
+    );
 }
 
 #[test]
 fn mutated_human_study_results_are_refused_naming_the_file_without_a_panic() {
-    fuzz(&targets().into_iter().find(|t| t.name.starts_with("human")).unwrap());
+    fuzz(
+        &targets()
+            .into_iter()
+            .find(|t| t.name.starts_with("human"))
+            .unwrap(),
+    );
 }
 
 /// The mutations reach the parsers' checks: over the cases, some files are refused and (for
@@ -483,7 +666,10 @@ fn mutated_human_study_results_are_refused_naming_the_file_without_a_panic() {
 #[test]
 fn the_mutations_reach_many_different_checks() {
     let targets = targets();
-    let labels = targets.iter().find(|t| t.name == "IDX labels, raw").unwrap();
+    let labels = targets
+        .iter()
+        .find(|t| t.name == "IDX labels, raw")
+        .unwrap();
     let mut runner = TestRunner::new_with_rng(
         Config::default(),
         TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
@@ -500,7 +686,12 @@ fn the_mutations_reach_many_different_checks() {
             // The message's kind: what follows the path, up to the first number.
             Err(e) => {
                 let rest = e[path.display().to_string().len()..].to_string();
-                kinds.insert(rest.split(|c: char| c.is_ascii_digit()).next().unwrap().to_string());
+                kinds.insert(
+                    rest.split(|c: char| c.is_ascii_digit())
+                        .next()
+                        .unwrap()
+                        .to_string(),
+                );
             }
         }
     }
