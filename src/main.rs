@@ -876,10 +876,7 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
         bail!("--max must be a positive number, got {max}");
     }
     advmnist::io_safety::check_output_folder("--out", &a.out).map_err(anyhow::Error::msg)?;
-    let written: Vec<PathBuf> = ["sweep.csv", "sweep.json", "sweep.svg"]
-        .iter()
-        .map(|f| a.out.join(f))
-        .collect();
+    let written = report::SWEEP_FILES.map(|f| a.out.join(f));
     let daes = pre_inputs(&a.defence);
     let mut inputs: Vec<(&str, &std::path::Path)> =
         a.models.iter().map(|m| ("--model", m.as_path())).collect();
@@ -1350,8 +1347,13 @@ fn cmd_human_study(a: HumanStudyArgs, data_dir: PathBuf) -> Result<()> {
         bail!("--subjects must be at least 1");
     }
     check_writable_target("--out", &a.out)?;
-    let inputs: Vec<(&str, &std::path::Path)> =
+    let mut inputs: Vec<(&str, &std::path::Path)> =
         a.model.iter().map(|p| ("--model", p.as_path())).collect();
+    inputs.extend(
+        a.reference_models
+            .iter()
+            .map(|p| ("--reference-models", p.as_path())),
+    );
     refuse_overwrite(&[("--out", &a.out)], &inputs, &data_dir)?;
     let (model, mut reference): (LeNet<f32>, Vec<LeNet<f32>>) = match &a.model {
         Some(path) => (load_model(path)?.0, Vec::new()),
@@ -1398,6 +1400,17 @@ fn cmd_human_report(a: HumanReportArgs, data_dir: PathBuf) -> Result<()> {
         analyse, load_results, weights_sha256, NamedModel, REFERENCE_MODELS,
     };
     advmnist::io_safety::check_output_folder("--out", &a.out).map_err(anyhow::Error::msg)?;
+    let written = advmnist::report::human::REPORT_FILES.map(|f| a.out.join(f));
+    let mut inputs: Vec<(&str, &std::path::Path)> = a
+        .results
+        .iter()
+        .map(|p| ("results file", p.as_path()))
+        .collect();
+    inputs.extend(a.models.iter().map(|p| ("--models", p.as_path())));
+    inputs.extend(a.study_model.iter().map(|p| ("--study-model", p.as_path())));
+    let outputs: Vec<(&str, &std::path::Path)> =
+        written.iter().map(|w| ("--out", w.as_path())).collect();
+    refuse_overwrite(&outputs, &inputs, &data_dir)?;
     let test = data::load_split(&data_dir, Split::Test)?;
     // Every file is checked before any model is trained.
     let subjects = load_results(&a.results, &test.labels)?;

@@ -143,6 +143,48 @@ fn outputs_may_not_replace_a_data_file_or_a_source_model() {
     assert!(e.contains("--out") && e.contains("--model"), "{e}");
 }
 
+#[test]
+fn human_study_and_human_report_may_not_write_over_their_inputs() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    // A results file kept in the report's folder under the report's own name.
+    let out = dir.path().join("human");
+    std::fs::create_dir(&out).unwrap();
+    let results = out.join("human.json");
+    std::fs::write(&results, b"{\"subject\": 1}").unwrap();
+    let (e, took) = fails(&[
+        "human-report",
+        s(&results),
+        "--models",
+        s(&model),
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("--out") && e.contains("results file"), "{e}");
+    assert!(took < FAST, "took {took:?}");
+    assert_eq!(std::fs::read(&results).unwrap(), b"{\"subject\": 1}");
+    // human-study's page over one of its reference models.
+    let reference = dir.path().join("ref.safetensors");
+    std::fs::copy(&model, &reference).unwrap();
+    let (e, _) = fails(&[
+        "human-study",
+        "--model",
+        s(&model),
+        "--reference-models",
+        s(&reference),
+        "--out",
+        s(&reference),
+    ]);
+    assert!(
+        e.contains("--out") && e.contains("--reference-models"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&reference).unwrap(),
+        std::fs::read(&model).unwrap()
+    );
+}
+
 // ---- 2. outputs checked before the work ----
 
 #[test]

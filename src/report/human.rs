@@ -315,6 +315,9 @@ pub fn human_svg(a: &HumanAnalysis) -> String {
     svg
 }
 
+/// The files `human-report` writes into its folder: the set and its manifest.
+pub const REPORT_FILES: [&str; 4] = ["human.json", "human.md", "human.svg", "human.sha256"];
+
 /// Writes `human.json`, `human.md` and `human.svg` into `dir` (created if missing) as one set,
 /// with its manifest `human.sha256` written last ([`crate::io_safety::write_set`]).
 pub fn write_human_report(dir: &Path, a: &HumanAnalysis) -> Result<(), ModelFileError> {

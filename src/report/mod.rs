@@ -28,6 +28,9 @@ pub fn sweep_csv(result: &SweepResult) -> String {
     s
 }
 
+/// The files `sweep` writes into its folder: the set and its manifest.
+pub const SWEEP_FILES: [&str; 4] = ["sweep.csv", "sweep.json", "sweep.svg", "sweep.sha256"];
+
 /// Writes `sweep.csv`, `sweep.json` and `sweep.svg` into `dir` (created if missing) as one set,
 /// with its manifest `sweep.sha256` written last ([`crate::io_safety::write_set`]).
 pub fn write_sweep(dir: &Path, result: &SweepResult, title: &str) -> Result<(), ModelFileError> {
