@@ -9,8 +9,9 @@
 //! that names the file. A panic fails the test, and proptest then shrinks the mutation to a
 //! small reproducer.
 //!
-//! Bounded: [`CASES`] mutated files per parser, a fixed seed (so a failure reproduces), the whole
-//! file in well under a minute in `cargo test --release`.
+//! Bounded: [`CASES`] mutated files per parser, or fewer when [`BUDGET`] runs out on a busy
+//! machine, from a fixed seed (so a failure reproduces); the whole file in under a minute in
+//! `cargo test --release`.
 //!
 //! Adding a parser is one more entry in [`targets`]: a real file's bytes, a function that edits
 //! its header fields, and a function that parses a path.
@@ -29,8 +30,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// Mutated files tried per parser.
+/// Mutated files tried per parser (about 25 s for all seven on 2 idle cores).
 const CASES: u32 = 500;
+/// Wall-time budget per parser: on a machine busy with other work, the remaining cases are
+/// skipped after this, so the file stays within about a minute (the issue asks for a bounded
+/// time); the cases run are always the first ones of the fixed sequence.
+const BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// One parser under test.
 struct Target {
@@ -590,7 +595,11 @@ fn fuzz(target: &Target) {
         .copy_from_slice(&target.name.as_bytes()[..target.name.len().min(32)]);
     let mut runner =
         TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
+    let started = std::time::Instant::now();
     let result = runner.run(&prop::collection::vec(mutation(), 1..4), |mutations| {
+        if started.elapsed() > BUDGET {
+            return Ok(());
+        }
         let mut bytes = target.seed.clone();
         for m in &mutations {
             bytes = apply(target, &bytes, m);
