@@ -1,13 +1,16 @@
 //! Checks every command makes on its files before any work (issue 12): an output must not be
 //! one of the command's inputs, and every output location must be writable and of the right
-//! kind (a file where a file goes, a folder where a folder goes).
+//! kind (a file where a file goes, a folder where a folder goes). Also: how a command replaces a
+//! set of output files as a set ([`write_set`], [`check_set`]) and a run's exclusive lock
+//! ([`RunLock`]). Limits on sizes and memory are in [`crate::limits`].
 //!
 //! Paths are compared as files, not as strings: two paths name the same file when they have the
 //! same device and inode (both exist), or the same canonical folder and file name (an output that
 //! does not exist yet), so `./m.safetensors`, `m.safetensors` and a symlink to it all match.
 //! Every message names the flag and the file, so a user knows which argument to change.
 
-use crate::models::file::folder_of;
+use crate::models::file::{folder_of, remove_stale_temporaries, write_atomic, ModelFileError};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -176,6 +179,149 @@ impl Drop for RunLock {
     }
 }
 
+// ---- sets of output files ----
+
+/// The manifest of the set `name` in `dir`: `dir/NAME.sha256`.
+pub fn set_manifest(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.sha256"))
+}
+
+/// Writes several files into `dir` (created if missing) as one set, so that a reader never takes
+/// a mix of two runs for a result (issue 12, item 3). The scheme, the same for every command that
+/// writes several files (`sweep`, `human-report`):
+///
+/// 1. Every file is written to a temporary file beside it and flushed to disk. A failure here
+///    (a full disk, a kill) leaves the previous set and its manifest untouched.
+/// 2. The previous manifest `NAME.sha256` is removed: from here until step 4 the folder holds no
+///    manifest, which says "incomplete".
+/// 3. Each temporary file is renamed over its file.
+/// 4. The manifest is written last (atomically): one line per file in `sha256sum` format,
+///    `HASH  FILE`, so `cd DIR && sha256sum -c NAME.sha256` checks a set without advmnist.
+///
+/// A kill during step 3 can leave some files of the new run beside some of the old, as any
+/// sequence of renames can, but never with a manifest that vouches for them: a set is complete
+/// exactly when [`check_set`] accepts it. (A folder renamed into place would make the swap
+/// itself atomic, but `--out` may be `.` or a folder holding the user's other files, which a
+/// folder swap would take away.)
+pub fn write_set(dir: &Path, name: &str, files: &[(&str, &[u8])]) -> Result<(), ModelFileError> {
+    write_set_observed(dir, name, files, &mut |_| Ok(()))
+}
+
+/// [`write_set`], calling `after_rename(k)` after the `k`-th file's rename (from 0). An error from
+/// it stops the write there, as a kill would: the tests use it to interrupt a set half-way.
+fn write_set_observed(
+    dir: &Path,
+    name: &str,
+    files: &[(&str, &[u8])],
+    after_rename: &mut dyn FnMut(usize) -> std::io::Result<()>,
+) -> Result<(), ModelFileError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelFileError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let manifest = set_manifest(dir, name);
+    let mut listing = String::new();
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let discard = |staged: &[(PathBuf, PathBuf)]| {
+        for (tmp, _) in staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+    };
+    // 1. Stage every file.
+    for (file, bytes) in files {
+        let target = dir.join(file);
+        remove_stale_temporaries(dir, file);
+        let tmp = dir.join(format!(".{file}.tmp-{}", std::process::id()));
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            discard(&staged);
+            return Err(io(&target)(e));
+        }
+        listing.push_str(&format!(
+            "{}  {file}\n",
+            crate::data::idx::sha256_hex(bytes)
+        ));
+        staged.push((tmp, target));
+    }
+    // 2. No manifest while the files change.
+    match std::fs::remove_file(&manifest) {
+        Ok(()) => sync_folder(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            discard(&staged);
+            return Err(io(&manifest)(e));
+        }
+    }
+    // 3. Every file into place.
+    for (k, (tmp, target)) in staged.iter().enumerate() {
+        if let Err(e) = std::fs::rename(tmp, target).and_then(|()| after_rename(k)) {
+            discard(&staged[k..]);
+            return Err(io(target)(e));
+        }
+    }
+    sync_folder(dir);
+    // 4. The manifest, last.
+    write_atomic(&manifest, listing.as_bytes())
+}
+
+/// Makes renames and removals in `dir` durable. Best effort: some file systems cannot open or
+/// sync a folder.
+fn sync_folder(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Checks that the set `name` in `dir` is complete: its manifest `NAME.sha256` exists and every
+/// file it lists has the listed SHA-256. Returns the files of the set. The error names the file
+/// at fault and says what it means (an interrupted run, a mix of two runs, an edited file).
+pub fn check_set(dir: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
+    let manifest = set_manifest(dir, name);
+    let text = match std::fs::read_to_string(&manifest) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "{}: missing: the files of this set are not a complete set (the run that wrote them was interrupted, or they were not written by advmnist); run the command again",
+                manifest.display()
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", manifest.display())),
+    };
+    let listed = crate::data::mnist::parse_checksum_list(&manifest, &text)
+        .map_err(|e| e.to_string())?
+        .hashes;
+    if listed.is_empty() {
+        return Err(format!("{}: lists no file", manifest.display()));
+    }
+    let mut names: Vec<&String> = listed.keys().collect();
+    names.sort();
+    let mut paths = Vec::new();
+    for file in names {
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            format!(
+                "{}: {e} (listed in {}: the set is incomplete)",
+                path.display(),
+                manifest.display()
+            )
+        })?;
+        if crate::data::idx::sha256_hex(&bytes) != listed[file] {
+            return Err(format!(
+                "{}: its SHA-256 is not the one {} lists: the folder mixes files of two runs, or the file was changed; run the command again",
+                path.display(),
+                manifest.display()
+            ));
+        }
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +372,92 @@ mod tests {
             .contains("is a file"));
         assert!(check_output_folder("--out", &dir.path().join("new")).is_ok());
         assert!(check_output_folder("--out", dir.path()).is_ok());
+    }
+    fn files<'a>(csv: &'a str, json: &'a str, svg: &'a str) -> Vec<(&'static str, &'a [u8])> {
+        vec![
+            ("sweep.csv", csv.as_bytes()),
+            ("sweep.json", json.as_bytes()),
+            ("sweep.svg", svg.as_bytes()),
+        ]
+    }
+
+    #[test]
+    fn a_set_interrupted_between_two_renames_is_never_taken_for_a_complete_set() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let out = dir.path().join("sweep");
+        write_set(&out, "sweep", &files("csv A", "json A", "svg A")).unwrap();
+        assert_eq!(check_set(&out, "sweep").unwrap().len(), 3);
+        // Run B is killed right after its first rename: sweep.csv is B's, the others A's.
+        let e = write_set_observed(
+            &out,
+            "sweep",
+            &files("csv B", "json B", "svg B"),
+            &mut |k| {
+                if k == 0 {
+                    Err(std::io::Error::other("killed"))
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("sweep.csv"), "{e}");
+        assert_eq!(std::fs::read(out.join("sweep.csv")).unwrap(), b"csv B");
+        assert_eq!(std::fs::read(out.join("sweep.json")).unwrap(), b"json A");
+        let e = check_set(&out, "sweep").unwrap_err();
+        assert!(
+            e.contains("sweep.sha256") && e.contains("interrupted"),
+            "{e}"
+        );
+        // No temporary file is left behind, and the next complete run is a complete set.
+        let hidden: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
+        write_set(&out, "sweep", &files("csv C", "json C", "svg C")).unwrap();
+        assert_eq!(check_set(&out, "sweep").unwrap().len(), 3);
+        assert_eq!(std::fs::read(out.join("sweep.svg")).unwrap(), b"svg C");
+    }
+
+    #[test]
+    fn a_set_that_fails_before_its_renames_leaves_the_previous_set_complete() {
+        let dir = tempfile::TempDir::new().unwrap();
+        write_set(dir.path(), "sweep", &files("csv A", "json A", "svg A")).unwrap();
+        // The third file cannot be staged: a folder is in the way of its temporary file.
+        std::fs::create_dir(
+            dir.path()
+                .join(format!(".sweep.svg.tmp-{}", std::process::id())),
+        )
+        .unwrap();
+        let e = write_set(dir.path(), "sweep", &files("csv B", "json B", "svg B")).unwrap_err();
+        assert!(e.to_string().contains("sweep.svg"), "{e}");
+        assert_eq!(check_set(dir.path(), "sweep").unwrap().len(), 3);
+        assert_eq!(
+            std::fs::read(dir.path().join("sweep.csv")).unwrap(),
+            b"csv A"
+        );
+        assert!(!dir
+            .path()
+            .join(format!(".sweep.csv.tmp-{}", std::process::id()))
+            .exists());
+    }
+
+    #[test]
+    fn check_set_names_a_changed_file_and_a_missing_one() {
+        let dir = tempfile::TempDir::new().unwrap();
+        write_set(
+            dir.path(),
+            "human",
+            &[("human.md", b"a"), ("human.svg", b"b")],
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("human.svg"), b"other run").unwrap();
+        let e = check_set(dir.path(), "human").unwrap_err();
+        assert!(e.contains("human.svg") && e.contains("two runs"), "{e}");
+        std::fs::remove_file(dir.path().join("human.md")).unwrap();
+        let e = check_set(dir.path(), "human").unwrap_err();
+        assert!(e.contains("human.md"), "{e}");
     }
 }

@@ -14,6 +14,7 @@ pub mod experiments;
 pub mod io_safety;
 pub mod kernels;
 pub mod layers;
+pub mod limits;
 pub mod models;
 pub mod optim;
 pub mod report;

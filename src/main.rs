@@ -200,10 +200,10 @@ struct DaeTrainArgs {
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
     /// Checkpoint every N iterations (0: never).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = whole_number::<u64>)]
     checkpoint_every: u64,
     /// Measure the test set's reconstruction error every N iterations (0: only at the end).
-    #[arg(long, default_value_t = 2000, value_name = "N")]
+    #[arg(long, default_value_t = 2000, value_name = "N", value_parser = whole_number::<u64>)]
     eval_every: u64,
     /// Continue the run saved in the checkpoint file, to the same model an uninterrupted run
     /// gives.
@@ -241,11 +241,11 @@ struct ShowArgs {
     /// Output PNG file.
     #[arg(long, value_name = "FILE.png")]
     out: PathBuf,
-    /// How many test digits (rows).
-    #[arg(long, default_value_t = 8)]
+    /// How many test digits (rows), at least 1.
+    #[arg(long, default_value_t = 8, value_parser = whole_number::<usize>)]
     count: usize,
     /// Index of the first test digit shown.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = whole_number::<usize>)]
     first: usize,
     /// Seed of the Gaussian noise.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
@@ -254,8 +254,9 @@ struct ShowArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Images per batch for the training step and the input gradient (inference uses 1000).
-    #[arg(long, default_value_t = 64)]
+    /// Images per batch for the training step and the input gradient (inference uses 1000):
+    /// from 1 to 60,000 (MNIST's training set).
+    #[arg(long, default_value_t = 64, value_parser = whole_number::<usize>)]
     batch: usize,
     /// Seconds of measurement per workload, after a warm-up: from 0.1 to 3600.
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
@@ -288,10 +289,10 @@ struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
     /// Checkpoint every N iterations (0: never).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = whole_number::<u64>)]
     checkpoint_every: u64,
     /// Measure the test error every N iterations (0: only at the end).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = whole_number::<u64>)]
     eval_every: u64,
     /// Continue the run saved in the checkpoint file, to the same model an uninterrupted
     /// run gives.
@@ -315,10 +316,10 @@ struct DefenceArgs {
     attack_through: AttackThroughArg,
     /// Draws of injected noise averaged by the white-box gradient (expectation over
     /// transformation).
-    #[arg(long, default_value_t = advmnist::models::pipeline::DEFAULT_EOT_SAMPLES, value_name = "K")]
+    #[arg(long, default_value_t = advmnist::models::pipeline::DEFAULT_EOT_SAMPLES, value_name = "K", value_parser = whole_number::<usize>)]
     eot: usize,
     /// Seed of the injected noise.
-    #[arg(long, default_value_t = 1, value_name = "S")]
+    #[arg(long, default_value_t = 1, value_name = "S", value_parser = whole_number::<u64>)]
     pre_seed: u64,
 }
 
@@ -522,8 +523,8 @@ struct SweepArgs {
     /// The perturbation.
     #[arg(long, value_enum)]
     noise: NoiseArg,
-    /// Number of levels, evenly spaced from 0 to --max, both included.
-    #[arg(long, default_value_t = 100)]
+    /// Number of levels, evenly spaced from 0 to --max, both included: from 2 to 1,000.
+    #[arg(long, default_value_t = 100, value_parser = whole_number::<usize>)]
     levels: usize,
     /// Largest level (eps or sigma). Default: 0.5 for fgsm and pgd, 1.0 for gaussian.
     #[arg(long, value_name = "X")]
@@ -541,7 +542,7 @@ struct SweepArgs {
     )]
     at: Vec<f64>,
     /// PGD: gradient steps per level (step size 2.5 eps / steps).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = whole_number::<usize>)]
     steps: usize,
     /// PGD: start from a uniformly random point of the eps-ball.
     #[arg(long)]
@@ -559,7 +560,7 @@ struct SweepArgs {
 
 fn main() -> ExitCode {
     advmnist::tune_allocator();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -575,6 +576,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with negative numbers reaching each flag's range check
+/// (`advmnist::limits::numbers_may_be_negative`).
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = advmnist::limits::numbers_may_be_negative(Cli::command()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -644,7 +653,11 @@ fn cmd_train(a: TrainArgs, data_dir: PathBuf) -> Result<()> {
         &data_dir,
     )?;
     let data = data::load_mnist(&data_dir)?;
-    check_batch(cfg.batch, &data)?;
+    check_batch(
+        cfg.batch,
+        &data,
+        advmnist::limits::LENET_TRAIN_BYTES_PER_IMAGE,
+    )?;
     let headline = format!(
         "training LeNet: {} iterations, batch {}, dropout {}, seed {}, {} threads",
         cfg.iterations,
@@ -710,7 +723,11 @@ fn cmd_dae_train(a: DaeTrainArgs, data_dir: PathBuf) -> Result<()> {
         &data_dir,
     )?;
     let data = data::load_mnist(&data_dir)?;
-    check_batch(cfg.batch, &data)?;
+    check_batch(
+        cfg.batch,
+        &data,
+        advmnist::limits::DAE_TRAIN_BYTES_PER_IMAGE,
+    )?;
     let headline = format!(
         "training the denoising autoencoder: {} iterations, batch {}, input dropout {}, seed {}, {} threads",
         cfg.iterations,
@@ -930,8 +947,9 @@ fn peak_memory() -> String {
         .map_or(String::new(), |v| format!("; peak memory so far {v}"))
 }
 
-/// A batch larger than the training set cannot be drawn (and would ask for gigabytes).
-fn check_batch(batch: usize, data: &data::Mnist) -> Result<()> {
+/// A batch larger than the training set cannot be drawn (and would ask for gigabytes); a batch
+/// that fits the training set must also fit in memory (`bytes_per_image` of it, measured).
+fn check_batch(batch: usize, data: &data::Mnist, bytes_per_image: u64) -> Result<()> {
     if batch > data.train.len() {
         bail!(
             "--batch {batch} is larger than the training set ({} images): use at most {}",
@@ -939,7 +957,12 @@ fn check_batch(batch: usize, data: &data::Mnist) -> Result<()> {
             data.train.len()
         );
     }
-    Ok(())
+    let needed = advmnist::limits::bytes_of(&[batch as u64, bytes_per_image]);
+    advmnist::limits::check_memory(
+        &format!("a training batch of {batch} images (--batch)"),
+        needed,
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// A run's model file and checkpoint, checked before any work.
@@ -1099,6 +1122,18 @@ fn pre_inputs(defence: &DefenceArgs) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Warns when a model's logits overflow to inf or NaN (finite but absurd weights): its
+/// predictions, and every error measured on them, would be meaningless.
+fn warn_if_logits_overflow(
+    name: &str,
+    model: &dyn advmnist::models::Classifier,
+    test: &data::Dataset,
+) {
+    if let Some(warning) = advmnist::models::logits_overflow(model, test.images.view()) {
+        eprintln!("warning: {name}: {warning}");
+    }
+}
+
 fn check_writable_target(flag: &str, path: &std::path::Path) -> Result<()> {
     advmnist::io_safety::check_output_file(flag, path).map_err(anyhow::Error::msg)
 }
@@ -1126,6 +1161,7 @@ fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
     let bases = classifiers(&nets, committee_name, &members, a.choice.gradient);
     let mut rows = Vec::new();
     for (name, model) in defended(&bases, &stages, &a.defence, None) {
+        warn_if_logits_overflow(&name, model.as_ref(), &test);
         let predictions = model.predict(test.images.view());
         if let Some(out) = &a.predictions {
             let text: String = predictions.iter().map(|p| format!("{p}\n")).collect();
@@ -1144,8 +1180,12 @@ fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
 }
 
 fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
-    if a.levels < 2 {
-        bail!("--levels must be at least 2 (0 and --max)");
+    if !(2..=advmnist::limits::MAX_LEVELS).contains(&a.levels) {
+        bail!(
+            "--levels must be from 2 (0 and --max) to {}, got {}: more levels take longer without showing more",
+            advmnist::limits::MAX_LEVELS,
+            a.levels
+        );
     }
     if let Some(d) = a.at.iter().find(|d| !(d.is_finite() && **d >= 0.0)) {
         bail!("--at distortions must be finite numbers >= 0, got {d}");
@@ -1173,10 +1213,7 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
         bail!("--max must be a positive number, got {max}");
     }
     advmnist::io_safety::check_output_folder("--out", &a.out).map_err(anyhow::Error::msg)?;
-    let written: Vec<PathBuf> = ["sweep.csv", "sweep.json", "sweep.svg"]
-        .iter()
-        .map(|f| a.out.join(f))
-        .collect();
+    let written = report::SWEEP_FILES.map(|f| a.out.join(f));
     let daes = pre_inputs(&a.defence);
     let committee = a.choice.committee()?;
     let members = committee_inputs(&a.choice, &committee);
@@ -1190,6 +1227,16 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
     refuse_overwrite(&outputs, &inputs, &data_dir)?;
     let stages = a.defence.stages()?;
     let test = data::load_split(&data_dir, Split::Test)?;
+    let attackers = if a.source.is_some() {
+        1
+    } else {
+        a.models.len()
+    };
+    advmnist::limits::check_memory(
+        &format!("the perturbed test images of {attackers} attacked models (--model, --source)"),
+        advmnist::limits::sweep_bytes(attackers, test.len()),
+    )
+    .map_err(anyhow::Error::msg)?;
     let nets = load_lenets(&a.models)?;
     let sources = load_lenets(a.source.as_slice())?;
     let members = load_lenets(committee.as_ref().map_or(&[][..], |c| &c.1))?;
@@ -1218,6 +1265,9 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
             model: m,
         })
         .next();
+    for m in models.iter().chain(source.as_ref()) {
+        warn_if_logits_overflow(&m.name, m.model, &test);
+    }
     let cfg = SweepConfig {
         noise,
         levels: sweep::levels(a.levels, max as f64),
@@ -1266,9 +1316,17 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
-    if a.batch == 0 {
-        bail!("--batch must be at least 1");
+    if !(1..=60_000).contains(&a.batch) {
+        bail!(
+            "--batch must be from 1 to 60000 (MNIST's training set), got {}",
+            a.batch
+        );
     }
+    advmnist::limits::check_memory(
+        &format!("batches of {} images (--batch)", a.batch),
+        advmnist::limits::bytes_of(&[a.batch as u64, advmnist::limits::BENCH_BYTES_PER_IMAGE]),
+    )
+    .map_err(anyhow::Error::msg)?;
     // Below 0.1 s a workload may not finish one timed batch (reported as 0 images/s); above an
     // hour is a typo. NaN fails the range test too.
     if !(0.1..=3600.0).contains(&a.seconds) {
@@ -1332,11 +1390,23 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     inputs.extend(daes.iter().map(|d| ("--pre dae:", d.as_path())));
     inputs.extend(members.iter().map(|m| ("--committee", m.as_path())));
     refuse_overwrite(&[("--out", &a.out)], &inputs, &data_dir)?;
+    if a.count == 0 {
+        bail!("--count must be at least 1 (the number of test digits drawn)");
+    }
+    if let Some(l) = a.levels.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
+        bail!("--levels must be finite numbers >= 0, got {l}");
+    }
+    if a.levels.len() > advmnist::limits::MAX_LEVELS {
+        bail!(
+            "--levels lists {} levels, more than {}",
+            a.levels.len(),
+            advmnist::limits::MAX_LEVELS
+        );
+    }
     let test = data::load_split(&data_dir, Split::Test)?;
-    if a.count == 0
-        || a.first
-            .checked_add(a.count)
-            .is_none_or(|end| end > test.len())
+    if a.first
+        .checked_add(a.count)
+        .is_none_or(|end| end > test.len())
     {
         bail!(
             "--first {} --count {} asks for test digits past the {} available",
@@ -1345,6 +1415,16 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
             test.len()
         );
     }
+    let (width, height) = match a.dae {
+        // clean, corrupted, reconstructed
+        Some(_) => advmnist::report::show::dae_figure_size(a.count, 3),
+        None => advmnist::report::show::figure_size(a.count, a.levels.len()),
+    };
+    advmnist::limits::check_memory(
+        &format!("a figure of {width} x {height} pixels (--count, --levels)"),
+        advmnist::limits::figure_bytes(width, height),
+    )
+    .map_err(anyhow::Error::msg)?;
     let digits = test.subset(a.first..a.first + a.count);
     if let Some(dae_path) = &a.dae {
         let (dae, _) =
@@ -1368,6 +1448,7 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     let (name, model) = defended(&bases, &stages, &a.defence, Some(a.choice.gradient))
         .pop()
         .expect("clap requires --model or --committee without --dae");
+    warn_if_logits_overflow(&name, model.as_ref(), &test);
 
     let noise = match a.noise.expect("clap requires --noise without --dae") {
         NoiseArg::Fgsm => Noise::Fgsm,
@@ -1396,7 +1477,7 @@ struct TraceArgs {
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
     /// Index of the test image (0 to 9,999).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = whole_number::<usize>)]
     image: usize,
     /// Trace the image perturbed by this noise (computed in f32, as `sweep` does) instead of
     /// the clean image.
@@ -1435,13 +1516,13 @@ struct GradcheckArgs {
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
     /// How many test images (from --first on).
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = whole_number::<usize>)]
     images: usize,
     /// Index of the first test image.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = whole_number::<usize>)]
     first: usize,
     /// Entries checked per parameter tensor (all of a smaller tensor).
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = whole_number::<usize>)]
     params: usize,
     /// Seed of the choice of parameter entries.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
@@ -1560,10 +1641,10 @@ struct HumanStudyArgs {
     #[arg(long, value_delimiter = ',', value_name = "FILE,...")]
     reference_models: Vec<PathBuf>,
     /// Seed of the subjects' image sets and Gaussian noise.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = whole_number::<u64>)]
     seed: u64,
     /// Subjects offered: ids 1 to N (each adds about 150-200 KB to the page).
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = whole_number::<u32>)]
     subjects: u32,
 }
 
@@ -1626,8 +1707,13 @@ fn cmd_human_study(a: HumanStudyArgs, data_dir: PathBuf) -> Result<()> {
         bail!("--subjects must be at least 1");
     }
     check_writable_target("--out", &a.out)?;
-    let inputs: Vec<(&str, &std::path::Path)> =
+    let mut inputs: Vec<(&str, &std::path::Path)> =
         a.model.iter().map(|p| ("--model", p.as_path())).collect();
+    inputs.extend(
+        a.reference_models
+            .iter()
+            .map(|p| ("--reference-models", p.as_path())),
+    );
     refuse_overwrite(&[("--out", &a.out)], &inputs, &data_dir)?;
     let (model, mut reference): (LeNet<f32>, Vec<LeNet<f32>>) = match &a.model {
         Some(path) => (load_model(path)?.0, Vec::new()),
@@ -1674,6 +1760,17 @@ fn cmd_human_report(a: HumanReportArgs, data_dir: PathBuf) -> Result<()> {
         analyse, load_results, weights_sha256, NamedModel, REFERENCE_MODELS,
     };
     advmnist::io_safety::check_output_folder("--out", &a.out).map_err(anyhow::Error::msg)?;
+    let written = advmnist::report::human::REPORT_FILES.map(|f| a.out.join(f));
+    let mut inputs: Vec<(&str, &std::path::Path)> = a
+        .results
+        .iter()
+        .map(|p| ("results file", p.as_path()))
+        .collect();
+    inputs.extend(a.models.iter().map(|p| ("--models", p.as_path())));
+    inputs.extend(a.study_model.iter().map(|p| ("--study-model", p.as_path())));
+    let outputs: Vec<(&str, &std::path::Path)> =
+        written.iter().map(|w| ("--out", w.as_path())).collect();
+    refuse_overwrite(&outputs, &inputs, &data_dir)?;
     let test = data::load_split(&data_dir, Split::Test)?;
     // Every file is checked before any model is trained.
     let subjects = load_results(&a.results, &test.labels)?;
@@ -1800,4 +1897,82 @@ fn cmd_committee(a: CommitteeFileArgs) -> Result<()> {
     committee::write_committee_file(&a.out, &a.members)?;
     eprintln!("wrote {} ({} members)", a.out.display(), a.members.len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Whether a flag's values are whole numbers (by the type its value parser gives).
+    fn is_whole_number(arg: &clap::Arg) -> bool {
+        use std::any::TypeId;
+        let parsed = arg.get_value_parser().type_id();
+        [
+            TypeId::of::<u8>(),
+            TypeId::of::<u16>(),
+            TypeId::of::<u32>(),
+            TypeId::of::<u64>(),
+            TypeId::of::<usize>(),
+            TypeId::of::<i32>(),
+            TypeId::of::<i64>(),
+        ]
+        .iter()
+        .any(|t| parsed == *t)
+    }
+
+    /// Every numeric flag of every command (including flags added later), given `-1` as a
+    /// separate argument, reaches its own parser instead of clap's "unexpected argument", and a
+    /// whole-number flag answers with its range (issue 12, item 8).
+    #[test]
+    fn every_numeric_flag_takes_a_negative_number_to_its_range_check() {
+        let root = advmnist::limits::numbers_may_be_negative(Cli::command());
+        let mut stack = vec![(Vec::<String>::new(), root.clone())];
+        let mut checked = Vec::new();
+        while let Some((path, cmd)) = stack.pop() {
+            for sub in cmd.get_subcommands() {
+                let mut p = path.clone();
+                p.push(sub.get_name().to_string());
+                stack.push((p, sub.clone()));
+            }
+            for arg in cmd.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if !advmnist::limits::is_number(arg) {
+                    continue;
+                }
+                let mut argv = vec!["advmnist".to_string()];
+                argv.extend(path.iter().cloned());
+                argv.extend([format!("--{long}"), "-1".to_string()]);
+                let outcome = root.clone().try_get_matches_from(&argv);
+                if let Err(e) = &outcome {
+                    assert_ne!(
+                        e.kind(),
+                        clap::error::ErrorKind::UnknownArgument,
+                        "{argv:?}: {e}"
+                    );
+                }
+                if is_whole_number(arg) {
+                    let e = outcome.expect_err("-1 is not a whole number >= 0");
+                    assert!(
+                        e.to_string()
+                            .contains("expected a whole number >= 0, got -1"),
+                        "{argv:?}: {e}"
+                    );
+                }
+                checked.push(argv[1..].join(" "));
+            }
+        }
+        // The walk reached the commands' flags (a test that checks nothing cannot fail).
+        for flag in [
+            "--threads -1",
+            "show --count -1",
+            "dae train --iters -1",
+            "sweep --at -1",
+        ] {
+            assert!(
+                checked.iter().any(|c| c == flag),
+                "{flag} not checked: {checked:?}"
+            );
+        }
+    }
 }

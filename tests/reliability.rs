@@ -143,6 +143,48 @@ fn outputs_may_not_replace_a_data_file_or_a_source_model() {
     assert!(e.contains("--out") && e.contains("--model"), "{e}");
 }
 
+#[test]
+fn human_study_and_human_report_may_not_write_over_their_inputs() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    // A results file kept in the report's folder under the report's own name.
+    let out = dir.path().join("human");
+    std::fs::create_dir(&out).unwrap();
+    let results = out.join("human.json");
+    std::fs::write(&results, b"{\"subject\": 1}").unwrap();
+    let (e, took) = fails(&[
+        "human-report",
+        s(&results),
+        "--models",
+        s(&model),
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("--out") && e.contains("results file"), "{e}");
+    assert!(took < FAST, "took {took:?}");
+    assert_eq!(std::fs::read(&results).unwrap(), b"{\"subject\": 1}");
+    // human-study's page over one of its reference models.
+    let reference = dir.path().join("ref.safetensors");
+    std::fs::copy(&model, &reference).unwrap();
+    let (e, _) = fails(&[
+        "human-study",
+        "--model",
+        s(&model),
+        "--reference-models",
+        s(&reference),
+        "--out",
+        s(&reference),
+    ]);
+    assert!(
+        e.contains("--out") && e.contains("--reference-models"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&reference).unwrap(),
+        std::fs::read(&model).unwrap()
+    );
+}
+
 // ---- 2. outputs checked before the work ----
 
 #[test]
@@ -359,4 +401,407 @@ fn a_second_run_with_the_same_out_is_refused_while_the_first_runs() {
         String::from_utf8_lossy(&third.stderr)
     );
     assert!(!lock.exists(), "the finished run left its lock file");
+}
+
+// ---- 3. a set of outputs replaced as a set ----
+
+/// Runs a command that must succeed; returns its stderr.
+fn succeeds(args: &[&str]) -> String {
+    let out = advmnist(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "advmnist {args:?} failed:\n{stderr}");
+    stderr
+}
+
+#[test]
+fn sweep_writes_its_three_files_as_a_set_that_a_reader_can_check() {
+    use advmnist::io_safety::check_set;
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    let out = dir.path().join("sweep");
+    let sweep = |max: &str| {
+        succeeds(&[
+            "sweep",
+            "--model",
+            s(&model),
+            "--noise",
+            "fgsm",
+            "--levels",
+            "2",
+            "--max",
+            max,
+            "--out",
+            s(&out),
+        ])
+    };
+    sweep("0.1");
+    let files = check_set(&out, "sweep").unwrap();
+    let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap()).collect();
+    assert_eq!(names, ["sweep.csv", "sweep.json", "sweep.svg"]);
+    let first_csv = std::fs::read(out.join("sweep.csv")).unwrap();
+    // A second run replaces the whole set (and its manifest).
+    sweep("0.3");
+    assert_eq!(check_set(&out, "sweep").unwrap().len(), 3);
+    let second_csv = std::fs::read(out.join("sweep.csv")).unwrap();
+    assert_ne!(first_csv, second_csv);
+    // What a kill between two renames leaves (the first run's csv beside the second run's other
+    // files) is refused by the reader, naming the file.
+    std::fs::write(out.join("sweep.csv"), &first_csv).unwrap();
+    let e = check_set(&out, "sweep").unwrap_err();
+    assert!(e.contains("sweep.csv") && e.contains("two runs"), "{e}");
+}
+
+// ---- 7. upper limits ----
+
+#[test]
+fn levels_and_bench_batches_past_their_limits_are_refused_at_once() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    let (e, took) = fails(&[
+        "sweep",
+        "--model",
+        s(&model),
+        "--noise",
+        "fgsm",
+        "--levels",
+        "100000",
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert!(e.contains("--levels") && e.contains("1000"), "{e}");
+    assert!(took < FAST, "took {took:?}");
+    let many: Vec<String> = (0..1001)
+        .map(|k| format!("{}", k as f64 / 2002.0))
+        .collect();
+    let (e, _) = fails(&[
+        "show",
+        "--model",
+        s(&model),
+        "--noise",
+        "fgsm",
+        "--levels",
+        &many.join(","),
+        "--out",
+        s(&dir.path().join("f.png")),
+    ]);
+    assert!(e.contains("--levels") && e.contains("1000"), "{e}");
+    let (e, took) = fails(&["bench", "--batch", "100000", "--seconds", "0.1"]);
+    assert!(e.contains("--batch") && e.contains("60000"), "{e}");
+    assert!(took < FAST, "took {took:?}");
+}
+
+fn with_memory_limit(limit: &str, args: &[&str]) -> (String, Duration) {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_advmnist"))
+        .args(args)
+        .env(advmnist::limits::MEMORY_LIMIT_ENV, limit)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} ran under {limit}:\n{e}");
+    (e, started.elapsed())
+}
+
+#[test]
+fn work_that_needs_more_memory_than_is_available_is_refused_before_it_starts() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    // 2,000 images of a training batch need about 100 MB (50 KB each, measured).
+    let out = dir.path().join("new.safetensors");
+    let (e, took) = with_memory_limit(
+        "50M",
+        &[
+            "train",
+            "--batch",
+            "2000",
+            "--iters",
+            "100000",
+            "--out",
+            s(&out),
+        ],
+    );
+    assert!(
+        e.contains("--batch") && e.contains("100.0 MB") && e.contains("52.4 MB"),
+        "{e}"
+    );
+    assert!(took < FAST && !out.exists(), "took {took:?}");
+    // Two attacked models' gradient signs and the working sets: 5 x 10,000 x 3,136 bytes.
+    let (e, took) = with_memory_limit(
+        "100M",
+        &[
+            "sweep",
+            "--model",
+            s(&model),
+            "--model",
+            s(&model),
+            "--noise",
+            "fgsm",
+            "--out",
+            s(&dir.path().join("o")),
+        ],
+    );
+    assert!(e.contains("--model") && e.contains("156.8 MB"), "{e}");
+    assert!(took < FAST, "took {took:?}");
+    let (e, _) = with_memory_limit(
+        "10M",
+        &[
+            "show",
+            "--model",
+            s(&model),
+            "--noise",
+            "fgsm",
+            "--levels",
+            "0.1",
+            "--count",
+            "1000",
+            "--out",
+            s(&dir.path().join("f.png")),
+        ],
+    );
+    assert!(e.contains("--count") && e.contains("figure"), "{e}");
+    // Without a limit, the figure of what /proc/meminfo says is available: a sweep attacked
+    // through more models than their gradient signs fit in memory is refused too.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let available_kb: Option<u64> = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+    if let Some(kb) = available_kb {
+        // Half as many again as fit, so that other processes freeing memory meanwhile cannot
+        // make the request fit.
+        let models = (kb * 1024 / (10_000 * 3_136) * 3 / 2 + 1) as usize;
+        let mut args = vec!["sweep", "--noise", "fgsm", "--out"];
+        let o = dir.path().join("o");
+        args.push(s(&o));
+        for _ in 0..models {
+            args.extend(["--model", s(&model)]);
+        }
+        let (e, took) = fails(&args);
+        assert!(
+            e.contains("MemAvailable") && e.contains("not enough memory"),
+            "{e}"
+        );
+        assert!(took < FAST, "took {took:?}");
+    }
+}
+
+// ---- 8. messages ----
+
+#[test]
+fn a_missing_data_folder_and_a_file_as_data_are_said_as_such() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    let missing = dir.path().join("no-such-folder");
+    let (e, _) = fails(&["eval", "--model", s(&model), "--data", s(&missing)]);
+    assert!(
+        e.contains(&format!("{}: data folder not found", missing.display())),
+        "{e}"
+    );
+    assert!(
+        !e.contains("ubyte"),
+        "reported as a missing file inside it: {e}"
+    );
+    let (e, _) = fails(&["eval", "--model", s(&model), "--data", s(&model)]);
+    assert!(
+        e.contains(&format!("{}: is a file, not a folder", model.display())),
+        "{e}"
+    );
+    assert!(!e.contains("SHA256SUMS"), "{e}");
+}
+
+#[test]
+fn show_count_zero_gets_a_range_message() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    let (e, _) = fails(&[
+        "show",
+        "--model",
+        s(&model),
+        "--noise",
+        "fgsm",
+        "--levels",
+        "0.1",
+        "--count",
+        "0",
+        "--out",
+        s(&dir.path().join("f.png")),
+    ]);
+    assert!(e.contains("--count must be at least 1"), "{e}");
+    assert!(!e.contains("past the"), "{e}");
+}
+
+#[test]
+fn negative_numbers_reach_the_range_message_in_every_command() {
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    let png = dir.path().join("f.png");
+    for args in [
+        vec![
+            "show",
+            "--model",
+            s(&model),
+            "--noise",
+            "fgsm",
+            "--levels",
+            "0.1",
+            "--count",
+            "-1",
+            "--out",
+            s(&png),
+        ],
+        vec![
+            "sweep",
+            "--model",
+            s(&model),
+            "--noise",
+            "fgsm",
+            "--levels",
+            "-3",
+        ],
+        vec![
+            "sweep",
+            "--model",
+            s(&model),
+            "--noise",
+            "pgd",
+            "--steps",
+            "-3",
+        ],
+        vec!["gradcheck", "--model", s(&model), "--images", "-1"],
+        vec!["human-study", "--out", "x.html", "--seed", "-1"],
+        vec![
+            "train",
+            "--out",
+            "m.safetensors",
+            "--checkpoint-every",
+            "-1",
+        ],
+    ] {
+        let (e, _) = fails(&args);
+        assert!(!e.contains("unexpected argument"), "{args:?}: {e}");
+        assert!(e.contains("whole number >= 0"), "{args:?}: {e}");
+    }
+    // Lists of numbers: a leading negative number reaches the list's own check.
+    let (e, _) = fails(&[
+        "show",
+        "--model",
+        s(&model),
+        "--noise",
+        "fgsm",
+        "--levels",
+        "-0.1,0.2",
+        "--out",
+        s(&png),
+    ]);
+    assert!(e.contains("--levels must be finite numbers >= 0"), "{e}");
+    let (e, _) = fails(&[
+        "sweep",
+        "--model",
+        s(&model),
+        "--noise",
+        "fgsm",
+        "--at",
+        "-0.1,0.2",
+    ]);
+    assert!(e.contains("--at"), "{e}");
+}
+
+#[test]
+fn a_retry_without_resume_says_an_earlier_runs_checkpoint_exists_and_what_to_do() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let checkpoint = dir.path().join("m.safetensors.ckpt");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_advmnist"))
+        .args([
+            "--threads",
+            "1",
+            "train",
+            "--iters",
+            "100000",
+            "--eval-every",
+            "0",
+        ])
+        .args(["--checkpoint-every", "1", "--out", s(&out)])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !checkpoint.exists() && started.elapsed() < FAST {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(checkpoint.exists(), "the killed run left no checkpoint");
+    let before = std::fs::read(&checkpoint).unwrap();
+    let (e, took) = fails(&["train", "--iters", "100000", "--out", s(&out)]);
+    assert!(
+        e.contains(s(&checkpoint)) && e.contains("earlier run"),
+        "{e}"
+    );
+    assert!(e.contains("--resume") && e.contains("delete"), "{e}");
+    assert!(!e.contains("not an advmnist training checkpoint"), "{e}");
+    assert!(took < FAST, "took {took:?}");
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), before);
+}
+
+#[test]
+fn finite_weights_so_large_that_the_logits_overflow_get_a_warning() {
+    use advmnist::models::file::{load_model, save_model};
+    let dir = TempDir::new().unwrap();
+    let model = model_in(dir.path());
+    let (mut net, meta) = load_model(&model).unwrap();
+    for mut p in net.parameters_mut() {
+        p.data.fill(1e30);
+    }
+    let absurd = dir.path().join("absurd.safetensors");
+    save_model(&absurd, &net, &meta).unwrap();
+    let png = dir.path().join("f.png");
+    let sweep_out = dir.path().join("o");
+    let commands = |m: &Path| -> Vec<Vec<String>> {
+        let m = s(m).to_string();
+        [
+            vec!["eval", "--model", &m],
+            vec![
+                "sweep",
+                "--model",
+                &m,
+                "--noise",
+                "fgsm",
+                "--levels",
+                "2",
+                "--out",
+                s(&sweep_out),
+            ],
+            vec![
+                "show",
+                "--model",
+                &m,
+                "--noise",
+                "fgsm",
+                "--levels",
+                "0.1",
+                "--out",
+                s(&png),
+            ],
+        ]
+        .iter()
+        .map(|a| a.iter().map(|x| x.to_string()).collect())
+        .collect()
+    };
+    for args in commands(&absurd) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // The warning comes before the work; the work may then also fail (a gradient sign of
+        // NaN makes no valid perturbed image), but never without a word.
+        let e = String::from_utf8_lossy(&advmnist(&args).stderr).into_owned();
+        assert!(
+            e.contains("warning") && e.contains("absurd.safetensors") && e.contains("overflow"),
+            "{args:?}: {e}"
+        );
+    }
+    // A sane model gets no such warning.
+    for args in commands(&model) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e = succeeds(&args);
+        assert!(!e.contains("overflow"), "{args:?}: {e}");
+    }
 }

@@ -241,12 +241,27 @@ fn check_labels(path: &Path, labels: &IdxLabels) -> Result<(), DataError> {
 
 /// A parsed SHA256SUMS: file name -> lowercase hex hash.
 #[derive(Debug)]
-struct ChecksumList {
-    hashes: HashMap<String, String>,
+pub(crate) struct ChecksumList {
+    pub(crate) hashes: HashMap<String, String>,
 }
 
-/// `dir/SHA256SUMS` parsed, or `None` if there is none.
+/// `dir/SHA256SUMS` parsed, or `None` if there is none. Every load starts here, so this is also
+/// where a data folder that is missing, or is a file, is reported as such (rather than as a
+/// missing or unreadable file inside it).
 fn read_checksum_list(dir: &Path) -> Result<Option<ChecksumList>, DataError> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(DataError::NotAFolder { path: dir.into() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(DataError::MissingFolder { path: dir.into() })
+        }
+        Err(source) => {
+            return Err(DataError::Io {
+                path: dir.into(),
+                source,
+            })
+        }
+    }
     let path = dir.join(CHECKSUM_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => parse_checksum_list(&path, &text).map(Some),
@@ -258,7 +273,7 @@ fn read_checksum_list(dir: &Path) -> Result<Option<ChecksumList>, DataError> {
 /// Parses `sha256sum` output: `HASH  NAME` (text mode) or `HASH *NAME` (binary mode), one file
 /// a line; blank lines are skipped. A `./` before a name is dropped, since
 /// `sha256sum ./*.gz` writes it.
-fn parse_checksum_list(path: &Path, text: &str) -> Result<ChecksumList, DataError> {
+pub(crate) fn parse_checksum_list(path: &Path, text: &str) -> Result<ChecksumList, DataError> {
     let mut hashes = HashMap::new();
     for (line_index, line) in text.lines().enumerate() {
         let line_number = line_index + 1;

@@ -25,6 +25,18 @@ pub enum DataError {
     )]
     Missing { path: PathBuf },
 
+    #[error(
+        "{path}: data folder not found (--data or ADVMNIST_DATA names a folder holding the four \
+         MNIST IDX files, .gz or raw; see mnist/README.md)"
+    )]
+    MissingFolder { path: PathBuf },
+
+    #[error(
+        "{path}: is a file, not a folder (--data or ADVMNIST_DATA names a folder holding the four \
+         MNIST IDX files, .gz or raw)"
+    )]
+    NotAFolder { path: PathBuf },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

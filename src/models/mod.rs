@@ -39,6 +39,29 @@ pub trait Classifier: Sync {
     }
 }
 
+/// Test images [`logits_overflow`] looks at: enough to catch weights that overflow on every
+/// image (as absurdly large ones do), cheap next to any command's work.
+pub const OVERFLOW_CHECK_IMAGES: usize = 500;
+
+/// A warning when the model's logits on the first [`OVERFLOW_CHECK_IMAGES`] images of `x` are
+/// not all finite. Model files with inf or NaN weights are refused when read, but finite weights
+/// can still be so large (1e30, say) that f32 arithmetic overflows to inf, and inf - inf to NaN:
+/// the predictions are then arbitrary, and every error measured on them meaningless (issue 12).
+pub fn logits_overflow(model: &dyn Classifier, x: ArrayView4<f32>) -> Option<String> {
+    let n = x.dim().0.min(OVERFLOW_CHECK_IMAGES);
+    let logits = model.logits(x.slice(s![..n, .., .., ..]));
+    let bad = logits
+        .rows()
+        .into_iter()
+        .filter(|row| row.iter().any(|v| !v.is_finite()))
+        .count();
+    (bad > 0).then(|| {
+        format!(
+            "its logits overflow to inf or NaN on {bad} of the first {n} test images: the weights are finite but too large for f32 arithmetic, so its predictions (and any error measured on them) are meaningless"
+        )
+    })
+}
+
 impl Classifier for LeNet<f32> {
     fn logits(&self, x: ArrayView4<f32>) -> Array2<f32> {
         LeNet::logits(self, x)

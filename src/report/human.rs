@@ -15,7 +15,7 @@ use crate::experiments::human_study::{
     ConditionScores, GroupScores, HumanAnalysis, NoiseKind, Study, IMAGES_PER_SUBJECT,
     RESULTS_FORMAT,
 };
-use crate::models::file::{write_atomic, ModelFileError};
+use crate::models::file::ModelFileError;
 use crate::report::plot::register_fonts;
 use base64::Engine;
 use plotters::prelude::*;
@@ -315,16 +315,24 @@ pub fn human_svg(a: &HumanAnalysis) -> String {
     svg
 }
 
-/// Writes `human.json`, `human.md` and `human.svg` into `dir` (created if missing).
+/// The files `human-report` writes into its folder: the set and its manifest.
+pub const REPORT_FILES: [&str; 4] = ["human.json", "human.md", "human.svg", "human.sha256"];
+
+/// Writes `human.json`, `human.md` and `human.svg` into `dir` (created if missing) as one set,
+/// with its manifest `human.sha256` written last ([`crate::io_safety::write_set`]).
 pub fn write_human_report(dir: &Path, a: &HumanAnalysis) -> Result<(), ModelFileError> {
-    std::fs::create_dir_all(dir).map_err(|source| ModelFileError::Io {
-        path: dir.into(),
-        source,
-    })?;
     let json = serde_json::to_string_pretty(a).expect("plain data");
-    write_atomic(&dir.join("human.json"), json.as_bytes())?;
-    write_atomic(&dir.join("human.md"), human_markdown(a).as_bytes())?;
-    write_atomic(&dir.join("human.svg"), human_svg(a).as_bytes())
+    let markdown = human_markdown(a);
+    let svg = human_svg(a);
+    crate::io_safety::write_set(
+        dir,
+        "human",
+        &[
+            ("human.json", json.as_bytes()),
+            ("human.md", markdown.as_bytes()),
+            ("human.svg", svg.as_bytes()),
+        ],
+    )
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Reports: CSV, JSON and SVG/PNG figures of experiment results. Every file is written
-//! atomically (temporary file, then rename), so a crash never leaves half a report.
+//! atomically (temporary file, then rename), so a crash never leaves half a report, and a
+//! report of several files is written as one set with a manifest written last
+//! ([`crate::io_safety::write_set`]), so a reader can tell a complete set from a mix of two runs.
 
 pub mod human;
 pub mod plot;
@@ -7,7 +9,7 @@ pub mod reproduce;
 pub mod show;
 
 use crate::experiments::sweep::SweepResult;
-use crate::models::file::{write_atomic, ModelFileError};
+use crate::models::file::ModelFileError;
 use std::path::Path;
 
 /// `sweep.csv`: one row per (level, model): `noise,level,distortion,model,error_pct`.
@@ -27,15 +29,22 @@ pub fn sweep_csv(result: &SweepResult) -> String {
     s
 }
 
-/// Writes `sweep.csv`, `sweep.json` and `sweep.svg` into `dir` (created if missing).
+/// The files `sweep` writes into its folder: the set and its manifest.
+pub const SWEEP_FILES: [&str; 4] = ["sweep.csv", "sweep.json", "sweep.svg", "sweep.sha256"];
+
+/// Writes `sweep.csv`, `sweep.json` and `sweep.svg` into `dir` (created if missing) as one set,
+/// with its manifest `sweep.sha256` written last ([`crate::io_safety::write_set`]).
 pub fn write_sweep(dir: &Path, result: &SweepResult, title: &str) -> Result<(), ModelFileError> {
-    std::fs::create_dir_all(dir).map_err(|source| ModelFileError::Io {
-        path: dir.into(),
-        source,
-    })?;
-    write_atomic(&dir.join("sweep.csv"), sweep_csv(result).as_bytes())?;
+    let csv = sweep_csv(result);
     let json = serde_json::to_string_pretty(result).expect("plain data");
-    write_atomic(&dir.join("sweep.json"), json.as_bytes())?;
     let svg = plot::error_vs_distortion_svg(result, title);
-    write_atomic(&dir.join("sweep.svg"), svg.as_bytes())
+    crate::io_safety::write_set(
+        dir,
+        "sweep",
+        &[
+            ("sweep.csv", csv.as_bytes()),
+            ("sweep.json", json.as_bytes()),
+            ("sweep.svg", svg.as_bytes()),
+        ],
+    )
 }
