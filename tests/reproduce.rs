@@ -95,6 +95,7 @@ fn quick_reproduction_writes_every_file_and_row_and_splits_over_two_processes() 
         "figure6.svg",
         "figure7.svg",
         "beyond.svg",
+        "report.sha256",
     ] {
         let p = run.join(file);
         assert!(p.is_file(), "{file} missing");
@@ -166,6 +167,10 @@ fn quick_reproduction_writes_every_file_and_row_and_splits_over_two_processes() 
         }
     }
     assert!(manifest["data_sha256"].as_str().unwrap().len() == 64);
+
+    // The report is one set: its manifest vouches for every file (`sha256sum -c` format).
+    let listed = advmnist::io_safety::check_set(&run, "report").unwrap();
+    assert!(listed.len() >= 13, "{listed:?}");
 
     // The committees are written as committee files that the other commands read.
     let committee = run.join("committee-adversarial-s1.json");

@@ -3,7 +3,8 @@
 
 use crate::experiments::reproduce::table::{column_key, Figure, Gathered, TableRow, COLUMNS};
 use crate::experiments::reproduce::{JobRecord, Plan};
-use crate::models::file::{write_atomic, ModelFileError};
+use crate::io_safety::write_set;
+use crate::models::file::ModelFileError;
 use crate::report::plot;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -273,6 +274,9 @@ fn beyond_verdict(g: &Gathered) -> String {
     )
 }
 
+/// The name of the report's set of files (its manifest is `report.sha256`).
+pub const REPORT_SET: &str = "report";
+
 /// Writes the report files into `out` (created if missing): `table2.json`, `table2.md`,
 /// `gaussian.json`, `beyond.json`, the figures, `report.html` and `manifest.json`.
 pub fn write_report(
@@ -315,10 +319,16 @@ pub fn write_report(
         "manifest.json".into(),
         serde_json::to_vec_pretty(manifest).expect("plain data"),
     ));
-    for (name, bytes) in &files {
-        write_atomic(&out.join(name), bytes)?;
-    }
-    Ok(files.into_iter().map(|(n, _)| n).collect())
+    // One set, with its manifest `report.sha256` written last (`io_safety::write_set`): a
+    // reader never takes a mix of two runs' files for a report.
+    let set: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    write_set(out, REPORT_SET, &set)?;
+    let mut names: Vec<String> = files.into_iter().map(|(n, _)| n).collect();
+    names.push(format!("{REPORT_SET}.sha256"));
+    Ok(names)
 }
 
 /// `manifest.json`: every job's record (models' hashes, seeds, configurations, wall times), the
