@@ -294,6 +294,9 @@ pub enum CommitteeFileError {
     OverwritesMember { path: PathBuf, member: PathBuf },
     #[error("--committee {spec}: {reason}")]
     BadList { spec: String, reason: String },
+    /// Writing the file failed (the message names it).
+    #[error(transparent)]
+    Write(#[from] crate::models::file::ModelFileError),
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -371,10 +374,7 @@ pub fn write_committee_file(path: &Path, members: &[PathBuf]) -> Result<(), Comm
     };
     let mut text = serde_json::to_string_pretty(&file).expect("plain strings serialise");
     text.push('\n');
-    write_atomic(path, text.as_bytes()).map_err(|e| CommitteeFileError::Io {
-        path: path.into(),
-        source: std::io::Error::other(e.to_string()),
-    })
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
 /// Reads a committee file: its members' paths (relative ones resolved against the file's
