@@ -113,7 +113,7 @@ enum Command {
     /// which join the pool the stage trains on (the natural images and every earlier snapshot's
     /// set). Writes DIR/snapshot-0.safetensors ... snapshot-K.safetensors, DIR/advtrain.json
     /// (every snapshot's SHA-256 and pool) and DIR/advtrain.ckpt. Memory: stage 5's pool holds
-    /// 6 x 60,000 images, 1.13 GB in f32 (1.4 GB peak measured). Time: docs/adversarial-training.md.
+    /// 6 x 60,000 images, 1.13 GB in f32 (1.38 GB peak resident memory, measured). Time: docs/adversarial-training.md.
     ///
     /// Example: advmnist advtrain --out adv
     Advtrain(AdvtrainArgs),

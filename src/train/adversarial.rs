@@ -99,7 +99,7 @@ pub struct AdvConfig {
 
 impl AdvConfig {
     /// eps 0.25: Goodfellow, Shlens and Szegedy's eps for adversarial training on MNIST (the
-    /// study's reference [3]). On the 10,000-iteration model it moves a training image by 0.138
+    /// study's reference \[3\]). On the 10,000-iteration model it moves a training image by 0.138
     /// per pixel on average after clipping, between the two distortions of the study's Table 2
     /// (0.1 and 0.2) (docs/adversarial-training.md).
     pub const DEFAULT_EPS: f32 = 0.25;
@@ -831,11 +831,11 @@ pub fn run_adversarial(
     };
     if done == cfg.stages + 1 {
         // Every stage is done: check the snapshots, nothing else to do.
-        for k in 0..done {
+        for (k, path) in snapshots.iter().enumerate() {
             load_recorded_snapshot(dir, &record, k)?;
             observer(AdvEvent::SnapshotReused {
                 stage: k,
-                path: snapshots[k].clone(),
+                path: path.clone(),
             });
         }
         return Ok(finish(snapshots, true));
@@ -890,11 +890,11 @@ pub fn run_adversarial(
     // The snapshots already made: check them, and make the pool they contributed to again.
     let mut pool = Pool::natural(&data.train, cfg.stages);
     let mut latest: Option<LeNet<f32>> = None;
-    for k in 0..done {
+    for (k, path) in snapshots.iter().enumerate() {
         let net = load_recorded_snapshot(dir, &record, k)?;
         observer(AdvEvent::SnapshotReused {
             stage: k,
-            path: snapshots[k].clone(),
+            path: path.clone(),
         });
         if k + 1 < done {
             // Snapshot k's set was made before stage k + 1, which is finished.
