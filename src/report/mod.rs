@@ -1,6 +1,7 @@
 //! Reports: CSV, JSON and SVG/PNG figures of experiment results. Every file is written
 //! atomically (temporary file, then rename), so a crash never leaves half a report.
 
+pub mod bench;
 pub mod human;
 pub mod plot;
 pub mod show;
