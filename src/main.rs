@@ -56,7 +56,8 @@ enum Command {
     /// Example: advmnist sweep --model lenet.safetensors --noise fgsm --at 0.1,0.2
     Sweep(SweepArgs),
     /// Images per second (and GFLOP/s) for a training step, the attack's input gradient and
-    /// inference, on the shapes of shared/bench/torch_lenet_bench.py, for side-by-side ratios.
+    /// inference, on the shapes of scripts/peers/torch_lenet_bench.py, for side-by-side ratios;
+    /// --report DIR measures the machine and where the time goes, --compare sets two reports side by side.
     ///
     /// Example: advmnist bench --threads 2 --json
     Bench(BenchArgs),
@@ -956,7 +957,12 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             |f: &report::Figure| eprintln!("  {:<34} {:>10.2} {}", f.id, f.rate.median, f.unit);
         let r = report::run(&cfg, &progress).map_err(anyhow::Error::msg)?;
         advmnist::report::bench::write_bench_report(dir, &r)?;
-        r.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+        if let Some(first) = r.warnings.first() {
+            eprintln!(
+                "warning: {first} ({} warnings in all, in bench.md)",
+                r.warnings.len()
+            );
+        }
         println!(
             "wrote {0}/bench.json, bench.md, roofline.svg, scaling.svg",
             dir.display()

@@ -1,5 +1,5 @@
 //! `advmnist bench`: images per second, and the GFLOP/s they imply, for the three workloads the
-//! PyTorch peer (`shared/bench/torch_lenet_bench.py`) measures, on the same shapes:
+//! PyTorch peer (`scripts/peers/torch_lenet_bench.py`) measures, on the same shapes:
 //! a training step (forward, backward, SGD update; batch B), the input gradient used by the
 //! gradient-sign attack (forward + backward to the input; batch B), and inference (batch 1000).
 //! Each workload is warmed up, then repeated for a fixed time.
@@ -44,7 +44,7 @@ pub struct BenchResult {
     pub train_gflop_per_s: f64,
     pub fgsm_gflop_per_s: f64,
     pub infer_gflop_per_s: f64,
-    /// The denoising autoencoder's workloads (`shared/bench/torch_dae_bench.py`'s peers):
+    /// The denoising autoencoder's workloads (`scripts/peers/torch_dae_bench.py`'s peers):
     /// a training step (batch B, input dropout 0.2, Nesterov), reconstruction (batch 1000), and
     /// the white-box input gradient of LeNet's loss through DAE + LeNet (batch B).
     pub dae_train_img_per_s: f64,

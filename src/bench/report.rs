@@ -3,11 +3,12 @@
 //! Measured on the spot, each figure as [`SAMPLES`] samples after a warm-up ([`super::stats`]):
 //! - **limits**: `matrixmultiply`'s sgemm at LeNet's own GEMM shapes ([`lenet_gemm_shapes`],
 //!   derived from the partitions in `kernels::parallel`) and at 1024^3, and a streaming triad
-//!   (`a = b + 3c`) for memory bandwidth, on 1..N threads. On t threads, t single-threaded sgemm
+//!   (`a = b + 3c`) for memory and last-level-cache bandwidth, on 1..N threads. On t threads, t single-threaded sgemm
 //!   calls run side by side, each on its own output, as advmnist runs its products;
 //! - **layers**: every LeNet layer's forward and backward passes at `--batch`, and the SGD
 //!   update, on N threads, each against its ceiling: sgemm at the shape of its own products
-//!   (layers that multiply) or the triad's bandwidth (layers that only move data);
+//!   (layers that multiply) or the triad's bandwidth, from cache when the pass's data fits in
+//!   the last-level cache, else from memory (passes that only move data);
 //! - **workloads**: the six whole-network workloads of `advmnist bench` on 1..N threads (the
 //!   scaling curve), as a share of sgemm at 1024^3 and, for LeNet's, of sgemm at the
 //!   workload's own shapes.
@@ -66,9 +67,17 @@ pub struct Settings {
 pub struct Ceilings {
     pub sgemm_peak_gflop_per_s: f64,
     pub sgemm_peak_figure: String,
+    /// The triad from memory (arrays twice the largest cache).
     pub bandwidth_gb_per_s: f64,
     pub bandwidth_figure: String,
+    /// The triad in the last-level cache (3 arrays of [`CACHE_TRIAD_BYTES`]).
+    pub cache_bandwidth_gb_per_s: f64,
+    pub cache_bandwidth_figure: String,
 }
+
+/// Bytes of each array of the in-cache triad: 3 MiB in all, inside the last-level cache of any
+/// machine of the project's kind, about the size of the data a layer pass moves at batch 64.
+pub const CACHE_TRIAD_BYTES: usize = 1 << 20;
 
 /// One measured figure. `rate` is in `unit` (higher is faster); `seconds` is per call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -317,19 +326,20 @@ fn sgemm_figure(shape: &GemmShape, seconds: f64) -> Figure {
 }
 
 /// The streaming triad `a = b + 3 c` over three arrays of `elements` f32, cut into one
-/// contiguous piece per thread. Counts 12 bytes per element (two reads, one write).
-fn triad_figure(elements: usize, seconds: f64) -> Figure {
+/// contiguous piece per thread. Counts 12 bytes per element (two reads, one write). `level`
+/// (`memory` or `cache`) names where the arrays live.
+fn triad_figure(level: &str, elements: usize, seconds: f64) -> Figure {
     let t = rayon::current_num_threads();
     let b = vec![1.0f32; elements];
     let c = vec![2.0f32; elements];
     let mut a = vec![0.0f32; elements];
     let piece = elements.div_ceil(t);
     measure(
-        format!("triad/t{t}"),
+        format!("bandwidth/{level}/t{t}"),
         "bandwidth",
         format!(
-            "memory bandwidth: a = b + 3c over 3 x {} MiB",
-            elements * 4 >> 20
+            "{level} bandwidth: a = b + 3c over 3 x {} KiB",
+            elements * 4 >> 10
         ),
         Work::bytes(3.0 * F32 * elements as f64),
         seconds,
@@ -659,9 +669,12 @@ pub fn run(cfg: &ReportConfig, progress: &(dyn Fn(&Figure) + Sync)) -> Result<Re
                 progress(&f);
                 done.push(f);
             }
-            let f = triad_figure(triad_elements, seconds);
-            progress(&f);
-            done.push(f);
+            for (level, elements) in [("memory", triad_elements), ("cache", CACHE_TRIAD_BYTES / 4)]
+            {
+                let f = triad_figure(level, elements, seconds);
+                progress(&f);
+                done.push(f);
+            }
             done
         })?);
     }
@@ -708,6 +721,7 @@ fn assemble(
     let square = format!("{LARGE_SQUARE}x{LARGE_SQUARE}x{LARGE_SQUARE}");
     let peak_id = |t: usize| format!("sgemm/{square}/t{t}");
     let shapes = lenet_gemm_shapes(cfg.batch);
+    let largest_cache = machine.largest_cache_bytes().unwrap_or(0) as f64;
     let snapshot = figures.clone();
     for f in &mut figures {
         let t = f.threads;
@@ -723,7 +737,13 @@ fn assemble(
                         Some((id.clone(), rate_of(&snapshot, &id)))
                     }
                     None => {
-                        let id = format!("triad/t{t}");
+                        // Data that fits in the last-level cache streams at the cache's speed.
+                        let level = if f.bytes_per_call <= largest_cache {
+                            "cache"
+                        } else {
+                            "memory"
+                        };
+                        let id = format!("bandwidth/{level}/t{t}");
                         Some((id.clone(), rate_of(&snapshot, &id)))
                     }
                 }
@@ -753,7 +773,7 @@ fn assemble(
                         format!(
                             "sgemm at the workload's own shapes on {t} threads (time-weighted)"
                         ),
-                        Some(flop / seconds),
+                        Some(flop / 1e9 / seconds),
                     )
                 })
             }
@@ -784,7 +804,8 @@ fn assemble(
         );
     }
     let peak = rate_of(&figures, &peak_id(n)).unwrap_or(0.0);
-    let bandwidth = rate_of(&figures, &format!("triad/t{n}")).unwrap_or(0.0);
+    let bandwidth = rate_of(&figures, &format!("bandwidth/memory/t{n}")).unwrap_or(0.0);
+    let cache_bandwidth = rate_of(&figures, &format!("bandwidth/cache/t{n}")).unwrap_or(0.0);
     Report {
         format: FORMAT.into(),
         version: VERSION,
@@ -800,7 +821,9 @@ fn assemble(
             sgemm_peak_gflop_per_s: peak,
             sgemm_peak_figure: peak_id(n),
             bandwidth_gb_per_s: bandwidth,
-            bandwidth_figure: format!("triad/t{n}"),
+            bandwidth_figure: format!("bandwidth/memory/t{n}"),
+            cache_bandwidth_gb_per_s: cache_bandwidth,
+            cache_bandwidth_figure: format!("bandwidth/cache/t{n}"),
         },
         figures,
         warnings,

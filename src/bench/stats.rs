@@ -66,8 +66,7 @@ pub fn spread_warning(figure: &str, s: &Summary) -> Option<String> {
     let spread = s.spread();
     (spread > SPREAD_WARNING).then(|| {
         format!(
-            "{figure}: samples spread {:.0}% ((max - min) / median, over {:.0}%): the machine was \
-             busy or its clock changed; trust this figure less",
+            "{figure}: samples spread {:.0}% (over {:.0}%)",
             100.0 * spread,
             100.0 * SPREAD_WARNING
         )

@@ -102,7 +102,13 @@ pub fn bench_markdown(r: &Report) -> String {
         100.0 * SPREAD_WARNING
     );
     if !r.warnings.is_empty() {
-        let _ = writeln!(md, "## Warnings\n");
+        let _ = writeln!(
+            md,
+            "## Warnings\n\nSamples that spread more than {:.0}% ((max - min) / median) mean the \
+             machine was busy or changed its clock while measuring: trust those figures less, \
+             and compare only figures measured side by side.\n",
+            100.0 * SPREAD_WARNING
+        );
         for w in &r.warnings {
             let _ = writeln!(md, "- {w}");
         }
@@ -138,11 +144,13 @@ pub fn bench_markdown(r: &Report) -> String {
         md,
         "\n## Its limits, measured on the spot\n\nsgemm (`matrixmultiply`): on t threads, t \
          single-threaded products side by side, as advmnist runs them. Peak: {} GFLOP/s \
-         (`{}`); memory bandwidth: {} GB/s (`{}`).\n",
+         (`{}`); bandwidth from memory {} GB/s (`{}`), in cache {} GB/s (`{}`).\n",
         number(r.ceilings.sgemm_peak_gflop_per_s),
         r.ceilings.sgemm_peak_figure,
         number(r.ceilings.bandwidth_gb_per_s),
-        r.ceilings.bandwidth_figure
+        r.ceilings.bandwidth_figure,
+        number(r.ceilings.cache_bandwidth_gb_per_s),
+        r.ceilings.cache_bandwidth_figure
     );
     let _ = writeln!(
         md,
@@ -167,8 +175,8 @@ pub fn bench_markdown(r: &Report) -> String {
     let _ = writeln!(
         md,
         "\n## Where the time goes ({n} threads, batch {})\n\nEach pass against its ceiling: \
-         sgemm at the shape of its own products, or the triad's bandwidth for passes that only \
-         move data.\n\n| pass | ms per call | rate | unit | GFLOP/s | ceiling | share of ceiling | \
+         sgemm at the shape of its own products, or for passes that only move data the triad's \
+         bandwidth, in cache when the pass's bytes fit in the last-level cache.\n\n| pass | ms per call | rate | unit | GFLOP/s | ceiling | share of ceiling | \
          share of peak |\n|---|---:|---:|---|---:|---|---:|---:|",
         s.batch
     );
@@ -257,7 +265,7 @@ fn scaling_series(r: &Report) -> Vec<(String, Vec<(usize, f64)>)> {
     for f in &r.figures {
         let name = match f.group.as_str() {
             "workload" => format!("{} ({})", short_name(f), f.unit),
-            "bandwidth" => format!("triad ({})", f.unit),
+            "bandwidth" => format!("{} ({})", short_name(f), f.unit),
             "sgemm" if f.id.starts_with(&format!("{square}/")) => {
                 format!("sgemm {} ({})", short_name(f), f.unit)
             }
@@ -276,7 +284,8 @@ fn scaling_series(r: &Report) -> Vec<(String, Vec<(usize, f64)>)> {
 
 /// Arithmetic intensity (FLOP per byte, counted as each tensor read or written once) against
 /// GFLOP/s on N threads, log-log, one point per sgemm shape and per layer pass that multiplies,
-/// under the roof `min(peak, bandwidth x intensity)` of the measured ceilings.
+/// under the roof `min(peak, bandwidth x intensity)` of the measured ceilings (from memory in
+/// black, from the last-level cache in grey).
 pub fn roofline_svg(r: &Report) -> String {
     let n = r.settings.max_threads;
     let points: Vec<(&Figure, f64, f64)> = r
@@ -328,11 +337,27 @@ pub fn roofline_svg(r: &Report) -> String {
             .draw_series(LineSeries::new(roof, BLACK.stroke_width(2)))
             .expect("drawing to a string cannot fail")
             .label(format!(
-                "ceilings: sgemm {} GFLOP/s, triad {} GB/s",
+                "ceilings: sgemm {} GFLOP/s, memory triad {} GB/s",
                 number(peak),
                 number(bandwidth)
             ))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+        // The same roof for data that stays in the last-level cache, in grey.
+        let cache = r.ceilings.cache_bandwidth_gb_per_s.max(1e-3);
+        let cache_ridge = (peak / cache).clamp(x0, x1);
+        let cache_roof = vec![
+            (x0, (cache * x0).min(peak)),
+            (cache_ridge, (cache * cache_ridge).min(peak)),
+            (x1, peak),
+        ];
+        let grey = RGBColor(150, 150, 150);
+        chart
+            .draw_series(LineSeries::new(cache_roof, grey.stroke_width(1)))
+            .expect("drawing to a string cannot fail")
+            .label(format!("in-cache triad {} GB/s", number(cache)))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1))
+            });
         for (group, color) in [
             ("sgemm", RGBColor(120, 120, 120)),
             ("layer", RGBColor(200, 60, 30)),
