@@ -198,6 +198,8 @@ mod tests {
                 sgemm_peak_figure: "x".into(),
                 bandwidth_gb_per_s: 1.0,
                 bandwidth_figure: "y".into(),
+                cache_bandwidth_gb_per_s: 1.0,
+                cache_bandwidth_figure: "z".into(),
             },
             figures,
             warnings: vec![],

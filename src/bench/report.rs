@@ -338,8 +338,8 @@ fn triad_figure(level: &str, elements: usize, seconds: f64) -> Figure {
         format!("bandwidth/{level}/t{t}"),
         "bandwidth",
         format!(
-            "{level} bandwidth: a = b + 3c over 3 x {} KiB",
-            elements * 4 >> 10
+            "{level} bandwidth: a = b + 3c over 3 x {} MiB",
+            (elements * 4) as f64 / f64::from(1 << 20)
         ),
         Work::bytes(3.0 * F32 * elements as f64),
         seconds,
@@ -896,6 +896,7 @@ pub fn forward_flop_per_image(batch: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::{FORWARD_FLOP, TRAIN_STEP_FLOP};
 
     /// The shapes follow the layers' partitions at batch 64: conv2's forward 4 images per
     /// product (256 columns), its weight gradient 8 (512), fc1 cut into 4 pieces of 125
@@ -938,7 +939,7 @@ mod tests {
                 s.flop() * s.count / 64.0
             })
             .sum();
-        assert!((train - super::super::TRAIN_STEP_FLOP).abs() < 1e-6);
+        assert!((train - TRAIN_STEP_FLOP).abs() < 1e-6);
     }
 
     #[test]

@@ -298,7 +298,7 @@ pub fn roofline_svg(r: &Report) -> String {
     let peak = r.ceilings.sgemm_peak_gflop_per_s.max(1e-3);
     let bandwidth = r.ceilings.bandwidth_gb_per_s.max(1e-3);
     let (mut x0, mut x1) = (1.0f64, 100.0f64);
-    let (mut y0, y1) = (peak / 100.0, peak * 2.0);
+    let (mut y0, y1) = (peak / 20.0, peak * 2.0);
     for (_, i, g) in &points {
         x0 = x0.min(i / 2.0);
         x1 = x1.max(i * 2.0);
@@ -434,6 +434,7 @@ pub fn scaling_svg(r: &Report) -> String {
             .x_desc("threads")
             .y_desc("speed-up")
             .x_labels(n.min(16) + 1)
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 16))
             .draw()
