@@ -152,6 +152,20 @@ fn report_has_every_documented_key_and_compares_with_a_copy() {
         String::from_utf8_lossy(&cmp.stderr)
     );
     let table = String::from_utf8(cmp.stdout).unwrap();
+    // A good report against what `--json` prints: refused, naming the second file.
+    let quick = dir.path().join("quick.json");
+    std::fs::write(
+        &quick,
+        r#"{"threads":2,"batch":64,"train_img_per_s":9000.0}"#,
+    )
+    .unwrap();
+    let refused = advmnist(&["bench", "--compare", s(&a), s(&quick)]);
+    assert!(!refused.status.success(), "a --json result is not a report");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("quick.json") && err.contains("not a bench report"),
+        "{err}"
+    );
     let rows: Vec<&str> = table
         .lines()
         .filter(|l| {
@@ -189,11 +203,19 @@ fn compare_refuses_a_file_that_is_not_a_report_naming_it() {
         format!(r#"{{"format":"{FORMAT}","version":{VERSION}}}"#),
     )
     .unwrap();
-    let out = advmnist(&["bench", "--compare", s(&other), s(&json)]);
+    let out = advmnist(&["bench", "--compare", s(&json), s(&other)]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("quick.json") && err.contains("not a bench report"),
+        "{err}"
+    );
+    // The right format and version but nothing else: damaged, and named too.
+    let out = advmnist(&["bench", "--compare", s(&other), s(&other)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("other.json") && err.contains("damaged"),
         "{err}"
     );
     let out = advmnist(&["bench", "--compare", s(&json)]);
