@@ -1,20 +1,54 @@
-//! Records the git commit advmnist is built from (`ADVMNIST_GIT_COMMIT`, "unknown" outside a
-//! git checkout), for run manifests.
+//! Records what `advmnist bench --report` says the binary was built from: the git commit
+//! (`ADVMNIST_GIT_COMMIT`, "unknown" outside a git checkout) and the compiler
+//! (`ADVMNIST_RUSTC_VERSION`, the output of `$RUSTC --version`, "unknown" if it fails).
 
-fn main() {
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
+use std::process::Command;
+
+/// The first line of a command's standard output, if it ran and succeeded.
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    Command::new(program)
+        .args(args)
         .output()
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
+        .filter(|s| !s.is_empty())
+}
+
+fn main() {
+    let commit = output_of("git", &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=ADVMNIST_GIT_COMMIT={commit}");
-    // Rerun when HEAD moves: a commit rewrites the branch's ref, a checkout rewrites HEAD. In a
-    // worktree `.git` is a file and these paths do not exist: cargo then reruns on any change.
-    for path in [".git/HEAD", ".git/refs/heads"] {
-        if std::path::Path::new(path).exists() {
-            println!("cargo:rerun-if-changed={path}");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = output_of(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=ADVMNIST_RUSTC_VERSION={version}");
+    // Rerun when HEAD moves: a commit rewrites the branch's ref, a checkout rewrites HEAD. Asking
+    // git for the paths also covers worktrees, whose `.git` is a file and whose HEAD lives in
+    // the main checkout's `.git/worktrees/NAME`. Only this checkout's HEAD and branch are
+    // watched, so that commits on other branches of a shared repository cause no rebuild.
+    let mut watched = false;
+    if let Some(git_dir) = output_of("git", &["rev-parse", "--git-dir"]) {
+        let common =
+            output_of("git", &["rev-parse", "--git-common-dir"]).unwrap_or(git_dir.clone());
+        let mut paths = vec![format!("{git_dir}/HEAD")];
+        if let Some(branch) = output_of("git", &["symbolic-ref", "-q", "HEAD"]) {
+            let loose = format!("{common}/{branch}");
+            // A branch whose ref was packed lives in packed-refs until its next commit.
+            paths.push(if std::path::Path::new(&loose).exists() {
+                loose
+            } else {
+                format!("{common}/packed-refs")
+            });
         }
+        for path in paths {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+                watched = true;
+            }
+        }
+    }
+    if watched {
+        // With any rerun-if-changed line, cargo stops rerunning on every source change: keep
+        // the script itself watched too.
+        println!("cargo:rerun-if-changed=build.rs");
     }
 }

@@ -61,7 +61,8 @@ enum Command {
     /// Example: advmnist sweep --model lenet.safetensors --noise fgsm --at 0.1,0.2
     Sweep(SweepArgs),
     /// Images per second (and GFLOP/s) for a training step, the attack's input gradient and
-    /// inference, on the shapes of shared/bench/torch_lenet_bench.py, for side-by-side ratios.
+    /// inference, on the shapes of scripts/peers/torch_lenet_bench.py, for side-by-side ratios;
+    /// --report DIR measures the machine and where the time goes, --compare sets two reports side by side.
     ///
     /// Example: advmnist bench --threads 2 --json
     Bench(BenchArgs),
@@ -258,12 +259,20 @@ struct BenchArgs {
     /// from 1 to 60,000 (MNIST's training set).
     #[arg(long, default_value_t = 64, value_parser = whole_number::<usize>)]
     batch: usize,
-    /// Seconds of measurement per workload, after a warm-up: from 0.1 to 3600.
-    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
-    seconds: f64,
+    /// Seconds of measurement per workload, after a warm-up: from 0.1 to 3600. Default 5;
+    /// with --report, per figure (about 60 figures on 2 threads), default 1.
+    #[arg(long, allow_negative_numbers = true)]
+    seconds: Option<f64>,
     /// Print exactly one JSON object on stdout.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["report", "compare"])]
     json: bool,
+    /// Measure the machine's limits (sgemm, memory bandwidth), every layer's passes and the
+    /// workloads on 1..N threads, and write DIR/bench.json, bench.md, roofline.svg, scaling.svg.
+    #[arg(long, value_name = "DIR", conflicts_with = "compare")]
+    report: Option<PathBuf>,
+    /// Print a Markdown table of every figure two reports (bench.json) share, with B/A.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    compare: Option<Vec<PathBuf>>,
 }
 
 #[derive(Args)]
@@ -1316,6 +1325,20 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
+    use advmnist::bench::{compare, report};
+    if let Some([a_file, b_file]) = a.compare.as_deref() {
+        let (ra, rb) = (compare::load(a_file), compare::load(b_file));
+        let (ra, rb) = (
+            ra.map_err(anyhow::Error::msg)?,
+            rb.map_err(anyhow::Error::msg)?,
+        );
+        let name = |p: &std::path::Path| p.display().to_string();
+        print!(
+            "{}",
+            compare::markdown(&name(a_file), &ra, &name(b_file), &rb)
+        );
+        return Ok(());
+    }
     if !(1..=60_000).contains(&a.batch) {
         bail!(
             "--batch must be from 1 to 60000 (MNIST's training set), got {}",
@@ -1327,19 +1350,49 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         advmnist::limits::bytes_of(&[a.batch as u64, advmnist::limits::BENCH_BYTES_PER_IMAGE]),
     )
     .map_err(anyhow::Error::msg)?;
+    let seconds = a
+        .seconds
+        .unwrap_or(if a.report.is_some() { 1.0 } else { 5.0 });
     // Below 0.1 s a workload may not finish one timed batch (reported as 0 images/s); above an
     // hour is a typo. NaN fails the range test too.
-    if !(0.1..=3600.0).contains(&a.seconds) {
-        bail!("--seconds must be from 0.1 to 3600, got {}", a.seconds);
+    if !(0.1..=3600.0).contains(&seconds) {
+        bail!("--seconds must be from 0.1 to 3600, got {seconds}");
+    }
+    if let Some(dir) = &a.report {
+        advmnist::io_safety::check_output_folder("--report", dir).map_err(anyhow::Error::msg)?;
+        let cfg = report::ReportConfig {
+            batch: a.batch,
+            seconds_per_figure: seconds,
+            max_threads: rayon::current_num_threads(),
+        };
+        eprintln!(
+            "measuring about 60 figures of {seconds} s each on 1 to {} threads...",
+            cfg.max_threads
+        );
+        let progress =
+            |f: &report::Figure| eprintln!("  {:<34} {:>10.2} {}", f.id, f.rate.median, f.unit);
+        let r = report::run(&cfg, &progress).map_err(anyhow::Error::msg)?;
+        advmnist::report::bench::write_bench_report(dir, &r)?;
+        if let Some(first) = r.warnings.first() {
+            eprintln!(
+                "warning: {first} ({} warnings in all, in bench.md)",
+                r.warnings.len()
+            );
+        }
+        println!(
+            "wrote {0}/bench.json, bench.md, roofline.svg, scaling.svg",
+            dir.display()
+        );
+        return Ok(());
     }
     if !a.json {
         eprintln!(
             "measuring {} s per workload on {} threads...",
-            a.seconds,
+            seconds,
             rayon::current_num_threads()
         );
     }
-    let r = advmnist::bench::run(a.batch, a.seconds);
+    let r = advmnist::bench::run(a.batch, seconds);
     if a.json {
         let v = serde_json::json!({
             "threads": r.threads, "batch": r.batch,

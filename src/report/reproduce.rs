@@ -92,7 +92,11 @@ pub fn table2_markdown(g: &Gathered, plan: &Plan) -> String {
 fn gradients_markdown(g: &Gathered) -> String {
     let mut s = String::from("| model | images | dz_y = 0, exact | dz_y = 0, caffe-f32 | images with a differing sign | pixels with a differing sign | largest share of one image's signs |\n|---|---|---|---|---|---|---|\n");
     for (label, c) in &g.gradients {
-        let n = |k: &str| c[k].as_u64().map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let n = |k: &str| {
+            c[k].as_u64()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into())
+        };
         let _ = writeln!(
             s,
             "| {label} | {} | {} | {} | {} | {} of {} | {:.1}% |",
@@ -102,7 +106,10 @@ fn gradients_markdown(g: &Gathered) -> String {
             n("images_sign_differs"),
             n("pixels_sign_differs"),
             n("pixels"),
-            100.0 * c["max_image_fraction_sign_differs"].as_f64().unwrap_or(f64::NAN)
+            100.0
+                * c["max_image_fraction_sign_differs"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN)
         );
     }
     s
@@ -227,7 +234,9 @@ pub fn report_html(g: &Gathered, plan: &Plan, figures: &[(String, String)]) -> S
     s.push_str(&html_table(&g.gaussian, false));
     s.push_str("<h2>The exact gradient and the one Caffe computed</h2>\n<p>Caffe's SoftmaxWithLoss computes the true class's entry of the loss gradient as p_y - 1 in float32, which is exactly 0 once p_y rounds to 1: the true class's term leaves the input gradient and its signs turn (docs/committees.md). Counted on the sweep's test images:</p>\n<pre>");
     s.push_str(&escape(&gradients_markdown(g)));
-    s.push_str("</pre>\n<h2>Beyond the study: is the adversarial committee's robustness real?</h2>\n");
+    s.push_str(
+        "</pre>\n<h2>Beyond the study: is the adversarial committee's robustness real?</h2>\n",
+    );
     s.push_str(&html_table(&g.beyond, false));
     s.push_str(&beyond_verdict(g));
     for (title, svg) in figures {

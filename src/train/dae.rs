@@ -29,7 +29,7 @@ pub struct DaeConfig {
 
 impl DaeConfig {
     /// Default corruption: 0.2, the rate the study uses for dropout on LeNet's input (Table 1)
-    /// and the PyTorch peer's (`shared/bench/torch_dae_bench.py`).
+    /// and the PyTorch peer's (`scripts/peers/torch_dae_bench.py`).
     pub const DEFAULT_CORRUPTION: f64 = 0.2;
     pub const DEFAULT_ITERATIONS: u64 = 20_000;
 
