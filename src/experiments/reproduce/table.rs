@@ -491,9 +491,10 @@ mod tests {
             Some([0.83, 73.6, 96.1]),
         );
         assert_eq!(r.error_pct["0"], Some(2.0));
+        // At 0.1: seed a 1 + (41 - 1) / 2 = 21, seed b 3 + (61 - 3) / 2 = 32; mean 26.5.
         assert_eq!(
             r.error_pct["0.1"],
-            Some(26.0),
+            Some(26.5),
             "interpolated, then averaged"
         );
         assert_eq!(r.error_pct["0.2"], Some(51.0));
