@@ -160,7 +160,7 @@ struct AdvtrainArgs {
     #[arg(long)]
     resume: bool,
     /// Checkpoint every N iterations (0: only at the end of each stage).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = whole_number::<u64>)]
     checkpoint_every: u64,
 }
 
