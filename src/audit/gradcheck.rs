@@ -51,7 +51,7 @@
 //! than the tensor's largest are held to the floor's absolute scale rather than to a relative
 //! error their rounding cannot meet.
 //! Any real mistake (a wrong sign, a gradient routed to the wrong pixel, a missing term) gives
-//! an error of order 1 (`tests/audit.rs` checks that such mistakes FAIL).
+//! an error of order 1 (`tests/integration/audit.rs` checks that such mistakes FAIL).
 
 use crate::layers::{conv, dense, softmax_xent};
 use crate::models::lenet::{DropoutRates, LeNet, LeNetCache};

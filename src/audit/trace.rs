@@ -6,7 +6,7 @@
 //! `LeNet::forward` and `LeNet::backward` in evaluation mode (no dropout) on a batch of one:
 //! conv1 through `kernels::direct`, pool1, conv2 by im2col + GEMM, pool2, fc1, ReLU, fc2, then
 //! the backward chain. So its `backward.input` is the bits `LeNet::input_gradient` returns for
-//! that image (tested in `tests/audit.rs`), and its parameter gradients are the bits
+//! that image (tested in `tests/integration/audit.rs`), and its parameter gradients are the bits
 //! `LeNet::backward` accumulates into zeroed gradients from `d_logits`.
 //!
 //! Dimension legend: one image (`N = 1`); `C` channels, `H, W` height and width, NCHW.

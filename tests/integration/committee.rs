@@ -142,7 +142,7 @@ fn results_do_not_depend_on_the_thread_count() {
     assert!(bits(&g1) == bits(&g2));
 }
 
-/// Two random images with pixels uniform in [0, 1] (as `tests/lenet.rs`: real digits' blank
+/// Two random images with pixels uniform in [0, 1] (as `tests/integration/lenet.rs`: real digits' blank
 /// backgrounds make pooling ties, kinks no central difference can match).
 fn random_images() -> Array4<f64> {
     advmnist::testutil::random_array::<f64, Ix4>((2, 1, 28, 28), 21).mapv(|v| 0.5 * (v + 1.0))
@@ -169,7 +169,7 @@ fn committee_gradient_f64(nets: &[LeNet<f64>], x: &Array4<f64>, y: &[u8]) -> Arr
     })
 }
 
-/// Three LeNets in f64 as the PyTorch fixture's (`tests/lenet.rs`): xavier weights (seeds 1, 2,
+/// Three LeNets in f64 as the PyTorch fixture's (`tests/integration/lenet.rs`): xavier weights (seeds 1, 2,
 /// 3) and biases uniform in +-0.1, so that the bias terms are tested too.
 fn random_nets_f64() -> Vec<LeNet<f64>> {
     use rand_chacha::rand_core::SeedableRng;
@@ -191,7 +191,7 @@ fn random_nets_f64() -> Vec<LeNet<f64>> {
 
 /// The whole chain from `-log pbar_y` to every pixel, through three LeNets' own backward passes,
 /// against central differences in f64 (`layers::gradcheck`'s step and tolerance), on random
-/// images and random members as `tests/lenet.rs`'s check of one LeNet: there, with
+/// images and random members as `tests/integration/lenet.rs`'s check of one LeNet: there, with
 /// `h = 1e-6`, no step crosses a max-pool near-tie or a ReLU kink. (With the trained members of
 /// [`setup`] one pixel in 1568 was off by 1.6e-4 relative: a kink the step crossed.)
 #[test]
@@ -208,7 +208,7 @@ fn the_committee_input_gradient_matches_finite_differences_in_f64() {
 }
 
 /// The f32 `Committee` against the same math in f64 on real digits. Tolerance: 1e-4 of the
-/// largest value, as `tests/lenet.rs` allows LeNet's f32 input gradient against PyTorch's f64
+/// largest value, as `tests/integration/lenet.rs` allows LeNet's f32 input gradient against PyTorch's f64
 /// one (rounding of 2^-24 per operation over sums of up to 800 terms is about 1e-5 of it); the
 /// committee adds a weighted sum of three such gradients.
 #[test]

@@ -22,7 +22,7 @@ fn mnist() -> &'static Mnist {
     DATA.get_or_init(|| load_mnist(&default_data_dir()).expect("bundled MNIST loads"))
 }
 
-/// A LeNet trained for 400 iterations (about 2% test error), as tests/attacks.rs uses.
+/// A LeNet trained for 400 iterations (about 2% test error), as tests/integration/attacks.rs uses.
 fn lenet() -> &'static LeNet<f32> {
     static NET: OnceLock<LeNet<f32>> = OnceLock::new();
     NET.get_or_init(|| {

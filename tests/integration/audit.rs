@@ -72,7 +72,7 @@ fn image<T: Clone>(x: &Array4<T>, i: usize) -> Array4<T> {
     x.slice(s![i..i + 1, .., .., ..]).to_owned()
 }
 
-/// The fixture test's tolerance for f64 against PyTorch's f64 (`tests/lenet.rs`, `F64_TOL`).
+/// The fixture test's tolerance for f64 against PyTorch's f64 (`tests/integration/lenet.rs`, `F64_TOL`).
 const F64_TOL: f64 = 1e-10;
 
 #[test]
@@ -136,7 +136,7 @@ fn f64_traces_reproduce_every_tensor_of_the_pytorch_fixture() {
 
 #[test]
 fn f32_traces_match_the_fixture_within_its_f32_tolerance() {
-    // The fixture test's f32 bound (`tests/lenet.rs`): 1e-4 of the tensor's largest value.
+    // The fixture test's f32 bound (`tests/integration/lenet.rs`): 1e-4 of the tensor's largest value.
     let f = fixture();
     let net = fixture_net(&f).cast::<f32>();
     let (x, labels) = fixture_images(&f);
