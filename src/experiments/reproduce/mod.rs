@@ -1,6 +1,6 @@
 //! `advmnist reproduce`: the whole study from one command (issue 10).
 //!
-//! - [`plan`]: the jobs (models to train, sweeps to run) and their dependencies.
+//! - [`plan`](mod@plan): the jobs (models to train, sweeps to run) and their dependencies.
 //! - [`runner`]: runs a job once in a run folder, keyed by content, resumable, lockable, so that
 //!   several processes (or machines sharing the folder) can split the work.
 //! - [`table`]: gathers the finished sweeps into the study's Table 2 and the figures' curves.
