@@ -89,19 +89,7 @@ pub fn run_all(
                         "--job {name}: another process is running this job"
                     )));
                 };
-                observer(RunEvent::Started {
-                    index: 1,
-                    total: 1,
-                    job,
-                });
-                let record = runner::run_job(dir, job, &key, data, &mut |d, t| {
-                    observer(RunEvent::Progress { done: d, total: t })
-                })?;
-                observer(RunEvent::Finished {
-                    job,
-                    record: &record,
-                    reused: false,
-                });
+                let record = run_here(dir, job, &key, data, (1, 1), observer)?;
                 finished.insert(name.into(), record);
                 Ok(finished)
             }
@@ -142,19 +130,7 @@ pub fn run_all(
                         progressed = true;
                         continue;
                     }
-                    observer(RunEvent::Started {
-                        index: index + 1,
-                        total,
-                        job,
-                    });
-                    let record = runner::run_job(dir, job, &key, data, &mut |d, t| {
-                        observer(RunEvent::Progress { done: d, total: t })
-                    })?;
-                    observer(RunEvent::Finished {
-                        job,
-                        record: &record,
-                        reused: false,
-                    });
+                    let record = run_here(dir, job, &key, data, (index + 1, total), observer)?;
                     finished.insert(job.name.clone(), record);
                     progressed = true;
                 }
@@ -173,6 +149,28 @@ pub fn run_all(
         }
     }
     Ok(finished)
+}
+
+/// Runs `job` in this process (its lock held), reporting its start, progress and end;
+/// `(index, total)` places it in the run.
+fn run_here(
+    dir: &RunDir,
+    job: &Job,
+    key: &str,
+    data: &Mnist,
+    (index, total): (usize, usize),
+    observer: &mut dyn FnMut(RunEvent<'_>),
+) -> Result<JobRecord, ReproduceError> {
+    observer(RunEvent::Started { index, total, job });
+    let record = runner::run_job(dir, job, key, data, &mut |d, t| {
+        observer(RunEvent::Progress { done: d, total: t })
+    })?;
+    observer(RunEvent::Finished {
+        job,
+        record: &record,
+        reused: false,
+    });
+    Ok(record)
 }
 
 /// The adversarial-training job: `train::adversarial` into the job's folder, which then holds
