@@ -3,23 +3,10 @@
 //! docs/performance.md, and `--compare` on it and a copy with known ratios. Nothing here
 //! asserts a speed: speed is shown in the report, not tested.
 
+use crate::common::{advmnist, s};
 use advmnist::bench::report::{documented_keys, key_paths, FORMAT, VERSION};
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Command, Output};
 use tempfile::TempDir;
-
-fn advmnist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advmnist"))
-        .args(args)
-        .env_remove("RAYON_NUM_THREADS")
-        .output()
-        .expect("runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Whether documented key `key` is accounted for by the keys `found` in a report: present
 /// itself, an array of objects that has members, or inside an array that happened to be empty.

@@ -1,40 +1,9 @@
 //! The command line as a user runs it: byte-identical model files across thread counts,
 //! `--resume`, `eval --json`, and clear errors for bad input.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use crate::common::{err, ok, s};
+use std::process::Command;
 use tempfile::TempDir;
-
-fn advmnist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advmnist"))
-        .args(args)
-        .env_remove("RAYON_NUM_THREADS")
-        .output()
-        .expect("runs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = advmnist(args);
-    assert!(
-        out.status.success(),
-        "advmnist {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn err(args: &[&str]) -> String {
-    let out = advmnist(args);
-    assert!(
-        !out.status.success(),
-        "advmnist {args:?} should have failed"
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn model_files_are_byte_identical_with_one_or_two_threads_and_after_resume() {

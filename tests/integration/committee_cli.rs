@@ -2,41 +2,11 @@
 //! `advmnist gradients`: a committee of one evaluates as its member, labels name the committee
 //! and the gradient, members count as inputs, and conflicting flags get errors naming them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use crate::common::{err, ok, s};
+use std::path::PathBuf;
+use std::process::Output;
 use std::sync::OnceLock;
 use tempfile::TempDir;
-
-fn advmnist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advmnist"))
-        .args(args)
-        .env_remove("RAYON_NUM_THREADS")
-        .output()
-        .expect("runs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = advmnist(args);
-    assert!(
-        out.status.success(),
-        "advmnist {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn err(args: &[&str]) -> String {
-    let out = advmnist(args);
-    assert!(
-        !out.status.success(),
-        "advmnist {args:?} should have failed"
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Two LeNets trained 40 iterations (seeds 1 and 2), shared by the tests.
 fn models() -> &'static (TempDir, PathBuf, PathBuf) {

@@ -2,6 +2,7 @@
 //! front of LeNet: their whole-pipeline input gradient, how they are attacked, their model files,
 //! and the generic training loop that trains the autoencoder.
 
+use crate::common::advmnist;
 use advmnist::attacks::Noise;
 use advmnist::data::{default_data_dir, load_mnist, Dataset, Mnist};
 use advmnist::defences::lowpass::LowPassFilter;
@@ -464,13 +465,6 @@ fn image_size(path: &std::path::Path) -> (u32, u32) {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
     (be(16), be(20))
-}
-
-fn advmnist(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_advmnist"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
 }
 
 #[test]

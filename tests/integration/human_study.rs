@@ -10,6 +10,7 @@
 //!
 //! Models are tiny (300 iterations, about 97% accurate), trained once through the CLI.
 
+use crate::common::{advmnist, ok, s};
 use advmnist::data::{default_data_dir, load_split, Dataset, Split};
 use advmnist::experiments::human_study::{
     check_results, conditions, human_scores, load_results, model_scores, render_subject,
@@ -25,31 +26,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-
-fn advmnist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advmnist"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = advmnist(args);
-    assert!(
-        out.status.success(),
-        "advmnist {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn test_set() -> &'static Dataset {
     static TEST: OnceLock<Dataset> = OnceLock::new();

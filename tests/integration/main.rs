@@ -11,6 +11,7 @@ mod bench_report;
 mod cli;
 mod committee;
 mod committee_cli;
+mod common;
 mod data;
 mod defences;
 mod fuzz_parsers;

@@ -2,18 +2,11 @@
 //! checked before any work, stale temporary files of killed writes are reclaimed, and numeric
 //! flags out of range get a message that names the flag and the range.
 
+use crate::common::{advmnist, s};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-
-fn advmnist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advmnist"))
-        .args(args)
-        .env_remove("RAYON_NUM_THREADS")
-        .output()
-        .expect("runs")
-}
 
 /// Runs a command that must fail; returns its stderr and how long it took.
 fn fails(args: &[&str]) -> (String, Duration) {
@@ -26,10 +19,6 @@ fn fails(args: &[&str]) -> (String, Duration) {
         "advmnist {args:?} should have failed; stderr:\n{stderr}"
     );
     (stderr, took)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A copy, in `dir`, of a real LeNet model file (trained for 2 iterations, once per test run),
