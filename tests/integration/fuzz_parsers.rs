@@ -1,11 +1,12 @@
 //! Fuzzing the parsers of the files a user hands in (issue 12): IDX image and label files (gzip
-//! and raw), safetensors model files, training checkpoints and the human study's results files.
+//! and raw), safetensors model files, training checkpoints, the human study's results files and
+//! committee files (whose members must exist and match their SHA-256).
 //!
 //! Each parser starts from a real file, as advmnist ships it (the MNIST test set) or writes it
 //! (a model, a checkpoint, a results file), and `proptest` mutates it: byte flips, truncations,
 //! insertions, removals, and edits of the format's header fields (IDX's big-endian counts and
 //! sizes, behind gzip too; safetensors' header length and any value of its JSON header; any
-//! value of a results file's JSON). Every mutated file must be accepted, or refused with an error
+//! value of a results or committee file's JSON). Every mutated file must be accepted, or refused with an error
 //! that names the file. A panic fails the test, and proptest then shrinks the mutation to a
 //! small reproducer.
 //!
@@ -19,6 +20,7 @@
 use advmnist::experiments::human_study::{
     load_results, subject_set, Answer, StudyDesign, SubjectResults, RESULTS_FORMAT,
 };
+use advmnist::models::committee::{read_committee_file, write_committee_file};
 use advmnist::models::file::{load_model, save_model, ModelMeta};
 use advmnist::models::lenet::{DropoutRates, LeNet};
 use advmnist::train::{checkpoint, Recipe, TrainConfig, TrainState};
@@ -447,6 +449,35 @@ fn model_seed() -> Vec<u8> {
 
 const DATA_SHA256: &str = "fuzz";
 
+/// A committee file of two members, by absolute path, in a folder that lives as long as the
+/// test binary: the fuzzed copy is written elsewhere (`fuzz`'s own folder), and must still find
+/// its members, so that mutations reach the hash checks and not only "member not found".
+fn committee_seed() -> Vec<u8> {
+    static FOLDER: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let folder = FOLDER.get_or_init(|| tempfile::TempDir::new().unwrap());
+    let members: Vec<PathBuf> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let path = folder.path().join(format!("{name}.safetensors"));
+            std::fs::write(&path, model_seed()).unwrap();
+            path
+        })
+        .collect();
+    let path = folder.path().join("committee.json");
+    write_committee_file(&path, &members).unwrap();
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // Absolute member paths, so that the file reads the same from any folder.
+    for (entry, member) in doc["members"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .zip(&members)
+    {
+        entry["path"] = Value::String(member.display().to_string());
+    }
+    serde_json::to_vec_pretty(&doc).unwrap()
+}
+
 fn checkpoint_seed() -> Vec<u8> {
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("m.ckpt");
@@ -572,6 +603,13 @@ fn targets() -> Vec<Target> {
                     .map_err(|e| e.to_string())
             },
         },
+        Target {
+            name: "committee file",
+            file_name: "committee.json",
+            seed: committee_seed(),
+            edit_field: edit_json,
+            parse: |p| read_committee_file(p).map(drop).map_err(|e| e.to_string()),
+        },
     ]
 }
 
@@ -665,6 +703,16 @@ fn mutated_human_study_results_are_refused_naming_the_file_without_a_panic() {
         &targets()
             .into_iter()
             .find(|t| t.name.starts_with("human"))
+            .unwrap(),
+    );
+}
+
+#[test]
+fn mutated_committee_files_are_refused_naming_the_file_without_a_panic() {
+    fuzz(
+        &targets()
+            .into_iter()
+            .find(|t| t.name.starts_with("committee"))
             .unwrap(),
     );
 }
