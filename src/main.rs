@@ -92,11 +92,15 @@ enum Command {
     /// Every intermediate tensor of one test image's forward and backward pass (forward.conv1,
     /// backward.conv1, ..., backward.input, grad.<param>), in PyTorch's names and layouts:
     /// a table of statistics, or all tensors to a safetensors file (docs/walkthrough.md).
+    /// --committee traces every member (member1.forward.conv1, ...) and the averaging;
+    /// --pre traces the stages (pre1.output, ..., backward.pre1) around the LeNet.
     ///
     /// Example: advmnist trace --model lenet.safetensors --image 0 --noise fgsm --level 0.1
     Trace(TraceArgs),
     /// Checks the model's hand-written input gradient and a sample of its weight gradients
     /// against central finite differences in f64 on real test images; exits non-zero on FAIL.
+    /// --committee checks a committee's input gradient (and its d/d(member logits)); --pre
+    /// checks the white-box input gradient through preprocessing stages, noise held fixed.
     ///
     /// Example: advmnist gradcheck --model lenet.safetensors --images 3 --params 20
     Gradcheck(GradcheckArgs),
@@ -1527,13 +1531,20 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
 #[derive(Args)]
 struct TraceArgs {
     /// Model file.
-    #[arg(long, value_name = "FILE")]
-    model: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "committee",
+        conflicts_with = "committee"
+    )]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    audited: AuditedArgs,
     /// Index of the test image (0 to 9,999).
     #[arg(long, value_name = "N", value_parser = whole_number::<usize>)]
     image: usize,
-    /// Trace the image perturbed by this noise (computed in f32, as `sweep` does) instead of
-    /// the clean image.
+    /// Trace the image perturbed by this noise (computed in f32, as `sweep` does, with the
+    /// traced classifier's own gradient) instead of the clean image.
     #[arg(long, value_enum, requires = "level")]
     noise: Option<TraceNoiseArg>,
     /// The noise level: eps for fgsm, sigma for gaussian.
@@ -1555,6 +1566,146 @@ struct TraceArgs {
     out: Option<PathBuf>,
 }
 
+/// What `trace` and `gradcheck` audit besides one LeNet: a committee, or stages in front of
+/// the --model.
+#[derive(Args)]
+struct AuditedArgs {
+    /// Audit a committee instead of one model: model files separated by commas, or a
+    /// committee file C.json (docs/committees.md).
+    #[arg(long, value_name = "FILE,FILE,...|C.json")]
+    committee: Option<String>,
+    /// A preprocessing stage in front of the --model, in the order given (repeat the flag for
+    /// more), as eval's --pre: lowpass:S, lowpass:S,noise=SIGMA or dae:FILE. The white-box
+    /// gradient through every stage is audited, injected noise held at draw 0.
+    #[arg(long = "pre", value_name = "STAGE")]
+    pre: Vec<String>,
+    /// Seed of the injected noise (eval's --pre-seed).
+    #[arg(long, default_value_t = 1, value_name = "S", value_parser = whole_number::<u64>)]
+    pre_seed: u64,
+}
+
+/// What is audited, its files checked by name before any work.
+enum Audited {
+    Model(PathBuf),
+    Committee {
+        spec: String,
+        members: Vec<PathBuf>,
+    },
+    Pipeline {
+        model: PathBuf,
+        stages: Vec<advmnist::models::pipeline::Stage>,
+    },
+}
+
+impl AuditedArgs {
+    /// One LeNet, a committee or a pipeline. `--pre` goes with `--model` only.
+    fn audited(&self, model: &Option<PathBuf>) -> Result<Audited> {
+        if let Some(spec) = &self.committee {
+            if !self.pre.is_empty() {
+                bail!(
+                    "--pre goes with --model: stages in front of one LeNet are audited, stages in front of a --committee are not"
+                );
+            }
+            let members = committee::committee_members(spec)?;
+            return Ok(Audited::Committee {
+                spec: spec.clone(),
+                members,
+            });
+        }
+        let Some(model) = model.clone() else {
+            bail!("give --model FILE or --committee FILE,FILE,...|C.json");
+        };
+        if self.pre.is_empty() {
+            return Ok(Audited::Model(model));
+        }
+        let stages = self
+            .pre
+            .iter()
+            .map(|spec| {
+                advmnist::models::pipeline::Stage::parse(spec, self.pre_seed)
+                    .map_err(anyhow::Error::msg)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Audited::Pipeline { model, stages })
+    }
+}
+
+impl Audited {
+    /// The files read: inputs no output may be written over.
+    fn inputs(&self, args: &AuditedArgs) -> Vec<(&'static str, PathBuf)> {
+        match self {
+            Audited::Model(model) => vec![("--model", model.clone())],
+            Audited::Committee { spec, members } => {
+                let mut inputs: Vec<_> =
+                    members.iter().map(|m| ("--committee", m.clone())).collect();
+                if !spec.contains(',') {
+                    inputs.push(("--committee", PathBuf::from(spec.trim())));
+                }
+                inputs
+            }
+            Audited::Pipeline { model, .. } => {
+                let mut inputs = vec![("--model", model.clone())];
+                inputs.extend(
+                    args.pre
+                        .iter()
+                        .filter_map(|spec| spec.strip_prefix("dae:"))
+                        .map(|f| ("--pre dae:", PathBuf::from(f))),
+                );
+                inputs
+            }
+        }
+    }
+
+    /// The metadata keys naming what a trace file traced.
+    fn subject(&self, args: &AuditedArgs) -> Vec<(&'static str, String)> {
+        match self {
+            Audited::Model(model) => vec![("model", model.display().to_string())],
+            Audited::Committee { spec, members } => vec![
+                ("committee", spec.trim().to_string()),
+                (
+                    "members",
+                    members
+                        .iter()
+                        .map(|m| m.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            ],
+            Audited::Pipeline { model, stages } => vec![
+                ("model", model.display().to_string()),
+                (
+                    "pre",
+                    stages
+                        .iter()
+                        .map(|s| s.describe())
+                        .collect::<Vec<_>>()
+                        .join(" + "),
+                ),
+                ("pre_seed", args.pre_seed.to_string()),
+            ],
+        }
+    }
+
+    /// How outputs name it after the test image: nothing for one LeNet.
+    fn through(&self) -> String {
+        match self {
+            Audited::Model(_) => String::new(),
+            Audited::Committee { spec, .. } => {
+                format!(" through {}", committee::committee_name(spec))
+            }
+            Audited::Pipeline { model, stages } => format!(
+                " through {} + {}",
+                stages
+                    .iter()
+                    .map(|s| s.describe())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+                model.display()
+            ),
+        }
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum TraceNoiseArg {
     /// Fast gradient sign: clip(x + eps * sign(dL/dx), 0, 1).
@@ -1566,29 +1717,47 @@ enum TraceNoiseArg {
 #[derive(Args)]
 struct GradcheckArgs {
     /// Model file.
-    #[arg(long, value_name = "FILE")]
-    model: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "committee",
+        conflicts_with = "committee"
+    )]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    audited: AuditedArgs,
     /// How many test images (from --first on).
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = whole_number::<usize>)]
     images: usize,
     /// Index of the first test image.
     #[arg(long, default_value_t = 0, value_name = "N", value_parser = whole_number::<usize>)]
     first: usize,
-    /// Entries checked per parameter tensor (all of a smaller tensor).
-    #[arg(long, default_value_t = 20, value_name = "N", value_parser = whole_number::<usize>)]
-    params: usize,
+    /// Entries checked per parameter tensor (all of a smaller tensor); default 20. One LeNet
+    /// only: a committee's members and a pipeline's LeNet are checked with --model each.
+    #[arg(long, value_name = "N", value_parser = whole_number::<usize>)]
+    params: Option<usize>,
     /// Seed of the choice of parameter entries.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     seed: u64,
 }
 
+/// Entries per parameter tensor `gradcheck` checks by default.
+const DEFAULT_GRADCHECK_PARAMS: usize = 20;
+
 fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
     use advmnist::audit::trace::format_table;
-    use advmnist::audit::{trace_metadata, trace_test_image, Perturbation};
+    use advmnist::audit::{
+        trace_committee_test_image, trace_metadata, trace_pipeline_test_image, trace_test_image,
+        Perturbation,
+    };
     // Every check before any work.
+    let audited = a.audited.audited(&a.model)?;
     if let Some(out) = &a.out {
         check_writable_target("--out", out)?;
-        refuse_overwrite(&[("--out", out)], &[("--model", &a.model)], &data_dir)?;
+        let inputs = audited.inputs(&a.audited);
+        let inputs: Vec<(&str, &std::path::Path)> =
+            inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
+        refuse_overwrite(&[("--out", out)], &inputs, &data_dir)?;
     }
     let perturbation = match (a.noise, a.level) {
         (Some(noise), Some(level)) => {
@@ -1615,23 +1784,38 @@ fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
             test.len() - 1
         );
     }
-    let (net, _) = load_model(&a.model)?;
     let digit = test.subset(a.image..a.image + 1);
     let label = digit.labels[0];
-    let t = trace_test_image(&net, digit.images.view(), label, perturbation, a.double);
+    let x = digit.images.view();
+    let t = match &audited {
+        Audited::Model(model) => {
+            let (net, _) = load_model(model)?;
+            trace_test_image(&net, x, label, perturbation, a.double)
+        }
+        Audited::Committee { members, .. } => {
+            let nets: Vec<LeNet<f32>> = load_lenets(members)?.into_iter().map(|(_, n)| n).collect();
+            trace_committee_test_image(&nets, x, label, perturbation, a.double)
+        }
+        Audited::Pipeline { model, stages } => {
+            let (net, _) = load_model(model)?;
+            trace_pipeline_test_image(stages, &net, x, label, perturbation, a.double)
+        }
+    };
     let predicted = t.predicted();
     let stats = t.stats();
     let what = match perturbation {
         Some(p) => format!("{} at level {}", p.name(), p.level()),
         None => "clean".to_string(),
     };
+    let what = format!("{what}){}", audited.through());
     let precision = if a.double { "f64" } else { "f32" };
     match &a.out {
         Some(out) => {
-            let bytes = t.to_safetensors(&trace_metadata(&a.model, a.image, perturbation));
+            let subject = audited.subject(&a.audited);
+            let bytes = t.to_safetensors(&trace_metadata(&subject, a.image, perturbation));
             advmnist::models::file::write_atomic(out, &bytes)?;
             eprintln!(
-                "test image {} ({what}), label {label}, predicted {predicted}: wrote {} tensors ({precision}) to {}",
+                "test image {} ({what}, label {label}, predicted {predicted}: wrote {} tensors ({precision}) to {}",
                 a.image,
                 stats.len(),
                 out.display()
@@ -1639,7 +1823,7 @@ fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
         }
         None => {
             println!(
-                "test image {} ({what}), label {label}, predicted {predicted}, {precision}",
+                "test image {} ({what}, label {label}, predicted {predicted}, {precision}",
                 a.image
             );
             print!("{}", format_table(&stats));
@@ -1649,9 +1833,17 @@ fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
 }
 
 fn cmd_gradcheck(a: GradcheckArgs, data_dir: PathBuf) -> Result<()> {
+    use advmnist::audit::committee::gradcheck_committee;
     use advmnist::audit::gradcheck::{format_report, gradcheck};
-    if a.images == 0 || a.params == 0 {
+    use advmnist::audit::pipeline::gradcheck_pipeline;
+    if a.images == 0 || a.params == Some(0) {
         bail!("--images and --params must be at least 1");
+    }
+    let audited = a.audited.audited(&a.model)?;
+    if a.params.is_some() && !matches!(audited, Audited::Model(_)) {
+        bail!(
+            "--params: parameter gradients are checked for one LeNet (--model FILE without --pre); check a committee's members, or a pipeline's LeNet, each with --model FILE"
+        );
     }
     let test = data::load_split(&data_dir, Split::Test)?;
     if a.first
@@ -1665,15 +1857,31 @@ fn cmd_gradcheck(a: GradcheckArgs, data_dir: PathBuf) -> Result<()> {
             test.len()
         );
     }
-    let (net, _) = load_model(&a.model)?;
     let digits = test.subset(a.first..a.first + a.images);
-    let report = gradcheck(
-        &net.cast::<f64>(),
-        digits.images.mapv(|v| v as f64).view(),
-        &digits.labels,
-        a.params,
-        a.seed,
-    );
+    let x = digits.images.mapv(|v| v as f64);
+    let report = match &audited {
+        Audited::Model(model) => {
+            let (net, _) = load_model(model)?;
+            gradcheck(
+                &net.cast::<f64>(),
+                x.view(),
+                &digits.labels,
+                a.params.unwrap_or(DEFAULT_GRADCHECK_PARAMS),
+                a.seed,
+            )
+        }
+        Audited::Committee { members, .. } => {
+            let nets: Vec<LeNet<f64>> = load_lenets(members)?
+                .iter()
+                .map(|(_, n)| n.cast::<f64>())
+                .collect();
+            gradcheck_committee(&nets, x.view(), &digits.labels)
+        }
+        Audited::Pipeline { model, stages } => {
+            let (net, _) = load_model(model)?;
+            gradcheck_pipeline(stages, &net.cast::<f64>(), x.view(), &digits.labels)
+        }
+    };
     print!("{}", format_report(&report));
     if !report.pass() {
         bail!("gradcheck FAILED: a hand-written gradient disagrees with finite differences (see the table)");

@@ -52,6 +52,14 @@
 //! error their rounding cannot meet.
 //! Any real mistake (a wrong sign, a gradient routed to the wrong pixel, a missing term) gives
 //! an error of order 1 (`tests/integration/audit.rs` checks that such mistakes FAIL).
+//!
+//! Committees and pipelines (`advmnist gradcheck --committee`, `--model --pre`) are checked by
+//! [`crate::audit::committee`] and [`crate::audit::pipeline`] with the same two links, the same
+//! step, tolerance and report, and the same kink rule, through
+//! [`numeric_input_gradient_through`]: several LeNets (a committee's members) behind a common
+//! [`Front`] (preprocessing stages, or [`NoFront`]), `F = sum_m sum_n <g_mn, z_mn>`, and a
+//! coordinate is a kink when any member's piece or the front's own piece (where injected
+//! noise clipped) changes at `+h` or `-h`.
 
 use crate::layers::{conv, dense, softmax_xent};
 use crate::models::lenet::{DropoutRates, LeNet, LeNetCache};
@@ -173,6 +181,23 @@ impl Piece {
             && self.pool2.index_axis(Axis(0), n) == other.pool2.index_axis(Axis(0), n)
             && self.relu.row(n) == other.relu.row(n)
     }
+
+    /// The piece of `times` copies of the batch, one after the other.
+    fn tiled(&self, times: usize) -> Piece {
+        Piece {
+            pool1: tile(self.pool1.view(), times),
+            pool2: tile(self.pool2.view(), times),
+            relu: tile(self.relu.view(), times),
+        }
+    }
+}
+
+/// `times` copies of `a` along axis 0, one after the other: row `c N + n` is row `n`.
+pub fn tile<A: Clone, D: ndarray::RemoveAxis>(
+    a: ndarray::ArrayView<A, D>,
+    times: usize,
+) -> ndarray::Array<A, D> {
+    ndarray::concatenate(Axis(0), &vec![a; times]).expect("copies of one array")
 }
 
 /// The logits and the piece of a batch.
@@ -218,18 +243,20 @@ fn weighted_difference(
         / (2.0 * STEP)
 }
 
+/// A member's odds against the true class `y`, `S = sum_{k != y} exp(z_k - z_y) = 1/p_y - 1`,
+/// from its logits `row`: a sum of positive terms, accurate however small.
+pub fn odds_against(row: &[f64], y: usize) -> f64 {
+    row.iter()
+        .enumerate()
+        .filter(|&(k, _)| k != y)
+        .map(|(_, &v)| (v - row[y]).exp())
+        .sum()
+}
+
 /// Central differences of each image's loss with respect to its logits `z (N, 10)`, by the
 /// independent formula `l(z) = ln(1 + sum_{k != y} exp(z_k - z_y))`.
 pub fn numeric_logit_gradient(z: ArrayView2<f64>, labels: &[u8]) -> Array2<f64> {
-    let loss = |row: &[f64], y: usize| -> f64 {
-        let sum: f64 = row
-            .iter()
-            .enumerate()
-            .filter(|&(k, _)| k != y)
-            .map(|(_, &v)| (v - row[y]).exp())
-            .sum();
-        sum.ln_1p()
-    };
+    let loss = |row: &[f64], y: usize| -> f64 { odds_against(row, y).ln_1p() };
     let mut out = Array2::zeros(z.raw_dim());
     for (n, &y) in labels.iter().enumerate() {
         let mut row = z.row(n).to_vec();
@@ -246,6 +273,53 @@ pub fn numeric_logit_gradient(z: ArrayView2<f64>, labels: &[u8]) -> Array2<f64> 
     out
 }
 
+/// What lies between the pixels and the LeNets in a check of the input gradient: nothing
+/// ([`NoFront`]), or a pipeline's preprocessing stages (`audit::pipeline`). Like LeNet, a front
+/// may be piecewise (injected noise that clips): its piece at a point, and its output with
+/// that piece held fixed, let [`numeric_input_gradient_through`] treat its kinks as LeNet's.
+pub trait Front {
+    /// Which piece the front is on for a batch (`()` for a smooth or linear front).
+    type Piece;
+    /// The front's output for images `x (N,1,28,28)` (the LeNets' input), and its piece.
+    fn apply(&self, x: ArrayView4<f64>) -> (Array4<f64>, Self::Piece);
+    /// The output with the piece held fixed at `piece`: equals `apply(x).0` wherever `x` lies
+    /// on `piece`. Only called when [`Front::has_pieces`].
+    fn apply_on_piece(&self, x: ArrayView4<f64>, piece: &Self::Piece) -> Array4<f64>;
+    /// Whether image `n` lies on the same piece in both.
+    fn same_for(&self, a: &Self::Piece, b: &Self::Piece, n: usize) -> bool;
+    /// Whether the front has more than one piece at all.
+    fn has_pieces(&self) -> bool;
+    /// The front for `times` copies of its batch, one after the other (row `c N + n` is image
+    /// `n`), so that one batch probes several pixels; and a piece for such a batch.
+    fn tiled(&self, times: usize) -> Self
+    where
+        Self: Sized;
+    fn tiled_piece(&self, piece: &Self::Piece, times: usize) -> Self::Piece;
+}
+
+/// No front: the LeNets see the pixels.
+pub struct NoFront;
+
+impl Front for NoFront {
+    type Piece = ();
+    fn apply(&self, x: ArrayView4<f64>) -> (Array4<f64>, ()) {
+        (x.to_owned(), ())
+    }
+    fn apply_on_piece(&self, x: ArrayView4<f64>, _: &()) -> Array4<f64> {
+        x.to_owned()
+    }
+    fn same_for(&self, _: &(), _: &(), _: usize) -> bool {
+        true
+    }
+    fn has_pieces(&self) -> bool {
+        false
+    }
+    fn tiled(&self, _: usize) -> NoFront {
+        NoFront
+    }
+    fn tiled_piece(&self, _: &(), _: usize) {}
+}
+
 /// Central differences of `F = sum_n <g_n, z_n(x)>` with respect to every pixel of every
 /// image `x (N,1,28,28)`, with `g = d_logits (N, 10)` fixed; and which coordinates are kinks,
 /// whose difference is then taken on the point's piece ([`logits_on_piece`]).
@@ -256,36 +330,118 @@ pub fn numeric_input_gradient(
     x: ArrayView4<f64>,
     d_logits: ArrayView2<f64>,
 ) -> (Array4<f64>, Array4<bool>) {
-    let n = x.dim().0;
-    let (_, base) = logits_and_piece(net, x);
-    let mut probe = x.to_owned();
+    numeric_input_gradient_through(&NoFront, &[net], x, &[d_logits])
+}
+
+/// Images per batch of probes: [`numeric_input_gradient_through`] moves one pixel per copy of
+/// the `N` images, `PROBE_IMAGES / N` pixels (at most a row) per forward pass. Batching does
+/// not change any image's numbers (in evaluation mode each image's logits are computed alone:
+/// tested bit for bit against three pixels per pass, and the default model's report was the
+/// same before and after), but the weights are read once per batch instead of once per pixel:
+/// the autoencoder's 2.8 million f64 weights (22 MB) dominated a one-image check. LeNet's f64
+/// forward pass holds at most about 0.15 MB an image at once (conv1's output, 92 KB, is the
+/// largest tensor), so a batch of 96 stays near 15 MB.
+pub const PROBE_IMAGES: usize = 96;
+
+/// One member's logits at a batch of probes, its piece, and its logits on the point's piece.
+struct AtProbe {
+    logits: Array2<f64>,
+    piece: Piece,
+    on_piece: Array2<f64>,
+}
+
+/// [`numeric_input_gradient`] for LeNets `nets` (a committee's members; one for a single
+/// model) behind `front`: central differences of `F = sum_n sum_m <g_mn, z_mn(front(x))>` with
+/// `g_m = d_members[m] (N, 10)` fixed, the members' terms added in member order starting from
+/// the first (so that one member gives [`numeric_input_gradient`]'s numbers bit for bit). A
+/// coordinate of image `n` is a kink when, at `+h` or `-h`, the front's piece or any member's
+/// piece differs from the point's; its difference is then taken with the front and every
+/// member on the point's pieces. Several pixels are probed per batch ([`PROBE_IMAGES`]).
+pub fn numeric_input_gradient_through<F: Front>(
+    front: &F,
+    nets: &[&LeNet<f64>],
+    x: ArrayView4<f64>,
+    d_members: &[ArrayView2<f64>],
+) -> (Array4<f64>, Array4<bool>) {
+    let copies = (PROBE_IMAGES / x.dim().0.max(1)).clamp(1, x.dim().3);
+    probe_in_batches(front, nets, x, d_members, copies)
+}
+
+/// [`numeric_input_gradient_through`] with `copies` pixels probed per batch.
+fn probe_in_batches<F: Front>(
+    front: &F,
+    nets: &[&LeNet<f64>],
+    x: ArrayView4<f64>,
+    d_members: &[ArrayView2<f64>],
+    copies: usize,
+) -> (Array4<f64>, Array4<bool>) {
+    assert!(!nets.is_empty(), "at least one LeNet");
+    assert_eq!(nets.len(), d_members.len(), "one d_logits per LeNet");
+    let (n, _, h, w) = x.dim();
+    let (h0, front_base) = front.apply(x);
+    let bases: Vec<Piece> = nets
+        .iter()
+        .map(|net| logits_and_piece(net, h0.view()).1)
+        .collect();
+    // Copy c of the N images has pixel `start + c` moved; the last batch may use fewer copies.
+    let front = front.tiled(copies);
+    let front_base = front.tiled_piece(&front_base, copies);
+    let bases: Vec<Piece> = bases.iter().map(|b| b.tiled(copies)).collect();
+    let tiled_x = tile(x, copies);
     let mut numeric = Array4::zeros(x.raw_dim());
     let mut kinks = Array4::from_elem(x.raw_dim(), false);
-    let (_, _, h, w) = x.dim();
-    for i in 0..h {
-        for j in 0..w {
-            let orig = probe.slice(s![.., 0, i, j]).to_owned();
-            let at = |probe: &mut Array4<f64>, step: f64| {
+    for start in (0..h * w).step_by(copies) {
+        let moved = copies.min(h * w - start);
+        let at = |step: f64| {
+            let mut probe = tiled_x.clone();
+            for c in 0..moved {
+                let (i, j) = ((start + c) / w, (start + c) % w);
                 probe
-                    .slice_mut(s![.., 0, i, j])
-                    .assign(&orig.mapv(|v| v + step));
-                let (logits, piece) = logits_and_piece(net, probe.view());
-                let on_piece = logits_on_piece(net, probe.view(), &base);
-                (logits, piece, on_piece)
-            };
-            let (plus, plus_piece, plus_on) = at(&mut probe, STEP);
-            let (minus, minus_piece, minus_on) = at(&mut probe, -STEP);
-            probe.slice_mut(s![.., 0, i, j]).assign(&orig);
+                    .slice_mut(s![c * n..(c + 1) * n, 0, i, j])
+                    .mapv_inplace(|v| v + step);
+            }
+            let (out, front_piece) = front.apply(probe.view());
+            let out_on_piece = front
+                .has_pieces()
+                .then(|| front.apply_on_piece(probe.view(), &front_base));
+            let members: Vec<AtProbe> = nets
+                .iter()
+                .zip(&bases)
+                .map(|(net, base)| {
+                    let (logits, piece) = logits_and_piece(net, out.view());
+                    let on_piece =
+                        logits_on_piece(net, out_on_piece.as_ref().unwrap_or(&out).view(), base);
+                    AtProbe {
+                        logits,
+                        piece,
+                        on_piece,
+                    }
+                })
+                .collect();
+            (front_piece, members)
+        };
+        let (plus_front, plus) = at(STEP);
+        let (minus_front, minus) = at(-STEP);
+        for c in 0..moved {
+            let (i, j) = ((start + c) / w, (start + c) % w);
             for image in 0..n {
-                let kink =
-                    !(plus_piece.same_for(&base, image) && minus_piece.same_for(&base, image));
-                let (p, m) = if kink {
-                    (&plus_on, &minus_on)
-                } else {
-                    (&plus, &minus)
-                };
-                numeric[[image, 0, i, j]] =
-                    weighted_difference(d_logits.row(image), p.row(image), m.row(image));
+                let row = c * n + image;
+                let kink = !(front.same_for(&plus_front, &front_base, row)
+                    && front.same_for(&minus_front, &front_base, row)
+                    && plus.iter().zip(&minus).zip(&bases).all(|((p, m), base)| {
+                        p.piece.same_for(base, row) && m.piece.same_for(base, row)
+                    }));
+                let mut sum = None::<f64>;
+                for ((p, m), g) in plus.iter().zip(&minus).zip(d_members) {
+                    let (p, m) = if kink {
+                        (&p.on_piece, &m.on_piece)
+                    } else {
+                        (&p.logits, &m.logits)
+                    };
+                    let d = weighted_difference(g.row(image), p.row(row), m.row(row));
+                    sum = Some(sum.map_or(d, |s| s + d));
+                }
+                numeric[[image, 0, i, j]] = sum.expect("at least one LeNet");
                 kinks[[image, 0, i, j]] = kink;
             }
         }
@@ -362,6 +518,9 @@ pub fn sample_entries(len: usize, count: usize, seed: u64, tensor: usize) -> Vec
 pub struct GradcheckReport {
     pub images: usize,
     pub tensors: Vec<TensorCheck>,
+    /// Lines printed between the table and the verdict: what was checked, where it is not
+    /// one LeNet (a committee's members, a pipeline's stages and how its noise was held).
+    pub notes: Vec<String>,
 }
 
 impl GradcheckReport {
@@ -426,7 +585,11 @@ pub fn gradcheck(
         }
         tensors.push(check);
     }
-    GradcheckReport { images: n, tensors }
+    GradcheckReport {
+        images: n,
+        tensors,
+        notes: Vec::new(),
+    }
 }
 
 /// The report as `advmnist gradcheck` prints it.
@@ -435,13 +598,21 @@ pub fn format_report(report: &GradcheckReport) -> String {
         Some(w) => format!("{:.2e} @{}", w.relative_error, w.index),
         None => "-".into(),
     };
+    // The name column fits the longest name (14 wide at least, as for one LeNet's tensors).
+    let width = report
+        .tensors
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(14);
     let mut out = format!(
-        "{:<14} {:>7} {:>18} {:>7} {:>18}  {}\n",
+        "{:<width$} {:>7} {:>18} {:>7} {:>18}  {}\n",
         "tensor", "smooth", "worst rel err @i", "kinks", "worst rel err @i", "result"
     );
     for t in &report.tensors {
         out.push_str(&format!(
-            "{:<14} {:>7} {:>18} {:>7} {:>18}  {}\n",
+            "{:<width$} {:>7} {:>18} {:>7} {:>18}  {}\n",
             t.name,
             t.smooth,
             worst(&t.worst_smooth),
@@ -449,6 +620,10 @@ pub fn format_report(report: &GradcheckReport) -> String {
             worst(&t.worst_kink),
             if t.pass { "PASS" } else { "FAIL" }
         ));
+    }
+    for note in &report.notes {
+        out.push_str(note);
+        out.push('\n');
     }
     out.push_str(&format!(
         "{} images, f64, central differences with step {STEP:e}; kinks checked on the tie rule's piece; \
@@ -509,6 +684,27 @@ mod tests {
             &[false; 10],
         );
         assert!(c.pass, "{c:?}");
+    }
+
+    /// Probing many pixels per batch gives every image's numbers bit for bit as a few pixels
+    /// per batch do (3, with a last batch of one: 784 = 261 x 3 + 1): an image with blank rows
+    /// (ties, kinks) under a random LeNet.
+    #[test]
+    fn batched_probes_change_no_bit() {
+        use crate::testutil::random_array;
+        let net = LeNet::<f64>::xavier(&mut ChaCha8Rng::seed_from_u64(1));
+        let mut x = random_array::<f64, ndarray::Ix4>((1, 1, 28, 28), 9).mapv(f64::abs);
+        x.slice_mut(s![.., .., ..6, ..]).fill(0.0);
+        let g = random_array::<f64, ndarray::Ix2>((1, 10), 10);
+        let few = probe_in_batches(&NoFront, &[&net], x.view(), &[g.view()], 3);
+        let many = numeric_input_gradient(&net, x.view(), g.view());
+        assert!(
+            few.1.iter().any(|&k| k),
+            "no kinks: the blank rows should tie"
+        );
+        assert_eq!(few.1, many.1);
+        let bits = |a: &Array4<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert!(bits(&few.0) == bits(&many.0));
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //! image's forward and backward pass (`advmnist trace`), and [`gradcheck`] checks a model's
 //! hand-written gradients against central finite differences on real test images
 //! (`advmnist gradcheck`). docs/walkthrough.md walks through a real trace from loss to pixel.
+//! [`committee`] and [`pipeline`] do both for a committee of LeNets (`--committee`) and for
+//! preprocessing stages in front of a LeNet (`--model FILE --pre STAGE`).
 
+pub mod committee;
 pub mod gradcheck;
+pub mod pipeline;
 pub mod trace;
 
 use crate::attacks::fgsm;
@@ -13,7 +17,8 @@ use ndarray_rand::rand_distr::StandardNormal;
 use ndarray_rand::RandomExt;
 
 /// A perturbation of the traced image, computed as `sweep` and `show` compute it: in f32, with
-/// the model's own f32 input gradient for FGSM, clipped to [0, 1].
+/// the classifier's own f32 input gradient for FGSM (a committee's, a pipeline's white-box one),
+/// clipped to [0, 1].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Perturbation {
     /// `clip(x + eps sign(dL/dx), 0, 1)`, the true label (`attacks::fgsm`).
@@ -28,7 +33,7 @@ impl Perturbation {
     /// The perturbed image `(1,1,28,28)`.
     pub fn apply(
         &self,
-        model: &crate::models::LeNet<f32>,
+        model: &dyn crate::models::Classifier,
         x: ArrayView4<f32>,
         label: u8,
     ) -> Array4<f32> {
@@ -85,16 +90,19 @@ impl TestImageTrace {
         }
     }
 
-    /// The predicted class: the first largest logit, as `lenet::argmax_rows`.
+    /// The predicted class: the first largest logit, as `lenet::argmax_rows`, of
+    /// `forward.logits` (one LeNet, a pipeline) or `committee.logits`.
     pub fn predicted(&self) -> u8 {
-        let logits: Vec<f64> = match self {
-            TestImageTrace::F32(t) => t.get("forward.logits").map(|a| a.mapv(f64::from)),
-            TestImageTrace::F64(t) => t.get("forward.logits").cloned(),
-        }
-        .expect("every trace has forward.logits")
-        .iter()
-        .copied()
-        .collect();
+        let logits = |name: &str| match self {
+            TestImageTrace::F32(t) => t.get(name).map(|a| a.mapv(f64::from)),
+            TestImageTrace::F64(t) => t.get(name).cloned(),
+        };
+        let logits: Vec<f64> = logits("forward.logits")
+            .or_else(|| logits("committee.logits"))
+            .expect("every trace has forward.logits or committee.logits")
+            .iter()
+            .copied()
+            .collect();
         let best = logits
             .iter()
             .enumerate()
@@ -113,7 +121,83 @@ pub fn trace_test_image(
     perturbation: Option<Perturbation>,
     double: bool,
 ) -> TestImageTrace {
-    let perturbed = perturbation.map(|p| p.apply(model, clean, label));
+    let wide = double.then(|| model.cast::<f64>());
+    trace_test_image_with(
+        model,
+        clean,
+        label,
+        perturbation,
+        double,
+        |x| trace::trace(model, x, label),
+        |x| trace::trace(wide.as_ref().expect("f64 model"), x, label),
+    )
+}
+
+/// [`trace_test_image`] for a committee of `members` (`committee::trace_committee`); FGSM
+/// follows the committee's exact gradient.
+pub fn trace_committee_test_image(
+    members: &[crate::models::LeNet<f32>],
+    clean: ArrayView4<f32>,
+    label: u8,
+    perturbation: Option<Perturbation>,
+    double: bool,
+) -> TestImageTrace {
+    let classifiers = members
+        .iter()
+        .map(|m| m as &dyn crate::models::Classifier)
+        .collect();
+    let wide: Vec<_> = if double {
+        members.iter().map(|m| m.cast::<f64>()).collect()
+    } else {
+        Vec::new()
+    };
+    trace_test_image_with(
+        &crate::models::Committee::new(classifiers),
+        clean,
+        label,
+        perturbation,
+        double,
+        |x| committee::trace_committee(members, x, label),
+        |x| committee::trace_committee(&wide, x, label),
+    )
+}
+
+/// [`trace_test_image`] for `stages` in front of `model` (`pipeline::trace_pipeline`); FGSM
+/// follows the pipeline's white-box gradient, averaged over
+/// [`DEFAULT_EOT_SAMPLES`](crate::models::pipeline::DEFAULT_EOT_SAMPLES) draws where a stage is
+/// random, as `sweep`'s default.
+pub fn trace_pipeline_test_image(
+    stages: &[crate::models::pipeline::Stage],
+    model: &crate::models::LeNet<f32>,
+    clean: ArrayView4<f32>,
+    label: u8,
+    perturbation: Option<Perturbation>,
+    double: bool,
+) -> TestImageTrace {
+    use crate::models::pipeline::{AttackThrough, Pipeline};
+    let wide = double.then(|| model.cast::<f64>());
+    trace_test_image_with(
+        &Pipeline::new(stages.to_vec(), model, AttackThrough::Pipeline),
+        clean,
+        label,
+        perturbation,
+        double,
+        |x| pipeline::trace_pipeline(stages, model, x, label),
+        |x| pipeline::trace_pipeline(stages, wide.as_ref().expect("f64 model"), x, label),
+    )
+}
+
+/// The perturbed image (by `attacked`'s gradient), then the trace in f32 or f64.
+fn trace_test_image_with(
+    attacked: &dyn crate::models::Classifier,
+    clean: ArrayView4<f32>,
+    label: u8,
+    perturbation: Option<Perturbation>,
+    double: bool,
+    trace_f32: impl FnOnce(ArrayView4<f32>) -> trace::Trace<f32>,
+    trace_f64: impl FnOnce(ArrayView4<f64>) -> trace::Trace<f64>,
+) -> TestImageTrace {
+    let perturbed = perturbation.map(|p| p.apply(attacked, clean, label));
     let input = perturbed.as_ref().map_or(clean, |p| p.view());
     fn with_images<T: crate::scalar::Scalar>(
         mut t: trace::Trace<T>,
@@ -127,22 +211,25 @@ pub fn trace_test_image(
         t
     }
     if double {
-        let t = trace::trace(&model.cast::<f64>(), input.mapv(f64::from).view(), label);
+        let t = trace_f64(input.mapv(f64::from).view());
         TestImageTrace::F64(with_images(t, clean, perturbed.as_ref()))
     } else {
-        let t = trace::trace(model, input, label);
+        let t = trace_f32(input);
         TestImageTrace::F32(with_images(t, clean, perturbed.as_ref()))
     }
 }
 
-/// The metadata of a trace file: the model, the test image and the perturbation.
+/// The metadata of a trace file: what was traced (`subject`: `model`, or `committee` and
+/// `members`, and `pre` with `pre_seed` for a pipeline), the test image and the perturbation.
 pub fn trace_metadata(
-    model: &std::path::Path,
+    subject: &[(&str, String)],
     image: usize,
     perturbation: Option<Perturbation>,
 ) -> std::collections::BTreeMap<String, String> {
     let mut m = std::collections::BTreeMap::new();
-    m.insert("model".to_string(), model.display().to_string());
+    for (key, value) in subject {
+        m.insert(key.to_string(), value.clone());
+    }
     m.insert("image".to_string(), image.to_string());
     if let Some(p) = perturbation {
         m.insert("noise".to_string(), p.name().to_string());

@@ -18,7 +18,7 @@ use crate::layers::relu;
 use crate::layers::softmax_xent;
 use crate::models::lenet::LeNet;
 use crate::scalar::Scalar;
-use ndarray::{ArrayD, ArrayView4};
+use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayView4};
 use std::collections::BTreeMap;
 
 /// The naming scheme of a trace, as written into every trace file's metadata.
@@ -26,7 +26,13 @@ pub const NAMING: &str = "forward.X: the output of stage X (forward.input is wha
     sees); backward.X = dL/d(forward.X), same shape; grad.P = dL/dP for parameter P (PyTorch's \
     names); forward.poolK.indices: PyTorch's max_pool2d(return_indices=True) indices, the flat \
     position h*W+w of each window's maximum in its input plane; L = -log softmax(logits)[label]; \
-    NCHW";
+    NCHW. A committee: memberK.X is member K's X (memberK.forward.softmax its p_K, \
+    memberK.backward.logits = dL/dz_K), committee.logits = log pbar, committee.probs = pbar, \
+    committee.loss = L = -log pbar[label], committee.weights = w_K, backward.input = dL/dx. \
+    A pipeline: pre.input is the image given to it, preK.output stage K's output (preK.noise \
+    the held standard normal draw and preK.noisy = clip(x + sigma noise, 0, 1) for a noisy \
+    filter), forward.* to grad.* LeNet's on the last output, backward.preK = dL/d(input of \
+    stage K)";
 
 /// The value of the `format` metadata key of a trace file (so that `load_model` refuses one).
 pub const TRACE_FORMAT: &str = "advmnist-trace";
@@ -67,7 +73,7 @@ pub struct TensorStats {
 }
 
 impl<T: Scalar> Trace<T> {
-    fn push(&mut self, name: &str, values: ArrayD<T>) {
+    pub(crate) fn push(&mut self, name: &str, values: ArrayD<T>) {
         self.tensors.push(TracedTensor {
             name: name.into(),
             values: TraceValues::Float(values),
@@ -235,68 +241,98 @@ fn with_sorted_metadata(plain: &[u8], metadata: &BTreeMap<String, String>) -> Ve
     out
 }
 
-/// Traces one image `x (1,1,28,28)` with its true `label` through `net` in evaluation mode.
-///
-/// The loss is the image's own cross-entropy (`scale = 1` in `softmax_xent::backward`), as
-/// `LeNet::input_gradient` and the attacks use, not a batch mean.
-pub fn trace<T: Scalar>(net: &LeNet<T>, x: ArrayView4<T>, label: u8) -> Trace<T> {
-    assert_eq!(
-        x.dim(),
-        (1, 1, 28, 28),
-        "a trace is of one 28x28 image, (1,1,28,28)"
-    );
-    assert!(label < 10, "label {label} is not a digit");
-    let mut t = Trace {
-        label,
-        tensors: Vec::new(),
-    };
-    // Forward, as `LeNet::features_forward` then `LeNet::forward` (no dropout).
-    t.push("forward.input", x.to_owned().into_dyn());
+/// What [`trace_forward`] keeps for [`trace_backward`]: the layers' caches of one image.
+pub(crate) struct ForwardCaches<T> {
+    conv1: conv::ConvCache<T>,
+    pool1: MaxPoolCache,
+    conv2: conv::ConvCache<T>,
+    pool2: MaxPoolCache,
+    fc1: dense::DenseCache<T>,
+    relu: relu::ReluCache<T, ndarray::Ix2>,
+    fc2: dense::DenseCache<T>,
+}
+
+/// LeNet's forward pass of one image `x (1,1,28,28)` from conv1 to the logits, each output
+/// recorded as `{prefix}forward.X` (the input itself is not recorded: the caller names it).
+/// The layer functions, arguments and order of `LeNet::features_forward` then
+/// `LeNet::forward` (no dropout).
+pub(crate) fn trace_forward<T: Scalar>(
+    t: &mut Trace<T>,
+    prefix: &str,
+    net: &LeNet<T>,
+    x: ArrayView4<T>,
+) -> (Array2<T>, ForwardCaches<T>) {
+    let name = |stage: &str| format!("{prefix}forward.{stage}");
     let (h, conv1) = conv::forward(x.to_owned(), &net.conv1);
-    t.push("forward.conv1", h.clone().into_dyn());
+    t.push(&name("conv1"), h.clone().into_dyn());
     let (h, pool1) = maxpool::forward(h.view());
-    t.push("forward.pool1", h.clone().into_dyn());
-    t.push_indices("forward.pool1.indices", &pool1);
+    t.push(&name("pool1"), h.clone().into_dyn());
+    t.push_indices(&name("pool1.indices"), &pool1);
     let (h, conv2) = conv::forward(h, &net.conv2);
-    t.push("forward.conv2", h.clone().into_dyn());
+    t.push(&name("conv2"), h.clone().into_dyn());
     let (h, pool2) = maxpool::forward(h.view());
-    t.push("forward.pool2", h.clone().into_dyn());
-    t.push_indices("forward.pool2.indices", &pool2);
+    t.push(&name("pool2"), h.clone().into_dyn());
+    t.push_indices(&name("pool2.indices"), &pool2);
     // (C,H,W) order, as torch.flatten.
     let flat = h.into_shape_with_order((1, 800)).expect("contiguous");
-    t.push("forward.flatten", flat.clone().into_dyn());
+    t.push(&name("flatten"), flat.clone().into_dyn());
     let (h, fc1) = dense::forward(flat, &net.fc1);
-    t.push("forward.fc1", h.clone().into_dyn());
-    let (h, relu_cache) = relu::forward(h.view());
-    t.push("forward.relu", h.clone().into_dyn());
+    t.push(&name("fc1"), h.clone().into_dyn());
+    let (h, relu) = relu::forward(h.view());
+    t.push(&name("relu"), h.clone().into_dyn());
     let (logits, fc2) = dense::forward(h, &net.fc2);
-    t.push("forward.logits", logits.clone().into_dyn());
-    let labels = [label];
-    let (loss, xent) = softmax_xent::forward(logits.view(), &labels);
-    t.push("forward.softmax", xent.probs.clone().into_dyn());
-    // One loss per image: shape (1), as PyTorch's cross_entropy with reduction='none'.
-    t.push("forward.loss", loss.into_dyn());
+    t.push(&name("logits"), logits.clone().into_dyn());
+    let caches = ForwardCaches {
+        conv1,
+        pool1,
+        conv2,
+        pool2,
+        fc1,
+        relu,
+        fc2,
+    };
+    (logits, caches)
+}
 
-    // Backward, as `LeNet::backward` with `input_gradient = true` and every parameter gradient.
-    let d_logits = softmax_xent::backward(&xent, &labels, T::one());
-    t.push("backward.logits", d_logits.clone().into_dyn());
+/// LeNet's backward pass of one image from `d_logits (1,10)`, any upstream gradient of its
+/// logits: `{prefix}backward.logits` down to `{prefix}backward.input`, then
+/// `{prefix}grad.P` for every parameter, as `LeNet::backward` with `input_gradient = true` and
+/// every parameter gradient. Returns the input gradient `(1,1,28,28)`.
+pub(crate) fn trace_backward<T: Scalar>(
+    t: &mut Trace<T>,
+    prefix: &str,
+    net: &LeNet<T>,
+    caches: ForwardCaches<T>,
+    d_logits: Array2<T>,
+) -> Array4<T> {
+    let name = |stage: &str| format!("{prefix}backward.{stage}");
+    let ForwardCaches {
+        conv1,
+        pool1,
+        conv2,
+        pool2,
+        fc1,
+        relu: relu_cache,
+        fc2,
+    } = caches;
+    t.push(&name("logits"), d_logits.clone().into_dyn());
     let mut g_fc2 = dense::DenseParams::zeros(10, 500);
     dense::backward_params(d_logits.view(), &fc2, &mut g_fc2);
     let d = dense::backward_input(d_logits.view(), &net.fc2);
-    t.push("backward.relu", d.clone().into_dyn());
+    t.push(&name("relu"), d.clone().into_dyn());
     let d = relu::backward(d.view(), &relu_cache);
-    t.push("backward.fc1", d.clone().into_dyn());
+    t.push(&name("fc1"), d.clone().into_dyn());
     let mut g_fc1 = dense::DenseParams::zeros(500, 800);
     dense::backward_params(d.view(), &fc1, &mut g_fc1);
     let d = dense::backward_input(d.view(), &net.fc1);
-    t.push("backward.flatten", d.clone().into_dyn());
+    t.push(&name("flatten"), d.clone().into_dyn());
     let d = d.into_shape_with_order((1, 50, 4, 4)).expect("contiguous");
-    t.push("backward.pool2", d.clone().into_dyn());
+    t.push(&name("pool2"), d.clone().into_dyn());
     let d = maxpool::backward(d.view(), &pool2);
-    t.push("backward.conv2", d.clone().into_dyn());
+    t.push(&name("conv2"), d.clone().into_dyn());
     let (dw2, db2) = conv::group_param_gradients(d.view(), conv2.input.view(), net.conv2.kernel());
     let d = conv::backward_input(d.view(), &conv2, &net.conv2);
-    t.push("backward.pool1", d.clone().into_dyn());
+    t.push(&name("pool1"), d.clone().into_dyn());
     // conv1's weight gradient straight from pool1's gradient, as LeNet computes it.
     let (dw1, db1) = conv::group_param_gradients_through_pool(
         d.view(),
@@ -305,30 +341,79 @@ pub fn trace<T: Scalar>(net: &LeNet<T>, x: ArrayView4<T>, label: u8) -> Trace<T>
         net.conv1.kernel(),
     );
     let d = maxpool::backward(d.view(), &pool1);
-    t.push("backward.conv1", d.clone().into_dyn());
+    t.push(&name("conv1"), d.clone().into_dyn());
     let d = conv::backward_input(d.view(), &conv1, &net.conv1);
-    t.push("backward.input", d.into_dyn());
+    t.push(&name("input"), d.clone().into_dyn());
 
     // Parameter gradients, in `PARAMETER_SHAPES` order and PyTorch's layouts.
+    let grad = |param: &str| format!("{prefix}grad.{param}");
     let conv_weight = |dw: ndarray::Array2<T>, shape: &[usize]| {
         dw.into_shape_with_order(shape.to_vec())
             .expect("(O, C*K*K) is (O, C, K, K) flattened")
     };
     t.push(
-        "grad.conv1.weight",
+        &grad("conv1.weight"),
         conv_weight(dw1, net.conv1.weight.shape()),
     );
-    t.push("grad.conv1.bias", db1.into_dyn());
+    t.push(&grad("conv1.bias"), db1.into_dyn());
     t.push(
-        "grad.conv2.weight",
+        &grad("conv2.weight"),
         conv_weight(dw2, net.conv2.weight.shape()),
     );
-    t.push("grad.conv2.bias", db2.into_dyn());
-    t.push("grad.fc1.weight", g_fc1.weight.into_dyn());
-    t.push("grad.fc1.bias", g_fc1.bias.into_dyn());
-    t.push("grad.fc2.weight", g_fc2.weight.into_dyn());
-    t.push("grad.fc2.bias", g_fc2.bias.into_dyn());
+    t.push(&grad("conv2.bias"), db2.into_dyn());
+    t.push(&grad("fc1.weight"), g_fc1.weight.into_dyn());
+    t.push(&grad("fc1.bias"), g_fc1.bias.into_dyn());
+    t.push(&grad("fc2.weight"), g_fc2.weight.into_dyn());
+    t.push(&grad("fc2.bias"), g_fc2.bias.into_dyn());
+    d
+}
+
+/// The image's own softmax and cross-entropy from its `logits (1,10)`, recorded as
+/// `forward.softmax` and `forward.loss`; returns `d_logits` of that loss (`scale = 1`).
+pub(crate) fn trace_loss<T: Scalar>(t: &mut Trace<T>, logits: ArrayView2<T>) -> Array2<T> {
+    let labels = [t.label];
+    let (loss, xent) = softmax_xent::forward(logits, &labels);
+    t.push("forward.softmax", xent.probs.clone().into_dyn());
+    // One loss per image: shape (1), as PyTorch's cross_entropy with reduction='none'.
+    t.push("forward.loss", loss.into_dyn());
+    softmax_xent::backward(&xent, &labels, T::one())
+}
+
+/// An empty trace of an image with true label `label`.
+pub(crate) fn empty<T>(label: u8) -> Trace<T> {
+    assert!(label < 10, "label {label} is not a digit");
+    Trace {
+        label,
+        tensors: Vec::new(),
+    }
+}
+
+/// Traces one image `x (1,1,28,28)` with its true `label` through `net` in evaluation mode.
+///
+/// The loss is the image's own cross-entropy (`scale = 1` in `softmax_xent::backward`), as
+/// `LeNet::input_gradient` and the attacks use, not a batch mean.
+pub fn trace<T: Scalar>(net: &LeNet<T>, x: ArrayView4<T>, label: u8) -> Trace<T> {
+    let mut t = empty(label);
+    trace_into(&mut t, net, x);
     t
+}
+
+/// [`trace`], appended to `t`: `forward.input` .. `forward.loss`, `backward.logits` ..
+/// `backward.input`, `grad.*`. Returns the input gradient.
+pub(crate) fn trace_into<T: Scalar>(
+    t: &mut Trace<T>,
+    net: &LeNet<T>,
+    x: ArrayView4<T>,
+) -> Array4<T> {
+    assert_eq!(
+        x.dim(),
+        (1, 1, 28, 28),
+        "a trace is of one 28x28 image, (1,1,28,28)"
+    );
+    t.push("forward.input", x.to_owned().into_dyn());
+    let (logits, caches) = trace_forward(t, "", net, x);
+    let d_logits = trace_loss(t, logits.view());
+    trace_backward(t, "", net, caches, d_logits)
 }
 
 /// The names a trace without perturbation holds, in order (for docs and tests).
@@ -369,8 +454,15 @@ pub fn tensor_names() -> Vec<&'static str> {
 
 /// The trace's statistics as the table `advmnist trace` prints.
 pub fn format_table(stats: &[TensorStats]) -> String {
+    // The name column fits the longest name (22 wide at least, as for one LeNet's tensors).
+    let width = stats
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(22);
     let mut out = format!(
-        "{:<22} {:<15} {:>11} {:>11} {:>11} {:>10} {:>13}\n",
+        "{:<width$} {:<15} {:>11} {:>11} {:>11} {:>10} {:>13}\n",
         "tensor", "shape", "min", "max", "mean", "L2", "zeros"
     );
     for s in stats {
@@ -384,13 +476,13 @@ pub fn format_table(stats: &[TensorStats]) -> String {
         );
         if s.is_index {
             out.push_str(&format!(
-                "{:<22} {:<15} {:>11} {:>11} {:>11} {:>10} {:>13}\n",
+                "{:<width$} {:<15} {:>11} {:>11} {:>11} {:>10} {:>13}\n",
                 s.name, shape, s.min, s.max, "-", "-", "-"
             ));
             continue;
         }
         out.push_str(&format!(
-            "{:<22} {:<15} {:>11.3e} {:>11.3e} {:>11.3e} {:>10.3e} {:>13}\n",
+            "{:<width$} {:<15} {:>11.3e} {:>11.3e} {:>11.3e} {:>10.3e} {:>13}\n",
             s.name,
             shape,
             s.min,

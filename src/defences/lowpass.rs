@@ -17,8 +17,13 @@
 //!
 //! **Backward.** `y[i,j] = sum_{a,b} K[a,b] x'[i+a-r, j+b-r]` (r = S/2), so
 //! `dL/dx'[p,q] = sum_{a,b} K[a,b] dL/dy[p-a+r, q-b+r]`: the same-size correlation of `dL/dy`
-//! with the flipped kernel (which, the kernel being symmetric, is the kernel itself). Through the
-//! clipping, `dx'/dx` is 1 where `0 < x + sigma z < 1` and 0 where it clipped.
+//! with the flipped kernel `K[S-1-a, S-1-b]` ([`LowPassFilter::blur_transpose`]). The study's
+//! kernels are symmetric, exactly so in f32 (the points `u` are symmetric about 0 in binary:
+//! tested), so the flipped kernel is the kernel itself and the backward is the blur again; the
+//! flip is written out anyway, so that the backward stays right for any kernel
+//! ([`LowPassFilter::custom`], which `advmnist gradcheck`'s tests use with an asymmetric one to
+//! show that an unflipped backward fails). Through the clipping, `dx'/dx` is 1 where
+//! `0 < x + sigma z < 1` and 0 where it clipped.
 //!
 //! **Randomness.** The noise of an image comes from the stream `(seed, InjectedNoise, h)` where
 //! `h` mixes a hash of the image's pixels with the draw number: the same image gets the same noise
@@ -27,11 +32,21 @@
 //!
 //! Fast path: the Gaussian is separable, `K = k k^T` with `k` the normalised 1-D kernel, so the
 //! filter runs as a row pass then a column pass; [`blur_naive`] is the direct 2-D loop it is
-//! tested against.
+//! tested against. The flipped kernel of `k k^T` is `flip(k) flip(k)^T`, so the backward is the
+//! same two passes with `k` reversed.
+//!
+//! **Precision.** The filter runs in f32 everywhere except in the gradient checks
+//! (`audit::pipeline`), which run the blur, the clipping and the backward in f64 on the f32
+//! kernel widened exactly ([`LowPassFilter::blur`], [`LowPassFilter::inject_with`] and
+//! [`LowPassFilter::vjp_fixed`] are generic over [`Scalar`]); the noise `z` is always drawn in
+//! f32, keyed by the f32 image ([`LowPassFilter::noise_draw`]), and the f64 check holds that
+//! draw fixed. The f32 path's operations, and so its bits, are the ones it had before it was
+//! made generic (`x + sigma z` in f32, products and sums in the same order).
 //!
 //! Dimension legend: `N` images, `H = W = 28`, `S` kernel size.
 
 use crate::rng::{stream, Purpose};
+use crate::scalar::Scalar;
 use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4, Axis, Zip};
 use ndarray_rand::rand_distr::StandardNormal;
 use ndarray_rand::RandomExt;
@@ -79,46 +94,118 @@ impl LowPassFilter {
         })
     }
 
-    /// The 2-D kernel `(S, S)`.
+    /// A filter with any odd-length 1-D kernel `k` (2-D kernel `k k^T`), not normalised, for
+    /// tests of the backward pass: with an asymmetric `k`, correlating with the kernel and with
+    /// the flipped kernel differ, so a backward that forgets the flip is caught. Not reachable
+    /// from the command line; `variance` is NaN and the name `lowpass:custom`.
+    pub fn custom(kernel_1d: Array1<f32>, noise: f32, seed: u64) -> Result<Self, String> {
+        if kernel_1d.len() % 2 == 0 || kernel_1d.iter().any(|v| !v.is_finite()) {
+            return Err(format!(
+                "a custom low-pass kernel needs an odd number of finite values, got {kernel_1d}"
+            ));
+        }
+        if !(noise.is_finite() && noise >= 0.0) {
+            return Err(format!("noise sigma {noise}: must be a finite number >= 0"));
+        }
+        Ok(LowPassFilter {
+            size: kernel_1d.len(),
+            variance: f64::NAN,
+            noise,
+            seed,
+            kernel_1d,
+        })
+    }
+
+    /// The 2-D kernel `(S, S)`: computed directly for the study's filters, `k k^T` for a custom one.
     pub fn kernel(&self) -> Array2<f32> {
+        if self.variance.is_nan() {
+            let k = self.kernel_1d.view();
+            return Array2::from_shape_fn((self.size, self.size), |(a, b)| k[a] * k[b]);
+        }
         kernel_2d(self.size, self.variance)
     }
 
     /// The name used on the command line, e.g. `lowpass:5` or `lowpass:5,noise=0.1`.
     pub fn describe(&self) -> String {
-        if self.noise > 0.0 {
-            format!("lowpass:{},noise={}", self.size, self.noise)
+        let size = if self.variance.is_nan() {
+            "custom".to_string()
         } else {
-            format!("lowpass:{}", self.size)
+            self.size.to_string()
+        };
+        if self.noise > 0.0 {
+            format!("lowpass:{size},noise={}", self.noise)
+        } else {
+            format!("lowpass:{size}")
         }
+    }
+
+    /// The standard normal draw `z (N,1,28,28)` injected into images `x` by draw `draw`, or
+    /// `None` for a filter without noise. Image `n`'s draw comes from the stream
+    /// `(seed, InjectedNoise, key)`, the key mixing a hash of that image's f32 pixels with the
+    /// draw number (module comment): so it is a function of the image, and a gradient check that
+    /// moves a pixel must hold it fixed rather than draw again.
+    pub fn noise_draw(&self, x: ArrayView4<f32>, draw: u64) -> Option<Array4<f32>> {
+        if self.noise == 0.0 {
+            return None;
+        }
+        let mut z = Array4::zeros(x.raw_dim());
+        Zip::from(z.axis_iter_mut(Axis(0)))
+            .and(x.axis_iter(Axis(0)))
+            .par_for_each(|mut zi, xi| {
+                let key = image_key(xi) ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                zi.assign(&ndarray::Array3::<f32>::random_using(
+                    xi.raw_dim(),
+                    StandardNormal,
+                    &mut stream(self.seed, Purpose::InjectedNoise, key),
+                ));
+            });
+        Some(z)
+    }
+
+    /// The noisy input `x' = clip(x + sigma z, 0, 1)` for a given draw `z (N,1,28,28)`, and the
+    /// mask `dx'/dx`: 1 where `0 < x + sigma z < 1`, 0 where the value clipped (a value exactly
+    /// at 0 or 1 counts as clipped: its gradient is 0, the one-sided slope from outside). In
+    /// `T`; `sigma` and `z` widened exactly for f64.
+    pub fn inject_with<T: Scalar>(
+        &self,
+        x: ArrayView4<T>,
+        z: ArrayView4<f32>,
+    ) -> (Array4<T>, Array4<T>) {
+        assert_eq!(x.dim(), z.dim(), "one noise value per pixel");
+        let sigma = T::of(self.noise.into());
+        let mut noisy = x.to_owned();
+        let mut mask = Array4::zeros(x.raw_dim());
+        Zip::from(&mut noisy)
+            .and(&mut mask)
+            .and(&z)
+            .par_for_each(|x, m, &z| {
+                let v = *x + sigma * T::of(z.into());
+                *m = if v > T::zero() && v < T::one() {
+                    T::one()
+                } else {
+                    T::zero()
+                };
+                // f32::clamp's rule, written for any Scalar.
+                *x = if v < T::zero() {
+                    T::zero()
+                } else if v > T::one() {
+                    T::one()
+                } else {
+                    v
+                };
+            });
+        (noisy, mask)
     }
 
     /// The noisy input `x'` of draw `draw` and the mask `dx'/dx` (1 where not clipped).
     fn inject(&self, x: ArrayView4<f32>, draw: u64) -> (Array4<f32>, Option<Array4<f32>>) {
-        if self.noise == 0.0 {
-            return (x.to_owned(), None);
+        match self.noise_draw(x, draw) {
+            None => (x.to_owned(), None),
+            Some(z) => {
+                let (noisy, mask) = self.inject_with(x, z.view());
+                (noisy, Some(mask))
+            }
         }
-        let mut noisy = x.to_owned();
-        let mut mask = Array4::zeros(x.raw_dim());
-        Zip::from(noisy.axis_iter_mut(Axis(0)))
-            .and(mask.axis_iter_mut(Axis(0)))
-            .par_for_each(|mut xi, mut mi| {
-                let key = image_key(xi.view()) ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let z = ndarray::Array3::<f32>::random_using(
-                    xi.raw_dim(),
-                    StandardNormal,
-                    &mut stream(self.seed, Purpose::InjectedNoise, key),
-                );
-                Zip::from(&mut xi)
-                    .and(&mut mi)
-                    .and(&z)
-                    .for_each(|x, m, &z| {
-                        let v = *x + self.noise * z;
-                        *m = if v > 0.0 && v < 1.0 { 1.0 } else { 0.0 };
-                        *x = v.clamp(0.0, 1.0);
-                    });
-            });
-        (noisy, Some(mask))
     }
 
     /// The filtered images of draw `draw` (draws differ only in the injected noise).
@@ -130,8 +217,17 @@ impl LowPassFilter {
     /// `dL/dx` from `dL/dy`, for the same draw: the blur's transpose, then the clipping mask.
     pub fn vjp(&self, x: ArrayView4<f32>, draw: u64, d_out: ArrayView4<f32>) -> Array4<f32> {
         let (_, mask) = self.inject(x, draw);
-        // The kernel is symmetric, so correlating with the flipped kernel is blurring again.
-        let d = self.blur(d_out);
+        self.vjp_fixed(d_out, mask.as_ref().map(|m| m.view()))
+    }
+
+    /// `dL/dx` from `dL/dy` given the clipping mask of [`Self::inject_with`] (`None` without
+    /// noise): the correlation with the flipped kernel, times the mask.
+    pub fn vjp_fixed<T: Scalar>(
+        &self,
+        d_out: ArrayView4<T>,
+        mask: Option<ArrayView4<T>>,
+    ) -> Array4<T> {
+        let d = self.blur_transpose(d_out);
         match mask {
             Some(m) => d * m,
             None => d,
@@ -139,17 +235,21 @@ impl LowPassFilter {
     }
 
     /// The same-size blur of each image, as a row pass and a column pass.
-    pub fn blur(&self, x: ArrayView4<f32>) -> Array4<f32> {
-        let mut out = Array4::zeros(x.raw_dim());
-        Zip::from(out.outer_iter_mut())
-            .and(x.outer_iter())
-            .par_for_each(|mut o, xi| {
-                for (mut oc, xc) in o.outer_iter_mut().zip(xi.outer_iter()) {
-                    let rows = pass(xc, self.kernel_1d.view(), Axis(1));
-                    oc.assign(&pass(rows.view(), self.kernel_1d.view(), Axis(0)));
-                }
-            });
-        out
+    pub fn blur<T: Scalar>(&self, x: ArrayView4<T>) -> Array4<T> {
+        blur_separable(x, self.kernel_1d.view())
+    }
+
+    /// The transpose of [`Self::blur`]: the same-size correlation with the flipped kernel,
+    /// `flip(k) flip(k)^T`, as the same row pass and column pass with `k` reversed (the two
+    /// passes act on different axes, so their order does not matter to the result's value).
+    pub fn blur_transpose<T: Scalar>(&self, d_out: ArrayView4<T>) -> Array4<T> {
+        let flipped: Array1<f32> = self.kernel_1d.iter().rev().copied().collect();
+        blur_separable(d_out, flipped.view())
+    }
+
+    /// The 1-D kernel `k (S)`.
+    pub fn kernel_1d(&self) -> ndarray::ArrayView1<'_, f32> {
+        self.kernel_1d.view()
     }
 
     /// Whether the filter is random (noise injection).
@@ -158,14 +258,29 @@ impl LowPassFilter {
     }
 }
 
+/// Every plane of `x` through a row pass then a column pass of `k` (widened to `T`).
+fn blur_separable<T: Scalar>(x: ArrayView4<T>, k: ndarray::ArrayView1<f32>) -> Array4<T> {
+    let k: Array1<T> = k.mapv(|v| T::of(v.into()));
+    let mut out = Array4::zeros(x.raw_dim());
+    Zip::from(out.outer_iter_mut())
+        .and(x.outer_iter())
+        .par_for_each(|mut o, xi| {
+            for (mut oc, xc) in o.outer_iter_mut().zip(xi.outer_iter()) {
+                let rows = pass(xc, k.view(), Axis(1));
+                oc.assign(&pass(rows.view(), k.view(), Axis(0)));
+            }
+        });
+    out
+}
+
 /// One 1-D same-size pass of `k` along `axis` of a plane, zero padding.
-fn pass(x: ArrayView2<f32>, k: ndarray::ArrayView1<f32>, axis: Axis) -> Array2<f32> {
+fn pass<T: Scalar>(x: ArrayView2<T>, k: ndarray::ArrayView1<T>, axis: Axis) -> Array2<T> {
     let (h, w) = x.dim();
     let r = (k.len() / 2) as isize;
     let mut y = Array2::zeros((h, w));
     for i in 0..h as isize {
         for j in 0..w as isize {
-            let mut acc = 0.0f32;
+            let mut acc = T::zero();
             for (a, &kv) in k.iter().enumerate() {
                 let (ii, jj) = if axis == Axis(1) {
                     (i, j + a as isize - r)
@@ -350,6 +465,84 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 100, "only {checked} pixels checked");
+    }
+
+    #[test]
+    fn study_kernels_are_exactly_symmetric_so_the_flip_changes_no_bit() {
+        // The points -3 + 6 i / (S - 1) are exact binary fractions mirrored about 0 for S = 3,
+        // 5, 7, so k reversed is k bit for bit, and the backward (the blur with the flipped
+        // kernel) is the blur itself, as before the flip was written out.
+        let x = random_array::<f32, Ix4>((2, 1, 28, 28), 11).mapv(|v| 0.5 + 0.5 * v);
+        let g = random_array::<f32, Ix4>((2, 1, 28, 28), 12);
+        for size in [3, 5, 7] {
+            let f = LowPassFilter::study(size, 0.2, 4).unwrap();
+            let k: Vec<u32> = f.kernel_1d().iter().map(|v| v.to_bits()).collect();
+            let mut reversed = k.clone();
+            reversed.reverse();
+            assert_eq!(k, reversed, "size {size}");
+            let (_, mask) = f.inject(x.view(), 3);
+            assert_eq!(
+                f.vjp(x.view(), 3, g.view()),
+                f.blur(g.view()) * mask.unwrap()
+            );
+        }
+    }
+
+    /// The transpose is the adjoint, `<blur(x), y> = <x, blur_transpose(y)>`, for an asymmetric
+    /// kernel (in f64: both sides are the same sum in different orders, equal to ~1e-15); and
+    /// the unflipped blur is not (by far more than rounding), so an unflipped backward is caught.
+    #[test]
+    fn blur_transpose_is_the_adjoint_for_an_asymmetric_kernel() {
+        let f = LowPassFilter::custom(ndarray::arr1(&[0.6, 0.3, 0.1]), 0.0, 1).unwrap();
+        assert_eq!(f.describe(), "lowpass:custom");
+        let x = random_array::<f64, Ix4>((2, 1, 28, 28), 13);
+        let y = random_array::<f64, Ix4>((2, 1, 28, 28), 14);
+        let left = (&f.blur(x.view()) * &y).sum();
+        let right = (&x * &f.blur_transpose(y.view())).sum();
+        assert!(
+            (left - right).abs() < 1e-12 * left.abs().max(1.0),
+            "{left} vs {right}"
+        );
+        let unflipped = (&x * &f.blur(y.view())).sum();
+        assert!(
+            (left - unflipped).abs() > 1e-2 * left.abs(),
+            "{left} vs {unflipped}"
+        );
+        // The naive 2-D loop with the 2-D kernel k k^T agrees with the separable passes.
+        let x32 = x.mapv(|v| v as f32);
+        crate::testutil::assert_close(
+            "custom blur",
+            f.blur(x32.view()).view().into_dyn(),
+            blur_naive(x32.view(), f.kernel().view()).view().into_dyn(),
+            1e-6,
+            1e-6,
+        );
+        assert!(LowPassFilter::custom(ndarray::arr1(&[0.5, 0.5]), 0.0, 1).is_err());
+    }
+
+    /// In f64 the filter computes the f32 filter's function: the same noise draw, the same
+    /// clipping mask, the blur within f32's rounding of it.
+    #[test]
+    fn the_f64_path_is_the_f32_filter_widened() {
+        let f = LowPassFilter::study(5, 0.3, 8).unwrap();
+        let x = random_array::<f32, Ix4>((2, 1, 28, 28), 15).mapv(|v| 0.5 + 0.5 * v);
+        let z = f.noise_draw(x.view(), 2).unwrap();
+        let (noisy32, mask32) = f.inject_with(x.view(), z.view());
+        assert_eq!(noisy32, f.inject(x.view(), 2).0);
+        let (noisy64, mask64) = f.inject_with(x.mapv(f64::from).view(), z.view());
+        assert_eq!(mask64.mapv(|m| m as f32), mask32);
+        let y64 = f.blur(noisy64.view());
+        crate::testutil::assert_close(
+            "f64 blur",
+            y64.view().into_dyn(),
+            f.apply(x.view(), 2).mapv(f64::from).view().into_dyn(),
+            1e-6,
+            1e-6,
+        );
+        assert!(LowPassFilter::study(5, 0.0, 8)
+            .unwrap()
+            .noise_draw(x.view(), 0)
+            .is_none());
     }
 
     #[test]

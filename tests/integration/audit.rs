@@ -681,3 +681,487 @@ fn trace_and_gradcheck_commands_work_and_refuse_bad_input() {
     let e = err(&["gradcheck", "--model", s(&model), "--images", "0"]);
     assert!(e.contains("--images"), "{e}");
 }
+
+// ---- committees and pipelines (issue 13's last point) ----
+
+use advmnist::audit::committee::{
+    committee_input_gradient, committee_tensor_names, gradcheck_committee,
+    numeric_member_logit_gradient, trace_committee,
+};
+use advmnist::audit::gradcheck::{numeric_input_gradient_through, NoFront};
+use advmnist::audit::pipeline::{gradcheck_pipeline, trace_pipeline, StagesAt};
+use advmnist::defences::lowpass::LowPassFilter;
+use advmnist::models::committee::member_logit_gradients_exact;
+use advmnist::models::pipeline::{AttackThrough, Pipeline, Stage};
+use advmnist::models::{Autoencoder, Committee};
+use std::sync::OnceLock;
+
+/// Two LeNets trained 30 iterations, seeds 1 and 2 (test errors 15.77% and 18.43%, measured
+/// with `advmnist train --iters 30 --seed 1|2`: unsure enough that their softmaxes, and so
+/// their weights in the committee, differ), and the first four test images.
+struct Quick {
+    members: Vec<LeNet<f32>>,
+    test: advmnist::data::Dataset,
+}
+
+fn quick() -> &'static Quick {
+    static Q: OnceLock<Quick> = OnceLock::new();
+    Q.get_or_init(|| {
+        let data = advmnist::data::load_mnist(&advmnist::data::default_data_dir()).unwrap();
+        let members = (1..=2)
+            .map(|seed| {
+                let cfg = advmnist::train::TrainConfig {
+                    iterations: 30,
+                    ..advmnist::train::TrainConfig::lenet(DropoutRates::NONE, seed)
+                };
+                advmnist::train::train(
+                    &cfg,
+                    &data,
+                    advmnist::train::TrainState::new(seed),
+                    &advmnist::train::TrainOptions::default(),
+                    |_| {},
+                )
+                .unwrap()
+                .net
+            })
+            .collect();
+        Quick {
+            members,
+            test: data.test.subset(0..4),
+        }
+    })
+}
+
+/// Test image `i` of [`quick`] in f64, and its label.
+fn quick_digit(i: usize) -> (Array4<f64>, [u8; 1]) {
+    let q = quick();
+    (image(&q.test.images, i).mapv(f64::from), [q.test.labels[i]])
+}
+
+fn quick_members_f64() -> Vec<LeNet<f64>> {
+    quick().members.iter().map(|m| m.cast()).collect()
+}
+
+/// A random autoencoder (training one until its reconstruction follows its input takes
+/// minutes): weights uniform in +-3 sqrt(6 / fan_in), biases 0. With
+/// `tests/integration/defences.rs`'s +-sqrt(6 / fan_in) each of the seven logistic layers
+/// shrinks the Jacobian (the logistic's slope is at most 1/4), so the reconstruction hardly
+/// depends on the pixels: measured through the default LeNet on test image 3, the largest input
+/// gradient was 8.7e-5 and the check's worst error 4.5e-5, F's own rounding (1e-15 / 2h = 5e-12)
+/// against gradients at the floor's scale (1e-3 x 8.7e-5), over the tolerance. Three times
+/// larger weights: largest gradient 0.13, worst error 1.8e-7, as with a trained autoencoder
+/// (the default one of `advmnist dae train`: 1.1e-7 on the same image).
+fn random_dae() -> Autoencoder<f32> {
+    let mut dae = Autoencoder::<f32>::zeros();
+    for (l, layer) in dae.layers.iter_mut().enumerate() {
+        let a = 3.0 * (6.0 / layer.weight.ncols() as f32).sqrt();
+        layer.weight = advmnist::testutil::random_array(layer.weight.raw_dim(), 50 + l as u64)
+            .mapv(|w: f32| a * w);
+    }
+    dae
+}
+
+fn report_text(r: &gradcheck::GradcheckReport) -> String {
+    gradcheck::format_report(r)
+}
+
+#[test]
+fn gradcheck_passes_on_a_committee_of_two_trained_members() {
+    let (x, y) = quick_digit(0);
+    let r = gradcheck_committee(&quick_members_f64(), x.view(), &y);
+    let text = report_text(&r);
+    assert!(r.pass(), "{text}");
+    let names: Vec<&str> = r.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["committee.d_member_logits", "committee.logits_vjp", "input"]
+    );
+    assert_eq!(r.tensors[0].smooth, 2 * 10);
+    let input = &r.tensors[2];
+    assert_eq!(input.smooth + input.kinks, 784);
+    assert!(input.kinks > 0 && input.smooth > 0, "{text}");
+    assert!(text.contains("committee of 2 members"), "{text}");
+}
+
+/// The committee's pieces on test image 1: members, the right logit gradients and input
+/// gradient, the numeric ones (computed once: they are the expensive part).
+struct CommitteeCase {
+    members: Vec<LeNet<f64>>,
+    x: Array4<f64>,
+    y: [u8; 1],
+    d: Vec<ndarray::Array2<f64>>,
+    numeric_d: Vec<f64>,
+    numeric: Array4<f64>,
+    kinks: Array4<bool>,
+}
+
+fn committee_case() -> &'static CommitteeCase {
+    static C: OnceLock<CommitteeCase> = OnceLock::new();
+    C.get_or_init(|| {
+        let members = quick_members_f64();
+        let (x, y) = quick_digit(1);
+        let logits: Vec<_> = members.iter().map(|m| m.logits(x.view())).collect();
+        let (_, d) = member_logit_gradients_exact(&logits, &y);
+        let numeric_d = numeric_member_logit_gradient(&logits, &y)
+            .iter()
+            .flat_map(|a| a.iter().copied().collect::<Vec<_>>())
+            .collect();
+        let nets: Vec<&LeNet<f64>> = members.iter().collect();
+        let views: Vec<_> = d.iter().map(|d| d.view()).collect();
+        let (numeric, kinks) = numeric_input_gradient_through(&NoFront, &nets, x.view(), &views);
+        CommitteeCase {
+            members,
+            x,
+            y,
+            d,
+            numeric_d,
+            numeric,
+            kinks,
+        }
+    })
+}
+
+/// A committee gradient with one member's weight wrong (member 1's `w_1 (p_1 - e_y)` doubled,
+/// as if its share of `pbar_y` were counted twice) FAILS, in the logit link and at the pixels;
+/// the right one passes against the same differences.
+#[test]
+fn gradcheck_fails_on_a_committee_gradient_with_a_wrong_member_weight() {
+    let c = committee_case();
+    let flat = |d: &[ndarray::Array2<f64>]| -> Vec<f64> {
+        d.iter().flat_map(|a| a.iter().copied()).collect()
+    };
+    let none = vec![false; c.numeric_d.len()];
+    let right = committee_input_gradient(&c.members, c.x.view(), &c.d);
+    assert!(compare("d", &flat(&c.d), &c.numeric_d, &none).pass);
+    assert!(check(&right, &c.numeric, &c.kinks).pass);
+    let mut wrong = c.d.clone();
+    wrong[0] *= 2.0;
+    assert!(!compare("d", &flat(&wrong), &c.numeric_d, &none).pass);
+    let wrong_input = committee_input_gradient(&c.members, c.x.view(), &wrong);
+    let result = check(&wrong_input, &c.numeric, &c.kinks);
+    assert!(!result.pass, "{result:?}");
+    // And with the members' weights swapped, as if each were the other's share.
+    let logits: Vec<_> = c.members.iter().map(|m| m.logits(c.x.view())).collect();
+    let w = advmnist::models::committee::member_weights(
+        &advmnist::models::committee::log_probs(&logits),
+        &c.y,
+    );
+    let mut swapped = c.d.clone();
+    swapped[0] *= w[1][0] / w[0][0];
+    swapped[1] *= w[0][0] / w[1][0];
+    assert!(
+        (w[0][0] - w[1][0]).abs() > 0.05,
+        "the members' weights {} and {} are too close for a swap to matter",
+        w[0][0],
+        w[1][0]
+    );
+    let swapped_input = committee_input_gradient(&c.members, c.x.view(), &swapped);
+    assert!(!check(&swapped_input, &c.numeric, &c.kinks).pass);
+}
+
+/// A committee of one is its member: its `committee.d_member_logits` and `input` checks are
+/// one LeNet's `d_logits` and `input` checks, number for number.
+#[test]
+fn gradcheck_of_a_committee_of_one_is_the_single_models() {
+    let f = fixture();
+    let net = fixture_net(&f);
+    let (x, labels) = fixture_images(&f);
+    let (xi, y) = (image(&x, 2), &labels[2..3]);
+    let single = gradcheck::gradcheck(&net, xi.view(), y, 1, 1);
+    let one = gradcheck_committee(std::slice::from_ref(&net), xi.view(), y);
+    assert!(one.pass(), "{}", report_text(&one));
+    let renamed = |t: &gradcheck::TensorCheck, name: &str| gradcheck::TensorCheck {
+        name: name.into(),
+        ..t.clone()
+    };
+    assert_eq!(renamed(&one.tensors[0], "d_logits"), single.tensors[0]);
+    assert_eq!(one.tensors[2], single.tensors[1]);
+    assert!(one.tensors[2].kinks > 0);
+    assert!(report_text(&one).contains("committee of 1 member,"));
+}
+
+#[test]
+fn gradcheck_passes_on_noisy_lowpass_and_lenet() {
+    let (x, y) = quick_digit(2);
+    let stages = vec![Stage::LowPass(LowPassFilter::study(5, 0.2, 1).unwrap())];
+    let r = gradcheck_pipeline(&stages, &quick().members[0].cast(), x.view(), &y);
+    let text = report_text(&r);
+    assert!(r.pass(), "{text}");
+    assert_eq!(r.tensors[1].smooth + r.tensors[1].kinks, 784);
+    // The blur leaves the far background at exactly 0: tied pooling windows, kinks.
+    assert!(r.tensors[1].kinks > 0, "{text}");
+    assert!(text.contains("lowpass:5,noise=0.2") && text.contains("held fixed"));
+}
+
+#[test]
+fn gradcheck_passes_on_an_autoencoder_and_lenet() {
+    let (x, y) = quick_digit(3);
+    let stages = vec![Stage::Autoencoder {
+        name: "random".into(),
+        net: Box::new(random_dae()),
+    }];
+    let r = gradcheck_pipeline(&stages, &quick().members[1].cast(), x.view(), &y);
+    let text = report_text(&r);
+    assert!(r.pass(), "{text}");
+    // The gradient reaches the pixels through the autoencoder: far from zero everywhere it
+    // matters (a check of zeros against zeros would pass anything).
+    let worst = r.tensors[1].worst_smooth.as_ref().unwrap();
+    assert!(worst.analytic != 0.0 || worst.numeric != 0.0, "{text}");
+    assert!(text.contains("dae:random"), "{text}");
+}
+
+/// An asymmetric filter kernel tells the correlation (the forward) from its transpose (the
+/// backward): the library's backward passes, and a backward that forgets to flip the kernel
+/// (the blur applied to the upstream gradient, right only for a symmetric kernel) FAILS.
+#[test]
+fn gradcheck_fails_on_a_lowpass_backward_with_an_unflipped_kernel() {
+    let f = LowPassFilter::custom(ndarray::arr1(&[0.55, 0.3, 0.15]), 0.0, 1).unwrap();
+    let stages = vec![Stage::LowPass(f.clone())];
+    let (x, y) = quick_digit(0);
+    let net = quick().members[0].cast::<f64>();
+    let at = StagesAt::<f64>::at(&stages, x.view());
+    let (d_logits, right) =
+        advmnist::audit::pipeline::pipeline_input_gradient(&at, &net, x.view(), &y);
+    let (numeric, kinks) =
+        numeric_input_gradient_through(&at, &[&net], x.view(), &[d_logits.view()]);
+    let good = check(&right, &numeric, &kinks);
+    assert!(good.pass, "{good:?}");
+    let (_, g) = net.input_gradient(at.forward(x.view()).output.view(), &y);
+    let unflipped = f.blur(g.view());
+    let bad = check(&unflipped, &numeric, &kinks);
+    assert!(!bad.pass, "{bad:?}");
+    assert!(bad.worst_smooth.unwrap().relative_error > 0.1);
+}
+
+/// The f32 traces end with the gradient the library's classifiers give, bit for bit: the
+/// committee's `backward.input` is `Committee::input_gradient`, the pipeline's `backward.pre1`
+/// the white-box `Pipeline::input_gradient` of draw 0 (one EOT draw).
+#[test]
+fn committee_and_pipeline_traces_end_with_the_classifiers_gradients() {
+    let q = quick();
+    let x = image(&q.test.images, 1);
+    let y = [q.test.labels[1]];
+    let t = trace_committee(&q.members, x.view(), y[0]);
+    let names: Vec<&str> = t.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, committee_tensor_names(2));
+    let committee = Committee::new(q.members.iter().map(|m| m as &dyn Classifier).collect());
+    let (loss, dx) = committee.input_gradient(x.view(), &y);
+    assert_eq!(t.get("backward.input").unwrap(), &dx.into_dyn());
+    assert_eq!(t.get("committee.loss").unwrap(), &loss.into_dyn());
+    // A committee of one: member1's backward is LeNet's own trace's, bit for bit.
+    let one = trace_committee(&q.members[..1], x.view(), y[0]);
+    let alone = trace(&q.members[0], x.view(), y[0]);
+    for name in ["backward.logits", "backward.input", "grad.conv1.weight"] {
+        assert_eq!(
+            one.get(&format!("member1.{name}")),
+            alone.get(name),
+            "{name}"
+        );
+    }
+    assert_eq!(one.get("backward.input"), alone.get("backward.input"));
+
+    let stages = vec![
+        Stage::LowPass(LowPassFilter::study(5, 0.2, 3).unwrap()),
+        Stage::Autoencoder {
+            name: "random".into(),
+            net: Box::new(random_dae()),
+        },
+    ];
+    let t = trace_pipeline(&stages, &q.members[0], x.view(), y[0]);
+    let mut pipeline = Pipeline::new(stages.clone(), &q.members[0], AttackThrough::Pipeline);
+    pipeline.eot_samples = 1;
+    let (_, dx) = pipeline.input_gradient(x.view(), &y);
+    assert_eq!(t.get("backward.pre1").unwrap(), &dx.into_dyn());
+    assert_eq!(
+        t.get("forward.input").unwrap(),
+        &pipeline.preprocess(x.view(), 0).into_dyn()
+    );
+    assert_eq!(t.get("pre1.noisy").unwrap().shape(), &[1, 1, 28, 28]);
+}
+
+/// Two model files of the [`quick`] members and a random autoencoder's file.
+fn quick_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use advmnist::models::file::{save_model, ModelMeta};
+    let meta = ModelMeta {
+        dropout: DropoutRates::NONE,
+        seed: 1,
+        iterations: 30,
+        data_sha256: "test".into(),
+        extra: Default::default(),
+    };
+    let paths = [
+        dir.join("m1.safetensors"),
+        dir.join("m2.safetensors"),
+        dir.join("dae.safetensors"),
+    ];
+    save_model(&paths[0], &quick().members[0], &meta).unwrap();
+    save_model(&paths[1], &quick().members[1], &meta).unwrap();
+    save_model(&paths[2], &random_dae(), &meta).unwrap();
+    let [a, b, c] = paths;
+    (a, b, c)
+}
+
+#[test]
+fn gradcheck_and_trace_commands_take_committees_and_pipelines_and_refuse_bad_input() {
+    let dir = TempDir::new().unwrap();
+    let (m1, m2, dae) = quick_files(dir.path());
+    let spec = format!("{},{}", s(&m1), s(&m2));
+
+    let out = ok(&["gradcheck", "--committee", &spec, "--images", "1"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches("PASS").count(), 4, "{text}");
+    assert!(text.contains("committee.d_member_logits"), "{text}");
+
+    let out = ok(&[
+        "gradcheck",
+        "--model",
+        s(&m1),
+        "--pre",
+        "lowpass:5",
+        "--images",
+        "1",
+        "--first",
+        "1",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches("PASS").count(), 3, "{text}");
+    assert!(text.contains("pipeline lowpass:5 + LeNet"), "{text}");
+
+    // trace: every member's and the committee's rows; the stages' in a file, with metadata.
+    let out = ok(&["trace", "--committee", &spec, "--image", "0"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("test image 0 (clean) through committee:"),
+        "{text}"
+    );
+    for name in committee_tensor_names(2) {
+        assert!(
+            text.contains(&format!("\n{name} ")),
+            "no row for {name}:\n{text}"
+        );
+    }
+    let file = dir.path().join("p.safetensors");
+    let dae_stage = format!("dae:{}", s(&dae));
+    ok(&[
+        "trace",
+        "--model",
+        s(&m1),
+        "--pre",
+        "lowpass:3,noise=0.1",
+        "--pre",
+        &dae_stage,
+        "--image",
+        "5",
+        "--noise",
+        "fgsm",
+        "--level",
+        "0.1",
+        "--out",
+        s(&file),
+    ]);
+    let bytes = std::fs::read(&file).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    for name in [
+        "image.clean",
+        "image.perturbed",
+        "pre.input",
+        "pre1.noise",
+        "pre1.noisy",
+        "pre1.output",
+        "pre2.output",
+        "forward.input",
+        "backward.input",
+        "backward.pre2",
+        "backward.pre1",
+    ] {
+        assert!(st.tensor(name).is_ok(), "{name} missing");
+    }
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    assert_eq!(meta["pre"], format!("lowpass:3,noise=0.1 + {dae_stage}"));
+
+    // Bad input, each named, each before any work.
+    let e = err(&["gradcheck", "--committee", &spec, "--model", s(&m1)]);
+    assert!(e.contains("--committee") && e.contains("--model"), "{e}");
+    let e = err(&["gradcheck", "--pre", "lowpass:5"]);
+    assert!(e.contains("--model"), "{e}");
+    let e = err(&["gradcheck", "--committee", &spec, "--pre", "lowpass:5"]);
+    assert!(e.contains("--pre goes with --model"), "{e}");
+    let e = err(&[
+        "trace",
+        "--committee",
+        &spec,
+        "--pre",
+        "lowpass:5",
+        "--image",
+        "0",
+    ]);
+    assert!(e.contains("--pre goes with --model"), "{e}");
+    let e = err(&["gradcheck", "--committee", &spec, "--params", "5"]);
+    assert!(e.contains("--params"), "{e}");
+    // An autoencoder's file where a LeNet is expected: as the model, as a member; and a LeNet
+    // where an autoencoder is expected.
+    let e = err(&["gradcheck", "--model", s(&dae)]);
+    assert!(
+        e.contains("dae.safetensors") && e.contains("denoising autoencoder"),
+        "{e}"
+    );
+    let e = err(&[
+        "gradcheck",
+        "--committee",
+        &format!("{},{}", s(&m1), s(&dae)),
+    ]);
+    assert!(
+        e.contains("dae.safetensors") && e.contains("denoising autoencoder"),
+        "{e}"
+    );
+    let e = err(&[
+        "trace",
+        "--model",
+        s(&dae),
+        "--pre",
+        "lowpass:5",
+        "--image",
+        "0",
+    ]);
+    assert!(
+        e.contains("dae.safetensors") && e.contains("denoising autoencoder"),
+        "{e}"
+    );
+    let e = err(&[
+        "gradcheck",
+        "--model",
+        s(&m1),
+        "--pre",
+        &format!("dae:{}", s(&m2)),
+    ]);
+    assert!(
+        e.contains("--pre dae:") && e.contains("m2.safetensors"),
+        "{e}"
+    );
+    let e = err(&["gradcheck", "--model", s(&m1), "--pre", "lowpass:4"]);
+    assert!(e.contains("--pre lowpass:4"), "{e}");
+    // The trace file may not overwrite a member or the autoencoder.
+    let e = err(&[
+        "trace",
+        "--committee",
+        &spec,
+        "--image",
+        "0",
+        "--out",
+        s(&m2),
+    ]);
+    assert!(e.contains("--out") && e.contains("m2.safetensors"), "{e}");
+    let e = err(&[
+        "trace",
+        "--model",
+        s(&m1),
+        "--pre",
+        &dae_stage,
+        "--image",
+        "0",
+        "--out",
+        s(&dae),
+    ]);
+    assert!(e.contains("--out") && e.contains("dae.safetensors"), "{e}");
+}
