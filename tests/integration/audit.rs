@@ -16,6 +16,7 @@
 //! A trace is of one image and its own loss, so the fixture's mean-loss gradients are the mean
 //! of the four traces' gradients.
 
+use crate::common::{err, ok, s};
 use advmnist::audit::gradcheck::{self, compare, numeric_input_gradient};
 use advmnist::audit::trace::{tensor_names, trace, Trace};
 use advmnist::audit::Perturbation;
@@ -29,7 +30,6 @@ use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output};
 use tempfile::TempDir;
 
 fn fixture() -> HashMap<String, ArrayD<f64>> {
@@ -442,37 +442,6 @@ fn perturbations_are_the_ones_sweep_makes() {
 }
 
 // ---- the commands ----
-
-fn advmnist(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_advmnist"))
-        .args(args)
-        .env_remove("RAYON_NUM_THREADS")
-        .output()
-        .expect("runs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = advmnist(args);
-    assert!(
-        out.status.success(),
-        "advmnist {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn err(args: &[&str]) -> String {
-    let out = advmnist(args);
-    assert!(
-        !out.status.success(),
-        "advmnist {args:?} should have failed"
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A briefly trained model (200 iterations: test error about 5%), made once per test run.
 fn trained_model(dir: &TempDir) -> std::path::PathBuf {
