@@ -404,7 +404,7 @@ mod tests {
         };
         let (_, grads) = net.loss_and_gradients(x.view(), 0.2, &mut rngs());
         // Spot-check entries of every tensor (the full check would need 2.8M forward passes).
-        for t in 0..16 {
+        for (t, name) in TENSOR_NAMES.iter().enumerate() {
             let count = grads.parameters()[t].data.len();
             for k in 0..4 {
                 let i = (k * 7919 + t * 31) % count;
@@ -430,8 +430,7 @@ mod tests {
                 assert!(
                     (analytic - numeric).abs()
                         <= crate::layers::gradcheck::TOL * (1.0 + numeric.abs()),
-                    "{} [{i}]: analytic {analytic}, numeric {numeric}",
-                    TENSOR_NAMES[t]
+                    "{name} [{i}]: analytic {analytic}, numeric {numeric}"
                 );
             }
         }

@@ -334,6 +334,9 @@ pub fn train(
     )
 }
 
+/// A test-error evaluation of a network, in percent, called during training.
+pub type Evaluator<'a, N> = &'a (dyn Fn(&N) -> f64 + Sync);
+
 /// Runs `recipe.iterations() - state.iteration` more iterations on `set`. `evaluate`, if given,
 /// is called every `options.eval_every` iterations and at the end (never with `eval_every` 0);
 /// `hook` may transform each batch before its gradient is taken.
@@ -342,7 +345,7 @@ pub fn run<R: Recipe>(
     set: TrainingSet<'_>,
     mut state: TrainState<R::Net>,
     options: &TrainOptions,
-    evaluate: Option<&(dyn Fn(&R::Net) -> f64 + Sync)>,
+    evaluate: Option<Evaluator<'_, R::Net>>,
     hook: &mut dyn BatchHook<R::Net>,
     mut observer: impl FnMut(Event),
 ) -> Result<TrainState<R::Net>, TrainError> {
