@@ -8,7 +8,7 @@
 //! computed in place: for a block of 4 output channels and 2 output rows, 8 rows of 24 sums
 //! are accumulated together (192 values: 12 AVX-512 registers) while the 6 input rows they
 //! need stream past once. With AVX2's sixteen 8-float registers, 192 sums spill, so that path
-//! takes blocks of 2 channels and 1 row (48 sums; measured in [`conv_image_avx2`]).
+//! takes blocks of 2 channels and 1 row (48 sums; measured in `conv_image_avx2`'s comment).
 //!
 //! Each output is `(sum over the 25 taps, in row-major tap order, of w * x) + b`, each product
 //! and sum rounded on its own (no fused multiply-add), the same on every code path below. The
