@@ -256,3 +256,46 @@ fn bad_flags_are_refused_with_the_flag_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--job nope"));
 }
+
+/// A damaged checkpoint in a job's folder (a disk filled mid-write by another tool, say) does
+/// not block the run: the job says it cannot resume, naming the file and the fault, starts
+/// afresh, and ends with the same model bytes as a job that never had a checkpoint.
+#[test]
+fn a_damaged_checkpoint_is_named_and_the_job_starts_afresh_to_the_same_bytes() {
+    let clean = tempfile::TempDir::new().unwrap();
+    let damaged = tempfile::TempDir::new().unwrap();
+    let job = |dir: &std::path::Path| {
+        ok(advmnist(&[
+            "reproduce",
+            "--out",
+            dir.to_str().unwrap(),
+            "--quick",
+            "--job",
+            "lenet-s1",
+        ])
+        .output()
+        .unwrap())
+    };
+    job(clean.path());
+    let ckpt = damaged.path().join("jobs/lenet-s1/train.ckpt");
+    std::fs::create_dir_all(ckpt.parent().unwrap()).unwrap();
+    std::fs::write(&ckpt, b"not a checkpoint").unwrap();
+    let out = job(damaged.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lenet-s1: cannot resume: ")
+            && stderr.contains(&ckpt.display().to_string())
+            && stderr.contains("starting the job afresh"),
+        "{stderr}"
+    );
+    assert!(
+        !ckpt.exists(),
+        "the checkpoint is gone once the job is done"
+    );
+    let model =
+        |dir: &std::path::Path| std::fs::read(dir.join("jobs/lenet-s1/model.safetensors")).unwrap();
+    assert!(
+        model(clean.path()) == model(damaged.path()),
+        "same model bytes"
+    );
+}

@@ -283,8 +283,12 @@ fn train_with_checkpoint<R: Recipe>(
     let ckpt = jd.join(CHECKPOINT);
     let (state, _) = match train::starting_state(recipe, &data.sha256, Some(&ckpt), true) {
         Ok(s) => s,
-        // A checkpoint of another recipe (the job's specification changed): start afresh.
-        Err(_) => {
+        // A checkpoint this job cannot continue from (another recipe after the job's
+        // specification changed, other data, a damaged file): the job's own folder holds
+        // nothing else of value, so it starts afresh, and says why rather than silently.
+        Err(e) => {
+            // (The error names the checkpoint file.)
+            eprintln!("{job}: cannot resume: {e}; starting the job afresh");
             let _ = std::fs::remove_file(&ckpt);
             train::starting_state(recipe, &data.sha256, Some(&ckpt), true)
                 .map_err(|e| fail(job, e))?
