@@ -408,7 +408,56 @@ fn run_sweep(
         progress(done as u64, total as u64)
     })
     .map_err(|e| fail(job, e))?;
-    let comparison = (rule == GradientRule::CaffeF32)
-        .then(|| compare_rules(model, test.images.view(), &test.labels));
+    let comparison = rule_comparison(&nets, spec.pre.is_empty(), rule, &test);
     Ok((result, comparison))
+}
+
+/// `gradients.json` of a `caffe-f32` sweep: the two rules compared on the bare model, never on
+/// the model the sweep attacks. `compare_rules` wraps what it is given in each rule itself, and
+/// a model already wrapped in `caffe-f32` answers both with Caffe's gradient (every sign the
+/// same: what the first full-scale run wrote, 0 differing pixels where `advmnist gradients`
+/// counts 249,035). The plan's `caffe-f32` sweeps are of one model without preprocessing; for
+/// anything else there is no comparison.
+fn rule_comparison(
+    nets: &[LeNet<f32>],
+    no_preprocessing: bool,
+    rule: GradientRule,
+    test: &crate::data::Dataset,
+) -> Option<RuleComparison> {
+    (rule == GradientRule::CaffeF32 && nets.len() == 1 && no_preprocessing)
+        .then(|| compare_rules(&nets[0], test.images.view(), &test.labels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::lenet::DropoutRates;
+    use crate::train::TrainConfig;
+
+    /// On a model whose logits saturate (fc2 scaled up, so `p_y` rounds to 1 in f32 for images
+    /// labelled with their top class), the sweep's comparison finds the sign differences that
+    /// `compare_rules` on the bare model finds, and there are some: it does not compare
+    /// Caffe's gradient with itself.
+    #[test]
+    fn the_comparison_is_of_the_bare_model_and_finds_differing_signs() {
+        let mut net = TrainConfig::lenet(DropoutRates::NONE, 3).initial_net();
+        net.fc2.weight.mapv_inplace(|w| w * 2000.0);
+        // Each image labelled with the model's own prediction: the top class is the label.
+        let images =
+            crate::testutil::random_array::<f32, ndarray::Ix4>((64, 1, 28, 28), 5).mapv(f32::abs);
+        let labels = net.predict(images.view());
+        let data = crate::data::Dataset { images, labels };
+        let got = rule_comparison(
+            std::slice::from_ref(&net),
+            true,
+            GradientRule::CaffeF32,
+            &data,
+        )
+        .expect("a caffe-f32 sweep of one model compares");
+        let want = compare_rules(&net, data.images.view(), &data.labels);
+        assert_eq!(got, want);
+        assert!(got.true_term_lost_caffe_f32 > 0, "{got:?}");
+        assert!(got.pixels_sign_differs > 0, "{got:?}");
+        assert!(rule_comparison(&[net], true, GradientRule::Exact, &data).is_none());
+    }
 }
