@@ -1,7 +1,8 @@
 //! Low-level kernels, each fast path beside the naive loop it is tested against:
 //! GEMM (`matrixmultiply`) and im2col/col2im for convolutions, and a direct convolution for
 //! conv1's shape (`direct`); `fresh` allocates outputs
-//! without a zero-filling pass of their own; `scratch` keeps each thread's working buffers.
+//! without a zero-filling pass of their own; `scratch` keeps each thread's working buffers;
+//! `transpose` turns a weight into the layout `matrixmultiply` packs fastest.
 
 pub mod direct;
 pub mod fresh;
@@ -10,3 +11,4 @@ pub mod im2col;
 pub mod logistic;
 pub mod parallel;
 pub mod scratch;
+pub mod transpose;

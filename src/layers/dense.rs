@@ -10,7 +10,7 @@ use crate::kernels::fresh::par_zeros;
 use crate::kernels::gemm::gemm;
 use crate::kernels::parallel::{min_pieces_per_job, piece_len};
 use crate::scalar::Scalar;
-use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, CowArray, Ix2};
 use rayon::prelude::*;
 
 /// The learnable parameters of a dense layer.
@@ -53,6 +53,27 @@ pub fn infer<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
         .with_min_len(min_pieces_per_job())
         // Y[:, o] (N, o) += X (N, I) x W[o, :]^T (I, o)
         .for_each(|(yc, wc)| gemm(T::one(), x, wc.t(), T::one(), yc));
+    y
+}
+
+/// [`infer`] from the weight already transposed, `wt = W^T (I, O)` in standard layout
+/// (`kernels::transpose`), as one product on the calling thread: for a chunk of a large batch
+/// that is one of many pieces run side by side. `matrixmultiply` packs a row-major right operand
+/// with contiguous copies, where `W^T` as a view of `W` is gathered element by element; the sums
+/// are the same, in the same order, so `y` has the same bits as [`infer`]'s.
+pub fn infer_transposed<T: Scalar>(
+    x: ArrayView2<T>,
+    wt: ArrayView2<T>,
+    bias: ArrayView1<T>,
+) -> Array2<T> {
+    let n = x.nrows();
+    let outputs = bias.len();
+    let mut y = bias
+        .broadcast((n, outputs))
+        .expect("bias broadcast")
+        .to_owned();
+    // Y (N, O) += X (N, I) x W^T (I, O)
+    gemm(T::one(), x, wt, T::one(), y.view_mut());
     y
 }
 
@@ -146,6 +167,22 @@ mod tests {
             1e-5,
             0.0,
         );
+    }
+
+    /// The transposed-weight path gives the very bits of the pieces' path, on shapes that cut
+    /// into several pieces (300 outputs) and that do not (7).
+    #[test]
+    fn transposed_weight_path_equals_the_pieces_bit_for_bit() {
+        for &(n, i, o) in &[(5, 13, 7), (37, 270, 300), (250, 784, 1000)] {
+            let p = DenseParams {
+                weight: random_array::<f32, Ix2>((o, i), 61),
+                bias: random_array::<f32, Ix1>(o, 62),
+            };
+            let x = random_array::<f32, Ix2>((n, i), 63);
+            let wt = crate::kernels::transpose::transpose(p.weight.view());
+            let fast = infer_transposed(x.view(), wt.view(), p.bias.view());
+            assert_eq!(fast, infer(x.view(), &p), "{n} x {i} -> {o}");
+        }
     }
 
     /// 37 images, 270 inputs, 300 outputs: the outputs are cut into four pieces of 75 (forward,

@@ -27,6 +27,12 @@ pub fn infer<T: Scalar, D: Dimension>(x: ArrayView<T, D>) -> Array<T, D> {
     y
 }
 
+/// The logistic of every element of `x`, in place, on the calling thread (for a chunk that is
+/// one of many pieces run side by side): the same values as [`infer`].
+pub fn infer_in_place<T: Scalar, D: Dimension>(x: &mut Array<T, D>) {
+    T::logistic_in_place(x.as_slice_memory_order_mut().expect("a contiguous array"));
+}
+
 /// Rows per parallel piece of [`infer`].
 pub const ROWS_PER_PIECE: usize = 16;
 

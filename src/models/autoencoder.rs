@@ -18,6 +18,7 @@
 //! of a large batch runs fixed chunks side by side. No piece depends on the thread count.
 
 use crate::kernels::parallel::serial;
+use crate::kernels::transpose::transpose;
 use crate::layers::dense::{self, DenseCache, DenseParams};
 use crate::layers::dropout::{self, DropoutCache};
 use crate::layers::sigmoid::{self, SigmoidCache};
@@ -57,8 +58,12 @@ const TENSOR_NAMES: [&str; 16] = [
 /// The code layer (encode4) is linear; the output layer's logistic is part of the loss.
 const CODE_LAYER: usize = 3;
 const OUTPUT_LAYER: usize = 7;
-/// Images per chunk when reconstructing a large batch (each chunk on one worker).
-pub const INFERENCE_CHUNK: usize = 100;
+/// Images per chunk when reconstructing a large batch (each chunk on one worker). Each chunk
+/// packs every weight once, so larger chunks pack less per image; 250 makes 4 equal chunks of
+/// the benchmark's 1,000 images (an even share for 1, 2 or 4 threads) and 40 of the test set.
+/// (Measured against other sizes in docs/performance.md.) The chunk size changes no value:
+/// each image's sums are the same.
+pub const INFERENCE_CHUNK: usize = 250;
 /// Caffe's gaussian filler in `mnist_autoencoder.prototxt`: std 1, `sparse: 15`.
 pub const SPARSE: f64 = 15.0;
 
@@ -188,34 +193,61 @@ impl<T: Scalar> Autoencoder<T> {
         })
     }
 
-    /// The reconstruction `sigmoid(logits)` of `x (N,784)` on the calling thread.
-    pub fn reconstruct_serial(&self, x: ArrayView2<T>) -> Array2<T> {
+    /// The reconstruction `sigmoid(logits)` of `x (N,784)` on the calling thread, from the
+    /// weights transposed by [`Self::transposed_weights`].
+    fn reconstruct_chunk(&self, x: ArrayView2<T>, wt: &[Array2<T>]) -> Array2<T> {
         serial(|| {
             let mut h = x.to_owned();
-            for (l, p) in self.layers.iter().enumerate() {
-                let z = dense::infer(h.view(), p);
-                h = if l == CODE_LAYER {
-                    z
-                } else {
-                    sigmoid::infer(z.view())
-                };
+            for (l, (p, wt)) in self.layers.iter().zip(wt).enumerate() {
+                h = dense::infer_transposed(h.view(), wt.view(), p.bias.view());
+                if l != CODE_LAYER {
+                    sigmoid::infer_in_place(&mut h);
+                }
             }
             h
         })
     }
 
-    /// The reconstruction of images `(N,1,28,28)`, chunks of [`INFERENCE_CHUNK`] side by side.
+    /// Every layer's `W^T (I, O)` in standard layout: the right operand `matrixmultiply` packs
+    /// by contiguous copies (`kernels::transpose`). Made once per reconstruction call and shared
+    /// by its chunks.
+    fn transposed_weights(&self) -> Vec<Array2<T>> {
+        self.layers
+            .par_iter()
+            .map(|p| transpose(p.weight.view()))
+            .collect()
+    }
+
+    /// The reconstruction of images `(N,1,28,28)`. Up to [`INFERENCE_CHUNK`] images go through
+    /// the layers as they are, each layer cutting its products into parallel pieces (for so few
+    /// images a transpose of the weights would cost about what it saves); more go in chunks of
+    /// [`INFERENCE_CHUNK`] side by side, each on one worker through the transposed weights. Both
+    /// give the bits of the training-time forward pass followed by the logistic
+    /// (`chunked_reconstruction_equals_one_pass`).
     pub fn reconstruct(&self, x: ArrayView4<T>) -> Array4<T> {
         let n = x.dim().0;
         let flat = flatten(x);
-        let mut out = Array2::zeros((n, 784));
-        out.axis_chunks_iter_mut(Axis(0), INFERENCE_CHUNK)
-            .into_par_iter()
-            .zip(
-                flat.axis_chunks_iter(Axis(0), INFERENCE_CHUNK)
-                    .into_par_iter(),
-            )
-            .for_each(|(mut o, xc)| o.assign(&self.reconstruct_serial(xc)));
+        let out = if n <= INFERENCE_CHUNK {
+            let mut h = flat;
+            for (l, p) in self.layers.iter().enumerate() {
+                h = dense::infer(h.view(), p);
+                if l != CODE_LAYER {
+                    h = sigmoid::infer(h.view());
+                }
+            }
+            h
+        } else {
+            let wt = self.transposed_weights();
+            let mut out = Array2::zeros((n, 784));
+            out.axis_chunks_iter_mut(Axis(0), INFERENCE_CHUNK)
+                .into_par_iter()
+                .zip(
+                    flat.axis_chunks_iter(Axis(0), INFERENCE_CHUNK)
+                        .into_par_iter(),
+                )
+                .for_each(|(mut o, xc)| o.assign(&self.reconstruct_chunk(xc, &wt)));
+            out
+        };
         out.into_shape_with_order((n, 1, 28, 28))
             .expect("784 pixels")
     }
@@ -456,14 +488,17 @@ mod tests {
     #[test]
     fn chunked_reconstruction_equals_one_pass() {
         let net = Autoencoder::<f32>::caffe_sparse_gaussian(&mut stream(2, Purpose::Init, 0));
-        let x = random_array::<f32, Ix4>((230, 1, 28, 28), 8).mapv(|v| v.abs());
+        // 530 images: two whole chunks and a short one through the transposed weights; the
+        // first 7 alone through the layers' pieces.
+        let x = random_array::<f32, Ix4>((530, 1, 28, 28), 8).mapv(|v| v.abs());
         let whole = net.reconstruct(x.view());
-        let flat = x.clone().into_shape_with_order((230, 784)).unwrap();
+        let flat = x.clone().into_shape_with_order((530, 784)).unwrap();
         let (z, _) = net.forward(flat.view(), None);
         let one = sigmoid::infer(z.view())
-            .into_shape_with_order((230, 1, 28, 28))
+            .into_shape_with_order((530, 1, 28, 28))
             .unwrap();
-        // The training-time forward and the inference path use the same layer functions.
         assert_eq!(whole, one);
+        let few = net.reconstruct(x.slice(ndarray::s![..7, .., .., ..]));
+        assert_eq!(few, one.slice(ndarray::s![..7, .., .., ..]));
     }
 }

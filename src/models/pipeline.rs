@@ -222,28 +222,37 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Chain `dL/d(stage output)` back through the stages, for draw `draw`; `inputs[k]` is stage
-    /// `k`'s input.
+    /// `k`'s input and `kept[k]` what its forward pass kept.
     fn back_through_stages(
         &self,
         inputs: &[Array4<f32>],
+        kept: &[Kept],
         draw: u64,
         mut g: Array4<f32>,
     ) -> Array4<f32> {
-        for (stage, input) in self.stages.iter().zip(inputs).rev() {
-            g = stage.vjp(input.view(), draw, g.view());
+        for ((stage, input), kept) in self.stages.iter().zip(inputs).zip(kept).rev() {
+            g = stage.vjp_kept(input.view(), draw, kept, g.view());
         }
         g
     }
 
-    fn stage_inputs(&self, x: ArrayView4<f32>, draw: u64) -> (Vec<Array4<f32>>, Array4<f32>) {
+    /// Every stage's input and what its forward pass keeps for the backward pass, and the last
+    /// stage's output.
+    fn stage_inputs(
+        &self,
+        x: ArrayView4<f32>,
+        draw: u64,
+    ) -> (Vec<Array4<f32>>, Vec<Kept>, Array4<f32>) {
         let mut inputs = Vec::with_capacity(self.stages.len());
+        let mut kept = Vec::with_capacity(self.stages.len());
         let mut h = x.to_owned();
         for stage in &self.stages {
-            let next = stage.apply(h.view(), draw);
+            let (next, k) = stage.apply_keeping(h.view(), draw);
             inputs.push(h);
+            kept.push(k);
             h = next;
         }
-        (inputs, h)
+        (inputs, kept, h)
     }
 
     /// The white-box loss and input gradient of one piece of the batch.
@@ -252,10 +261,10 @@ impl<'a> Pipeline<'a> {
         let mut loss = Array1::zeros(x.dim().0);
         let mut grad = Array4::zeros(x.raw_dim());
         for draw in 0..draws {
-            let (inputs, z) = self.stage_inputs(x, draw);
+            let (inputs, kept, z) = self.stage_inputs(x, draw);
             let (l, g) = self.classifier.input_gradient(z.view(), labels);
             loss += &l;
-            grad += &self.back_through_stages(&inputs, draw, g);
+            grad += &self.back_through_stages(&inputs, &kept, draw, g);
         }
         let k = draws as f32;
         (loss / k, grad / k)
@@ -293,9 +302,9 @@ impl Classifier for Pipeline<'_> {
                 let draws = self.draws();
                 let mut grad = Array4::zeros(x.raw_dim());
                 for draw in 0..draws {
-                    let (inputs, z) = self.stage_inputs(x, draw);
+                    let (inputs, kept, z) = self.stage_inputs(x, draw);
                     let g = self.classifier.logits_vjp(z.view(), d_logits);
-                    grad += &self.back_through_stages(&inputs, draw, g);
+                    grad += &self.back_through_stages(&inputs, &kept, draw, g);
                 }
                 grad / draws as f32
             }
