@@ -12,7 +12,8 @@
 //!
 //! ```text
 //! x  = clamp(x, -87.3, 88.7)       (so 2^n stays a normal float)
-//! n  = round(x / ln 2)              (by adding and subtracting 1.5 * 2^23: round to nearest)
+//! n  = round(x / ln 2)              (by adding and subtracting 1.5 * 2^23: round to nearest;
+//!                                    the integer read from the sum's bits)
 //! r  = x - n ln2_hi - n ln2_lo      (ln 2 split so n ln2_hi is exact)
 //! e^r ~ 1 + r + r^2 P(r)            (degree-5 P, |r| <= ln2 / 2)
 //! e^x = e^r * 2^n                   (2^n from its exponent bits)
@@ -36,7 +37,8 @@ fn exp_cephes(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -45,12 +47,49 @@ fn exp_cephes(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5; // Cephes prints 5.0000001E-1, which is 0.5 in f32
     let er = p * r * r + r + 1.0;
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n as an integer without a float-to-int conversion (which Rust saturates, and the compiler
+    // then leaves unvectorised, one lane at a time): t lies in [2^23, 2^24), where floats are
+    // consecutive integers, so its bits minus ROUND's are exactly n (|n| <= 128 after the clamp).
+    let n_int = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let two_n = f32::from_bits(((n_int + 127) as u32) << 23);
     er * two_n
 }
 
-/// The logistic of every element, in place (fast path).
+/// The logistic of every element, in place (fast path), on the widest vector path the CPU
+/// offers. Every path runs the same IEEE operations in the same order on each element (no
+/// fused multiply-add is formed: Rust does not contract `a * b + c`), so all give the same bits
+/// (`vector_paths_agree_bit_for_bit`); only how many elements go at once differs.
 pub fn logistic(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above; that is the only
+            // requirement `logistic_avx512` adds to `logistic_portable`.
+            return unsafe { logistic_avx512(v) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above, for AVX2.
+            return unsafe { logistic_avx2(v) };
+        }
+    }
+    logistic_portable(v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn logistic_avx512(v: &mut [f32]) {
+    logistic_portable(v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn logistic_avx2(v: &mut [f32]) {
+    logistic_portable(v)
+}
+
+/// The fast path for the baseline instruction set (4 lanes of SSE2), inlined into the wider ones.
+#[inline(always)]
+pub fn logistic_portable(v: &mut [f32]) {
     for x in v.iter_mut() {
         *x = 1.0 / (1.0 + exp_cephes(-*x));
     }
@@ -95,6 +134,26 @@ mod tests {
             assert!(err < 4e-7, "logistic({x}): fast {f}, naive {n}");
         }
         assert!(worst > 0.0, "the two paths are distinct computations");
+    }
+
+    #[test]
+    fn vector_paths_agree_bit_for_bit() {
+        // 1,003 values (not a multiple of any vector width), from -100 to 100 and beyond.
+        let xs: Vec<f32> = (0..1003)
+            .map(|i| (i as f32 - 501.0) * 0.2 + 0.013)
+            .collect();
+        let mut portable = xs.clone();
+        logistic_portable(&mut portable);
+        let mut dispatched = xs.clone();
+        logistic(&mut dispatched);
+        assert_eq!(dispatched, portable);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            let mut avx2 = xs.clone();
+            // SAFETY: AVX2 is present, checked just above.
+            unsafe { logistic_avx2(&mut avx2) };
+            assert_eq!(avx2, portable);
+        }
     }
 
     #[test]
