@@ -211,6 +211,7 @@ fn dae_workloads(
     use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
     use crate::models::Classifier;
     use crate::train::dae::DaeConfig;
+    use crate::train::Recipe;
     let cfg = DaeConfig::new(0);
     let mut dae = Autoencoder::<f32>::caffe_sparse_gaussian(&mut stream(0, Purpose::Init, 0));
     let mut velocity = Autoencoder::zeros();
@@ -218,9 +219,8 @@ fn dae_workloads(
         .map(|i| stream(0, Purpose::Dropout, i))
         .collect();
     measure(&WORKLOADS[3], &mut || {
-        let (_, grads) = dae.loss_and_gradients(x.view(), cfg.corruption, &mut rngs);
-        cfg.solver
-            .step(&mut dae, &grads, &mut velocity, cfg.lr.rate(0));
+        // The step `advmnist dae train` takes (its recipe's, fused with the update).
+        cfg.step(&mut dae, &mut velocity, x.view(), labels, &mut rngs, 0);
     });
     measure(&WORKLOADS[4], &mut || {
         std::hint::black_box(dae.reconstruct(xb.view()));

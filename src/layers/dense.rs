@@ -10,7 +10,9 @@ use crate::kernels::fresh::par_zeros;
 use crate::kernels::gemm::gemm;
 use crate::kernels::parallel::{min_pieces_per_job, piece_len};
 use crate::scalar::Scalar;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, CowArray, Ix2};
+use ndarray::{
+    Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, CowArray, Ix2,
+};
 use rayon::prelude::*;
 
 /// The learnable parameters of a dense layer.
@@ -114,6 +116,50 @@ pub fn backward_params<T: Scalar>(
         // dW[o, :] (o, I) += dY[:, o]^T (o, N) x X (N, I)
         .for_each(|(dw, dy)| gemm(T::one(), dy.t(), cache.input.view(), T::one(), dw));
     grads.bias += &d_out.sum_axis(Axis(0));
+}
+
+/// [`backward_params`] fused with a solver's update, for a training step that never holds the
+/// whole gradient in memory: each piece of `dW`'s rows is accumulated onto a fresh zeroed block
+/// (the same operations as [`backward_params`] into a zeroed gradient, so the same bits) and at
+/// once, while in cache, handed to `update_weight(W rows, dW rows, velocity rows)`; then
+/// `update_bias(b, db, velocity)`. The caller takes the input gradient first: it needs the old
+/// `W`.
+pub fn backward_params_then_update<T: Scalar>(
+    d_out: ArrayView2<T>,
+    cache: &DenseCache<T>,
+    params: &mut DenseParams<T>,
+    velocity: &mut DenseParams<T>,
+    update_weight: impl Fn(ArrayViewMut2<T>, ArrayView2<T>, ArrayViewMut2<T>) + Sync + Send,
+    update_bias: impl FnOnce(ArrayViewMut1<T>, ArrayView1<T>, ArrayViewMut1<T>),
+) {
+    let piece = piece_len(params.weight.nrows(), d_out.nrows() * params.weight.len());
+    params
+        .weight
+        .axis_chunks_iter_mut(Axis(0), piece)
+        .into_par_iter()
+        .zip(
+            velocity
+                .weight
+                .axis_chunks_iter_mut(Axis(0), piece)
+                .into_par_iter(),
+        )
+        .zip(d_out.axis_chunks_iter(Axis(1), piece).into_par_iter())
+        .with_min_len(min_pieces_per_job())
+        .for_each(|((w, v), dy)| {
+            let mut dw = Array2::zeros(w.raw_dim());
+            // dW[o, :] (o, I) += dY[:, o]^T (o, N) x X (N, I)
+            gemm(
+                T::one(),
+                dy.t(),
+                cache.input.view(),
+                T::one(),
+                dw.view_mut(),
+            );
+            update_weight(w, dw.view(), v);
+        });
+    let mut db = Array1::zeros(params.bias.len());
+    db += &d_out.sum_axis(Axis(0));
+    update_bias(params.bias.view_mut(), db.view(), velocity.bias.view_mut());
 }
 
 /// The input gradient `dX (N, I) = dY (N, O) x W (O, I)`, cut by the inputs into pieces

@@ -24,6 +24,7 @@ use crate::layers::dropout::{self, DropoutCache};
 use crate::layers::sigmoid::{self, SigmoidCache};
 use crate::layers::sigmoid_xent;
 use crate::models::params::{Network, Parameter, ParameterMut, Parameters};
+use crate::optim::nesterov::Nesterov;
 use crate::scalar::Scalar;
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Axis, Ix2};
 use ndarray_rand::rand_distr::{Bernoulli, StandardNormal};
@@ -289,6 +290,54 @@ impl<T: Scalar> Autoencoder<T> {
         (losses.sum() * scale, grads)
     }
 
+    /// [`Self::loss_and_gradients`] followed by `solver.step(self, &grads, velocity, lr)`, fused:
+    /// going down the layers, each layer's input gradient is taken with its old weights, then its
+    /// weight gradient is made piece by piece and applied at once (`dense::
+    /// backward_params_then_update`), so the gradient is never whole in memory and never zeroed
+    /// or read back from it. The same bits as the two calls (`fused_step_equals_gradients_then_
+    /// step`). Returns the loss; a non-finite loss leaves the weights and velocity untouched.
+    pub fn fused_nesterov_step(
+        &mut self,
+        x: ArrayView4<T>,
+        p: f64,
+        rngs: &mut [ChaCha8Rng],
+        solver: &Nesterov,
+        velocity: &mut Autoencoder<T>,
+        lr: f64,
+    ) -> T {
+        let n = x.dim().0;
+        let flat = flatten(x);
+        let scale = T::one() / T::of(n as f64);
+        let (z, cache) = self.forward(flat.view(), Some((p, rngs)));
+        let (losses, xent) = sigmoid_xent::forward(z.view(), flat.view());
+        let loss = losses.sum() * scale;
+        if !loss.is_finite() {
+            return loss;
+        }
+        let mut d = sigmoid_xent::backward(&xent, flat.view(), scale);
+        for l in (0..8).rev() {
+            if let Some(c) = &cache.sigmoid[l] {
+                d = sigmoid::backward(d.view(), c);
+            }
+            // Layer l's input gradient before its weights change; none for the first layer.
+            let d_input = (l > 0).then(|| dense::backward_input(d.view(), &self.layers[l]));
+            let weight = solver.decays(TENSOR_NAMES[2 * l]);
+            let bias = solver.decays(TENSOR_NAMES[2 * l + 1]);
+            dense::backward_params_then_update(
+                d.view(),
+                &cache.dense[l],
+                &mut self.layers[l],
+                &mut velocity.layers[l],
+                |w, g, v| solver.update(w, g, v, lr, weight),
+                |b, g, v| solver.update(b, g, v, lr, bias),
+            );
+            if let Some(di) = d_input {
+                d = di;
+            }
+        }
+        loss
+    }
+
     /// The vector-Jacobian product of the reconstruction at `x (N,1,28,28)`: given
     /// `d_out = dL/d(reconstruction)`, returns `dL/dx`. The reconstruction is `y = sigmoid(z)`,
     /// so `dL/dz = d_out * y (1 - y)`, then the chain back through the eight layers.
@@ -483,6 +532,32 @@ mod tests {
             );
             assert!(p.bias.iter().all(|&b| b == 0.0));
         }
+    }
+
+    /// Three steps with corruption, from a net that has moved off its sparse start, both ways:
+    /// the same weights and velocities, bit for bit.
+    #[test]
+    fn fused_step_equals_gradients_then_step() {
+        let solver = Nesterov::CAFFE_AUTOENCODER;
+        let mut a = Autoencoder::<f32>::caffe_sparse_gaussian(&mut stream(3, Purpose::Init, 0));
+        let mut va = Autoencoder::<f32>::zeros();
+        let (mut b, mut vb) = (a.clone(), va.clone());
+        for step in 0..3u64 {
+            let x = random_array::<f32, Ix4>((37, 1, 28, 28), 20 + step).mapv(|v| v.abs());
+            let rngs = |s: u64| -> Vec<ChaCha8Rng> {
+                (0..37).map(|i| stream(s, Purpose::Dropout, i)).collect()
+            };
+            let (loss_a, grads) = a.loss_and_gradients(x.view(), 0.2, &mut rngs(step));
+            solver.step(&mut a, &grads, &mut va, 0.01);
+            let loss_b =
+                b.fused_nesterov_step(x.view(), 0.2, &mut rngs(step), &solver, &mut vb, 0.01);
+            assert_eq!(loss_a, loss_b, "step {step}: loss");
+            assert!(
+                a == b && va == vb,
+                "step {step}: weights or velocities differ"
+            );
+        }
+        assert_ne!(va, Autoencoder::zeros(), "the steps moved something");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use crate::models::params::Parameters;
 use crate::scalar::Scalar;
-use ndarray::Zip;
+use ndarray::{ArrayView, ArrayViewMut, Dimension, Zip};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,9 +42,6 @@ impl Nesterov {
         velocity: &mut P,
         lr: f64,
     ) {
-        let m = T::of(self.momentum);
-        let one_plus_m = T::of(1.0 + self.momentum);
-        let rate = T::of(lr);
         for ((mut w, g), mut v) in params
             .parameters_mut()
             .into_iter()
@@ -52,17 +49,41 @@ impl Nesterov {
             .zip(velocity.parameters_mut())
         {
             assert_eq!(w.name, v.name);
-            let decayed = self.decay_biases || !w.name.ends_with(".bias");
-            let wd = T::of(if decayed { self.weight_decay } else { 0.0 });
-            Zip::from(&mut w.data)
-                .and(&g.data)
-                .and(&mut v.data)
-                .par_for_each(|w, &g, v| {
-                    let old = *v;
-                    *v = m * old + rate * (g + wd * *w);
-                    *w -= one_plus_m * *v - m * old;
-                });
+            let decayed = self.decays(w.name);
+            self.update(
+                w.data.view_mut(),
+                g.data.view(),
+                v.data.view_mut(),
+                lr,
+                decayed,
+            );
         }
+    }
+
+    /// Whether the tensor of this name is weight-decayed.
+    pub fn decays(&self, name: &str) -> bool {
+        self.decay_biases || !name.ends_with(".bias")
+    }
+
+    /// The update of one tensor, or of any part of one (element by element: a part updated on
+    /// its own gets the bits it gets in [`Self::step`]); `decayed` as [`Self::decays`] says.
+    pub fn update<T: Scalar, D: Dimension>(
+        &self,
+        w: ArrayViewMut<T, D>,
+        g: ArrayView<T, D>,
+        v: ArrayViewMut<T, D>,
+        lr: f64,
+        decayed: bool,
+    ) {
+        let m = T::of(self.momentum);
+        let one_plus_m = T::of(1.0 + self.momentum);
+        let rate = T::of(lr);
+        let wd = T::of(if decayed { self.weight_decay } else { 0.0 });
+        Zip::from(w).and(g).and(v).par_for_each(|w, &g, v| {
+            let old = *v;
+            *v = m * old + rate * (g + wd * *w);
+            *w -= one_plus_m * *v - m * old;
+        });
     }
 }
 

@@ -102,6 +102,21 @@ impl Recipe for DaeConfig {
         self.solver.step(net, grads, velocity, lr);
         lr
     }
+    /// Fused (`Autoencoder::fused_nesterov_step`): the same bits as the default, without the
+    /// whole gradient in memory.
+    fn step(
+        &self,
+        net: &mut Autoencoder<f32>,
+        velocity: &mut Autoencoder<f32>,
+        x: ArrayView4<f32>,
+        _labels: &[u8],
+        rngs: &mut [ChaCha8Rng],
+        t: u64,
+    ) -> (f32, Option<f64>) {
+        let lr = self.lr.rate(t);
+        let loss = net.fused_nesterov_step(x, self.corruption, rngs, &self.solver, velocity, lr);
+        (loss, loss.is_finite().then_some(lr))
+    }
     fn settings(&self) -> Vec<(&'static str, String)> {
         vec![
             ("--seed", self.seed.to_string()),

@@ -59,6 +59,25 @@ pub trait Recipe: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Sync 
     /// The settings a checkpoint must agree on to be resumed, as (flag or name, value): all but
     /// the iteration count, which may grow.
     fn settings(&self) -> Vec<(&'static str, String)>;
+    /// One training step after `t` earlier ones: the batch-mean loss and, unless it is not finite
+    /// (then nothing changes), the update; returns the loss and the learning rate used (`None`
+    /// when nothing was updated). By default [`Self::loss_and_gradients`] then [`Self::update`]; a
+    /// recipe may fuse the two where that gives the same bits.
+    fn step(
+        &self,
+        net: &mut Self::Net,
+        velocity: &mut Self::Net,
+        x: ArrayView4<f32>,
+        labels: &[u8],
+        rngs: &mut [ChaCha8Rng],
+        t: u64,
+    ) -> (f32, Option<f64>) {
+        let (loss, grads) = self.loss_and_gradients(net, x, labels, rngs);
+        if !loss.is_finite() {
+            return (loss, None);
+        }
+        (loss, Some(self.update(net, &grads, velocity, t)))
+    }
 }
 
 /// Everything that decides the result of a LeNet training run: Caffe's recipe.
@@ -370,16 +389,22 @@ pub fn run<R: Recipe>(
         let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64)
             .map(|j| stream(recipe.seed(), Purpose::Dropout, t * batch as u64 + j))
             .collect();
-        let (loss, grads) = recipe.loss_and_gradients(&state.net, x.view(), &labels, &mut rngs);
-        if !loss.is_finite() {
+        let (loss, lr) = recipe.step(
+            &mut state.net,
+            &mut state.velocity,
+            x.view(),
+            &labels,
+            &mut rngs,
+            t,
+        );
+        let Some(lr) = lr else {
             return Err(TrainError::Diverged {
                 iteration: t,
                 what: "the loss".into(),
                 value: loss,
                 last_checkpoint,
             });
-        }
-        let lr = recipe.update(&mut state.net, &grads, &mut state.velocity, t);
+        };
         state.iteration += 1;
         observer(Event::Iteration {
             iteration: state.iteration,
