@@ -279,15 +279,27 @@ impl<T: Scalar> Autoencoder<T> {
         p: f64,
         rngs: &mut [ChaCha8Rng],
     ) -> (T, Autoencoder<T>) {
+        let (loss, d_logits, cache) = self.training_loss(x, p, rngs);
+        let mut grads = Autoencoder::zeros();
+        self.backward(d_logits.view(), &cache, Some(&mut grads), false);
+        (loss, grads)
+    }
+
+    /// The training forward pass of [`Self::loss_and_gradients`]: the batch-mean loss, its
+    /// gradient with respect to the output logits `(N,784)`, and the caches.
+    fn training_loss(
+        &self,
+        x: ArrayView4<T>,
+        p: f64,
+        rngs: &mut [ChaCha8Rng],
+    ) -> (T, Array2<T>, AutoencoderCache<T>) {
         let n = x.dim().0;
         let flat = flatten(x);
         let scale = T::one() / T::of(n as f64);
         let (z, cache) = self.forward(flat.view(), Some((p, rngs)));
         let (losses, xent) = sigmoid_xent::forward(z.view(), flat.view());
         let d_logits = sigmoid_xent::backward(&xent, flat.view(), scale);
-        let mut grads = Autoencoder::zeros();
-        self.backward(d_logits.view(), &cache, Some(&mut grads), false);
-        (losses.sum() * scale, grads)
+        (losses.sum() * scale, d_logits, cache)
     }
 
     /// [`Self::loss_and_gradients`] followed by `solver.step(self, &grads, velocity, lr)`, fused:
@@ -305,16 +317,10 @@ impl<T: Scalar> Autoencoder<T> {
         velocity: &mut Autoencoder<T>,
         lr: f64,
     ) -> T {
-        let n = x.dim().0;
-        let flat = flatten(x);
-        let scale = T::one() / T::of(n as f64);
-        let (z, cache) = self.forward(flat.view(), Some((p, rngs)));
-        let (losses, xent) = sigmoid_xent::forward(z.view(), flat.view());
-        let loss = losses.sum() * scale;
+        let (loss, mut d, cache) = self.training_loss(x, p, rngs);
         if !loss.is_finite() {
             return loss;
         }
-        let mut d = sigmoid_xent::backward(&xent, flat.view(), scale);
         for l in (0..8).rev() {
             if let Some(c) = &cache.sigmoid[l] {
                 d = sigmoid::backward(d.view(), c);
