@@ -23,6 +23,7 @@
 //! docs/performance.md, "What was done").
 
 use crate::scalar::Scalar;
+use std::mem::MaybeUninit;
 
 /// Kernel size, input width and output width of the shape this kernel handles.
 pub const K: usize = 5;
@@ -46,8 +47,11 @@ pub fn applies(c: usize, h: usize, w: usize, o: usize, k: usize) -> bool {
 }
 
 /// `y (O, H-4, 24) = conv(x (H, 28), weight (O, 1, 5, 5)) + bias (O)` for one image, on the
-/// widest vector path the CPU offers. The shape must satisfy [`applies`].
-pub fn conv_image<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [T]) {
+/// widest vector path the CPU offers. The shape must satisfy [`applies`]. Every element of `y`
+/// is written (the blocks cover every channel and row, and each output is stored once, never
+/// read), so `y` may be uninitialised: a fresh output need not be zeroed first
+/// (`writes_every_output`).
+pub fn conv_image<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [MaybeUninit<T>]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
@@ -65,7 +69,7 @@ pub fn conv_image<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [T]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn conv_image_avx512<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [T]) {
+fn conv_image_avx512<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [MaybeUninit<T>]) {
     conv_image_portable(x, weight, bias, y)
 }
 
@@ -75,14 +79,14 @@ fn conv_image_avx512<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [T]) 
 /// 21.2 GFLOP/s, 4 x 1 30.2, 2 x 2 26.5, 1 x 2 30.9, 2 x 1 38.7.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn conv_image_avx2<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [T]) {
+fn conv_image_avx2<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [MaybeUninit<T>]) {
     conv_image_blocked::<T, 2, 1>(x, weight, bias, y)
 }
 
 /// The kernel itself, for the baseline instruction set (and inlined into the wider paths), in
 /// blocks of 4 channels x 2 rows.
 #[inline(always)]
-pub fn conv_image_portable<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [T]) {
+pub fn conv_image_portable<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [MaybeUninit<T>]) {
     conv_image_blocked::<T, CHANNELS_AT_ONCE, ROWS_AT_ONCE>(x, weight, bias, y)
 }
 
@@ -95,7 +99,7 @@ fn conv_image_blocked<T: Scalar, const CH: usize, const RO: usize>(
     x: &[T],
     weight: &[T],
     bias: &[T],
-    y: &mut [T],
+    y: &mut [MaybeUninit<T>],
 ) {
     let o = bias.len();
     let h = x.len() / WIDTH;
@@ -147,7 +151,7 @@ fn conv_image_blocked<T: Scalar, const CH: usize, const RO: usize>(
                 for (r, acc_qr) in acc_q.iter().enumerate() {
                     let out = &mut y[((o0 + q) * oh + i0 + r) * OUT_WIDTH..][..OUT_WIDTH];
                     for (d, &a) in out.iter_mut().zip(acc_qr) {
-                        *d = a + b;
+                        d.write(a + b);
                     }
                 }
             }
@@ -163,7 +167,7 @@ mod tests {
     use ndarray::{Ix1, Ix4};
 
     /// One image: `(x, weight, bias, y)`.
-    type ImageKernel<T> = fn(&[T], &[T], &[T], &mut [T]);
+    type ImageKernel<T> = fn(&[T], &[T], &[T], &mut [MaybeUninit<T>]);
 
     fn run<T: Scalar>(
         x: &ndarray::Array4<T>,
@@ -173,13 +177,17 @@ mod tests {
     ) -> ndarray::Array4<T> {
         let (n, _, h, _) = x.dim();
         let o = b.len();
-        let mut y = ndarray::Array4::zeros((n, o, h - 4, OUT_WIDTH));
+        // NaN everywhere first: an output the kernel failed to write would show.
+        let mut y = ndarray::Array4::from_elem((n, o, h - 4, OUT_WIDTH), T::of(f64::NAN));
         for (xi, mut yi) in x.outer_iter().zip(y.outer_iter_mut()) {
+            let yi = yi.as_slice_mut().unwrap();
+            // SAFETY: `MaybeUninit<T>` has `T`'s layout, and the kernel only writes values of T.
+            let yi = unsafe { &mut *(yi as *mut [T] as *mut [MaybeUninit<T>]) };
             f(
                 xi.as_slice().unwrap(),
                 w.as_slice().unwrap(),
                 b.as_slice().unwrap(),
-                yi.as_slice_mut().unwrap(),
+                yi,
             );
         }
         y
@@ -219,7 +227,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present, checked just above.
-            let avx2 = |x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]| unsafe {
+            let avx2 = |x: &[f32], w: &[f32], b: &[f32], y: &mut [MaybeUninit<f32>]| unsafe {
                 conv_image_avx2(x, w, b, y)
             };
             assert_eq!(run(&x, &w, &b, avx2), run(&x, &w, &b, conv_image_portable));
@@ -229,6 +237,15 @@ mod tests {
             run(&x, &w, &b, conv_image),
             run(&x, &w, &b, conv_image_portable)
         );
+    }
+
+    #[test]
+    fn writes_every_output() {
+        let x = random_array::<f32, Ix4>((2, 1, 28, 28), 14);
+        let w = random_array::<f32, Ix4>((20, 1, 5, 5), 15);
+        let b = random_array::<f32, Ix1>(20, 16);
+        let y = run(&x, &w, &b, conv_image);
+        assert!(y.iter().all(|v| !v.is_nan()), "an output left unwritten");
     }
 
     #[test]

@@ -41,6 +41,32 @@ where
     unsafe { a.assume_init() }
 }
 
+/// [`par_build`] without the zeroing, for a `fill` that writes every element of its piece (a
+/// kernel whose every output is stored, such as `kernels::direct::conv_image`).
+///
+/// # Safety
+/// `fill(index, piece)` must initialise every element of `piece` before it returns; the array
+/// is then taken as initialised.
+pub unsafe fn par_build_uninit<T, D>(
+    shape: impl ShapeBuilder<Dim = D>,
+    piece: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + Send,
+) -> Array<T, D>
+where
+    T: Copy + Send + Sync,
+    D: Dimension,
+{
+    let mut a = Array::<T, D>::uninit(shape);
+    a.as_slice_memory_order_mut()
+        .expect("a new array is contiguous")
+        .par_chunks_mut(piece.max(1))
+        .enumerate()
+        .with_min_len(min_pieces_per_job())
+        .for_each(|(i, chunk)| fill(i, chunk));
+    // SAFETY: the pieces cover the array, and the caller guarantees `fill` initialised each.
+    unsafe { a.assume_init() }
+}
+
 /// [`par_build`] for two arrays with the same number of pieces, filled together (an output and
 /// its side result, such as max-pooling's values and argmaxes): piece `i` of `a` has `piece_a`
 /// elements, piece `i` of `b` has `piece_b`.

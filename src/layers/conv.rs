@@ -11,7 +11,7 @@
 //! The naive direct loops in `kernels::im2col` are the reference this GEMM path is tested against.
 
 use crate::kernels::direct;
-use crate::kernels::fresh::{par_build, par_zeros};
+use crate::kernels::fresh::{par_build, par_build_uninit, par_zeros};
 use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
 use crate::kernels::parallel::{images_per_product, min_pieces_per_job, IMAGES_PER_SUM};
@@ -104,9 +104,13 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
             p.weight.as_slice().expect("standard layout"),
             p.bias.as_slice().expect("standard layout"),
         );
-        return par_build((n, o, oh, ow), o * positions, |i, out| {
-            direct::conv_image(&xs[i * h * w..][..h * w], weight, bias, out)
-        });
+        // SAFETY: `conv_image` writes every element of its image's output (`direct::
+        // writes_every_output`), and each piece is one image's output.
+        return unsafe {
+            par_build_uninit((n, o, oh, ow), o * positions, |i, out| {
+                direct::conv_image(&xs[i * h * w..][..h * w], weight, bias, out)
+            })
+        };
     }
     par_build((n, o, oh, ow), group * o * positions, |g, out| {
         let xg = x.slice(s![g * group..(g * group + group).min(n), .., .., ..]);
