@@ -421,6 +421,16 @@ impl Plan {
             .map(|(j, _)| j.as_str())
     }
 
+    /// Whether sweep `job` runs at Table 2's scale (`test_images` and `levels`), rather than at
+    /// the smaller scale of the checks beyond the study.
+    pub fn at_table_scale(&self, job: &str) -> bool {
+        matches!(
+            self.job(job).map(|j| &j.spec),
+            Some(JobSpec::Sweep(s))
+                if s.test_images == self.scale.test_images && s.levels == self.scale.levels
+        )
+    }
+
     /// The repetitions' base seeds.
     pub fn base_seeds(&self) -> Vec<u64> {
         (0..self.seeds as u64).map(|r| 1 + 100 * r).collect()
@@ -742,6 +752,24 @@ mod tests {
                     assert!(at < i, "{} needs {d}, planned later", job.name);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_checks_beyond_the_study_are_not_at_table_scale() {
+        for scale in [Scale::full(), Scale::quick()] {
+            let p = plan(&scale, 1);
+            // The white-box sweep of a model without preprocessing is a check beyond the study
+            // (on fewer images); through a preprocessing pipeline it is a Table 2 row.
+            let extra = p
+                .sweep_of("none", 1, "fgsm", AttackSetting::Whole, "exact", None)
+                .expect("white-box sweep of the plain LeNet");
+            assert!(!p.at_table_scale(extra), "{}: {extra}", scale.name);
+            let row = p
+                .sweep_of("dae", 1, "fgsm", AttackSetting::Whole, "exact", None)
+                .expect("white-box sweep through the DAE");
+            assert!(p.at_table_scale(row), "{}: {row}", scale.name);
+            assert!(!p.at_table_scale("lenet-s1"), "a training job is no sweep");
         }
     }
 

@@ -153,6 +153,12 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
     for m in &METHODS {
         for (i, (attack, gradient)) in settings.iter().enumerate() {
             if let Some(curves) = per_seed(plan, dir, m.key, "fgsm", *attack, gradient, None)? {
+                // A model without preprocessing has its white-box sweep among the checks beyond
+                // the study, on fewer images: it belongs to that table, not this one (for such a
+                // model the study's own-gradient row is already the white-box attack).
+                if !curves.iter().all(|(job, _)| plan.at_table_scale(job)) {
+                    continue;
+                }
                 let paper = (i == 0).then_some(m.paper);
                 table2.push(row(
                     m.key,
