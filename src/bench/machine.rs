@@ -173,7 +173,11 @@ fn caches(dir: &Path) -> Vec<Cache> {
 
 /// Files under `src/` whose kernels choose a path at run time (`is_x86_feature_detected!`),
 /// each described by [`kernel_paths`]. A test keeps this list complete.
-pub const RUN_TIME_DISPATCH: [&str; 2] = ["src/kernels/direct.rs", "src/layers/conv.rs"];
+pub const RUN_TIME_DISPATCH: [&str; 3] = [
+    "src/kernels/direct.rs",
+    "src/kernels/logistic.rs",
+    "src/layers/conv.rs",
+];
 
 /// The path each kernel that chooses at run time takes on this CPU, and `matrixmultiply`'s
 /// sgemm kernel. These mirror the conditions written at each `source`, which decide; they are
@@ -236,8 +240,8 @@ pub fn kernel_paths() -> Vec<KernelPath> {
         },
         KernelPath {
             kernel: "logistic units (autoencoder)".into(),
-            source: "src/kernels/logistic.rs (no run-time choice)".into(),
-            path: format!("{baseline}, vectorised by the compiler"),
+            source: "src/kernels/logistic.rs (logistic)".into(),
+            path: direct.into(),
         },
         KernelPath {
             kernel: "sgemm (matrixmultiply)".into(),
