@@ -6,7 +6,7 @@
 //! columns instead, so it is gathered element by element. For inference of many images through
 //! fixed weights (the autoencoder's reconstruction), transposing each weight once per call and
 //! multiplying by the row-major `W^T` is faster than packing the transposed view once per chunk
-//! (docs/performance.md, "The autoencoder's reconstruction"). A transpose moves values and
+//! (docs/performance.md, "The autoencoder's workloads on the AMD EPYC"). A transpose moves values and
 //! computes nothing, so every product gives the same bits either way.
 //!
 //! The naive twin (ndarray's `as_standard_layout` of the transposed view) writes the output

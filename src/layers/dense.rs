@@ -157,6 +157,7 @@ pub fn backward_params_then_update<T: Scalar>(
             );
             update_weight(w, dw.view(), v);
         });
+    // Onto zeros, as `backward_params` accumulates into a zeroed gradient: the same bits.
     let mut db = Array1::zeros(params.bias.len());
     db += &d_out.sum_axis(Axis(0));
     update_bias(params.bias.view_mut(), db.view(), velocity.bias.view_mut());

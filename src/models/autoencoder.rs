@@ -194,19 +194,21 @@ impl<T: Scalar> Autoencoder<T> {
         })
     }
 
-    /// The reconstruction `sigmoid(logits)` of `x (N,784)` on the calling thread, from the
-    /// weights transposed by [`Self::transposed_weights`].
-    fn reconstruct_chunk(&self, x: ArrayView2<T>, wt: &[Array2<T>]) -> Array2<T> {
-        serial(|| {
-            let mut h = x.to_owned();
-            for (l, (p, wt)) in self.layers.iter().zip(wt).enumerate() {
-                h = dense::infer_transposed(h.view(), wt.view(), p.bias.view());
-                if l != CODE_LAYER {
-                    sigmoid::infer_in_place(&mut h);
-                }
+    /// The reconstruction `sigmoid(logits)` of `x (N,784)`: through the weights as they are
+    /// (`wt` None; each layer cuts its product into parallel pieces), or through the weights
+    /// transposed by [`Self::transposed_weights`], one product per layer (for a chunk run on one
+    /// worker inside `serial`). The same bits either way.
+    fn reconstruct_rows(&self, mut h: Array2<T>, wt: Option<&[Array2<T>]>) -> Array2<T> {
+        for (l, p) in self.layers.iter().enumerate() {
+            h = match wt {
+                Some(wt) => dense::infer_transposed(h.view(), wt[l].view(), p.bias.view()),
+                None => dense::infer(h.view(), p),
+            };
+            if l != CODE_LAYER {
+                sigmoid::infer_in_place(&mut h);
             }
-            h
-        })
+        }
+        h
     }
 
     /// Every layer's `W^T (I, O)` in standard layout: the right operand `matrixmultiply` packs
@@ -229,14 +231,7 @@ impl<T: Scalar> Autoencoder<T> {
         let n = x.dim().0;
         let flat = flatten(x);
         let out = if n <= INFERENCE_CHUNK {
-            let mut h = flat;
-            for (l, p) in self.layers.iter().enumerate() {
-                h = dense::infer(h.view(), p);
-                if l != CODE_LAYER {
-                    h = sigmoid::infer(h.view());
-                }
-            }
-            h
+            self.reconstruct_rows(flat, None)
         } else {
             let wt = self.transposed_weights();
             let mut out = Array2::zeros((n, 784));
@@ -246,7 +241,9 @@ impl<T: Scalar> Autoencoder<T> {
                     flat.axis_chunks_iter(Axis(0), INFERENCE_CHUNK)
                         .into_par_iter(),
                 )
-                .for_each(|(mut o, xc)| o.assign(&self.reconstruct_chunk(xc, &wt)));
+                .for_each(|(mut o, xc)| {
+                    o.assign(&serial(|| self.reconstruct_rows(xc.to_owned(), Some(&wt))))
+                });
             out
         };
         out.into_shape_with_order((n, 1, 28, 28))
