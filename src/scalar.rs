@@ -4,6 +4,7 @@
 
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
+use std::mem::MaybeUninit;
 use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
 /// A floating-point element type with a GEMM kernel from `matrixmultiply`.
@@ -41,6 +42,17 @@ pub trait Scalar:
         }
     }
 
+    /// The slice as f32, if `Self` is f32: how a kernel written for f32 alone (`kernels::
+    /// conv_fma`) is reached from generic code. f64 gives `None` and takes the generic path.
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+
+    /// [`Scalar::as_f32`] for an output that is still to be written.
+    fn as_f32_uninit(_: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
+        None
+    }
+
     /// `C = alpha * A B + beta * C`, with `A` (m, k), `B` (k, n), `C` (m, n) given by pointers
     /// and element strides (row stride, column stride). When `beta` is zero, `C` is not read.
     ///
@@ -70,6 +82,12 @@ impl Scalar for f32 {
     const NAME: &'static str = "F32";
     fn logistic_in_place(v: &mut [f32]) {
         crate::kernels::logistic::logistic(v)
+    }
+    fn as_f32(v: &[f32]) -> Option<&[f32]> {
+        Some(v)
+    }
+    fn as_f32_uninit(v: &mut [MaybeUninit<f32>]) -> Option<&mut [MaybeUninit<f32>]> {
+        Some(v)
     }
     fn of(x: f64) -> Self {
         x as f32

@@ -173,7 +173,8 @@ fn caches(dir: &Path) -> Vec<Cache> {
 
 /// Files under `src/` whose kernels choose a path at run time (`is_x86_feature_detected!`),
 /// each described by [`kernel_paths`]. A test keeps this list complete.
-pub const RUN_TIME_DISPATCH: [&str; 3] = [
+pub const RUN_TIME_DISPATCH: [&str; 4] = [
+    "src/kernels/conv_fma.rs",
     "src/kernels/direct.rs",
     "src/kernels/logistic.rs",
     "src/layers/conv.rs",
@@ -232,6 +233,15 @@ pub fn kernel_paths() -> Vec<KernelPath> {
             kernel: "conv1 forward, direct convolution".into(),
             source: "src/kernels/direct.rs (conv_image)".into(),
             path: direct.into(),
+        },
+        KernelPath {
+            kernel: "conv2 forward, direct convolution with the GEMM's bits".into(),
+            source: "src/kernels/conv_fma.rs (available)".into(),
+            path: if has("avx2") && has("fma") {
+                "AVX2 + FMA".into()
+            } else {
+                "not taken: im2col + sgemm".into()
+            },
         },
         KernelPath {
             kernel: "conv1 weight gradient through pool1, window sums".into(),

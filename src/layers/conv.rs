@@ -10,12 +10,12 @@
 //!   `dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)`,    `dx = col2im(dcols)`.
 //! The naive direct loops in `kernels::im2col` are the reference this GEMM path is tested against.
 
-use crate::kernels::direct;
 use crate::kernels::fresh::{par_build, par_build_uninit, par_zeros};
 use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
 use crate::kernels::parallel::{images_per_product, min_pieces_per_job, IMAGES_PER_SUM};
 use crate::kernels::scratch::with_scratch;
+use crate::kernels::{conv_fma, direct};
 use crate::scalar::Scalar;
 use ndarray::{
     s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis,
@@ -81,21 +81,17 @@ pub fn forward<'a, T: Scalar>(
     )
 }
 
-/// The forward pass, in fixed groups of `G` images ([`images_per_product`]), in parallel. Per
-/// group `Y_g (O, G*P) = W (O, C*K*K) x cols_g (C*K*K, G*P) + b`. `matrixmultiply` packs `W`
-/// afresh for every call, so conv2 (P = 64) takes 4 images per product, then copies each
-/// image's columns to its NCHW place (`cargo bench -- forward/conv2`: -9% against one product
-/// per image); a convolution with P = 576 is wide enough alone and writes straight into NCHW
-/// (grouping it cost +10%). Each worker takes its `cols_g` and `Y_g` buffers from
-/// `kernels::scratch`; the output is not zero-filled first (`kernels::fresh`). LeNet's conv1
-/// (one input channel, 5x5, 28 columns) takes `kernels::direct` instead, image by image.
+/// The forward pass, on the fastest path that applies to the shape: LeNet's conv1 (one input
+/// channel, 5x5, 28 columns) takes `kernels::direct`, image by image; a convolution with
+/// output rows of 8 (LeNet's conv2), on a CPU with FMA, takes `kernels::conv_fma`, which gives
+/// [`infer_gemm`]'s bits without building `cols` or packing; every other shape takes
+/// [`infer_gemm`].
 pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
     let (n, c, h, w) = x.dim();
     let k = p.kernel();
     let o = p.weight.dim().0;
     let (oh, ow) = (out_size(h, k), out_size(w, k));
     let positions = oh * ow;
-    let group = images_per_product(positions);
     if direct::applies(c, h, w, o, k) {
         // conv1's shape: a direct convolution per image instead (`kernels::direct`).
         let x = x.as_standard_layout();
@@ -112,6 +108,48 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
             })
         };
     }
+    if conv_fma::applies(c, h, w, o, k) && conv_fma::available() {
+        let x = x.as_standard_layout();
+        let (xs, weight, bias) = (
+            T::as_f32(x.as_slice().expect("standard layout")),
+            T::as_f32(p.weight.as_slice().expect("standard layout")),
+            T::as_f32(p.bias.as_slice().expect("standard layout")),
+        );
+        if let (Some(xs), Some(weight), Some(bias)) = (xs, weight, bias) {
+            let shape = conv_fma::Shape { c, h, w, k };
+            // SAFETY: `conv_image` writes every element of its image's output (`conv_fma::
+            // writes_every_output`), and each piece is one image's output.
+            return unsafe {
+                par_build_uninit((n, o, oh, ow), o * positions, |i, out| {
+                    let out = T::as_f32_uninit(out).expect("T is f32: x was");
+                    conv_fma::conv_image(
+                        &xs[i * c * h * w..][..c * h * w],
+                        shape,
+                        weight,
+                        bias,
+                        out,
+                    )
+                })
+            };
+        }
+    }
+    infer_gemm(x, p)
+}
+
+/// The forward pass through im2col and GEMM, in fixed groups of `G` images ([`images_per_product`]), in parallel. Per
+/// group `Y_g (O, G*P) = W (O, C*K*K) x cols_g (C*K*K, G*P) + b`. `matrixmultiply` packs `W`
+/// afresh for every call, so conv2 (P = 64) takes 4 images per product, then copies each
+/// image's columns to its NCHW place (`cargo bench -- forward/conv2`: -9% against one product
+/// per image); a convolution with P = 576 is wide enough alone and writes straight into NCHW
+/// (grouping it cost +10%). Each worker takes its `cols_g` and `Y_g` buffers from
+/// `kernels::scratch`; the output is not zero-filled first (`kernels::fresh`).
+pub fn infer_gemm<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
+    let (n, c, h, w) = x.dim();
+    let k = p.kernel();
+    let o = p.weight.dim().0;
+    let (oh, ow) = (out_size(h, k), out_size(w, k));
+    let positions = oh * ow;
+    let group = images_per_product(positions);
     par_build((n, o, oh, ow), group * o * positions, |g, out| {
         let xg = x.slice(s![g * group..(g * group + group).min(n), .., .., ..]);
         let columns = xg.dim().0 * positions;
