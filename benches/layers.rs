@@ -35,6 +35,13 @@ fn layers(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("backward_input", name), |b| {
             b.iter(|| black_box(conv::backward_input(dy.view(), &cache, p)))
         });
+        // The im2col + GEMM path that `kernels::conv_fma` replaces for conv2 (same bits), to
+        // show what the direct kernel gains on this machine.
+        if name == "conv2" {
+            g.bench_function(BenchmarkId::new("forward_gemm", name), |b| {
+                b.iter(|| black_box(conv::infer_gemm(x.view(), p)))
+            });
+        }
     }
     for (name, shape) in [("pool1", (BATCH, 20, 24, 24)), ("pool2", (BATCH, 50, 8, 8))] {
         let x = random_array::<f32, Ix4>(shape, 3);

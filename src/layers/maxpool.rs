@@ -12,9 +12,10 @@
 //! Backward: `dx[window's argmax] += dy`, every other input of the window gets 0
 //! (docs/math.md, "Max-pooling").
 
-use crate::kernels::fresh::{par_build, par_build_pair};
+use crate::kernels::fresh::{par_build, par_build_pair, par_build_uninit};
 use crate::scalar::Scalar;
 use ndarray::{Array4, ArrayView4};
+use std::mem::MaybeUninit;
 
 /// What the forward pass keeps for the backward pass.
 #[derive(Clone, Debug)]
@@ -62,6 +63,50 @@ pub fn forward<T: Scalar>(x: ArrayView4<T>) -> (Array4<T>, MaxPoolCache) {
             input_hw: (h, w),
         },
     )
+}
+
+/// `y (N, C, H/2, W/2)` alone, for inference: [`forward`]'s values (the same comparisons in
+/// the same order, so the same bits, signed zeros included), without writing the argmax that
+/// only a backward pass reads.
+pub fn infer<T: Scalar>(x: ArrayView4<T>) -> Array4<T> {
+    let (n, c, h, w) = x.dim();
+    check_even(h, w);
+    let (oh, ow) = (h / 2, w / 2);
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let (plane_in, plane_out) = (h * w, oh * ow);
+    // SAFETY: `max_plane` writes every element of its plane, and the planes cover the piece.
+    unsafe {
+        par_build_uninit((n, c, oh, ow), c * plane_out, |i, ys| {
+            let xi = &xs[i * c * plane_in..][..c * plane_in];
+            for (yp, xp) in ys
+                .chunks_exact_mut(plane_out)
+                .zip(xi.chunks_exact(plane_in))
+            {
+                max_plane(xp, w, yp);
+            }
+        })
+    }
+}
+
+/// [`pool_plane`]'s values alone: the window's first maximum in row-major order, by the same
+/// strict `>`, written into every element of `y`.
+fn max_plane<T: Scalar>(x: &[T], w: usize, y: &mut [MaybeUninit<T>]) {
+    let ow = w / 2;
+    for (yr, rows) in y.chunks_exact_mut(ow).zip(x.chunks_exact(2 * w)) {
+        let (top, bottom) = rows.split_at(w);
+        for ((yv, t), b) in yr
+            .iter_mut()
+            .zip(top.chunks_exact(2))
+            .zip(bottom.chunks_exact(2))
+        {
+            let mut best = t[0];
+            for v in [t[1], b[0], b[1]] {
+                best = if v > best { v } else { best };
+            }
+            yv.write(best);
+        }
+    }
 }
 
 /// One channel of one image: `x` is `(H, W)` row-major, `y` and `argmax` are `(H/2, W/2)`.
@@ -210,6 +255,33 @@ mod tests {
         let dx = backward(dy.view(), &cache);
         let num = numeric_gradient(&x, &dy, |x| forward(x.view()).0);
         assert_gradient_matches("maxpool dx", &dx.into_dyn(), &num);
+    }
+
+    /// `infer` gives `forward`'s values bit for bit, on windows full of ties and signed zeros
+    /// (values drawn from {-1, -0, +0, 1}), where a different comparison would pick another
+    /// zero.
+    #[test]
+    fn infer_gives_the_forward_values_bit_for_bit() {
+        let x =
+            random_array::<f32, Ix4>((3, 4, 6, 8), 9).mapv(|v| match (v * 4.0).floor() as i32 {
+                -4 | -3 => -1.0f32,
+                -2 | -1 => -0.0,
+                0 | 1 => 0.0,
+                _ => 1.0,
+            });
+        let (y, _) = forward(x.view());
+        let yi = infer(x.view());
+        assert_eq!(y.dim(), yi.dim());
+        let differ = y
+            .iter()
+            .zip(yi.iter())
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differ, 0, "{differ} pooled values differ in bits");
+        assert!(
+            x.iter().any(|v| v.to_bits() == (-0.0f32).to_bits()),
+            "the test has -0.0s"
+        );
     }
 
     #[test]

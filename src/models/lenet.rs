@@ -516,8 +516,8 @@ impl<T: Scalar> LeNet<T> {
     pub fn logits_serial(&self, x: ArrayView4<T>) -> Array2<T> {
         serial(|| {
             let n = x.dim().0;
-            let h = maxpool::forward(conv::infer(x, &self.conv1).view()).0;
-            let h = maxpool::forward(conv::infer(h.view(), &self.conv2).view()).0;
+            let h = maxpool::infer(conv::infer(x, &self.conv1).view());
+            let h = maxpool::infer(conv::infer(h.view(), &self.conv2).view());
             let flat = h.into_shape_with_order((n, 800)).expect("contiguous");
             let h = relu::infer(dense::infer(flat.view(), &self.fc1).view());
             dense::infer(h.view(), &self.fc2)
