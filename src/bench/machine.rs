@@ -236,11 +236,13 @@ pub fn kernel_paths() -> Vec<KernelPath> {
         },
         KernelPath {
             kernel: "conv2 forward, direct convolution with the GEMM's bits".into(),
-            source: "src/kernels/conv_fma.rs (available)".into(),
-            path: if has("avx2") && has("fma") {
+            source: "src/kernels/conv_fma.rs (chosen)".into(),
+            path: if has("avx512f") {
+                "not taken on AVX-512: im2col + sgemm".into()
+            } else if has("avx2") && has("fma") {
                 "AVX2 + FMA".into()
             } else {
-                "not taken: im2col + sgemm".into()
+                "not taken without FMA: im2col + sgemm".into()
             },
         },
         KernelPath {

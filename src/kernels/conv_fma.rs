@@ -64,6 +64,22 @@ pub fn available() -> bool {
     }
 }
 
+/// Whether `conv::infer` takes this kernel: where it is [`available`], except on CPUs with
+/// AVX-512. There `matrixmultiply`'s kernel is 16 floats wide against this one's 8, and the
+/// kernel was measured only on an AVX2 machine (docs/performance.md); since both paths give the
+/// same bits, the choice is a matter of speed alone. The tests run the kernel wherever it is
+/// available, AVX-512 machines included.
+pub fn chosen() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        available() && !std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The shape of one image's convolution: `c` input channels of `h x w`, kernel `k`.
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {

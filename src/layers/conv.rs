@@ -83,7 +83,8 @@ pub fn forward<'a, T: Scalar>(
 
 /// The forward pass, on the fastest path that applies to the shape: LeNet's conv1 (one input
 /// channel, 5x5, 28 columns) takes `kernels::direct`, image by image; a convolution with
-/// output rows of 8 (LeNet's conv2), on a CPU with FMA, takes `kernels::conv_fma`, which gives
+/// output rows of 8 (LeNet's conv2), on a CPU with AVX2 + FMA and without AVX-512
+/// (`conv_fma::chosen`), takes `kernels::conv_fma`, which gives
 /// [`infer_gemm`]'s bits without building `cols` or packing; every other shape takes
 /// [`infer_gemm`].
 pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
@@ -108,7 +109,7 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
             })
         };
     }
-    if conv_fma::applies(c, h, w, o, k) && conv_fma::available() {
+    if conv_fma::applies(c, h, w, o, k) && conv_fma::chosen() {
         let x = x.as_standard_layout();
         let (xs, weight, bias) = (
             T::as_f32(x.as_slice().expect("standard layout")),
