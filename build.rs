@@ -1,5 +1,6 @@
 //! Records what `advmnist bench --report` says the binary was built from: the git commit
-//! (`ADVMNIST_GIT_COMMIT`, "unknown" outside a git checkout) and the compiler
+//! (`ADVMNIST_GIT_COMMIT`, with `-dirty` appended when tracked sources differ from it, and
+//! "unknown" outside a git checkout) and the compiler
 //! (`ADVMNIST_RUSTC_VERSION`, the output of `$RUSTC --version`, "unknown" if it fails).
 
 use std::process::Command;
@@ -15,8 +16,22 @@ fn output_of(program: &str, args: &[&str]) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Whether the files the binary is built from differ from the commit (tracked files only):
+/// the commit alone would then name code the binary does not contain.
+fn tree_is_dirty() -> bool {
+    let paths = ["src", "build.rs", "Cargo.toml", "Cargo.lock"];
+    let mut args = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+    args.extend(paths);
+    output_of("git", &args).is_some()
+}
+
 fn main() {
-    let commit = output_of("git", &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let commit = match output_of("git", &["rev-parse", "HEAD"]) {
+        // `-dirty`, as `git describe --dirty` marks it: built from uncommitted changes.
+        Some(head) if tree_is_dirty() => format!("{head}-dirty"),
+        Some(head) => head,
+        None => "unknown".into(),
+    };
     println!("cargo:rustc-env=ADVMNIST_GIT_COMMIT={commit}");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let version = output_of(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
@@ -48,7 +63,10 @@ fn main() {
     }
     if watched {
         // With any rerun-if-changed line, cargo stops rerunning on every source change: keep
-        // the script itself watched too.
-        println!("cargo:rerun-if-changed=build.rs");
+        // the script itself watched too, and the sources, so that an edit (or its undoing)
+        // updates the `-dirty` mark. A source change recompiles the crate anyway.
+        for path in ["build.rs", "src", "Cargo.toml", "Cargo.lock"] {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
 }
