@@ -61,3 +61,13 @@ pub fn assert_close<T: Scalar>(
         );
     }
 }
+
+/// How many elements of `got` and `want` differ in their bits (so +0.0 and -0.0 differ, and a
+/// NaN equals only the same NaN): for the kernels that promise another path's exact results.
+pub fn differing_bits<D: Dimension>(got: &Array<f32, D>, want: &Array<f32, D>) -> usize {
+    assert_eq!(got.shape(), want.shape(), "shapes differ");
+    got.iter()
+        .zip(want.iter())
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count()
+}

@@ -268,7 +268,7 @@ mod tests {
     use super::*;
     use crate::kernels::im2col::conv2d_naive;
     use crate::layers::conv::{self, ConvParams};
-    use crate::testutil::random_array;
+    use crate::testutil::{differing_bits, random_array};
     use ndarray::{Array1, Array4, Ix1, Ix4};
 
     /// LeNet's conv2 (inner dimension 500: two KC blocks), one of a single block (C*K*K = 75),
@@ -350,11 +350,7 @@ mod tests {
             let (w, b) = params(c, k, o, seed);
             let fast = run(&x, &w, &b, fast);
             let reference = run(&x, &w, &b, conv_image_reference);
-            let differ = fast
-                .iter()
-                .zip(reference.iter())
-                .filter(|(a, e)| a.to_bits() != e.to_bits())
-                .count();
+            let differ = differing_bits(&fast, &reference);
             assert_eq!(differ, 0, "{c}x{h}, k={k}: {differ} outputs differ in bits");
         }
     }
@@ -378,11 +374,7 @@ mod tests {
                 },
             );
             let reference = run(&x, &w, &b, conv_image_reference);
-            let differ = gemm
-                .iter()
-                .zip(reference.iter())
-                .filter(|(a, e)| a.to_bits() != e.to_bits())
-                .count();
+            let differ = differing_bits(&gemm, &reference);
             assert_eq!(differ, 0, "{c}x{h}, k={k}: {differ} outputs differ in bits");
         }
     }

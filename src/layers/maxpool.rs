@@ -233,7 +233,7 @@ pub fn forward_naive<T: Scalar>(
 mod tests {
     use super::*;
     use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
-    use crate::testutil::random_array;
+    use crate::testutil::{differing_bits, random_array};
     use ndarray::Ix4;
 
     #[test]
@@ -271,12 +271,7 @@ mod tests {
             });
         let (y, _) = forward(x.view());
         let yi = infer(x.view());
-        assert_eq!(y.dim(), yi.dim());
-        let differ = y
-            .iter()
-            .zip(yi.iter())
-            .filter(|(a, b)| a.to_bits() != b.to_bits())
-            .count();
+        let differ = differing_bits(&y, &yi);
         assert_eq!(differ, 0, "{differ} pooled values differ in bits");
         assert!(
             x.iter().any(|v| v.to_bits() == (-0.0f32).to_bits()),
