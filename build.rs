@@ -20,7 +20,14 @@ fn output_of(program: &str, args: &[&str]) -> Option<String> {
 /// the commit alone would then name code the binary does not contain.
 fn tree_is_dirty() -> bool {
     let paths = ["src", "build.rs", "Cargo.toml", "Cargo.lock"];
-    let mut args = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+    // `--no-optional-locks`: a build must not take the index lock from a concurrent commit.
+    let mut args = vec![
+        "--no-optional-locks",
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+    ];
     args.extend(paths);
     output_of("git", &args).is_some()
 }

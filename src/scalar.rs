@@ -2,6 +2,7 @@
 //! finite-difference gradient checks (whose truncation and rounding errors would swamp an f32
 //! comparison; see `layers::gradcheck`).
 
+use std::any::TypeId;
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::mem::MaybeUninit;
@@ -42,17 +43,6 @@ pub trait Scalar:
         }
     }
 
-    /// The slice as f32, if `Self` is f32: how a kernel written for f32 alone (`kernels::
-    /// conv_fma`) is reached from generic code. f64 gives `None` and takes the generic path.
-    fn as_f32(_: &[Self]) -> Option<&[f32]> {
-        None
-    }
-
-    /// [`Scalar::as_f32`] for an output that is still to be written.
-    fn as_f32_uninit(_: &mut [MaybeUninit<Self>]) -> Option<&mut [MaybeUninit<f32>]> {
-        None
-    }
-
     /// `C = alpha * A B + beta * C`, with `A` (m, k), `B` (k, n), `C` (m, n) given by pointers
     /// and element strides (row stride, column stride). When `beta` is zero, `C` is not read.
     ///
@@ -82,12 +72,6 @@ impl Scalar for f32 {
     const NAME: &'static str = "F32";
     fn logistic_in_place(v: &mut [f32]) {
         crate::kernels::logistic::logistic(v)
-    }
-    fn as_f32(v: &[f32]) -> Option<&[f32]> {
-        Some(v)
-    }
-    fn as_f32_uninit(v: &mut [MaybeUninit<f32>]) -> Option<&mut [MaybeUninit<f32>]> {
-        Some(v)
     }
     fn of(x: f64) -> Self {
         x as f32
@@ -141,4 +125,21 @@ impl Scalar for f64 {
     ) {
         matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
+}
+
+/// The slice as f32 if `T` is f32, else `None`: how a kernel written for f32 alone
+/// (`kernels::conv_fma`) is reached from generic code (f64 takes the generic path). Decided
+/// by the type's identity, not by a trait method an implementation could get wrong.
+pub fn as_f32<T: Scalar>(v: &[T]) -> Option<&[f32]> {
+    // SAFETY: when T is f32 the slice already is a `[f32]` of that length.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) })
+}
+
+/// [`as_f32`] for an output that is still to be written.
+pub fn as_f32_uninit<T: Scalar>(v: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeUninit<f32>]> {
+    // SAFETY: when T is f32 the slice already is a `[MaybeUninit<f32>]` of that length.
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe {
+        std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut MaybeUninit<f32>, v.len())
+    })
 }

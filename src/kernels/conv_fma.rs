@@ -17,10 +17,19 @@
 //! `kernel_target_avx512`, and `gemm.rs`'s `gemm_loop`, whose loop 4 splits the inner dimension
 //! by `KC`). The convolution's GEMM path starts `c` at the bias. This kernel does exactly
 //! that, with the inner dimension in im2col's row order `(c, ki, kj)`: `bias + chain(0..256)`,
-//! then `+ chain(256..500)`. So where `matrixmultiply` takes an FMA kernel (every x86-64 CPU
-//! with FMA) the two paths agree bit for bit (`agrees_with_the_gemm_path_bit_for_bit`), and a
-//! model trained through either is the same model. Without FMA, `matrixmultiply` rounds each
-//! product separately and [`available`] is false: the GEMM path is kept.
+//! then `+ chain(256..500)`. So where `matrixmultiply` takes an FMA kernel (x86-64 CPUs with
+//! AVX2 and FMA, or AVX-512) the two paths agree bit for bit
+//! (`agrees_with_the_gemm_path_bit_for_bit`), and a model trained through either is the same
+//! model. Without both, `matrixmultiply` rounds each product separately and [`available`] is
+//! false: the GEMM path is kept.
+//!
+//! One exception, unreachable with real weights: `matrixmultiply`'s AVX2 edge tiles (conv2's
+//! output channels 48 and 49) store `ab + 0.0` before adding it to `c`, so where the bias is
+//! -0.0 *and* a whole block's chain rounds to -0.0 (a chain from +0.0 does so only when its
+//! exact sum is negative and below 2^-150 in magnitude) the GEMM gives +0.0 and this kernel
+//! -0.0. `KC` is `matrixmultiply`'s default; it can be
+//! changed only through its `constconf` feature, which nothing here enables, and `Cargo.lock`
+//! pins its version: the bit-for-bit test would catch either change on an AVX2 + FMA machine.
 
 use std::mem::MaybeUninit;
 

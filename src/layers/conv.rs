@@ -16,7 +16,7 @@ use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
 use crate::kernels::parallel::{images_per_product, min_pieces_per_job, IMAGES_PER_SUM};
 use crate::kernels::scratch::with_scratch;
 use crate::kernels::{conv_fma, direct};
-use crate::scalar::Scalar;
+use crate::scalar::{as_f32, as_f32_uninit, Scalar};
 use ndarray::{
     s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis,
     CowArray, Ix4,
@@ -112,9 +112,9 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
     if conv_fma::applies(c, h, w, o, k) && conv_fma::chosen() {
         let x = x.as_standard_layout();
         let (xs, weight, bias) = (
-            T::as_f32(x.as_slice().expect("standard layout")),
-            T::as_f32(p.weight.as_slice().expect("standard layout")),
-            T::as_f32(p.bias.as_slice().expect("standard layout")),
+            as_f32(x.as_slice().expect("standard layout")),
+            as_f32(p.weight.as_slice().expect("standard layout")),
+            as_f32(p.bias.as_slice().expect("standard layout")),
         );
         if let (Some(xs), Some(weight), Some(bias)) = (xs, weight, bias) {
             let shape = conv_fma::Shape { c, h, w, k };
@@ -122,7 +122,7 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
             // writes_every_output`), and each piece is one image's output.
             return unsafe {
                 par_build_uninit((n, o, oh, ow), o * positions, |i, out| {
-                    let out = T::as_f32_uninit(out).expect("T is f32: x was");
+                    let out = as_f32_uninit(out).expect("T is f32: x was");
                     conv_fma::conv_image(
                         &xs[i * c * h * w..][..c * h * w],
                         shape,
