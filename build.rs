@@ -54,12 +54,16 @@ fn main() {
         let mut paths = vec![format!("{git_dir}/HEAD")];
         if let Some(branch) = output_of("git", &["symbolic-ref", "-q", "HEAD"]) {
             let loose = format!("{common}/{branch}");
-            // A branch whose ref was packed lives in packed-refs until its next commit.
-            paths.push(if std::path::Path::new(&loose).exists() {
-                loose
+            if std::path::Path::new(&loose).exists() {
+                paths.push(loose);
             } else {
-                format!("{common}/packed-refs")
-            });
+                // A branch whose ref was packed lives in packed-refs until its next commit,
+                // which writes the loose ref: watch the folder it will appear in as well.
+                paths.push(format!("{common}/packed-refs"));
+                if let Some(folder) = std::path::Path::new(&loose).parent() {
+                    paths.push(folder.to_string_lossy().into_owned());
+                }
+            }
         }
         for path in paths {
             if std::path::Path::new(&path).exists() {
