@@ -181,8 +181,9 @@ pub const RUN_TIME_DISPATCH: [&str; 4] = [
 ];
 
 /// The path each kernel that chooses at run time takes on this CPU, and `matrixmultiply`'s
-/// sgemm kernel. These mirror the conditions written at each `source`, which decide; they are
-/// repeated here so that reporting them changes no kernel.
+/// sgemm kernel. Where a kernel's choice is a function of its own (`conv_fma::chosen`), it is
+/// asked; the others mirror the conditions written at each `source`, which decide, repeated
+/// here so that reporting them changes no kernel.
 pub fn kernel_paths() -> Vec<KernelPath> {
     let has = |feature: &str| -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -237,12 +238,13 @@ pub fn kernel_paths() -> Vec<KernelPath> {
         KernelPath {
             kernel: "conv2 forward, direct convolution with the GEMM's bits".into(),
             source: "src/kernels/conv_fma.rs (chosen)".into(),
-            path: if has("avx512f") {
-                "not taken on AVX-512: im2col + sgemm".into()
-            } else if has("avx2") && has("fma") {
+            // Asked of the kernel's own tests of the CPU, rather than mirrored here.
+            path: if crate::kernels::conv_fma::chosen() {
                 "AVX2 + FMA".into()
+            } else if crate::kernels::conv_fma::available() {
+                "not taken on AVX-512: im2col + sgemm".into()
             } else {
-                "not taken without FMA: im2col + sgemm".into()
+                "not taken without AVX2 + FMA: im2col + sgemm".into()
             },
         },
         KernelPath {

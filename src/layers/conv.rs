@@ -137,8 +137,9 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
     infer_gemm(x, p)
 }
 
-/// The forward pass through im2col and GEMM, in fixed groups of `G` images ([`images_per_product`]), in parallel. Per
-/// group `Y_g (O, G*P) = W (O, C*K*K) x cols_g (C*K*K, G*P) + b`. `matrixmultiply` packs `W`
+/// The forward pass through im2col and GEMM, in fixed groups of `G` images
+/// ([`images_per_product`]), in parallel. Per group `Y_g (O, G*P) = W (O, C*K*K) x cols_g
+/// (C*K*K, G*P) + b`. `matrixmultiply` packs `W`
 /// afresh for every call, so conv2 (P = 64) takes 4 images per product, then copies each
 /// image's columns to its NCHW place (`cargo bench -- forward/conv2`: -9% against one product
 /// per image); a convolution with P = 576 is wide enough alone and writes straight into NCHW

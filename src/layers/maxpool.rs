@@ -89,8 +89,8 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>) -> Array4<T> {
     }
 }
 
-/// [`pool_plane`]'s values alone: the window's first maximum in row-major order, by the same
-/// strict `>`, written into every element of `y`.
+/// [`pool_plane`]'s values alone, by the same [`window_max`], written into every element of
+/// `y` (the unused argmax is left to the compiler to drop).
 fn max_plane<T: Scalar>(x: &[T], w: usize, y: &mut [MaybeUninit<T>]) {
     let ow = w / 2;
     for (yr, rows) in y.chunks_exact_mut(ow).zip(x.chunks_exact(2 * w)) {
@@ -100,22 +100,29 @@ fn max_plane<T: Scalar>(x: &[T], w: usize, y: &mut [MaybeUninit<T>]) {
             .zip(top.chunks_exact(2))
             .zip(bottom.chunks_exact(2))
         {
-            let mut best = t[0];
-            for v in [t[1], b[0], b[1]] {
-                best = if v > best { v } else { best };
-            }
-            yv.write(best);
+            yv.write(window_max(t, b).0);
         }
     }
 }
 
-/// One channel of one image: `x` is `(H, W)` row-major, `y` and `argmax` are `(H/2, W/2)`.
-///
-/// Written as selects rather than branches: the four candidates are compared in row-major
-/// order and each comparison picks a value (`if wins { v } else { best }`), because which
-/// candidate wins is data-dependent and unpredictable; the earlier `if v > best { .. }` form,
-/// with its mispredicted branches, was about twice as slow (`cargo bench -- pool`; figures in
+/// One 2x2 window, top row `t` and bottom row `b`: its maximum and the maximum's position
+/// (0..4, row-major). The candidates are compared in row-major order and a strict `>` keeps
+/// the first maximum (the tie rule). Written as selects rather than branches: which candidate
+/// wins is data-dependent and unpredictable, and the earlier `if v > best { .. }` form, with its
+/// mispredicted branches, was about twice as slow (`cargo bench -- pool`; figures in
 /// docs/performance.md).
+#[inline(always)]
+fn window_max<T: Scalar>(t: &[T], b: &[T]) -> (T, u8) {
+    let (mut best, mut at) = (t[0], 0u8);
+    for (q, v) in [(1u8, t[1]), (2, b[0]), (3, b[1])] {
+        let wins = v > best;
+        best = if wins { v } else { best };
+        at = if wins { q } else { at };
+    }
+    (best, at)
+}
+
+/// One channel of one image: `x` is `(H, W)` row-major, `y` and `argmax` are `(H/2, W/2)`.
 fn pool_plane<T: Scalar>(x: &[T], w: usize, y: &mut [T], argmax: &mut [u8]) {
     let ow = w / 2;
     for ((yr, ar), rows) in y
@@ -130,15 +137,7 @@ fn pool_plane<T: Scalar>(x: &[T], w: usize, y: &mut [T], argmax: &mut [u8]) {
             .zip(top.chunks_exact(2))
             .zip(bottom.chunks_exact(2))
         {
-            // Candidates in row-major order; a strict `>` keeps the first maximum (the tie rule).
-            let (mut best, mut at) = (t[0], 0u8);
-            for (q, v) in [(1u8, t[1]), (2, b[0]), (3, b[1])] {
-                let wins = v > best;
-                best = if wins { v } else { best };
-                at = if wins { q } else { at };
-            }
-            *yv = best;
-            *av = at;
+            (*yv, *av) = window_max(t, b);
         }
     }
 }

@@ -174,7 +174,7 @@ impl<T: Scalar> Autoencoder<T> {
         input_gradient: bool,
     ) -> Option<Array2<T>> {
         let mut d = d_logits.to_owned();
-        for l in (0..8).rev() {
+        for l in (0..self.layers.len()).rev() {
             if let Some(c) = &cache.sigmoid[l] {
                 d = sigmoid::backward(d.view(), c);
             }
@@ -318,7 +318,7 @@ impl<T: Scalar> Autoencoder<T> {
         if !loss.is_finite() {
             return loss;
         }
-        for l in (0..8).rev() {
+        for l in (0..self.layers.len()).rev() {
             if let Some(c) = &cache.sigmoid[l] {
                 d = sigmoid::backward(d.view(), c);
             }
