@@ -1329,7 +1329,7 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
-    use advmnist::bench::{compare, report};
+    use advmnist::bench::{compare, measure::Measurement, profile};
     if let Some([a_file, b_file]) = a.compare.as_deref() {
         let (ra, rb) = (compare::load(a_file), compare::load(b_file));
         let (ra, rb) = (
@@ -1339,7 +1339,12 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         let name = |p: &std::path::Path| p.display().to_string();
         print!(
             "{}",
-            compare::markdown(&name(a_file), &ra, &name(b_file), &rb)
+            advmnist::report::bench_page::comparison_markdown(
+                &name(a_file),
+                &ra,
+                &name(b_file),
+                &rb
+            )
         );
         return Ok(());
     }
@@ -1364,7 +1369,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     }
     if let Some(dir) = &a.report {
         advmnist::io_safety::check_output_folder("--report", dir).map_err(anyhow::Error::msg)?;
-        let cfg = report::ReportConfig {
+        let cfg = profile::ProfileConfig {
             batch: a.batch,
             seconds_per_figure: seconds,
             max_threads: rayon::current_num_threads(),
@@ -1374,9 +1379,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             cfg.max_threads
         );
         let progress =
-            |f: &report::Figure| eprintln!("  {:<34} {:>10.2} {}", f.id, f.rate.median, f.unit);
-        let r = report::run(&cfg, &progress).map_err(anyhow::Error::msg)?;
-        advmnist::report::bench::write_bench_report(dir, &r)?;
+            |f: &Measurement| eprintln!("  {:<34} {:>10.2} {}", f.id, f.rate.median, f.unit);
+        let r = profile::run(&cfg, &progress).map_err(anyhow::Error::msg)?;
+        advmnist::report::bench_page::write_bench_report(dir, &r)?;
         if let Some(first) = r.warnings.first() {
             eprintln!(
                 "warning: {first} ({} warnings in all, in bench.md)",

@@ -1,19 +1,24 @@
-//! `advmnist bench --report DIR`'s files: `bench.json` (the [`Report`] itself), `bench.md`, and
-//! two figures, `roofline.svg` (arithmetic intensity against achieved GFLOP/s, one point per
-//! kernel, under the measured ceilings) and `scaling.svg` (speed-up over 1 thread). The numbers
-//! are measured in `bench::report`; this module only lays them out.
+//! The pages of `advmnist bench`: the files of `--report DIR`, which are `bench.json` (the
+//! [`Profile`] itself), `bench.md`, and two figures, `roofline.svg` (arithmetic intensity
+//! against achieved GFLOP/s, one point per kernel, under the measured ceilings) and
+//! `scaling.svg` (speed-up over 1 thread); and the side-by-side table of `--compare A B`
+//! ([`comparison_markdown`]). The numbers are measured in `bench::profile` and matched in
+//! `bench::compare`; this module only lays them out.
 
-use crate::bench::report::{Figure, Report};
+use crate::bench::compare::compare;
+use crate::bench::measure::Measurement;
+use crate::bench::profile::Profile;
 use crate::bench::stats::SPREAD_WARNING;
 use crate::models::file::{write_atomic, ModelFileError};
 use crate::report::plot::register_fonts;
+use crate::report::table::{Align, Table};
 use plotters::prelude::*;
 use std::fmt::Write;
 use std::path::Path;
 
 /// Writes `bench.json`, `bench.md`, `roofline.svg` and `scaling.svg` into `dir` (created if
 /// needed), each atomically.
-pub fn write_bench_report(dir: &Path, r: &Report) -> Result<(), ModelFileError> {
+pub fn write_bench_report(dir: &Path, r: &Profile) -> Result<(), ModelFileError> {
     std::fs::create_dir_all(dir).map_err(|source| ModelFileError::Io {
         path: dir.into(),
         source,
@@ -25,11 +30,11 @@ pub fn write_bench_report(dir: &Path, r: &Report) -> Result<(), ModelFileError> 
     write_atomic(&dir.join("scaling.svg"), scaling_svg(r).as_bytes())
 }
 
-/// A rate with three significant digits or so.
+/// A rate with three significant digits or so, without exponent for the sizes seen here.
 fn number(v: f64) -> String {
-    if v >= 100.0 {
+    if v.abs() >= 100.0 {
         format!("{v:.0}")
-    } else if v >= 10.0 {
+    } else if v.abs() >= 10.0 {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
@@ -41,7 +46,7 @@ fn percent(share: Option<f64>) -> String {
 }
 
 /// "median (min-max)", flagged when the samples spread more than [`SPREAD_WARNING`].
-fn rate_cell(f: &Figure) -> String {
+fn rate_cell(f: &Measurement) -> String {
     let flag = if f.spread > SPREAD_WARNING {
         " ⚠"
     } else {
@@ -56,7 +61,7 @@ fn rate_cell(f: &Figure) -> String {
 }
 
 /// The id without its group and thread count: `sgemm/50x500x256/t2` -> `50x500x256`.
-fn short_name(f: &Figure) -> String {
+fn short_name(f: &Measurement) -> String {
     let mut parts: Vec<&str> = f.id.split('/').collect();
     if parts.last().is_some_and(|p| p.starts_with('t')) && f.group != "layer" {
         parts.pop();
@@ -81,7 +86,7 @@ fn utc_date(unix: u64) -> (i64, u32, u32) {
 }
 
 /// `bench.md`: the machine, its limits, where the time goes, the workloads and their scaling.
-pub fn bench_markdown(r: &Report) -> String {
+pub fn bench_markdown(r: &Profile) -> String {
     let m = &r.machine;
     let s = &r.settings;
     let n = s.max_threads;
@@ -114,7 +119,8 @@ pub fn bench_markdown(r: &Report) -> String {
         }
         md.push('\n');
     }
-    let _ = writeln!(md, "## The machine\n\n| | |\n|---|---|");
+    md.push_str("## The machine\n\n");
+    let mut machine = Table::left(["", ""]);
     let load = m
         .load_average
         .map_or("unknown".to_string(), |l| format!("{l:.2}"));
@@ -131,15 +137,15 @@ pub fn bench_markdown(r: &Report) -> String {
         ("rustc", m.rustc.clone()),
         ("OS, architecture", format!("{}, {}", m.os, m.arch)),
     ] {
-        let _ = writeln!(md, "| {k} | {v} |");
+        machine.row([k.to_string(), v]);
     }
-    let _ = writeln!(
-        md,
-        "\n| kernel | path taken on this CPU | chosen in |\n|---|---|---|"
-    );
+    md.push_str(&machine.markdown());
+    let mut kernels = Table::left(["kernel", "path taken on this CPU", "chosen in"]);
     for p in &m.kernel_paths {
-        let _ = writeln!(md, "| {} | {} | {} |", p.kernel, p.path, p.source);
+        kernels.row([&p.kernel, &p.path, &p.source]);
     }
+    md.push('\n');
+    md.push_str(&kernels.markdown());
     let _ = writeln!(
         md,
         "\n## Its limits, measured on the spot\n\nsgemm (`matrixmultiply`): on t threads, t \
@@ -152,82 +158,98 @@ pub fn bench_markdown(r: &Report) -> String {
         number(r.ceilings.cache_bandwidth_gb_per_s),
         r.ceilings.cache_bandwidth_figure
     );
-    let _ = writeln!(
-        md,
-        "| figure | what | threads | rate | unit | share of peak |\n|---|---|---:|---:|---|---:|"
-    );
+    let mut limits = Table::new([
+        ("figure", Align::Left),
+        ("what", Align::Left),
+        ("threads", Align::Right),
+        ("rate", Align::Right),
+        ("unit", Align::Left),
+        ("share of peak", Align::Right),
+    ]);
     for f in r
         .figures
         .iter()
         .filter(|f| f.group == "sgemm" || f.group == "bandwidth")
     {
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} | {} | {} | {} |",
-            f.id,
-            f.what,
-            f.threads,
+        limits.row([
+            format!("`{}`", f.id),
+            f.what.clone(),
+            f.threads.to_string(),
             rate_cell(f),
-            f.unit,
-            percent(f.share_of_peak)
-        );
+            f.unit.clone(),
+            percent(f.share_of_peak),
+        ]);
     }
-    let _ = writeln!(
+    md.push_str(&limits.markdown());
+    let _ = write!(
         md,
         "\n## Where the time goes ({n} threads, batch {})\n\nEach pass against its ceiling: \
          sgemm at the shape of its own products, or for passes that only move data the triad's \
-         bandwidth, in cache when the pass's bytes fit in the last-level cache.\n\n| pass | ms per call | rate | unit | GFLOP/s | ceiling | share of ceiling | \
-         share of peak |\n|---|---:|---:|---|---:|---|---:|---:|",
+         bandwidth, in cache when the pass's bytes fit in the last-level cache.\n\n",
         s.batch
     );
+    let mut passes = Table::new([
+        ("pass", Align::Left),
+        ("ms per call", Align::Right),
+        ("rate", Align::Right),
+        ("unit", Align::Left),
+        ("GFLOP/s", Align::Right),
+        ("ceiling", Align::Left),
+        ("share of ceiling", Align::Right),
+        ("share of peak", Align::Right),
+    ]);
     for f in r
         .figures
         .iter()
         .filter(|f| f.group == "layer" || f.group == "update")
     {
-        let _ = writeln!(
-            md,
-            "| {} | {:.3} ({:.3}-{:.3}) | {} | {} | {} | {} | {} | {} |",
-            f.what,
-            1e3 * f.seconds.median,
-            1e3 * f.seconds.min,
-            1e3 * f.seconds.max,
+        passes.row([
+            f.what.clone(),
+            format!(
+                "{:.3} ({:.3}-{:.3})",
+                1e3 * f.seconds.median,
+                1e3 * f.seconds.min,
+                1e3 * f.seconds.max
+            ),
             rate_cell(f),
-            f.unit,
+            f.unit.clone(),
             f.gflop_per_s.map_or(String::new(), number),
             f.ceiling
                 .as_deref()
                 .map_or(String::new(), |c| format!("`{c}`")),
             percent(f.share_of_ceiling),
-            percent(f.share_of_peak)
-        );
+            percent(f.share_of_peak),
+        ]);
     }
-    let _ = writeln!(
-        md,
-        "\n## Whole-network workloads\n\n| workload | threads | img/s | GFLOP/s | share of peak | \
-         share of sgemm at its own shapes |\n|---|---:|---:|---:|---:|---:|"
-    );
+    md.push_str(&passes.markdown());
+    md.push_str("\n## Whole-network workloads\n\n");
+    let mut workloads = Table::new([
+        ("workload", Align::Left),
+        ("threads", Align::Right),
+        ("img/s", Align::Right),
+        ("GFLOP/s", Align::Right),
+        ("share of peak", Align::Right),
+        ("share of sgemm at its own shapes", Align::Right),
+    ]);
     for f in r.figures.iter().filter(|f| f.group == "workload") {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} |",
-            f.what,
-            f.threads,
+        workloads.row([
+            f.what.clone(),
+            f.threads.to_string(),
             rate_cell(f),
             f.gflop_per_s.map_or(String::new(), number),
             percent(f.share_of_peak),
-            percent(f.share_of_ceiling)
-        );
+            percent(f.share_of_ceiling),
+        ]);
     }
-    let _ = writeln!(md, "\n## Thread scaling\n");
-    let header: Vec<String> = (1..=n)
-        .map(|t| format!("{t} thread{}", if t > 1 { "s" } else { "" }))
-        .collect();
-    let _ = writeln!(
-        md,
-        "| figure | {} | {n} / 1 |\n|---|{}---:|",
-        header.join(" | "),
-        "---:|".repeat(n)
+    md.push_str(&workloads.markdown());
+    md.push_str("\n## Thread scaling\n\n");
+    let mut scaling = Table::new(
+        std::iter::once(("figure".to_string(), Align::Left))
+            .chain((1..=n).map(|t| {
+                let header = format!("{t} thread{}", if t > 1 { "s" } else { "" });
+                (header, Align::Right)
+            }))
+            .chain(std::iter::once((format!("{n} / 1"), Align::Right))),
     );
     for (name, series) in scaling_series(r) {
         let cells: Vec<String> = (1..=n)
@@ -242,8 +264,13 @@ pub fn bench_markdown(r: &Report) -> String {
             (Some((1, one)), Some((_, all))) => format!("{:.2}x", all / one),
             _ => String::new(),
         };
-        let _ = writeln!(md, "| {name} | {} | {speedup} |", cells.join(" | "));
+        scaling.row(
+            std::iter::once(name)
+                .chain(cells)
+                .chain(std::iter::once(speedup)),
+        );
     }
+    md.push_str(&scaling.markdown());
     let _ = writeln!(
         md,
         "\nFigures: `roofline.svg` (every kernel's arithmetic intensity against its GFLOP/s on \
@@ -253,8 +280,76 @@ pub fn bench_markdown(r: &Report) -> String {
     md
 }
 
+/// `advmnist bench --compare A B`: the side-by-side table as Markdown, headed by what each
+/// profile was measured on (`bench::compare` matches the figures).
+pub fn comparison_markdown(a_name: &str, a: &Profile, b_name: &str, b: &Profile) -> String {
+    let (rows, only_a, only_b) = compare(a, b);
+    let mut md = String::new();
+    md.push_str(&format!(
+        "# advmnist bench: {b_name} (B) against {a_name} (A)\n\n"
+    ));
+    let mut machines = Table::left(["", "A", "B"]);
+    for (what, fa, fb) in [
+        ("file", a_name.to_string(), b_name.to_string()),
+        (
+            "CPU",
+            a.machine.cpu_model.clone(),
+            b.machine.cpu_model.clone(),
+        ),
+        (
+            "threads (max)",
+            a.settings.max_threads.to_string(),
+            b.settings.max_threads.to_string(),
+        ),
+        (
+            "caches",
+            a.machine.describe_caches(),
+            b.machine.describe_caches(),
+        ),
+        (
+            "advmnist",
+            format!("{} {}", a.machine.advmnist_version, a.machine.git_commit),
+            format!("{} {}", b.machine.advmnist_version, b.machine.git_commit),
+        ),
+        ("rustc", a.machine.rustc.clone(), b.machine.rustc.clone()),
+        (
+            "warnings",
+            a.warnings.len().to_string(),
+            b.warnings.len().to_string(),
+        ),
+    ] {
+        machines.row([what.to_string(), fa, fb]);
+    }
+    md.push_str(&machines.markdown());
+    md.push_str("\nMedians; B/A above 1 means B was faster.\n\n");
+    let mut figures = Table::new([
+        ("figure", Align::Left),
+        ("unit", Align::Left),
+        ("A", Align::Right),
+        ("B", Align::Right),
+        ("B/A", Align::Right),
+    ]);
+    for r in &rows {
+        figures.row([
+            r.id.clone(),
+            r.unit.clone(),
+            number(r.a),
+            number(r.b),
+            format!("{:.2}", r.ratio),
+        ]);
+    }
+    md.push_str(&figures.markdown());
+    if only_a + only_b > 0 {
+        md.push_str(&format!(
+            "\nNot compared: {only_a} figures only in A, {only_b} only in B (other thread counts or \
+             shapes).\n"
+        ));
+    }
+    md
+}
+
 /// Per workload (and the sgemm peak and the triad), `(threads, median rate)` sorted by threads.
-fn scaling_series(r: &Report) -> Vec<(String, Vec<(usize, f64)>)> {
+fn scaling_series(r: &Profile) -> Vec<(String, Vec<(usize, f64)>)> {
     let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
     let square = r
         .ceilings
@@ -286,9 +381,9 @@ fn scaling_series(r: &Report) -> Vec<(String, Vec<(usize, f64)>)> {
 /// GFLOP/s on N threads, log-log, one point per sgemm shape and per layer pass that multiplies,
 /// under the roof `min(peak, bandwidth x intensity)` of the measured ceilings (from memory in
 /// black, from the last-level cache in grey).
-pub fn roofline_svg(r: &Report) -> String {
+pub fn roofline_svg(r: &Profile) -> String {
     let n = r.settings.max_threads;
-    let points: Vec<(&Figure, f64, f64)> = r
+    let points: Vec<(&Measurement, f64, f64)> = r
         .figures
         .iter()
         .filter(|f| f.threads == n && matches!(f.group.as_str(), "sgemm" | "layer"))
@@ -406,7 +501,7 @@ pub fn roofline_svg(r: &Report) -> String {
 
 /// Speed-up over 1 thread against threads, one line per workload, the sgemm peak and the triad,
 /// with the ideal (linear) line.
-pub fn scaling_svg(r: &Report) -> String {
+pub fn scaling_svg(r: &Profile) -> String {
     let n = r.settings.max_threads.max(1);
     let series = scaling_series(r);
     let mut top = n as f64;
@@ -480,6 +575,31 @@ pub fn scaling_svg(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The comparison's rows: B twice as fast on `train` (2.00), half as fast on `infer` (0.50).
+    #[test]
+    fn comparison_rows_show_both_rates_and_the_ratio() {
+        use crate::bench::compare::fixtures::{figure, report};
+        let a = report(vec![
+            figure("workload/train/t1", 1000.0),
+            figure("workload/infer/t1", 4000.0),
+            figure("workload/fgsm/t1", 10.0),
+        ]);
+        let b = report(vec![
+            figure("workload/infer/t1", 2000.0),
+            figure("workload/train/t1", 2000.0),
+            figure("workload/dae/t1", 5.0),
+        ]);
+        let md = comparison_markdown("a.json", &a, "b.json", &b);
+        assert!(
+            md.contains("| workload/train/t1 | img/s | 1000 | 2000 | 2.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| workload/infer/t1 | img/s | 4000 | 2000 | 0.50 |"),
+            "{md}"
+        );
+    }
 
     #[test]
     fn utc_dates_of_known_days() {
