@@ -1441,7 +1441,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
 }
 
 fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
-    use advmnist::report::show::{render_show_png, ShowConfig};
+    use advmnist::experiments::perturbed_digits::{perturbed_digits, ShowConfig};
+    use advmnist::report::digits_png::{check_png_path, render_show_png};
     check_writable_target("--out", &a.out)?;
     let daes = pre_inputs(&a.defence);
     let committee = a.choice.committee()?;
@@ -1479,8 +1480,8 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     }
     let (width, height) = match a.dae {
         // clean, corrupted, reconstructed
-        Some(_) => advmnist::report::show::dae_figure_size(a.count, 3),
-        None => advmnist::report::show::figure_size(a.count, a.levels.len()),
+        Some(_) => advmnist::report::digits_png::dae_figure_size(a.count, 3),
+        None => advmnist::report::digits_png::figure_size(a.count, a.levels.len()),
     };
     advmnist::limits::check_memory(
         &format!("a figure of {width} x {height} pixels (--count, --levels)"),
@@ -1491,14 +1492,14 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     if let Some(dae_path) = &a.dae {
         let (dae, _) =
             advmnist::models::file::load_network::<advmnist::models::Autoencoder>(dae_path)?;
-        let figure = advmnist::experiments::show::dae_figure(
+        let figure = advmnist::experiments::perturbed_digits::reconstructed_digits(
             &dae,
             digits.images.view(),
             &digits.labels,
             a.dropout,
             a.seed,
         )?;
-        advmnist::report::show::render_dae_png(&figure, &a.out)?;
+        advmnist::report::digits_png::render_dae_png(&figure, &a.out)?;
         eprintln!("wrote {}", a.out.display());
         return Ok(());
     }
@@ -1522,13 +1523,9 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
         levels: a.levels.clone(),
         seed: a.seed,
     };
-    render_show_png(
-        model.as_ref(),
-        digits.images.view(),
-        &digits.labels,
-        &cfg,
-        &a.out,
-    )?;
+    check_png_path(&a.out)?;
+    let figure = perturbed_digits(model.as_ref(), digits.images.view(), &digits.labels, &cfg)?;
+    render_show_png(&figure, &a.out)?;
     eprintln!("wrote {} ({name})", a.out.display());
     Ok(())
 }

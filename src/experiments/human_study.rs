@@ -880,11 +880,7 @@ pub fn human_scores(subjects: &[LoadedSubject]) -> Vec<(Condition, GroupScores, 
         .collect()
 }
 
-/// A model with a name for the reports.
-pub struct NamedModel<'a> {
-    pub name: String,
-    pub model: &'a dyn Classifier,
-}
+pub use super::NamedModel;
 
 /// Models' scores at each of [`conditions`], on the images of all `sets` pooled: white-box
 /// (each model's gradient-sign images made on its own gradient) and transfer (the very images

@@ -4,10 +4,10 @@
 //! ([`crate::io_safety::write_set`]), so a reader can tell a complete set from a mix of two runs.
 
 pub mod bench_page;
+pub mod digits_png;
 pub mod human;
 pub mod plot;
 pub mod reproduce;
-pub mod show;
 pub mod table;
 
 use crate::experiments::sweep::SweepResult;
