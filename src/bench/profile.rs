@@ -74,7 +74,8 @@ pub struct ProfileConfig {
     pub max_threads: usize,
 }
 
-/// Measures a whole report. `progress` sees every figure as it is measured.
+/// Measures a whole profile (what `bench --report` writes). `progress` sees every figure as it
+/// is measured.
 pub fn run(
     cfg: &ProfileConfig,
     progress: &(dyn Fn(&Measurement) + Sync),
