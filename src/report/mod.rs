@@ -4,6 +4,7 @@
 //! ([`crate::io_safety::write_set`]), so a reader can tell a complete set from a mix of two runs.
 
 pub mod bench_page;
+pub mod bench_plots;
 pub mod digits_png;
 pub mod human;
 pub mod plot;
