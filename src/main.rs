@@ -1329,7 +1329,7 @@ fn cmd_sweep(a: SweepArgs, data_dir: PathBuf) -> Result<()> {
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
-    use advmnist::bench::{compare, report};
+    use advmnist::bench::{compare, measure::Measurement, profile};
     if let Some([a_file, b_file]) = a.compare.as_deref() {
         let (ra, rb) = (compare::load(a_file), compare::load(b_file));
         let (ra, rb) = (
@@ -1339,7 +1339,12 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         let name = |p: &std::path::Path| p.display().to_string();
         print!(
             "{}",
-            compare::markdown(&name(a_file), &ra, &name(b_file), &rb)
+            advmnist::report::bench_page::comparison_markdown(
+                &name(a_file),
+                &ra,
+                &name(b_file),
+                &rb
+            )
         );
         return Ok(());
     }
@@ -1364,7 +1369,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     }
     if let Some(dir) = &a.report {
         advmnist::io_safety::check_output_folder("--report", dir).map_err(anyhow::Error::msg)?;
-        let cfg = report::ReportConfig {
+        let cfg = profile::ProfileConfig {
             batch: a.batch,
             seconds_per_figure: seconds,
             max_threads: rayon::current_num_threads(),
@@ -1374,9 +1379,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             cfg.max_threads
         );
         let progress =
-            |f: &report::Figure| eprintln!("  {:<34} {:>10.2} {}", f.id, f.rate.median, f.unit);
-        let r = report::run(&cfg, &progress).map_err(anyhow::Error::msg)?;
-        advmnist::report::bench::write_bench_report(dir, &r)?;
+            |f: &Measurement| eprintln!("  {:<34} {:>10.2} {}", f.id, f.rate.median, f.unit);
+        let r = profile::run(&cfg, &progress).map_err(anyhow::Error::msg)?;
+        advmnist::report::bench_page::write_bench_report(dir, &r)?;
         if let Some(first) = r.warnings.first() {
             eprintln!(
                 "warning: {first} ({} warnings in all, in bench.md)",
@@ -1436,7 +1441,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
 }
 
 fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
-    use advmnist::report::show::{render_show_png, ShowConfig};
+    use advmnist::experiments::perturbed_digits::{perturbed_digits, ShowConfig};
+    use advmnist::report::digits_png::{check_png_path, render_show_png};
     check_writable_target("--out", &a.out)?;
     let daes = pre_inputs(&a.defence);
     let committee = a.choice.committee()?;
@@ -1474,8 +1480,8 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     }
     let (width, height) = match a.dae {
         // clean, corrupted, reconstructed
-        Some(_) => advmnist::report::show::dae_figure_size(a.count, 3),
-        None => advmnist::report::show::figure_size(a.count, a.levels.len()),
+        Some(_) => advmnist::report::digits_png::dae_figure_size(a.count, 3),
+        None => advmnist::report::digits_png::figure_size(a.count, a.levels.len()),
     };
     advmnist::limits::check_memory(
         &format!("a figure of {width} x {height} pixels (--count, --levels)"),
@@ -1486,14 +1492,14 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
     if let Some(dae_path) = &a.dae {
         let (dae, _) =
             advmnist::models::file::load_network::<advmnist::models::Autoencoder>(dae_path)?;
-        let figure = advmnist::experiments::show::dae_figure(
+        let figure = advmnist::experiments::perturbed_digits::reconstructed_digits(
             &dae,
             digits.images.view(),
             &digits.labels,
             a.dropout,
             a.seed,
         )?;
-        advmnist::report::show::render_dae_png(&figure, &a.out)?;
+        advmnist::report::digits_png::render_dae_png(&figure, &a.out)?;
         eprintln!("wrote {}", a.out.display());
         return Ok(());
     }
@@ -1517,13 +1523,9 @@ fn cmd_show(a: ShowArgs, data_dir: PathBuf) -> Result<()> {
         levels: a.levels.clone(),
         seed: a.seed,
     };
-    render_show_png(
-        model.as_ref(),
-        digits.images.view(),
-        &digits.labels,
-        &cfg,
-        &a.out,
-    )?;
+    check_png_path(&a.out)?;
+    let figure = perturbed_digits(model.as_ref(), digits.images.view(), &digits.labels, &cfg)?;
+    render_show_png(&figure, &a.out)?;
     eprintln!("wrote {} ({name})", a.out.display());
     Ok(())
 }

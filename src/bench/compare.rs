@@ -1,8 +1,9 @@
-//! `advmnist bench --compare A.json B.json`: two reports of `advmnist bench --report` side by
+//! `advmnist bench --compare A.json B.json`: two profiles of `advmnist bench --report` side by
 //! side, for two machines or two commits. Every figure both files have (matched by `id`) gets
-//! its median rate from each and the ratio B/A: above 1, B was faster.
+//! its median rate from each and the ratio B/A: above 1, B was faster. `report::bench_page`
+//! lays the rows out.
 
-use super::report::{Report, FORMAT, VERSION};
+use super::profile::{Profile, FORMAT, VERSION};
 use std::path::Path;
 
 /// One figure both reports have.
@@ -17,7 +18,7 @@ pub struct Row {
 }
 
 /// Reads a report, with errors that name the file.
-pub fn load(path: &Path) -> Result<Report, String> {
+pub fn load(path: &Path) -> Result<Profile, String> {
     let name = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {name}: {e}"))?;
     let value: serde_json::Value = serde_json::from_str(&text)
@@ -44,7 +45,7 @@ pub fn load(path: &Path) -> Result<Report, String> {
 }
 
 /// The shared figures, in A's order, and how many figures only A or only B has.
-pub fn compare(a: &Report, b: &Report) -> (Vec<Row>, usize, usize) {
+pub fn compare(a: &Profile, b: &Profile) -> (Vec<Row>, usize, usize) {
     let rows: Vec<Row> = a
         .figures
         .iter()
@@ -67,96 +68,17 @@ pub fn compare(a: &Report, b: &Report) -> (Vec<Row>, usize, usize) {
     (rows, only_a, only_b)
 }
 
-/// Three significant digits, without exponent for the sizes seen here.
-fn number(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-/// The side-by-side table as Markdown, headed by what each report was measured on.
-pub fn markdown(a_name: &str, a: &Report, b_name: &str, b: &Report) -> String {
-    let (rows, only_a, only_b) = compare(a, b);
-    let mut md = String::new();
-    md.push_str(&format!(
-        "# advmnist bench: {b_name} (B) against {a_name} (A)\n\n"
-    ));
-    md.push_str("| | A | B |\n|---|---|---|\n");
-    let line = |md: &mut String, what: &str, fa: String, fb: String| {
-        md.push_str(&format!("| {what} | {fa} | {fb} |\n"));
-    };
-    line(&mut md, "file", a_name.into(), b_name.into());
-    line(
-        &mut md,
-        "CPU",
-        a.machine.cpu_model.clone(),
-        b.machine.cpu_model.clone(),
-    );
-    line(
-        &mut md,
-        "threads (max)",
-        a.settings.max_threads.to_string(),
-        b.settings.max_threads.to_string(),
-    );
-    line(
-        &mut md,
-        "caches",
-        a.machine.describe_caches(),
-        b.machine.describe_caches(),
-    );
-    line(
-        &mut md,
-        "advmnist",
-        format!("{} {}", a.machine.advmnist_version, a.machine.git_commit),
-        format!("{} {}", b.machine.advmnist_version, b.machine.git_commit),
-    );
-    line(
-        &mut md,
-        "rustc",
-        a.machine.rustc.clone(),
-        b.machine.rustc.clone(),
-    );
-    line(
-        &mut md,
-        "warnings",
-        a.warnings.len().to_string(),
-        b.warnings.len().to_string(),
-    );
-    md.push_str("\nMedians; B/A above 1 means B was faster.\n\n");
-    md.push_str("| figure | unit | A | B | B/A |\n|---|---|---:|---:|---:|\n");
-    for r in &rows {
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2} |\n",
-            r.id,
-            r.unit,
-            number(r.a),
-            number(r.b),
-            r.ratio
-        ));
-    }
-    if only_a + only_b > 0 {
-        md.push_str(&format!(
-            "\nNot compared: {only_a} figures only in A, {only_b} only in B (other thread counts or \
-             shapes).\n"
-        ));
-    }
-    md
-}
-
+/// Two small profiles for the tests of `--compare` and of its page.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
     use crate::bench::machine::Machine;
-    use crate::bench::report::{Ceilings, Figure, Settings};
-    use crate::bench::stats::Summary;
+    use crate::bench::measure::Measurement;
+    use crate::bench::profile::{Ceilings, Profile, Settings, FORMAT, VERSION};
+    use crate::bench::stats::MedianRange;
 
-    fn figure(id: &str, rate: f64) -> Figure {
-        let seconds = Summary::of(&[1.0 / rate]);
-        Figure {
+    pub fn figure(id: &str, rate: f64) -> Measurement {
+        let seconds = MedianRange::of(&[1.0 / rate]);
+        Measurement {
             id: id.into(),
             group: "workload".into(),
             what: id.into(),
@@ -179,10 +101,10 @@ mod tests {
         }
     }
 
-    fn report(figures: Vec<Figure>) -> Report {
+    pub fn report(figures: Vec<Measurement>) -> Profile {
         let mut machine = Machine::detect(1);
         machine.load_average = None;
-        Report {
+        Profile {
             format: FORMAT.into(),
             version: VERSION,
             machine,
@@ -205,6 +127,12 @@ mod tests {
             warnings: vec![],
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{figure, report};
+    use super::*;
 
     /// B is twice as fast on `train`, half as fast on `infer`; `fgsm` and `dae` are in one only.
     #[test]
@@ -226,15 +154,6 @@ mod tests {
         assert!((got[0].1 - 2.0).abs() < 1e-9, "{got:?}");
         assert!((got[1].1 - 0.5).abs() < 1e-9, "{got:?}");
         assert_eq!((only_a, only_b), (1, 1));
-        let md = markdown("a.json", &a, "b.json", &b);
-        assert!(
-            md.contains("| workload/train/t1 | img/s | 1000 | 2000 | 2.00 |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| workload/infer/t1 | img/s | 4000 | 2000 | 0.50 |"),
-            "{md}"
-        );
     }
 
     #[test]

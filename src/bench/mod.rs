@@ -4,25 +4,29 @@
 //! gradient-sign attack (forward + backward to the input; batch B), and inference (batch 1000).
 //! Each workload is warmed up, then repeated for a fixed time.
 //!
-//! `advmnist bench --report DIR` ([`report`]) measures more: the machine ([`machine`]), its
-//! limits (sgemm at LeNet's shapes and at 1024^3, memory bandwidth), every layer's passes, the
-//! same workloads on 1..N threads, each figure as repeated samples ([`stats`]); [`compare`]
-//! sets two such reports side by side.
+//! `advmnist bench --report DIR` ([`profile`]) measures more: the machine ([`machine`]), its
+//! limits ([`limits`]: sgemm at LeNet's shapes ([`shapes`]) and at 1024^3, memory bandwidth),
+//! every layer's passes ([`layers`]), the same workloads on 1..N threads, each figure as
+//! repeated samples ([`measure`], [`stats`]); [`compare`] matches two such profiles figure by
+//! figure. `report::bench_page` lays them out.
 
 pub mod compare;
+pub mod layers;
+pub mod limits;
 pub mod machine;
-pub mod report;
+pub mod measure;
+pub mod profile;
+pub mod shapes;
 pub mod stats;
 
 use crate::models::lenet::{DropoutRates, LeNet};
 use crate::optim::lr::InvPolicy;
 use crate::optim::sgd::SgdMomentum;
 use crate::rng::{stream, Purpose};
-use crate::testutil::random_array;
-use ndarray::{Array4, Ix4};
+use measure::{images_per_second, random_input};
+use ndarray::Array4;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use std::time::{Duration, Instant};
 
 /// Multiply-adds count 2 FLOPs. Per image, from the layer shapes:
 /// conv1 2*20*25*576 = 576,000; conv2 2*50*500*64 = 3,200,000; fc1 2*500*800 = 800,000;
@@ -58,25 +62,11 @@ pub struct BenchResult {
 pub const DAE_FORWARD_FLOP: f64 =
     2.0 * (784.0 * 1000.0 + 1000.0 * 500.0 + 500.0 * 250.0 + 250.0 * 30.0) * 2.0;
 
-/// Runs `step` three times (warm-up), then for at least `seconds`; returns images per second.
-fn rate(images_per_step: usize, seconds: f64, mut step: impl FnMut()) -> f64 {
-    for _ in 0..3 {
-        step();
-    }
-    let start = Instant::now();
-    let mut steps = 0u64;
-    while start.elapsed() < Duration::from_secs_f64(seconds) {
-        step();
-        steps += 1;
-    }
-    (steps as f64 * images_per_step as f64) / start.elapsed().as_secs_f64()
-}
-
 /// Measures the six workloads on random images and labels, `seconds` each.
 pub fn run(batch: usize, seconds: f64) -> BenchResult {
     let mut rates = Vec::with_capacity(WORKLOADS.len());
     for_each_workload(batch, |w, step| {
-        rates.push(rate(w.images_per_step(batch), seconds, step))
+        rates.push(images_per_second(w.images_per_step(batch), seconds, step))
     });
     let [train_img_per_s, fgsm_img_per_s, infer_img_per_s, dae_train, dae_infer, pipeline] =
         rates[..]
@@ -177,7 +167,7 @@ pub const PIPELINE_INPUT_GRADIENT_FLOP: f64 = 2.0 * DAE_FORWARD_FLOP + INPUT_GRA
 pub fn for_each_workload(batch: usize, mut measure: impl FnMut(&Workload, &mut dyn FnMut())) {
     let mut net = LeNet::<f32>::xavier(&mut stream(0, Purpose::Init, 0));
     let mut velocity = LeNet::zeros();
-    let x: Array4<f32> = random_array::<f32, Ix4>((batch, 1, 28, 28), 1).mapv(|v| 0.5 * (v + 1.0));
+    let x: Array4<f32> = random_input((batch, 1, 28, 28), 1).mapv(|v| 0.5 * (v + 1.0));
     let labels: Vec<u8> = (0..batch).map(|i| (i % 10) as u8).collect();
     let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64)
         .map(|i| stream(0, Purpose::Dropout, i))
@@ -190,8 +180,7 @@ pub fn for_each_workload(batch: usize, mut measure: impl FnMut(&Workload, &mut d
     measure(&WORKLOADS[1], &mut || {
         std::hint::black_box(net.input_gradient(x.view(), &labels));
     });
-    let xb: Array4<f32> =
-        random_array::<f32, Ix4>((INFERENCE_BATCH, 1, 28, 28), 2).mapv(|v| 0.5 * (v + 1.0));
+    let xb: Array4<f32> = random_input((INFERENCE_BATCH, 1, 28, 28), 2).mapv(|v| 0.5 * (v + 1.0));
     measure(&WORKLOADS[2], &mut || {
         std::hint::black_box(net.predict(xb.view()));
     });

@@ -840,12 +840,7 @@ fn group(members: Vec<(String, f64, usize)>) -> GroupScores {
     }
 }
 
-/// Accuracy (%) of `answers` against `labels`.
-pub fn accuracy_pct(answers: &[u8], labels: &[u8]) -> f64 {
-    assert_eq!(answers.len(), labels.len());
-    let right = answers.iter().zip(labels).filter(|(a, l)| a == l).count();
-    100.0 * right as f64 / labels.len().max(1) as f64
-}
+pub use crate::models::lenet::accuracy_pct;
 
 /// Humans' scores at each of [`conditions`]: each subject's accuracy over their images of
 /// that condition, with the mean response time.
@@ -880,11 +875,7 @@ pub fn human_scores(subjects: &[LoadedSubject]) -> Vec<(Condition, GroupScores, 
         .collect()
 }
 
-/// A model with a name for the reports.
-pub struct NamedModel<'a> {
-    pub name: String,
-    pub model: &'a dyn Classifier,
-}
+pub use super::NamedModel;
 
 /// Models' scores at each of [`conditions`], on the images of all `sets` pooled: white-box
 /// (each model's gradient-sign images made on its own gradient) and transfer (the very images

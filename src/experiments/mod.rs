@@ -2,6 +2,14 @@
 //! They compute; `report` lays their results out.
 
 pub mod human_study;
+pub mod perturbed_digits;
 pub mod reproduce;
-pub mod show;
 pub mod sweep;
+
+use crate::models::Classifier;
+
+/// A model to evaluate, with the name it gets in the rows of sweeps and reports.
+pub struct NamedModel<'a> {
+    pub name: String,
+    pub model: &'a dyn Classifier,
+}

@@ -15,9 +15,9 @@ use crate::attacks::distortion::distortion_per_pixel;
 use crate::attacks::{InvalidPerturbation, Perturbation};
 use crate::data::Dataset;
 use crate::models::lenet::error_pct;
-use crate::models::Classifier;
 use serde::{Deserialize, Serialize};
 
+pub use super::NamedModel;
 pub use crate::attacks::Noise;
 
 /// Levels `max * i / (levels - 1)` for `i` in `0..levels`: evenly spaced, 0 and `max` included.
@@ -53,12 +53,6 @@ pub struct SweepResult {
     pub rows: Vec<SweepRow>,
     pub at: Vec<AtRow>,
     pub wall_s: f64,
-}
-
-/// A model to evaluate, with the name it gets in the rows.
-pub struct NamedModel<'a> {
-    pub name: String,
-    pub model: &'a dyn Classifier,
 }
 
 pub struct SweepConfig {

@@ -623,11 +623,22 @@ pub fn argmax_rows<T: Scalar>(z: ArrayView2<T>) -> Vec<u8> {
 
 /// Percentage of predictions that differ from the labels.
 pub fn error_pct(predictions: &[u8], labels: &[u8]) -> f64 {
-    assert_eq!(predictions.len(), labels.len());
-    let wrong = predictions
+    percent_of_labels(predictions, labels, |p, l| p != l)
+}
+
+/// Percentage of answers that match the labels (the human study's accuracy of a subject or a
+/// model). Counted, not taken as `100 - error_pct`, whose rounding differs.
+pub fn accuracy_pct(answers: &[u8], labels: &[u8]) -> f64 {
+    percent_of_labels(answers, labels, |a, l| a == l)
+}
+
+/// Percentage of `labels` (0 when there are none) whose answer is `counted`.
+fn percent_of_labels(answers: &[u8], labels: &[u8], counted: fn(&u8, &u8) -> bool) -> f64 {
+    assert_eq!(answers.len(), labels.len());
+    let count = answers
         .iter()
         .zip(labels)
-        .filter(|(p, l)| p != l)
+        .filter(|(a, l)| counted(a, l))
         .count();
-    100.0 * wrong as f64 / labels.len().max(1) as f64
+    100.0 * count as f64 / labels.len().max(1) as f64
 }

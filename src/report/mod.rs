@@ -3,11 +3,13 @@
 //! report of several files is written as one set with a manifest written last
 //! ([`crate::io_safety::write_set`]), so a reader can tell a complete set from a mix of two runs.
 
-pub mod bench;
+pub mod bench_page;
+pub mod bench_plots;
+pub mod digits_png;
 pub mod human;
 pub mod plot;
 pub mod reproduce;
-pub mod show;
+pub mod table;
 
 use crate::experiments::sweep::SweepResult;
 use crate::models::file::ModelFileError;

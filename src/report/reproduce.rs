@@ -1,11 +1,12 @@
 //! The reproduction's report: `table2.json`, `table2.md`, the figures (SVG), `report.html` (one
 //! self-contained page) and `manifest.json`.
 
-use crate::experiments::reproduce::table::{column_key, Figure, Gathered, TableRow, COLUMNS};
+use crate::experiments::reproduce::table::{column_key, CurvePlot, Gathered, TableRow, COLUMNS};
 use crate::experiments::reproduce::{JobRecord, Plan};
 use crate::io_safety::write_set;
 use crate::models::file::ModelFileError;
 use crate::report::plot;
+use crate::report::table::{escape, Table};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
@@ -25,38 +26,32 @@ fn value_text(r: &TableRow, col: &str) -> String {
     }
 }
 
-fn markdown_table(rows: &[TableRow], with_paper: bool) -> String {
-    let mut s = String::new();
+/// A table of rows: method, attack, gradient, the error at each column's distortion, and with
+/// `with_paper` the study's three numbers.
+fn rows_table(rows: &[TableRow], with_paper: bool) -> Table {
     let cols: Vec<String> = COLUMNS.iter().map(|&d| column_key(d)).collect();
-    let _ = write!(s, "| method | attack | gradient |");
-    for c in &cols {
-        let _ = write!(s, " dist={c} |");
-    }
+    let mut headers: Vec<String> = ["method", "attack", "gradient"].map(String::from).to_vec();
+    headers.extend(cols.iter().map(|c| format!("dist={c}")));
     if with_paper {
-        let _ = write!(s, " study (0 / 0.1 / 0.2) |");
+        headers.push("study (0 / 0.1 / 0.2)".into());
     }
-    s.push('\n');
-    s.push_str(&"|---".repeat(3 + cols.len() + usize::from(with_paper)));
-    s.push_str("|\n");
+    let mut t = Table::left(headers);
     for r in rows {
-        let _ = write!(s, "| {} | {} | {} |", r.method, r.attack, r.gradient);
-        for c in &cols {
-            let _ = write!(s, " {} |", value_text(r, c));
-        }
+        let mut cells = vec![r.method.clone(), r.attack.clone(), r.gradient.clone()];
+        cells.extend(cols.iter().map(|c| value_text(r, c)));
         if with_paper {
-            let p = match &r.paper {
+            cells.push(match &r.paper {
                 Some(p) => cols
                     .iter()
                     .map(|c| cell(p.get(c).copied()))
                     .collect::<Vec<_>>()
                     .join(" / "),
                 None => String::new(),
-            };
-            let _ = write!(s, " {p} |");
+            });
         }
-        s.push('\n');
+        t.row(cells);
     }
-    s
+    t
 }
 
 /// `table2.md`: Table 2 as reproduced, the study's numbers beside it, then the Gaussian table and
@@ -74,45 +69,54 @@ pub fn table2_markdown(g: &Gathered, plan: &Plan) -> String {
         if plan.seeds > 1 { "; mean [95% CI] over the seeds" } else { "" }
     );
     s.push_str("## Gradient-sign noise\n\n");
-    s.push_str(&markdown_table(&g.table2, true));
+    s.push_str(&rows_table(&g.table2, true).markdown());
     s.push_str("\n## Gaussian noise\n\n");
-    s.push_str(&markdown_table(&g.gaussian, false));
+    s.push_str(&rows_table(&g.gaussian, false).markdown());
     s.push_str("\n## The exact gradient and the one Caffe computed\n\n");
-    s.push_str(&gradients_markdown(g));
+    s.push_str(&gradients_table(g).markdown());
     s.push_str(&format!(
         "\n## Beyond the study: the adversarial committee under other attacks\n\nOn the first {} test images, {} levels.\n\n",
         plan.scale.extra_images, plan.scale.extra_levels
     ));
-    s.push_str(&markdown_table(&g.beyond, false));
+    s.push_str(&rows_table(&g.beyond, false).markdown());
     s
 }
 
 /// The gradient comparison as a table: per model, images whose true class's term is exactly 0
 /// under each rule, and how many gradient signs differ.
-fn gradients_markdown(g: &Gathered) -> String {
-    let mut s = String::from("| model | images | dz_y = 0, exact | dz_y = 0, caffe-f32 | images with a differing sign | pixels with a differing sign | largest share of one image's signs |\n|---|---|---|---|---|---|---|\n");
+fn gradients_table(g: &Gathered) -> Table {
+    let mut t = Table::left([
+        "model",
+        "images",
+        "dz_y = 0, exact",
+        "dz_y = 0, caffe-f32",
+        "images with a differing sign",
+        "pixels with a differing sign",
+        "largest share of one image's signs",
+    ]);
     for (label, c) in &g.gradients {
         let n = |k: &str| {
             c[k].as_u64()
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into())
         };
-        let _ = writeln!(
-            s,
-            "| {label} | {} | {} | {} | {} | {} of {} | {:.1}% |",
+        t.row([
+            label.clone(),
             n("images"),
             n("true_term_lost_exact"),
             n("true_term_lost_caffe_f32"),
             n("images_sign_differs"),
-            n("pixels_sign_differs"),
-            n("pixels"),
-            100.0
-                * c["max_image_fraction_sign_differs"]
-                    .as_f64()
-                    .unwrap_or(f64::NAN)
-        );
+            format!("{} of {}", n("pixels_sign_differs"), n("pixels")),
+            format!(
+                "{:.1}%",
+                100.0
+                    * c["max_image_fraction_sign_differs"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN)
+            ),
+        ]);
     }
-    s
+    t
 }
 
 /// What is known about each row's agreement with the study, beyond the numbers.
@@ -129,7 +133,24 @@ fn known(key: &str) -> &'static str {
     }
 }
 
-/// A sentence comparing a row with the study's numbers.
+/// A row "agrees" with the study at a column when its error is within this many percentage
+/// points of the study's ...
+pub const AGREES_WITHIN_POINTS: f64 = 0.5;
+/// ... or within this share of the study's error (the larger allowance wins): at the small
+/// scales of `--quick` and at errors of tens of percent, seeds alone move a number by points.
+pub const AGREES_WITHIN_SHARE: f64 = 0.1;
+
+/// The rule behind "agrees", as the report states it.
+pub fn agreement_rule() -> String {
+    format!(
+        "a number agrees with the study's when it differs by at most {AGREES_WITHIN_POINTS} \
+         percentage points or by at most {:.0}% of the study's number, whichever allows more; \
+         otherwise it is higher or lower",
+        100.0 * AGREES_WITHIN_SHARE
+    )
+}
+
+/// A sentence comparing a row with the study's numbers, by [`agreement_rule`].
 fn agreement(r: &TableRow) -> String {
     let Some(paper) = &r.paper else {
         return String::new();
@@ -139,7 +160,9 @@ fn agreement(r: &TableRow) -> String {
         let c = column_key(d);
         if let (Some(Some(ours)), Some(theirs)) = (r.error_pct.get(&c), paper.get(&c)) {
             let diff = ours - theirs;
-            let verdict = if diff.abs() <= 0.5 || diff.abs() <= 0.1 * theirs {
+            let verdict = if diff.abs() <= AGREES_WITHIN_POINTS
+                || diff.abs() <= AGREES_WITHIN_SHARE * theirs
+            {
                 "agrees"
             } else if diff > 0.0 {
                 "higher"
@@ -152,52 +175,6 @@ fn agreement(r: &TableRow) -> String {
         }
     }
     parts.join("; ")
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn html_table(rows: &[TableRow], with_paper: bool) -> String {
-    let mut s = String::from("<table>\n<tr><th>method</th><th>attack</th><th>gradient</th>");
-    for d in COLUMNS {
-        let _ = write!(s, "<th>dist={}</th>", column_key(d));
-    }
-    if with_paper {
-        s.push_str("<th>study</th>");
-    }
-    s.push_str("</tr>\n");
-    for r in rows {
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td>",
-            escape(&r.method),
-            escape(&r.attack),
-            escape(&r.gradient)
-        );
-        for d in COLUMNS {
-            let _ = write!(s, "<td>{}</td>", value_text(r, &column_key(d)));
-        }
-        if with_paper {
-            let p = r
-                .paper
-                .as_ref()
-                .map(|p| {
-                    COLUMNS
-                        .iter()
-                        .map(|&d| cell(p.get(&column_key(d)).copied()))
-                        .collect::<Vec<_>>()
-                        .join(" / ")
-                })
-                .unwrap_or_default();
-            let _ = write!(s, "<td>{p}</td>");
-        }
-        s.push_str("</tr>\n");
-    }
-    s.push_str("</table>\n");
-    s
 }
 
 /// `report.html`: one page, no network: the tables, the figures inline, and a row-by-row
@@ -219,8 +196,12 @@ pub fn report_html(g: &Gathered, plan: &Plan, figures: &[(String, String)]) -> S
         s.push_str("<p><b>This is not the study's scale</b>: models are trained for a few hundred iterations and the sweeps are small, so the numbers say little; the rows and files are those of the full run.</p>\n");
     }
     s.push_str("<h2>Table 2: gradient-sign noise</h2>\n");
-    s.push_str(&html_table(&g.table2, true));
-    s.push_str("<h2>Row by row</h2>\n<ul>\n");
+    s.push_str(&rows_table(&g.table2, true).html());
+    let _ = writeln!(
+        s,
+        "<h2>Row by row</h2>\n<p>Each of the study's rows against its numbers. The rule: {}.</p>\n<ul>",
+        escape(&agreement_rule())
+    );
     for r in g.table2.iter().filter(|r| r.paper.is_some()) {
         let _ = writeln!(
             s,
@@ -231,13 +212,11 @@ pub fn report_html(g: &Gathered, plan: &Plan, figures: &[(String, String)]) -> S
         );
     }
     s.push_str("</ul>\n<h2>Gaussian noise</h2>\n");
-    s.push_str(&html_table(&g.gaussian, false));
-    s.push_str("<h2>The exact gradient and the one Caffe computed</h2>\n<p>Caffe's SoftmaxWithLoss computes the true class's entry of the loss gradient as p_y - 1 in float32, which is exactly 0 once p_y rounds to 1: the true class's term leaves the input gradient and its signs turn (docs/committees.md). Counted on the sweep's test images:</p>\n<pre>");
-    s.push_str(&escape(&gradients_markdown(g)));
-    s.push_str(
-        "</pre>\n<h2>Beyond the study: is the adversarial committee's robustness real?</h2>\n",
-    );
-    s.push_str(&html_table(&g.beyond, false));
+    s.push_str(&rows_table(&g.gaussian, false).html());
+    s.push_str("<h2>The exact gradient and the one Caffe computed</h2>\n<p>Caffe's SoftmaxWithLoss computes the true class's entry of the loss gradient as p_y - 1 in float32, which is exactly 0 once p_y rounds to 1: the true class's term leaves the input gradient and its signs turn (docs/committees.md). Counted on the sweep's test images:</p>\n");
+    s.push_str(&gradients_table(g).html());
+    s.push_str("<h2>Beyond the study: is the adversarial committee's robustness real?</h2>\n");
+    s.push_str(&rows_table(&g.beyond, false).html());
     s.push_str(&beyond_verdict(g));
     for (title, svg) in figures {
         let _ = writeln!(
@@ -292,7 +271,7 @@ pub fn write_report(
     out: &Path,
     plan: &Plan,
     g: &Gathered,
-    figures: &[Figure],
+    figures: &[CurvePlot],
     manifest: &serde_json::Value,
 ) -> Result<Vec<String>, ModelFileError> {
     std::fs::create_dir_all(out).map_err(|source| ModelFileError::Io {

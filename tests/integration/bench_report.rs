@@ -4,7 +4,7 @@
 //! asserts a speed: speed is shown in the report, not tested.
 
 use crate::common::{advmnist, s};
-use advmnist::bench::report::{documented_keys, key_paths, FORMAT, VERSION};
+use advmnist::bench::profile::{documented_keys, key_paths, FORMAT, VERSION};
 use std::collections::BTreeSet;
 use tempfile::TempDir;
 

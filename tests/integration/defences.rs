@@ -428,9 +428,14 @@ fn default_models_keep_clean_error_within_the_study_thresholds() {
 fn dae_figure_shows_clean_corrupted_and_rebuilt_digits() {
     let dae = Autoencoder::<f32>::caffe_sparse_gaussian(&mut stream(2, Purpose::Init, 0));
     let digits = test_images(3);
-    let fig =
-        advmnist::experiments::show::dae_figure(&dae, digits.images.view(), &digits.labels, 0.2, 1)
-            .unwrap();
+    let fig = advmnist::experiments::perturbed_digits::reconstructed_digits(
+        &dae,
+        digits.images.view(),
+        &digits.labels,
+        0.2,
+        1,
+    )
+    .unwrap();
     assert_eq!(fig.columns.len(), 4);
     assert_eq!(fig.columns[0].1, digits.images);
     // About a fifth of the ink dropped, the rest scaled by 1/(1 - 0.2) = 1.25.
@@ -448,14 +453,15 @@ fn dae_figure_shows_clean_corrupted_and_rebuilt_digits() {
     assert_eq!(fig.columns[3].1, dae.reconstruct(digits.images.view()));
     let dir = TempDir::new().unwrap();
     let png = dir.path().join("dae.png");
-    advmnist::report::show::render_dae_png(&fig, &png).unwrap();
+    advmnist::report::digits_png::render_dae_png(&fig, &png).unwrap();
     let (w, h) = image_size(&png);
     assert_eq!(
         (w, h),
-        advmnist::report::show::dae_figure_size(3, 4),
+        advmnist::report::digits_png::dae_figure_size(3, 4),
         "the PNG has the figure's size"
     );
-    let e = advmnist::report::show::render_dae_png(&fig, &dir.path().join("dae.jpg")).unwrap_err();
+    let e = advmnist::report::digits_png::render_dae_png(&fig, &dir.path().join("dae.jpg"))
+        .unwrap_err();
     assert!(e.to_string().contains(".png"), "{e}");
 }
 

@@ -3,9 +3,11 @@
 //!
 //! Random (Xavier) weights are enough: the tests check the file, not the model's accuracy.
 
+use advmnist::attacks::Noise as ShowNoise;
 use advmnist::data::{default_data_dir, load_split, Dataset, Split};
+use advmnist::experiments::perturbed_digits::{perturbed_digits, ShowConfig, ShowError};
 use advmnist::models::lenet::LeNet;
-use advmnist::report::show::{figure_size, render_show_png, ShowConfig, ShowError, ShowNoise};
+use advmnist::report::digits_png::{figure_size, render_show_png};
 use advmnist::rng::{stream, Purpose};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -35,7 +37,10 @@ fn fgsm(levels: &[f32]) -> ShowConfig {
 
 fn render(cfg: &ShowConfig, path: &Path) -> Result<(), ShowError> {
     let d = digits();
-    render_show_png(&model(), d.images.view(), &d.labels, cfg, path)
+    render_show_png(
+        &perturbed_digits(&model(), d.images.view(), &d.labels, cfg)?,
+        path,
+    )
 }
 
 /// Width and height from a PNG's IHDR chunk: after the 8-byte signature come the chunk's
@@ -148,14 +153,9 @@ fn bad_configurations_are_refused_with_the_problem_named() {
 
     // Labels that do not match the images.
     let d = digits();
-    let err = render_show_png(
-        &model(),
-        d.images.view(),
-        &d.labels[..3],
-        &fgsm(&[0.1]),
-        &png,
-    )
-    .unwrap_err();
+    let err = perturbed_digits(&model(), d.images.view(), &d.labels[..3], &fgsm(&[0.1]))
+        .and_then(|f| render_show_png(&f, &png))
+        .unwrap_err();
     assert!(matches!(err, ShowError::BadImages { .. }), "{err}");
     assert!(err.to_string().contains("3 labels"), "{err}");
 

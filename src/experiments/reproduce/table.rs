@@ -293,16 +293,17 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
     })
 }
 
-/// A figure: named curves, from the first repetition's sweeps.
+/// A plot of error against distortion: named curves, from the first repetition's sweeps,
+/// with the file it is written to and its title.
 #[derive(Clone, Debug)]
-pub struct Figure {
+pub struct CurvePlot {
     pub file: &'static str,
     pub title: &'static str,
     pub result: SweepResult,
 }
 
 /// The study's Figures 3 to 7, and one for the checks beyond it.
-pub fn figures(plan: &Plan, dir: &RunDir) -> Result<Vec<Figure>, String> {
+pub fn figures(plan: &Plan, dir: &RunDir) -> Result<Vec<CurvePlot>, String> {
     let b = plan.base_seeds()[0];
     let own = AttackSetting::Classifier;
     let random = AttackSetting::None;
@@ -457,7 +458,7 @@ pub fn figures(plan: &Plan, dir: &RunDir) -> Result<Vec<Figure>, String> {
                 r
             }));
         }
-        out.push(Figure {
+        out.push(CurvePlot {
             file,
             title,
             result: SweepResult {

@@ -1,4 +1,4 @@
-//! `advmnist show`: a figure of test digits, clean and perturbed (the study's Figure 1), with
+//! `advmnist show`'s pictures as PNG: test digits, clean and perturbed (the study's Figure 1), with
 //! the model's verdict on each, and beside them the input gradient and its sign, so a reader
 //! sees where and why the gradient-sign attack pushes.
 //!
@@ -21,17 +21,19 @@
 //! drawn as they are stored: 0 (background) black, 1 (ink) white.
 //!
 //! The figure is drawn into an RGB buffer, encoded as PNG with the `image` crate and written
-//! atomically by `models::file::write_atomic`. Its bytes depend only on the model,
-//! the images and the config (the Gaussian noise comes from the seeded per-image streams of
-//! `attacks::gaussian`), so rendering twice gives the same file.
+//! atomically by `models::file::write_atomic`. Everything it shows is computed beforehand by
+//! `experiments::perturbed_digits` (this module never calls a model), so its bytes depend only
+//! on that data, and the same data gives the same file.
+//!
+//! The autoencoder's picture (`show --dae`, [`render_dae_png`]) is laid out the same way: one
+//! row per digit, one column per stage (clean, corrupted, rebuilt).
 
-use crate::experiments::show::{figure, DaeFigure, Figure};
-pub use crate::experiments::show::{ShowConfig, ShowError};
+use crate::attacks::Noise;
+use crate::experiments::perturbed_digits::{PerturbedDigits, ReconstructedDigits, ShowError};
 use crate::models::file::{write_atomic, ModelFileError};
-use crate::models::Classifier;
 use crate::report::plot::register_fonts;
 use image::ImageEncoder;
-use ndarray::{ArrayView2, ArrayView4};
+use ndarray::ArrayView2;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -41,9 +43,6 @@ use std::path::Path;
 /// Each digit is drawn `SCALE` times its size, by nearest neighbour.
 pub const SCALE: u32 = 4;
 const SIDE: usize = 28; // MNIST images are 28x28
-/// The perturbations the figure shows: `show` takes the one description of a noise that the
-/// library, `sweep` and the command line share.
-pub type ShowNoise = crate::attacks::Noise;
 const CELL: i32 = SIDE as i32 * SCALE as i32; // side of one image cell in pixels
 const MARGIN: i32 = 16; // around the whole figure
 const LABEL_WIDTH: i32 = 56; // the true-label column
@@ -130,14 +129,17 @@ fn text_style(size: u32, colour: RGBColor, bold: bool) -> TextStyle<'static> {
     font.color(&colour).pos(Pos::new(HPos::Center, VPos::Top))
 }
 
-fn draw_figure<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> DrawResult<DB> {
+fn draw_figure<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    fig: &PerturbedDigits,
+) -> DrawResult<DB> {
     root.fill(&WHITE)?;
     let (width, _) = root.dim_in_pixel();
     let centre = width as i32 / 2;
     let title = match fig.noise {
-        ShowNoise::Fgsm => "Gradient-sign noise (FGSM) on test digits",
-        ShowNoise::Gaussian => "Gaussian noise on test digits",
-        ShowNoise::Pgd { .. } => "Iterative gradient-sign noise (PGD) on test digits",
+        Noise::Fgsm => "Gradient-sign noise (FGSM) on test digits",
+        Noise::Gaussian => "Gaussian noise on test digits",
+        Noise::Pgd { .. } => "Iterative gradient-sign noise (PGD) on test digits",
     };
     root.draw_text(title, &text_style(20, BLACK, true), (centre, MARGIN))?;
     let subtitle =
@@ -278,17 +280,8 @@ fn draw_figure<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) 
     Ok(())
 }
 
-/// Renders the figure for `images (N,1,28,28)` with their true `labels` to a PNG file at
-/// `path` (which must end in `.png`). Every perturbed set is checked with
-/// [`crate::attacks::validate`] before it is drawn. A handful of digits (e.g. the first 8 test
-/// images) makes a figure of a readable size: see [`figure_size`].
-pub fn render_show_png(
-    model: &dyn Classifier,
-    images: ArrayView4<f32>,
-    labels: &[u8],
-    cfg: &ShowConfig,
-    path: &Path,
-) -> Result<(), ShowError> {
+/// Refuses an output path that does not end in `.png`: the pictures are PNG images.
+pub fn check_png_path(path: &Path) -> Result<(), ShowError> {
     if !path
         .extension()
         .and_then(|e| e.to_str())
@@ -296,9 +289,18 @@ pub fn render_show_png(
     {
         return Err(ShowError::NotPng { path: path.into() });
     }
-    let figure = figure(model, images, labels, cfg)?;
+    Ok(())
+}
+
+/// Renders the Figure 1 picture of `digits` (made by
+/// [`crate::experiments::perturbed_digits::perturbed_digits`], which checks every perturbed
+/// set with [`crate::attacks::validate`]) to a PNG file at `path` (which must end in `.png`).
+/// A handful of digits (e.g. the first 8 test images) makes a figure of a readable size: see
+/// [`figure_size`].
+pub fn render_show_png(digits: &PerturbedDigits, path: &Path) -> Result<(), ShowError> {
+    check_png_path(path)?;
     register_fonts();
-    let (width, height) = figure_size(labels.len(), cfg.levels.len());
+    let (width, height) = figure_size(digits.labels.len(), digits.columns.len() - 1);
     let mut rgb = vec![0u8; width as usize * height as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
@@ -306,7 +308,7 @@ pub fn render_show_png(
             path: path.into(),
             reason: e.to_string(),
         };
-        draw_figure(&root, &figure).map_err(|e| draw_error(&e))?;
+        draw_figure(&root, digits).map_err(|e| draw_error(&e))?;
         root.present().map_err(|e| draw_error(&e))?;
     }
     encode_and_write(&rgb, width, height, path)
@@ -321,7 +323,7 @@ pub fn dae_figure_size(digits: usize, columns: usize) -> (u32, u32) {
 
 fn draw_dae_figure<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    fig: &DaeFigure,
+    fig: &ReconstructedDigits,
 ) -> DrawResult<DB> {
     root.fill(&WHITE)?;
     let (width, _) = root.dim_in_pixel();
@@ -373,15 +375,10 @@ fn draw_dae_figure<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Renders [`DaeFigure`] as a PNG at `path` (which must end in `.png`), written atomically.
-pub fn render_dae_png(fig: &DaeFigure, path: &Path) -> Result<(), ShowError> {
-    if !path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
-    {
-        return Err(ShowError::NotPng { path: path.into() });
-    }
+/// Renders [`ReconstructedDigits`] as a PNG at `path` (which must end in `.png`), written
+/// atomically.
+pub fn render_dae_png(fig: &ReconstructedDigits, path: &Path) -> Result<(), ShowError> {
+    check_png_path(path)?;
     register_fonts();
     let (width, height) = dae_figure_size(fig.labels.len(), fig.columns.len());
     let mut rgb = vec![0u8; width as usize * height as usize * 3];

@@ -1,62 +1,25 @@
-//! `advmnist bench --report DIR`'s files: `bench.json` (the [`Report`] itself), `bench.md`, and
-//! two figures, `roofline.svg` (arithmetic intensity against achieved GFLOP/s, one point per
-//! kernel, under the measured ceilings) and `scaling.svg` (speed-up over 1 thread). The numbers
-//! are measured in `bench::report`; this module only lays them out.
+//! The two figures of `advmnist bench --report`: `roofline.svg` (arithmetic intensity against
+//! achieved GFLOP/s, one point per kernel, under the measured ceilings) and `scaling.svg`
+//! (speed-up over 1 thread), drawn from a [`Profile`] with plotters.
 
-use crate::bench::report::{Figure, Report};
-use crate::bench::stats::SPREAD_WARNING;
-use crate::models::file::{write_atomic, ModelFileError};
+use crate::bench::measure::Measurement;
+use crate::bench::profile::Profile;
 use crate::report::plot::register_fonts;
 use plotters::prelude::*;
-use std::fmt::Write;
-use std::path::Path;
 
-/// Writes `bench.json`, `bench.md`, `roofline.svg` and `scaling.svg` into `dir` (created if
-/// needed), each atomically.
-pub fn write_bench_report(dir: &Path, r: &Report) -> Result<(), ModelFileError> {
-    std::fs::create_dir_all(dir).map_err(|source| ModelFileError::Io {
-        path: dir.into(),
-        source,
-    })?;
-    let json = serde_json::to_string_pretty(r).expect("plain data");
-    write_atomic(&dir.join("bench.json"), json.as_bytes())?;
-    write_atomic(&dir.join("bench.md"), bench_markdown(r).as_bytes())?;
-    write_atomic(&dir.join("roofline.svg"), roofline_svg(r).as_bytes())?;
-    write_atomic(&dir.join("scaling.svg"), scaling_svg(r).as_bytes())
-}
-
-/// A rate with three significant digits or so.
-fn number(v: f64) -> String {
-    if v >= 100.0 {
+/// A rate with three significant digits or so, without exponent for the sizes seen here.
+pub(crate) fn number(v: f64) -> String {
+    if v.abs() >= 100.0 {
         format!("{v:.0}")
-    } else if v >= 10.0 {
+    } else if v.abs() >= 10.0 {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
     }
 }
 
-fn percent(share: Option<f64>) -> String {
-    share.map_or(String::new(), |s| format!("{:.0}%", 100.0 * s))
-}
-
-/// "median (min-max)", flagged when the samples spread more than [`SPREAD_WARNING`].
-fn rate_cell(f: &Figure) -> String {
-    let flag = if f.spread > SPREAD_WARNING {
-        " ⚠"
-    } else {
-        ""
-    };
-    format!(
-        "{} ({}-{}){flag}",
-        number(f.rate.median),
-        number(f.rate.min),
-        number(f.rate.max)
-    )
-}
-
 /// The id without its group and thread count: `sgemm/50x500x256/t2` -> `50x500x256`.
-fn short_name(f: &Figure) -> String {
+pub(crate) fn short_name(f: &Measurement) -> String {
     let mut parts: Vec<&str> = f.id.split('/').collect();
     if parts.last().is_some_and(|p| p.starts_with('t')) && f.group != "layer" {
         parts.pop();
@@ -67,194 +30,8 @@ fn short_name(f: &Figure) -> String {
     parts.join("/")
 }
 
-/// Year, month, day (UTC) of a Unix time (Howard Hinnant's `civil_from_days`).
-fn utc_date(unix: u64) -> (i64, u32, u32) {
-    let z = (unix / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// `bench.md`: the machine, its limits, where the time goes, the workloads and their scaling.
-pub fn bench_markdown(r: &Report) -> String {
-    let m = &r.machine;
-    let s = &r.settings;
-    let n = s.max_threads;
-    let mut md = String::new();
-    let (y, mo, d) = utc_date(s.unix_time);
-    let secs = s.unix_time % 86_400;
-    let _ = writeln!(md, "# advmnist bench report\n");
-    let _ = writeln!(
-        md,
-        "Measured {y}-{mo:02}-{d:02} {:02}:{:02} UTC: {} samples per figure after a warm-up, \
-         {} s per figure, batch {}, 1 to {n} threads. Each figure is the median with the min and \
-         max of its samples; ⚠ marks a spread ((max - min) / median) above {:.0}%.\n",
-        secs / 3600,
-        secs / 60 % 60,
-        s.samples_per_figure,
-        s.seconds_per_figure,
-        s.batch,
-        100.0 * SPREAD_WARNING
-    );
-    if !r.warnings.is_empty() {
-        let _ = writeln!(
-            md,
-            "## Warnings\n\nSamples that spread more than {:.0}% ((max - min) / median) mean the \
-             machine was busy or changed its clock while measuring: trust those figures less, \
-             and compare only figures measured side by side.\n",
-            100.0 * SPREAD_WARNING
-        );
-        for w in &r.warnings {
-            let _ = writeln!(md, "- {w}");
-        }
-        md.push('\n');
-    }
-    let _ = writeln!(md, "## The machine\n\n| | |\n|---|---|");
-    let load = m
-        .load_average
-        .map_or("unknown".to_string(), |l| format!("{l:.2}"));
-    for (k, v) in [
-        ("CPU", m.cpu_model.clone()),
-        ("logical CPUs", m.logical_cpus.to_string()),
-        ("threads used", format!("1 to {}", m.threads)),
-        ("caches (cpu0)", m.describe_caches()),
-        ("load average at the start", load),
-        (
-            "advmnist",
-            format!("{}, commit {}", m.advmnist_version, m.git_commit),
-        ),
-        ("rustc", m.rustc.clone()),
-        ("OS, architecture", format!("{}, {}", m.os, m.arch)),
-    ] {
-        let _ = writeln!(md, "| {k} | {v} |");
-    }
-    let _ = writeln!(
-        md,
-        "\n| kernel | path taken on this CPU | chosen in |\n|---|---|---|"
-    );
-    for p in &m.kernel_paths {
-        let _ = writeln!(md, "| {} | {} | {} |", p.kernel, p.path, p.source);
-    }
-    let _ = writeln!(
-        md,
-        "\n## Its limits, measured on the spot\n\nsgemm (`matrixmultiply`): on t threads, t \
-         single-threaded products side by side, as advmnist runs them. Peak: {} GFLOP/s \
-         (`{}`); bandwidth from memory {} GB/s (`{}`), in cache {} GB/s (`{}`).\n",
-        number(r.ceilings.sgemm_peak_gflop_per_s),
-        r.ceilings.sgemm_peak_figure,
-        number(r.ceilings.bandwidth_gb_per_s),
-        r.ceilings.bandwidth_figure,
-        number(r.ceilings.cache_bandwidth_gb_per_s),
-        r.ceilings.cache_bandwidth_figure
-    );
-    let _ = writeln!(
-        md,
-        "| figure | what | threads | rate | unit | share of peak |\n|---|---|---:|---:|---|---:|"
-    );
-    for f in r
-        .figures
-        .iter()
-        .filter(|f| f.group == "sgemm" || f.group == "bandwidth")
-    {
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} | {} | {} | {} |",
-            f.id,
-            f.what,
-            f.threads,
-            rate_cell(f),
-            f.unit,
-            percent(f.share_of_peak)
-        );
-    }
-    let _ = writeln!(
-        md,
-        "\n## Where the time goes ({n} threads, batch {})\n\nEach pass against its ceiling: \
-         sgemm at the shape of its own products, or for passes that only move data the triad's \
-         bandwidth, in cache when the pass's bytes fit in the last-level cache.\n\n| pass | ms per call | rate | unit | GFLOP/s | ceiling | share of ceiling | \
-         share of peak |\n|---|---:|---:|---|---:|---|---:|---:|",
-        s.batch
-    );
-    for f in r
-        .figures
-        .iter()
-        .filter(|f| f.group == "layer" || f.group == "update")
-    {
-        let _ = writeln!(
-            md,
-            "| {} | {:.3} ({:.3}-{:.3}) | {} | {} | {} | {} | {} | {} |",
-            f.what,
-            1e3 * f.seconds.median,
-            1e3 * f.seconds.min,
-            1e3 * f.seconds.max,
-            rate_cell(f),
-            f.unit,
-            f.gflop_per_s.map_or(String::new(), number),
-            f.ceiling
-                .as_deref()
-                .map_or(String::new(), |c| format!("`{c}`")),
-            percent(f.share_of_ceiling),
-            percent(f.share_of_peak)
-        );
-    }
-    let _ = writeln!(
-        md,
-        "\n## Whole-network workloads\n\n| workload | threads | img/s | GFLOP/s | share of peak | \
-         share of sgemm at its own shapes |\n|---|---:|---:|---:|---:|---:|"
-    );
-    for f in r.figures.iter().filter(|f| f.group == "workload") {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} |",
-            f.what,
-            f.threads,
-            rate_cell(f),
-            f.gflop_per_s.map_or(String::new(), number),
-            percent(f.share_of_peak),
-            percent(f.share_of_ceiling)
-        );
-    }
-    let _ = writeln!(md, "\n## Thread scaling\n");
-    let header: Vec<String> = (1..=n)
-        .map(|t| format!("{t} thread{}", if t > 1 { "s" } else { "" }))
-        .collect();
-    let _ = writeln!(
-        md,
-        "| figure | {} | {n} / 1 |\n|---|{}---:|",
-        header.join(" | "),
-        "---:|".repeat(n)
-    );
-    for (name, series) in scaling_series(r) {
-        let cells: Vec<String> = (1..=n)
-            .map(|t| {
-                series
-                    .iter()
-                    .find(|(th, _)| *th == t)
-                    .map_or(String::new(), |(_, v)| number(*v))
-            })
-            .collect();
-        let speedup = match (series.first(), series.iter().find(|(t, _)| *t == n)) {
-            (Some((1, one)), Some((_, all))) => format!("{:.2}x", all / one),
-            _ => String::new(),
-        };
-        let _ = writeln!(md, "| {name} | {} | {speedup} |", cells.join(" | "));
-    }
-    let _ = writeln!(
-        md,
-        "\nFigures: `roofline.svg` (every kernel's arithmetic intensity against its GFLOP/s on \
-         {n} threads, under the measured sgemm peak and bandwidth), `scaling.svg` (speed-up over \
-         1 thread). Keys of `bench.json`: docs/performance.md."
-    );
-    md
-}
-
 /// Per workload (and the sgemm peak and the triad), `(threads, median rate)` sorted by threads.
-fn scaling_series(r: &Report) -> Vec<(String, Vec<(usize, f64)>)> {
+pub(crate) fn scaling_series(r: &Profile) -> Vec<(String, Vec<(usize, f64)>)> {
     let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
     let square = r
         .ceilings
@@ -286,9 +63,9 @@ fn scaling_series(r: &Report) -> Vec<(String, Vec<(usize, f64)>)> {
 /// GFLOP/s on N threads, log-log, one point per sgemm shape and per layer pass that multiplies,
 /// under the roof `min(peak, bandwidth x intensity)` of the measured ceilings (from memory in
 /// black, from the last-level cache in grey).
-pub fn roofline_svg(r: &Report) -> String {
+pub fn roofline_svg(r: &Profile) -> String {
     let n = r.settings.max_threads;
-    let points: Vec<(&Figure, f64, f64)> = r
+    let points: Vec<(&Measurement, f64, f64)> = r
         .figures
         .iter()
         .filter(|f| f.threads == n && matches!(f.group.as_str(), "sgemm" | "layer"))
@@ -406,7 +183,7 @@ pub fn roofline_svg(r: &Report) -> String {
 
 /// Speed-up over 1 thread against threads, one line per workload, the sgemm peak and the triad,
 /// with the ideal (linear) line.
-pub fn scaling_svg(r: &Report) -> String {
+pub fn scaling_svg(r: &Profile) -> String {
     let n = r.settings.max_threads.max(1);
     let series = scaling_series(r);
     let mut top = n as f64;
@@ -475,16 +252,4 @@ pub fn scaling_svg(r: &Report) -> String {
         root.present().expect("drawing to a string cannot fail");
     }
     svg
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates_of_known_days() {
-        assert_eq!(utc_date(0), (1970, 1, 1));
-        assert_eq!(utc_date(951_782_400), (2000, 2, 29)); // a leap day
-        assert_eq!(utc_date(1_796_083_200), (2026, 12, 1));
-    }
 }

@@ -1,6 +1,8 @@
-//! The data of `advmnist show`'s figure (the study's Figure 1, with the gradient): test digits
-//! clean and perturbed at each level, the model's verdict on each, each digit's input gradient
-//! and its sign. Computed here; `report::show` only lays it out.
+//! The data of `advmnist show`'s figures. [`PerturbedDigits`] (the study's Figure 1, with the
+//! gradient): test digits clean and perturbed at each level, the model's verdict on each, each
+//! digit's input gradient and its sign. [`ReconstructedDigits`] (`show --dae`): test digits
+//! clean, corrupted as the autoencoder was trained, and rebuilt by it. Computed here, where the
+//! model is called; `report::digits_png` only lays them out.
 
 use crate::attacks::distortion::distortion_per_pixel;
 use crate::attacks::fgsm::sign;
@@ -68,8 +70,8 @@ pub struct Column {
     pub verdicts: Vec<Verdict>, // (N)
 }
 
-/// Everything the figure shows, computed before any drawing.
-pub struct Figure {
+/// Everything the Figure 1 picture shows, computed before any drawing.
+pub struct PerturbedDigits {
     pub noise: Noise,
     pub labels: Vec<u8>,        // (N): true labels
     pub columns: Vec<Column>,   // clean, then one per level
@@ -129,12 +131,12 @@ pub fn check_inputs(
 
 /// Everything the figure shows, for `images (N,1,28,28)` with their true `labels`: each
 /// perturbed set made by [`Perturbation`] and checked, each verdict, the gradient and its sign.
-pub fn figure(
+pub fn perturbed_digits(
     model: &dyn Classifier,
     images: ArrayView4<f32>,
     labels: &[u8],
     cfg: &ShowConfig,
-) -> Result<Figure, ShowError> {
+) -> Result<PerturbedDigits, ShowError> {
     check_inputs(images, labels, cfg)?;
     let (_, gradient) = model.input_gradient(images, labels);
     let sign_pattern = gradient.mapv(sign);
@@ -175,7 +177,7 @@ pub fn figure(
         }
         max_gradient.push(max);
     }
-    Ok(Figure {
+    Ok(PerturbedDigits {
         noise: cfg.noise,
         labels: labels.to_vec(),
         columns,
@@ -187,7 +189,7 @@ pub fn figure(
 
 /// The data of `advmnist show --dae`: test digits clean, corrupted as the autoencoder was
 /// trained (input dropout, kept pixels scaled by `1/(1-p)`), and reconstructed.
-pub struct DaeFigure {
+pub struct ReconstructedDigits {
     pub labels: Vec<u8>, // (N): true labels
     /// Columns left to right, each a header and images `(N,1,28,28)`: clean, corrupted, the
     /// reconstruction of the corrupted digits, the reconstruction of the clean digits.
@@ -197,14 +199,15 @@ pub struct DaeFigure {
     pub loss_clean: f32,
 }
 
-/// Builds [`DaeFigure`]; image `n`'s dropout mask comes from `stream(seed, Dropout, n)`.
-pub fn dae_figure(
+/// Builds [`ReconstructedDigits`]; image `n`'s dropout mask comes from
+/// `stream(seed, Dropout, n)`.
+pub fn reconstructed_digits(
     dae: &crate::models::Autoencoder,
     images: ArrayView4<f32>,
     labels: &[u8],
     corruption: f64,
     seed: u64,
-) -> Result<DaeFigure, ShowError> {
+) -> Result<ReconstructedDigits, ShowError> {
     use crate::rng::{stream, Purpose};
     let (n, c, h, w) = images.dim();
     if n == 0 || (c, h, w) != (1, SIDE, SIDE) || labels.len() != n {
@@ -237,7 +240,7 @@ pub fn dae_figure(
         ),
         ("rebuilt (clean)".to_string(), dae.reconstruct(images)),
     ];
-    Ok(DaeFigure {
+    Ok(ReconstructedDigits {
         labels: labels.to_vec(),
         columns,
         loss_clean: dae.reconstruction_loss(images),
