@@ -11,6 +11,7 @@ pub mod bench;
 pub mod data;
 pub mod defences;
 pub mod experiments;
+pub mod hashing;
 pub mod io_safety;
 pub mod kernels;
 pub mod layers;

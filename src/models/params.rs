@@ -60,23 +60,3 @@ pub trait Network: Parameters<f32> + Clone + PartialEq + std::fmt::Debug + Send 
     /// Every tensor zero, in this network's shapes.
     fn zeros_like_network() -> Self;
 }
-
-/// The network kinds advmnist knows, by their `format` key, for messages such as "this file holds
-/// a denoising autoencoder, but a LeNet is expected".
-pub fn describe_format(format: &str) -> Option<&'static str> {
-    use crate::models::{autoencoder::Autoencoder, LeNet};
-    [
-        (
-            <LeNet<f32> as Network>::FORMAT,
-            <LeNet<f32> as Network>::DESCRIPTION,
-        ),
-        (Autoencoder::FORMAT, Autoencoder::DESCRIPTION),
-        (
-            crate::train::checkpoint::CHECKPOINT_FORMAT,
-            "a training checkpoint (not a model: finish or resume its run to get the model)",
-        ),
-    ]
-    .into_iter()
-    .find(|(f, _)| *f == format)
-    .map(|(_, d)| d)
-}

@@ -5,7 +5,7 @@
 
 use crate::bench::report::{Figure, Report};
 use crate::bench::stats::SPREAD_WARNING;
-use crate::models::file::{write_atomic, ModelFileError};
+use crate::io_safety::{write_atomic, WriteError};
 use crate::report::plot::register_fonts;
 use plotters::prelude::*;
 use std::fmt::Write;
@@ -13,8 +13,8 @@ use std::path::Path;
 
 /// Writes `bench.json`, `bench.md`, `roofline.svg` and `scaling.svg` into `dir` (created if
 /// needed), each atomically.
-pub fn write_bench_report(dir: &Path, r: &Report) -> Result<(), ModelFileError> {
-    std::fs::create_dir_all(dir).map_err(|source| ModelFileError::Io {
+pub fn write_bench_report(dir: &Path, r: &Report) -> Result<(), WriteError> {
+    std::fs::create_dir_all(dir).map_err(|source| WriteError {
         path: dir.into(),
         source,
     })?;

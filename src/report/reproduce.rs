@@ -3,8 +3,7 @@
 
 use crate::experiments::reproduce::table::{column_key, Figure, Gathered, TableRow, COLUMNS};
 use crate::experiments::reproduce::{JobRecord, Plan};
-use crate::io_safety::write_set;
-use crate::models::file::ModelFileError;
+use crate::io_safety::{write_set, WriteError};
 use crate::report::plot;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -294,8 +293,8 @@ pub fn write_report(
     g: &Gathered,
     figures: &[Figure],
     manifest: &serde_json::Value,
-) -> Result<Vec<String>, ModelFileError> {
-    std::fs::create_dir_all(out).map_err(|source| ModelFileError::Io {
+) -> Result<Vec<String>, WriteError> {
+    std::fs::create_dir_all(out).map_err(|source| WriteError {
         path: out.into(),
         source,
     })?;

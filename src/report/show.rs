@@ -21,13 +21,13 @@
 //! drawn as they are stored: 0 (background) black, 1 (ink) white.
 //!
 //! The figure is drawn into an RGB buffer, encoded as PNG with the `image` crate and written
-//! atomically by `models::file::write_atomic`. Its bytes depend only on the model,
+//! atomically by `io_safety::write_atomic`. Its bytes depend only on the model,
 //! the images and the config (the Gaussian noise comes from the seeded per-image streams of
 //! `attacks::gaussian`), so rendering twice gives the same file.
 
 use crate::experiments::show::{figure, DaeFigure, Figure};
 pub use crate::experiments::show::{ShowConfig, ShowError};
-use crate::models::file::{write_atomic, ModelFileError};
+use crate::io_safety::{write_atomic, WriteError};
 use crate::models::Classifier;
 use crate::report::plot::register_fonts;
 use image::ImageEncoder;
@@ -405,13 +405,7 @@ fn encode_and_write(rgb: &[u8], width: u32, height: u32, path: &Path) -> Result<
             path: path.into(),
             reason: format!("PNG encoding: {e}"),
         })?;
-    write_atomic(path, &png).map_err(|e| match e {
-        ModelFileError::Io { path, source } => ShowError::Io { path, source },
-        other => ShowError::Io {
-            path: path.into(),
-            source: std::io::Error::other(other.to_string()),
-        },
-    })
+    write_atomic(path, &png).map_err(|WriteError { path, source }| ShowError::Io { path, source })
 }
 
 #[cfg(test)]

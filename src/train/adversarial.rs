@@ -43,9 +43,10 @@ use super::checkpoint::{self, CheckpointError};
 use super::{run, Event, NoHook, Recipe, TrainConfig, TrainError, TrainOptions, TrainState};
 use super::{test_error_pct, TrainingSet};
 use crate::attacks::fgsm;
-use crate::data::idx::sha256_hex;
+use crate::hashing::{sha256_hex, Sha256Stream};
 use crate::data::{Dataset, Mnist};
-use crate::models::file::{encode, read_archive, tensors_of, write_atomic, ModelFileError};
+use crate::io_safety::write_atomic;
+use crate::models::file::{encode, read_archive, tensors_of, ModelFileError};
 use crate::models::file::{load_model, ModelMeta};
 use crate::models::lenet::{DropoutRates, LeNet};
 use crate::models::Classifier;
@@ -53,7 +54,6 @@ use ndarray::{s, Array4, ArrayView4, ArrayViewMut4, Axis, Zip};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -511,14 +511,14 @@ pub fn adversarial_examples(
 
 /// SHA-256 of images as little-endian f32, image after image.
 pub fn images_sha256(images: ArrayView4<f32>) -> String {
-    let mut hasher = Sha256::new();
+    let mut hasher = Sha256Stream::new();
     let mut buffer = Vec::with_capacity(4 * PIXELS);
     for image in images.outer_iter() {
         buffer.clear();
         buffer.extend(image.iter().flat_map(|v| v.to_le_bytes()));
         hasher.update(&buffer);
     }
-    format!("{:x}", hasher.finalize())
+    hasher.hex()
 }
 
 /// The pool a stage trains on, grown in place: one buffer with room for every set the run
@@ -596,7 +596,7 @@ fn io_error(path: &Path, e: impl std::fmt::Display) -> AdvError {
 fn write_record(path: &Path, record: &AdvRecord) -> Result<(), AdvError> {
     let mut json = serde_json::to_string_pretty(record).expect("plain structs");
     json.push('\n');
-    write_atomic(path, json.as_bytes())?;
+    write_atomic(path, json.as_bytes()).map_err(ModelFileError::from)?;
     Ok(())
 }
 
@@ -996,7 +996,7 @@ pub fn run_adversarial(
         let meta = snapshot_meta(cfg, data, k, &pool.composition, &record);
         let bytes = encode(&tensors_of(&state.net, ""), &meta.to_map());
         let path = dir.join(snapshot_file(k));
-        write_atomic(&path, &bytes)?;
+        write_atomic(&path, &bytes).map_err(ModelFileError::from)?;
         let sha256 = sha256_hex(&bytes);
         if k == 0 {
             record.base_model_sha256 = Some(sha256.clone());
