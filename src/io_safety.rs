@@ -109,7 +109,6 @@ pub fn process_is_alive(pid: u32) -> bool {
 
 // ---- checks before any work ----
 
-
 /// Whether `a` and `b` name the same file.
 pub fn same_file(a: &Path, b: &Path) -> bool {
     if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
@@ -338,10 +337,7 @@ fn write_set_observed(
             discard(&staged);
             return Err(io(&target)(e));
         }
-        listing.push_str(&format!(
-            "{}  {file}\n",
-            crate::hashing::sha256_hex(bytes)
-        ));
+        listing.push_str(&format!("{}  {file}\n", crate::hashing::sha256_hex(bytes)));
         staged.push((tmp, target));
     }
     // 2. No manifest while the files change.

@@ -20,7 +20,6 @@ pub mod models;
 pub mod optim;
 pub mod report;
 pub mod rng;
-pub mod scalar;
 pub mod testutil;
 pub mod train;
 

@@ -36,6 +36,7 @@ use crate::attacks::fgsm::{gradient_sign, perturb};
 use crate::attacks::gaussian::standard_normal_like;
 use crate::attacks::{validate, InvalidPerturbation};
 use crate::data::{Dataset, Mnist, CLASSES};
+use crate::hashing::{sha256_hex, Sha256Stream};
 use crate::layers::softmax_xent::softmax;
 use crate::models::lenet::{DropoutRates, LeNet};
 use crate::models::Classifier;
@@ -43,7 +44,6 @@ use crate::rng::{stream, Purpose};
 use ndarray::{s, Array4, Axis};
 use rand_chacha::rand_core::RngCore;
 use serde::{Deserialize, Serialize};
-use crate::hashing::{sha256_hex, Sha256Stream};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 

@@ -8,7 +8,7 @@
 //! Randomness: one seeded stream per image (axis 0), so an image's mask does not depend on how
 //! the batch is split across threads.
 
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{Array, ArrayView, Axis, Dimension, RemoveAxis};
 use ndarray_rand::rand::Rng;
 use ndarray_rand::rand_distr::Bernoulli;

@@ -2,7 +2,7 @@
 //! (the autoencoder's activation).
 
 use crate::kernels::parallel::min_pieces_per_job;
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{Array, ArrayView, Dimension, Zip};
 use rayon::prelude::*;
 

@@ -14,7 +14,7 @@
 //!
 //! Dimension legend: `N` batch, `P` outputs (pixels).
 
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 
 /// What the forward pass keeps: the probabilities `y (N, P)`.

@@ -16,7 +16,7 @@
 //! 879 of the 10,000 test images had `dz_y = 0` this way, and FGSM's error at eps 0.25 was
 //! understated by 5 points (found in review; Caffe and PyTorch subtract, as this code once did).
 
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 /// What the forward pass keeps for the backward pass.

@@ -29,11 +29,11 @@
 
 use crate::hashing::sha256_hex;
 use crate::io_safety::{folder_of, same_file, write_atomic, WriteError};
+use crate::kernels::scalar::Scalar;
 use crate::layers::softmax_xent;
 use crate::models::gradient::GradientRule;
 use crate::models::lenet::INPUT_GRADIENT_CHUNK;
 use crate::models::Classifier;
-use crate::scalar::Scalar;
 use ndarray::{s, Array1, Array2, Array4, ArrayView2, ArrayView4, Axis};
 use std::path::{Component, Path, PathBuf};
 
