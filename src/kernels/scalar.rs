@@ -1,6 +1,6 @@
 //! The element type of every tensor: `f32` for training, attacks and benchmarks, `f64` for the
 //! finite-difference gradient checks (whose truncation and rounding errors would swamp an f32
-//! comparison; see `layers::gradcheck`).
+//! comparison; see `testutil::gradcheck`).
 //!
 //! The trait is where each type picks its kernels: f32 its vectorised logistic
 //! (`kernels::logistic`) and `matrixmultiply::sgemm`, f64 the plain formula and `dgemm`; and

@@ -384,7 +384,7 @@ pub fn backward<T: Scalar>(
 mod tests {
     use super::*;
     use crate::kernels::im2col::{conv2d_naive, conv2d_naive_backward};
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::{assert_close, random_array};
     use ndarray::{Ix1, Ix4};
 

@@ -191,7 +191,7 @@ pub fn backward<T: Scalar>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::{assert_close, random_array};
     use ndarray::{Array1, Ix1, Ix2};
 

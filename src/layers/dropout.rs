@@ -52,7 +52,7 @@ pub fn backward<T: Scalar, D: Dimension>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::Ix2;
     use rand_chacha::rand_core::SeedableRng;

@@ -231,7 +231,7 @@ pub fn forward_naive<T: Scalar>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::{differing_bits, random_array};
     use ndarray::Ix4;
 

@@ -57,7 +57,7 @@ pub fn backward<T: Scalar>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::{array, Ix2};
 

@@ -148,7 +148,7 @@ pub fn caffe_backward_f32(probs: ArrayView2<f32>, labels: &[u8]) -> Array2<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::{Array1, Ix2};
 

@@ -451,8 +451,8 @@ impl Network for Autoencoder<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::rng::{stream, Purpose};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::Ix4;
 
@@ -514,7 +514,7 @@ mod tests {
                 let analytic = grads.parameters()[t].data.as_slice_memory_order().unwrap()[i];
                 assert!(
                     (analytic - numeric).abs()
-                        <= crate::layers::gradcheck::TOL * (1.0 + numeric.abs()),
+                        <= crate::testutil::gradcheck::TOL * (1.0 + numeric.abs()),
                     "{name} [{i}]: analytic {analytic}, numeric {numeric}"
                 );
             }

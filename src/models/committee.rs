@@ -451,7 +451,7 @@ pub fn committee_name(spec: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::{Ix2, Ix3};
 

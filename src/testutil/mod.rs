@@ -1,8 +1,11 @@
 //! Helpers shared by the unit tests, the integration tests and the benchmarks: seeded random
-//! tensors (`rng::random_array`, which `advmnist bench` uses too) and a tensor comparison that
-//! names the tensor and shows where it differs (in the manner of llm.c's `check_tensor`).
+//! tensors (`rng::random_array`, which `advmnist bench` uses too), a tensor comparison that
+//! names the tensor and shows where it differs (in the manner of llm.c's `check_tensor`), and
+//! the central finite differences every backward pass is tested against ([`gradcheck`]).
 //!
 //! For tests only: no code outside a test uses this module (a test checks it).
+
+pub mod gradcheck;
 
 use crate::kernels::scalar::Scalar;
 use ndarray::{Array, ArrayViewD, Dimension};
