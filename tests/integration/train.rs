@@ -4,6 +4,7 @@
 use advmnist::data::{default_data_dir, load_mnist, Mnist};
 use advmnist::models::lenet::DropoutRates;
 use advmnist::train::{self, checkpoint, TrainConfig, TrainOptions, TrainState};
+use sha2::Digest;
 use std::sync::OnceLock;
 use tempfile::TempDir;
 
@@ -133,4 +134,37 @@ fn batches_cover_each_epoch_exactly_once() {
     assert_eq!(epoch0.len(), 100);
     seen.sort();
     assert_eq!(seen, (0..100).flat_map(|i| [i, i, i]).collect::<Vec<_>>());
+}
+
+/// The bytes of a 300-iteration model file, pinned: `advmnist train --out m.safetensors
+/// --iters 300` (seed 1, no dropout, the bundled MNIST) wrote this file with the code of
+/// 2026-12-06 (commit bb6dd9c) on a 2-core AVX-512 Xeon, and the same bytes on an AVX2 EPYC.
+/// A change of a single weight bit anywhere in training (data order, initialisation, a kernel's
+/// order of sums, the optimiser) changes the hash. The kernels' bits are defined for x86-64
+/// CPUs with AVX2 and FMA (the GEMM's fused multiply-add kernels); elsewhere the test says so
+/// and checks nothing, since another rounding is not a fault there.
+const TRAIN_300_SHA256: &str = "153cae5bcad9311c5bf2d9411b91cdc885c112772175cb63f9ddef126115a34f";
+
+#[test]
+fn a_300_iteration_model_keeps_its_pinned_bytes() {
+    #[cfg(target_arch = "x86_64")]
+    let defined = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let defined = false;
+    if !defined {
+        eprintln!("skipped: the pinned bytes are those of x86-64 CPUs with AVX2 and FMA");
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("m.safetensors");
+    crate::common::ok(&["train", "--out", crate::common::s(&out), "--iters", "300"]);
+    let bytes = std::fs::read(&out).unwrap();
+    let got: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        got, TRAIN_300_SHA256,
+        "a 300-iteration `train` changed its bytes: every result of the crate may have changed"
+    );
 }
