@@ -662,6 +662,39 @@ fn no_import_climbs_a_layer_and_no_circle() {
     );
 }
 
+/// The reader finds what the crate is known to use, so the test above cannot pass by reading
+/// nothing.
+#[test]
+fn the_crates_own_imports_are_found() {
+    let files = source_files();
+    let conv = files
+        .iter()
+        .find(|f| f.name == "src/layers/conv.rs")
+        .expect("src/layers/conv.rs");
+    let found = paths_in(
+        &blank_comments_and_literals(&conv.text),
+        &["crate", "super"],
+    )
+    .unwrap();
+    let texts: Vec<String> = found.iter().map(FoundPath::text).collect();
+    for want in [
+        "crate::kernels::gemm::gemm",
+        "crate::kernels::scalar::Scalar",
+        "super::*",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == want),
+            "{want} not found in {texts:?}"
+        );
+    }
+    assert!(found.iter().any(|p| p.in_tests) && found.iter().any(|p| !p.in_tests));
+    let lib = files
+        .iter()
+        .find(|f| f.name == "src/lib.rs")
+        .expect("src/lib.rs");
+    assert!(declared_modules(&lib.text).contains(&"kernels".to_string()));
+}
+
 // ---- the reader itself, on tricky snippets ----
 
 fn found(code: &str, roots: &[&str]) -> Vec<(String, usize, Vec<String>, bool)> {
