@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
     });
     println!("  single-image gradients equal the chunk's, bit for bit (8 images): {same}");
 
-    let sign = g0.mapv(fgsm::sign);
+    let sign = g0.mapv(advmnist::models::gradient::sign);
     for &eps in &epss {
         let x_r = fgsm::perturb(x, sign.view(), eps);
         let (loss1, g1) = model.input_gradient(x_r.view(), labels);

@@ -1,18 +1,113 @@
-//! Checks every command makes on its files before any work (issue 12): an output must not be
-//! one of the command's inputs, and every output location must be writable and of the right
-//! kind (a file where a file goes, a folder where a folder goes). Also: how a command replaces a
-//! set of output files as a set ([`write_set`], [`check_set`]) and a run's exclusive lock
-//! ([`RunLock`]). Limits on sizes and memory are in [`crate::limits`].
+//! How advmnist writes files, and the checks every command makes on its files before any work.
+//! Every file is written atomically ([`write_atomic`]: a temporary file beside it, flushed,
+//! then renamed over it), and a failed write is a [`WriteError`] naming the file. Before any
+//! work: an output must not be one of the command's inputs, and every output location must be
+//! writable and of the right kind (a file where a file goes, a folder where a folder goes).
+//! Also: how a command replaces a set of output files as a set ([`write_set`], [`check_set`])
+//! and a run's exclusive lock ([`RunLock`]). Limits on sizes and memory are in [`crate::limits`].
 //!
 //! Paths are compared as files, not as strings: two paths name the same file when they have the
 //! same device and inode (both exist), or the same canonical folder and file name (an output that
 //! does not exist yet), so `./m.safetensors`, `m.safetensors` and a symlink to it all match.
 //! Every message names the flag and the file, so a user knows which argument to change.
 
-use crate::models::file::{folder_of, remove_stale_temporaries, write_atomic, ModelFileError};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// A file that could not be written (or a folder not made), named in the message:
+/// `PATH: REASON`.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+// ---- atomic writes ----
+
+/// The folder a file path lives in; `.` for a bare file name.
+pub fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let io = |source| WriteError {
+        path: path.into(),
+        source,
+    };
+    let dir = folder_of(path);
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io(std::io::Error::other("no file name")))?;
+    remove_stale_temporaries(dir, &file_name.to_string_lossy());
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable: a crash right after it must not bring back the old
+        // file. Best effort: some file systems cannot open or sync a folder.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// Removes the temporary files `.NAME.tmp-PID` that earlier writes of `NAME` in `dir` left behind
+/// when their process was killed between creating and renaming them. Only files of
+/// processes that no longer exist are removed: a live process's temporary file is its write in
+/// progress. Best effort: a file that cannot be listed or removed is left alone.
+pub fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !process_is_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a process with this id exists. `kill(pid, 0)` sends no signal, only checks: it fails
+/// with ESRCH when there is no such process, and with EPERM when it exists but is another user's.
+pub fn process_is_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        // 0 and negative ids name process groups, not a process.
+        return false;
+    }
+    // SAFETY: signal 0 performs only the existence and permission checks.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+// ---- checks before any work ----
 
 /// Whether `a` and `b` name the same file.
 pub fn same_file(a: &Path, b: &Path) -> bool {
@@ -203,7 +298,7 @@ pub fn set_manifest(dir: &Path, name: &str) -> PathBuf {
 /// exactly when [`check_set`] accepts it. (A folder renamed into place would make the swap
 /// itself atomic, but `--out` may be `.` or a folder holding the user's other files, which a
 /// folder swap would take away.)
-pub fn write_set(dir: &Path, name: &str, files: &[(&str, &[u8])]) -> Result<(), ModelFileError> {
+pub fn write_set(dir: &Path, name: &str, files: &[(&str, &[u8])]) -> Result<(), WriteError> {
     write_set_observed(dir, name, files, &mut |_| Ok(()))
 }
 
@@ -214,10 +309,10 @@ fn write_set_observed(
     name: &str,
     files: &[(&str, &[u8])],
     after_rename: &mut dyn FnMut(usize) -> std::io::Result<()>,
-) -> Result<(), ModelFileError> {
+) -> Result<(), WriteError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| ModelFileError::Io { path, source }
+        move |source| WriteError { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let manifest = set_manifest(dir, name);
@@ -242,10 +337,7 @@ fn write_set_observed(
             discard(&staged);
             return Err(io(&target)(e));
         }
-        listing.push_str(&format!(
-            "{}  {file}\n",
-            crate::data::idx::sha256_hex(bytes)
-        ));
+        listing.push_str(&format!("{}  {file}\n", crate::hashing::sha256_hex(bytes)));
         staged.push((tmp, target));
     }
     // 2. No manifest while the files change.
@@ -310,7 +402,7 @@ pub fn check_set(dir: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
                 manifest.display()
             )
         })?;
-        if crate::data::idx::sha256_hex(&bytes) != listed[file] {
+        if crate::hashing::sha256_hex(&bytes) != listed[file] {
             return Err(format!(
                 "{}: its SHA-256 is not the one {} lists: the folder mixes files of two runs, or the file was changed; run the command again",
                 path.display(),

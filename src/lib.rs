@@ -2,8 +2,26 @@
 //! adversarial robustness (Uličný, Lundström, Byttner, "Robustness of Deep Convolutional Neural
 //! Networks for Image Recognition", ISICS 2016).
 //!
-//! Data flows one way: `data` -> `models` (built from `layers`, which are built on `kernels`)
-//! -> `attacks` -> `experiments` -> `report`. The command line (`main.rs`) is a thin shell.
+//! What it does: reads MNIST (`data`), trains LeNet as Caffe's example does and the study's
+//! denoising autoencoder (`train`, `optim`), with every layer's forward and backward pass
+//! written out (`layers`, on the fast paths of `kernels`); attacks the trained models with
+//! gradient-sign and Gaussian noise (`attacks`) through preprocessing defences and committees
+//! (`defences`, `models`); measures error against distortion, reproduces the study's tables and
+//! figures and runs its human study (`experiments`); checks its own gradients (`audit`),
+//! measures its speed (`bench`) and lays the results out as files (`report`). The command line
+//! (`main.rs`, `cli/`) is a thin shell over this library.
+//!
+//! # Layers
+//!
+//! Every top-level module sits on a layer, and data flows one way, upwards: a module may use
+//! modules of its own layer or of lower ones, never a higher one, and modules of one layer may
+//! not use each other in a circle. [`LAYERS`] is the table, the one place it is written (the
+//! binary sits above it all, at [`BINARY_LAYER`]); the
+//! integration test `layering` reads every `crate::` and `super::` path under `src/` and fails
+//! on a path that climbs, on a circle, on a module missing from the table, on an import in
+//! `models/params.rs` (the seam every network and optimiser shares imports nothing of the
+//! crate), and on code outside a test that uses `testutil`. Test code (the `#[cfg(test)] mod
+//! tests` block that ends a file) may use its own layer, lower ones, and `testutil`.
 
 pub mod attacks;
 pub mod audit;
@@ -11,6 +29,7 @@ pub mod bench;
 pub mod data;
 pub mod defences;
 pub mod experiments;
+pub mod hashing;
 pub mod io_safety;
 pub mod kernels;
 pub mod layers;
@@ -19,9 +38,43 @@ pub mod models;
 pub mod optim;
 pub mod report;
 pub mod rng;
-pub mod scalar;
 pub mod testutil;
 pub mod train;
+
+/// The layer of every top-level module, lowest first (see "Layers" above). A new module must
+/// be added here; the `layering` integration test enforces the table.
+pub const LAYERS: &[(&str, u8)] = &[
+    ("data", 0),
+    ("rng", 0),
+    ("hashing", 0),
+    ("io_safety", 0),
+    ("limits", 0),
+    ("statistics", 0),
+    ("kernels", 1),
+    ("layers", 2),
+    ("defences", 2),
+    ("models", 3),
+    ("optim", 4),
+    ("attacks", 4),
+    ("train", 5),
+    ("audit", 5),
+    ("experiments", 6),
+    ("bench", 6),
+    ("report", 7),
+    ("testutil", TESTS_ONLY),
+];
+
+/// The layer of the binary (`src/main.rs`, `src/cli/`): above every module of the library,
+/// so it may use any of them but `testutil`.
+pub const BINARY_LAYER: u8 = 8;
+
+/// The place of `testutil` in [`LAYERS`]: on no layer, for test code only. It serves the tests
+/// of every layer from the kernels up, so it may itself use only layers 0 and 1
+/// ([`TESTUTIL_USES_UP_TO`]).
+pub const TESTS_ONLY: u8 = u8::MAX;
+
+/// The highest layer `testutil` may use.
+pub const TESTUTIL_USES_UP_TO: u8 = 1;
 
 /// Keeps glibc's allocator from returning large blocks to the kernel after every use.
 ///

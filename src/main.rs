@@ -1178,7 +1178,7 @@ fn cmd_eval(a: EvalArgs, data_dir: PathBuf) -> Result<()> {
         let predictions = model.predict(test.images.view());
         if let Some(out) = &a.predictions {
             let text: String = predictions.iter().map(|p| format!("{p}\n")).collect();
-            advmnist::models::file::write_atomic(out, text.as_bytes())?;
+            advmnist::io_safety::write_atomic(out, text.as_bytes())?;
         }
         let err = error_pct(&predictions, &test.labels);
         rows.push(serde_json::json!({"model": name, "test_error_pct": err, "n": test.len()}));
@@ -1815,7 +1815,7 @@ fn cmd_trace(a: TraceArgs, data_dir: PathBuf) -> Result<()> {
         Some(out) => {
             let subject = audited.subject(&a.audited);
             let bytes = t.to_safetensors(&trace_metadata(&subject, a.image, perturbation));
-            advmnist::models::file::write_atomic(out, &bytes)?;
+            advmnist::io_safety::write_atomic(out, &bytes)?;
             eprintln!(
                 "test image {} ({what}, label {label}, predicted {predicted}: wrote {} tensors ({precision}) to {}",
                 a.image,
@@ -2007,7 +2007,7 @@ fn cmd_human_study(a: HumanStudyArgs, data_dir: PathBuf) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let html = report::human::study_html(&study);
-    advmnist::models::file::write_atomic(&a.out, html.as_bytes())?;
+    advmnist::io_safety::write_atomic(&a.out, html.as_bytes())?;
     eprintln!(
         "wrote {} (study {}, subjects 1-{}, {:.1} MB)",
         a.out.display(),

@@ -1,8 +1,12 @@
 //! Seeded random streams. Every random draw in advmnist comes from a ChaCha8 stream named by
 //! `(seed, purpose, index)`, so a draw never depends on the thread count, on the order in which
 //! other draws happen, or on how a batch is split; and the random state of a training run at
-//! iteration `t` is just `(seed, t)`.
+//! iteration `t` is just `(seed, t)`. Inputs made up for tests and benchmarks come from
+//! [`random_array`].
 
+use ndarray::{Array, Dimension, ShapeBuilder};
+use ndarray_rand::rand_distr::Uniform;
+use ndarray_rand::RandomExt;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -33,4 +37,16 @@ pub fn stream(seed: u64, purpose: Purpose, index: u64) -> ChaCha8Rng {
         z ^ (z >> 31)
     }
     ChaCha8Rng::seed_from_u64(mix(mix(mix(seed) ^ purpose as u64) ^ index))
+}
+
+/// A tensor of the given shape, uniform in [-1, 1), drawn in f64 from the ChaCha8 stream of
+/// `seed` alone (not one of [`stream`]'s: these are made-up inputs, not draws of a run) and
+/// rounded to nearest in `T`: the inputs of the tests and of `advmnist bench`.
+pub fn random_array<T: num_traits::FromPrimitive, D: Dimension>(
+    shape: impl ShapeBuilder<Dim = D>,
+    seed: u64,
+) -> Array<T, D> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Array::<f64, D>::random_using(shape, Uniform::new(-1.0, 1.0).unwrap(), &mut rng)
+        .mapv(|v| T::from_f64(v).expect("a float type holds any value in [-1, 1)"))
 }

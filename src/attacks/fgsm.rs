@@ -2,26 +2,15 @@
 //! `X' = clip(X + eps * sign(grad_X L(theta, X, y)), 0, 1)`, with the true label `y`, the
 //! model in evaluation mode (no dropout), and the gradient from the model's own backward pass.
 //!
-//! `sign(0) = 0`: a pixel whose gradient is exactly zero is left alone. That happens, e.g.,
-//! where max-pooling routed no gradient to a pixel; pushing it either way would be arbitrary.
-//! (`f32::signum` would give +1 for +0.0, so it is not used.)
+//! `sign(0) = 0`: a pixel whose gradient is exactly zero is left alone (`models::gradient::sign`,
+//! where the rule is written down, so that counting differing signs uses the same one).
 //!
 //! Since the sign pattern of the clean image does not depend on eps, one gradient pass serves
 //! every eps of a sweep: see [`perturb`].
 
+use crate::models::gradient::sign;
 use crate::models::Classifier;
 use ndarray::{Array4, ArrayView4, Zip};
-
-/// `sign(g)` with `sign(0) = 0`.
-pub fn sign(g: f32) -> f32 {
-    if g > 0.0 {
-        1.0
-    } else if g < 0.0 {
-        -1.0
-    } else {
-        0.0
-    }
-}
 
 /// The sign pattern `sign(dL/dX)` `(N,1,28,28)` of the clean images under `model`.
 pub fn gradient_sign(model: &dyn Classifier, x: ArrayView4<f32>, labels: &[u8]) -> Array4<f32> {
@@ -44,14 +33,6 @@ pub fn fgsm(model: &dyn Classifier, x: ArrayView4<f32>, labels: &[u8], eps: f32)
 mod tests {
     use super::*;
     use crate::attacks::distortion::distortion_per_pixel;
-
-    #[test]
-    fn sign_of_zero_is_zero() {
-        assert_eq!(
-            [sign(2.0), sign(-1e-30), sign(0.0), sign(-0.0)],
-            [1.0, -1.0, 0.0, 0.0]
-        );
-    }
 
     #[test]
     fn perturb_and_distortion_hand_worked_with_clipping() {

@@ -9,7 +9,7 @@
 //! every iterate is a valid image within eps. The gradient is recomputed at every step through
 //! the model's own backward pass, with the true labels, in evaluation mode.
 
-use crate::attacks::fgsm::sign;
+use crate::models::gradient::sign;
 use crate::models::Classifier;
 use crate::rng::{stream, Purpose};
 use ndarray::{Array4, ArrayView4, Axis, Zip};

@@ -50,13 +50,13 @@ use crate::audit::gradcheck::{
     self, compare, numeric_input_gradient_through, odds_against, GradcheckReport, NoFront,
 };
 use crate::audit::trace::{self, trace_backward, trace_forward, Trace};
+use crate::kernels::scalar::Scalar;
 use crate::layers::softmax_xent;
 use crate::models::committee::{
     average_log_probs, chain_members, log_probs, member_logit_gradients_exact, member_logits_vjp,
     member_weights,
 };
 use crate::models::lenet::{LeNet, INPUT_GRADIENT_CHUNK};
-use crate::scalar::Scalar;
 use ndarray::{s, Array1, Array2, Array4, ArrayView4};
 
 /// The committee's loss of one image from its members' logit rows, by the independent formula

@@ -199,7 +199,7 @@ fn trace_test_image_with(
 ) -> TestImageTrace {
     let perturbed = perturbation.map(|p| p.apply(attacked, clean, label));
     let input = perturbed.as_ref().map_or(clean, |p| p.view());
-    fn with_images<T: crate::scalar::Scalar>(
+    fn with_images<T: crate::kernels::scalar::Scalar>(
         mut t: trace::Trace<T>,
         clean: ArrayView4<f32>,
         perturbed: Option<&Array4<f32>>,

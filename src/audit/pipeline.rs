@@ -62,11 +62,11 @@ use crate::audit::gradcheck::{
 };
 use crate::audit::trace::{self, Trace};
 use crate::defences::lowpass::LowPassFilter;
+use crate::kernels::scalar::Scalar;
 use crate::layers::softmax_xent;
 use crate::models::autoencoder::Autoencoder;
 use crate::models::lenet::LeNet;
 use crate::models::pipeline::Stage;
-use crate::scalar::Scalar;
 use ndarray::{Array4, ArrayView4, Axis, Zip};
 
 /// The draw every check and trace holds: the one a pipeline classifies with.

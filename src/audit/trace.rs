@@ -11,13 +11,13 @@
 //!
 //! Dimension legend: one image (`N = 1`); `C` channels, `H, W` height and width, NCHW.
 
+use crate::kernels::scalar::Scalar;
 use crate::layers::conv;
 use crate::layers::dense;
 use crate::layers::maxpool::{self, MaxPoolCache};
 use crate::layers::relu;
 use crate::layers::softmax_xent;
 use crate::models::lenet::LeNet;
-use crate::scalar::Scalar;
 use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayView4};
 use std::collections::BTreeMap;
 

@@ -177,7 +177,7 @@ pub const RUN_TIME_DISPATCH: [&str; 4] = [
     "src/kernels/conv_fma.rs",
     "src/kernels/direct.rs",
     "src/kernels/logistic.rs",
-    "src/layers/conv.rs",
+    "src/kernels/window_sums.rs",
 ];
 
 /// The path each kernel that chooses at run time takes on this CPU, and `matrixmultiply`'s
@@ -249,7 +249,7 @@ pub fn kernel_paths() -> Vec<KernelPath> {
         },
         KernelPath {
             kernel: "conv1 weight gradient through pool1, window sums".into(),
-            source: "src/layers/conv.rs (window_sums_5)".into(),
+            source: "src/kernels/window_sums.rs (window_sums_5)".into(),
             path: window_sums.into(),
         },
         KernelPath {

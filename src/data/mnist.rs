@@ -22,6 +22,7 @@ use ndarray::{s, Array4};
 
 use super::idx::{self, IdxImages, IdxLabels};
 use super::DataError;
+use crate::hashing::sha256_hex;
 
 /// Side of an MNIST image in pixels; LeNet's first convolution is built for it.
 pub const IMAGE_SIDE: usize = 28;
@@ -162,7 +163,7 @@ pub fn load_mnist(dir: &Path) -> Result<Mnist, DataError> {
 /// SHA-256 of the hex hashes concatenated with no separator, so that one string stands for the
 /// four files: `printf %s HASH1 HASH2 HASH3 HASH4 | sha256sum`.
 fn combined_sha256(hashes: &[&str; 4]) -> String {
-    idx::sha256_hex(hashes.concat().as_bytes())
+    sha256_hex(hashes.concat().as_bytes())
 }
 
 fn load_checked_split(
@@ -319,7 +320,7 @@ fn read_checked(path: &Path, checksums: Option<&ChecksumList>) -> Result<Vec<u8>
         .and_then(|name| name.to_str())
         .and_then(|name| checksums?.hashes.get(name));
     if let Some(expected) = listed {
-        let found = idx::sha256_hex(&stored);
+        let found = sha256_hex(&stored);
         if &found != expected {
             return Err(DataError::ChecksumMismatch {
                 path: path.to_path_buf(),

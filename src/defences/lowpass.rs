@@ -45,8 +45,8 @@
 //!
 //! Dimension legend: `N` images, `H = W = 28`, `S` kernel size.
 
+use crate::kernels::scalar::Scalar;
 use crate::rng::{stream, Purpose};
-use crate::scalar::Scalar;
 use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4, Axis, Zip};
 use ndarray_rand::rand_distr::StandardNormal;
 use ndarray_rand::RandomExt;

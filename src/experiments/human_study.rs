@@ -36,6 +36,7 @@ use crate::attacks::fgsm::{gradient_sign, perturb};
 use crate::attacks::gaussian::standard_normal_like;
 use crate::attacks::{validate, InvalidPerturbation};
 use crate::data::{Dataset, Mnist, CLASSES};
+use crate::hashing::{sha256_hex, Sha256Stream};
 use crate::layers::softmax_xent::softmax;
 use crate::models::lenet::{DropoutRates, LeNet};
 use crate::models::Classifier;
@@ -43,7 +44,6 @@ use crate::rng::{stream, Purpose};
 use ndarray::{s, Array4, Axis};
 use rand_chacha::rand_core::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -154,7 +154,7 @@ impl StudyDesign {
     /// page keys its local storage with it, and `human-report` recomputes it to catch edits.
     pub fn id(&self) -> String {
         let json = serde_json::to_string(self).expect("plain data");
-        hex(&Sha256::digest(json.as_bytes()))[..16].to_string()
+        sha256_hex(json.as_bytes())[..16].to_string()
     }
 }
 
@@ -166,21 +166,17 @@ pub struct SubjectSet {
     pub noise_seed: u64,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// SHA-256 of a model's weights: each tensor's name, then its values as little-endian f32, in
 /// `LeNet::parameters` order. Names a model independently of its file's metadata.
 pub fn weights_sha256(net: &LeNet<f32>) -> String {
-    let mut h = Sha256::new();
+    let mut h = Sha256Stream::new();
     for p in net.parameters() {
         h.update(p.name.as_bytes());
         for v in p.data.iter() {
             h.update(v.to_le_bytes());
         }
     }
-    hex(&h.finalize())
+    h.hex()
 }
 
 /// A uniform draw from `0..bound` by multiply-shift (Lemire): `(u64 * bound) >> 64`. Its bias,

@@ -5,9 +5,9 @@
 //! model is called; `report::digits_png` only lays them out.
 
 use crate::attacks::distortion::distortion_per_pixel;
-use crate::attacks::fgsm::sign;
 use crate::attacks::{InvalidPerturbation, Noise, Perturbation};
 use crate::layers::softmax_xent::softmax;
+use crate::models::gradient::sign;
 use crate::models::lenet::argmax_rows;
 use crate::models::Classifier;
 use ndarray::{Array4, ArrayView4};

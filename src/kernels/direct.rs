@@ -22,7 +22,7 @@
 //! it is slower than the GEMM, which is why the wider paths are chosen at run time (timings in
 //! docs/performance.md, "What was done").
 
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use std::mem::MaybeUninit;
 
 /// Kernel size, input width and output width of the shape this kernel handles.

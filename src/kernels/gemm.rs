@@ -8,7 +8,7 @@
 //! is over the fixed pieces of `kernels::parallel`, each a separate GEMM call, so results never
 //! depend on the thread count.
 
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// `C = alpha * A B + beta * C`. When `beta` is zero, `C`'s old contents are ignored (NaN included).

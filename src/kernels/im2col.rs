@@ -9,7 +9,7 @@
 //! a PyTorch/Caffe weight `(O, C, K, K)` flattened to `(O, C*K*K)`, so the convolution of one
 //! image is the single product `Y (O, P) = W (O, C*K*K) x cols (C*K*K, P)`.
 
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{
     Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut3,
 };

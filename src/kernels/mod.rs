@@ -1,16 +1,21 @@
-//! Low-level kernels, each fast path beside the naive loop it is tested against:
-//! GEMM (`matrixmultiply`) and im2col/col2im for convolutions, and a direct convolution for
-//! conv1's shape (`direct`) and one for
-//! output rows of 8 that keeps the GEMM path's bits (`conv_fma`, conv2); `fresh` allocates outputs
-//! without a zero-filling pass of their own; `scratch` keeps each thread's working buffers;
-//! `transpose` turns a weight into the layout `matrixmultiply` packs fastest.
+//! Low-level kernels, each fast path beside the naive loop it is tested against, and every
+//! SIMD path of the crate: `scalar`, the element type and what each type (f32, f64) picks;
+//! GEMM (`gemm`, `matrixmultiply`) and im2col/col2im for convolutions (`im2col`); a direct
+//! convolution for conv1's shape (`direct`) and one for output rows of 8 that keeps the GEMM
+//! path's bits (`conv_fma`, conv2); the weight gradient summed over max-pool windows
+//! (`window_sums`); the logistic function (`logistic`); `par_build` builds new arrays in
+//! parallel pieces without a zero-filling pass of their own; `parallel` holds the fixed
+//! partitions; `scratch` keeps each thread's working buffers; `transpose` turns a weight into
+//! the layout `matrixmultiply` packs fastest.
 
 pub mod conv_fma;
 pub mod direct;
-pub mod fresh;
 pub mod gemm;
 pub mod im2col;
 pub mod logistic;
+pub mod par_build;
 pub mod parallel;
+pub mod scalar;
 pub mod scratch;
 pub mod transpose;
+pub mod window_sums;

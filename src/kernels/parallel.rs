@@ -98,11 +98,12 @@ mod tests {
                     usize::MAX,
                     "still serial after a nested call"
                 );
-                let _: ndarray::Array1<f32> = crate::kernels::fresh::par_build(64, 1, |i, _| {
-                    seen.lock()
-                        .unwrap()
-                        .push((i, rayon::current_thread_index()))
-                });
+                let _: ndarray::Array1<f32> =
+                    crate::kernels::par_build::par_build(64, 1, |i, _| {
+                        seen.lock()
+                            .unwrap()
+                            .push((i, rayon::current_thread_index()))
+                    });
             });
             assert_eq!(min_pieces_per_job(), 1);
             let want: Vec<_> = (0..64).map(|i| (i, me)).collect();

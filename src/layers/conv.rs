@@ -10,13 +10,14 @@
 //!   `dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)`,    `dx = col2im(dcols)`.
 //! The naive direct loops in `kernels::im2col` are the reference this GEMM path is tested against.
 
-use crate::kernels::fresh::{par_build, par_build_uninit, par_zeros};
 use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
+use crate::kernels::par_build::{par_build, par_build_uninit, par_zeros};
 use crate::kernels::parallel::{images_per_product, min_pieces_per_job, IMAGES_PER_SUM};
+use crate::kernels::scalar::{as_f32, as_f32_uninit, Scalar};
 use crate::kernels::scratch::with_scratch;
+use crate::kernels::window_sums::{window_sums_5, window_sums_any_k, PAD};
 use crate::kernels::{conv_fma, direct};
-use crate::scalar::{as_f32, as_f32_uninit, Scalar};
 use ndarray::{
     s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis,
     CowArray, Ix4,
@@ -144,7 +145,7 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
 /// image's columns to its NCHW place (`cargo bench -- forward/conv2`: -9% against one product
 /// per image); a convolution with P = 576 is wide enough alone and writes straight into NCHW
 /// (grouping it cost +10%). Each worker takes its `cols_g` and `Y_g` buffers from
-/// `kernels::scratch`; the output is not zero-filled first (`kernels::fresh`).
+/// `kernels::scratch`; the output is not zero-filled first (`kernels::par_build`).
 pub fn infer_gemm<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
     let (n, c, h, w) = x.dim();
     let k = p.kernel();
@@ -300,114 +301,6 @@ pub fn group_param_gradients_through_pool<T: Scalar>(
     (dw, db)
 }
 
-/// Columns of padding that let [`window_sums_5`] read 8 values from any patch row.
-const PAD: usize = 8 - 5;
-
-/// For one image, output channel and input channel, with a 5x5 kernel: `sums` (5 rows of 8, the
-/// first 5 of each kept) `= sum over windows p of g[p] * (the 5x5 patch at window p's maximum)`,
-/// the sums over `p` in window order, started from zero. `x` is the plane padded with [`PAD`]
-/// zero columns (row stride `w`), so each patch row is read as 8 values and multiplied as one
-/// short vector, the last 3 products unused. Every kept value is the same sum in the same order
-/// as a 5-wide loop gives. 8-wide rows with windows walked row by row (no division per window)
-/// more than halved the time of the path it replaced (pool1's backward + GEMM); the timings are
-/// in docs/performance.md, "What was done".
-///
-/// Not inlined: its caller keeps only 5 of the 8 lanes of each row, and once inlined the
-/// compiler dropped the other 3 and shuffled the 5 it kept between registers (`perf annotate`).
-///
-/// With AVX2 (detected at run time) each row is one 256-bit operation; the operations, and so
-/// the results, are the same as on the baseline path (`window_sums_paths_agree_bit_for_bit`).
-/// It is faster than the baseline path (docs/performance.md).
-#[inline(never)]
-fn window_sums_5<T: Scalar>(
-    g: &[T],
-    argmax: &[u8],
-    x: &[T],
-    w: usize,
-    pw: usize,
-    sums: &mut [[T; 8]; 5],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above; that is the only requirement
-        // `window_sums_5_avx2` adds to `window_sums_5_portable`.
-        return unsafe { window_sums_5_avx2(g, argmax, x, w, pw, sums) };
-    }
-    window_sums_5_portable(g, argmax, x, w, pw, sums)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn window_sums_5_avx2<T: Scalar>(
-    g: &[T],
-    argmax: &[u8],
-    x: &[T],
-    w: usize,
-    pw: usize,
-    sums: &mut [[T; 8]; 5],
-) {
-    window_sums_5_portable(g, argmax, x, w, pw, sums)
-}
-
-#[inline(always)]
-fn window_sums_5_portable<T: Scalar>(
-    g: &[T],
-    argmax: &[u8],
-    x: &[T],
-    w: usize,
-    pw: usize,
-    sums: &mut [[T; 8]; 5],
-) {
-    let mut acc = [[T::zero(); 8]; 5];
-    // Window rows, then windows along a row (row-major, as `max_position` numbers them).
-    for (py, (g_row, a_row)) in g.chunks_exact(pw).zip(argmax.chunks_exact(pw)).enumerate() {
-        for (px, (&gv, &a)) in g_row.iter().zip(a_row).enumerate() {
-            let (y, x0) = max_position(py, px, a);
-            let patch = &x[y * w + x0..][..4 * w + 8];
-            for (ki, acc_row) in acc.iter_mut().enumerate() {
-                let row: &[T; 8] = patch[ki * w..][..8].try_into().expect("8 values");
-                for (av, &xv) in acc_row.iter_mut().zip(row) {
-                    *av += gv * xv;
-                }
-            }
-        }
-    }
-    *sums = acc;
-}
-
-/// [`window_sums_5`] for any kernel size (same sums, same order), reading the unpadded plane.
-fn window_sums_any_k<T: Scalar>(
-    g: &[T],
-    argmax: &[u8],
-    x: &[T],
-    w: usize,
-    pw: usize,
-    k: usize,
-    dw: &mut [T],
-) {
-    let mut acc = vec![T::zero(); k * k];
-    for (py, (g_row, a_row)) in g.chunks_exact(pw).zip(argmax.chunks_exact(pw)).enumerate() {
-        for (px, (&gv, &a)) in g_row.iter().zip(a_row).enumerate() {
-            let (y, x0) = max_position(py, px, a);
-            for (ki, acc_row) in acc.chunks_exact_mut(k).enumerate() {
-                for (av, &xv) in acc_row.iter_mut().zip(&x[(y + ki) * w + x0..][..k]) {
-                    *av += gv * xv;
-                }
-            }
-        }
-    }
-    for (d, &a) in dw.iter_mut().zip(&acc) {
-        *d += a;
-    }
-}
-
-/// Where window `(py, px)` of 2x2/2 max-pooling had its maximum, in the pooled input:
-/// `argmax` is the position 0..4 inside the window, row-major (`layers::maxpool`).
-fn max_position(py: usize, px: usize, argmax: u8) -> (usize, usize) {
-    let a = argmax as usize;
-    (2 * py + a / 2, 2 * px + a % 2)
-}
-
 /// Accumulates the parameter gradients: `grads.weight += dL/dW`, `grads.bias += dL/db`.
 ///
 /// `dW = sum_n dY_n cols_n^T`: per fixed group of [`IMAGES_PER_SUM`] images one
@@ -453,7 +346,7 @@ pub fn backward_input<T: Scalar>(
     let (_, o, oh, ow) = d_out.dim();
     let (_, c, k, _) = p.weight.dim();
     let (n, _, h, w) = cache.input.dim();
-    // dx is zeroed piece by piece in the workers (`kernels::fresh`), then col2im adds into it.
+    // dx is zeroed piece by piece in the workers (`kernels::par_build`), then col2im adds into it.
     par_build((n, c, h, w), c * h * w, |i, dxi| {
         with_scratch(c * k * k * oh * ow, |buffer| {
             let mut dcols =
@@ -491,7 +384,7 @@ pub fn backward<T: Scalar>(
 mod tests {
     use super::*;
     use crate::kernels::im2col::{conv2d_naive, conv2d_naive_backward};
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::{assert_close, random_array};
     use ndarray::{Ix1, Ix4};
 
@@ -587,19 +480,35 @@ mod tests {
         }
     }
 
-    /// The AVX2 path of the 5x5 window sums (where the CPU has it) gives the same bits as the
-    /// baseline path.
+    /// The point of `kernels::conv_fma`: [`infer_gemm`]'s im2col + `matrixmultiply` path,
+    /// called directly, gives the bits of the kernel's reference (which the kernel matches:
+    /// `conv_fma::tests::kernel_and_reference_agree_bit_for_bit`) on a CPU whose
+    /// `matrixmultiply` kernel is fused.
     #[test]
-    fn window_sums_paths_agree_bit_for_bit() {
-        let x = random_array::<f32, ndarray::Ix2>((28, 28 + PAD), 50);
-        let g = random_array::<f32, ndarray::Ix1>(144, 51);
-        let argmax: Vec<u8> = (0..144).map(|i| (i * 7 % 4) as u8).collect();
-        let (mut a, mut b) = ([[0.0; 8]; 5], [[0.0; 8]; 5]);
-        let (xs, gs) = (x.as_slice().unwrap(), g.as_slice().unwrap());
-        window_sums_5(gs, &argmax, xs, 28 + PAD, 12, &mut a);
-        window_sums_5_portable(gs, &argmax, xs, 28 + PAD, 12, &mut b);
-        assert_eq!(a, b);
-        assert_ne!(a, [[0.0; 8]; 5]);
+    fn gemm_path_gives_the_conv_fma_reference_bits() {
+        use crate::kernels::conv_fma::tests::{params, run, SHAPES};
+        use crate::testutil::differing_bits;
+        if !conv_fma::available() {
+            eprintln!("skipped: no AVX2 + FMA on this CPU (nor a fused matrixmultiply kernel)");
+            return;
+        }
+        for (c, h, k, o, seed) in SHAPES {
+            let x = random_array::<f32, Ix4>((5, c, h, k + 7), seed);
+            let (w, b) = params(c, k, o, seed);
+            let reference = run(&x, &w, &b, conv_fma::conv_image_reference);
+            let gemm = infer_gemm(
+                x.view(),
+                &ConvParams {
+                    weight: w.clone(),
+                    bias: b.clone(),
+                },
+            );
+            let differ = differing_bits(&gemm, &reference);
+            assert_eq!(
+                differ, 0,
+                "{c}x{h}, k={k}: GEMM path: {differ} outputs differ in bits"
+            );
+        }
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! Backward (docs/math.md, "Dense"):
 //!   `dW (O, I) += dY^T (O, N) x X (N, I)`,  `db += sum_n dY[n, :]`,  `dX (N, I) = dY (N, O) x W (O, I)`.
 
-use crate::kernels::fresh::par_zeros;
 use crate::kernels::gemm::gemm;
+use crate::kernels::par_build::par_zeros;
 use crate::kernels::parallel::{min_pieces_per_job, piece_len};
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{
     Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, CowArray, Ix2,
 };
@@ -191,7 +191,7 @@ pub fn backward<T: Scalar>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::{assert_close, random_array};
     use ndarray::{Array1, Ix1, Ix2};
 

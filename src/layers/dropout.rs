@@ -8,7 +8,7 @@
 //! Randomness: one seeded stream per image (axis 0), so an image's mask does not depend on how
 //! the batch is split across threads.
 
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{Array, ArrayView, Axis, Dimension, RemoveAxis};
 use ndarray_rand::rand::Rng;
 use ndarray_rand::rand_distr::Bernoulli;
@@ -52,7 +52,7 @@ pub fn backward<T: Scalar, D: Dimension>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::Ix2;
     use rand_chacha::rand_core::SeedableRng;

@@ -12,8 +12,8 @@
 //! Backward: `dx[window's argmax] += dy`, every other input of the window gets 0
 //! (docs/math.md, "Max-pooling").
 
-use crate::kernels::fresh::{par_build, par_build_pair, par_build_uninit};
-use crate::scalar::Scalar;
+use crate::kernels::par_build::{par_build, par_build_pair, par_build_uninit};
+use crate::kernels::scalar::Scalar;
 use ndarray::{Array4, ArrayView4};
 use std::mem::MaybeUninit;
 
@@ -39,7 +39,7 @@ pub fn forward<T: Scalar>(x: ArrayView4<T>) -> (Array4<T>, MaxPoolCache) {
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let (plane_in, plane_out) = (h * w, oh * ow);
-    // Images in parallel; outputs zeroed piece by piece in the workers (`kernels::fresh`).
+    // Images in parallel; outputs zeroed piece by piece in the workers (`kernels::par_build`).
     let (y, argmax) = par_build_pair(
         (n, c, oh, ow),
         c * plane_out,
@@ -155,7 +155,7 @@ pub fn backward<T: Scalar>(d_out: ArrayView4<T>, cache: &MaxPoolCache) -> Array4
     let dys = d_out.as_slice().expect("standard layout");
     let ams = cache.argmax.as_slice().expect("standard layout");
     let (plane_in, plane_out) = (h * w, oh * ow);
-    // Images in parallel (`kernels::fresh`: no zero-filling pass of its own).
+    // Images in parallel (`kernels::par_build`: no zero-filling pass of its own).
     par_build((n, c, h, w), c * plane_in, |i, dxi| {
         let dyi = &dys[i * c * plane_out..][..c * plane_out];
         let ai = &ams[i * c * plane_out..][..c * plane_out];
@@ -231,7 +231,7 @@ pub fn forward_naive<T: Scalar>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::{differing_bits, random_array};
     use ndarray::Ix4;
 

@@ -5,7 +5,6 @@
 pub mod conv;
 pub mod dense;
 pub mod dropout;
-pub mod gradcheck;
 pub mod maxpool;
 pub mod relu;
 pub mod sigmoid;

@@ -3,7 +3,7 @@
 //! At exactly `x = 0` the derivative is taken as 0, as PyTorch's `threshold_backward` and
 //! Caffe's `relu_layer.cpp` (`bottom_data > 0`) do. Any subgradient in [0, 1] would be valid.
 
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{Array, ArrayView, Dimension, Zip};
 
 /// What the forward pass keeps: the output, whose sign is the sign of the input.
@@ -34,7 +34,7 @@ pub fn backward<T: Scalar, D: Dimension>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::Ix2;
 

@@ -2,7 +2,7 @@
 //! (the autoencoder's activation).
 
 use crate::kernels::parallel::min_pieces_per_job;
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{Array, ArrayView, Dimension, Zip};
 use rayon::prelude::*;
 
@@ -53,7 +53,7 @@ pub fn backward<T: Scalar, D: Dimension>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::Ix2;
 

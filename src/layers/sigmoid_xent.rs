@@ -14,7 +14,7 @@
 //!
 //! Dimension legend: `N` batch, `P` outputs (pixels).
 
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 
 /// What the forward pass keeps: the probabilities `y (N, P)`.
@@ -57,7 +57,7 @@ pub fn backward<T: Scalar>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::{array, Ix2};
 

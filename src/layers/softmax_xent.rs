@@ -16,7 +16,7 @@
 //! 879 of the 10,000 test images had `dz_y = 0` this way, and FGSM's error at eps 0.25 was
 //! understated by 5 points (found in review; Caffe and PyTorch subtract, as this code once did).
 
-use crate::scalar::Scalar;
+use crate::kernels::scalar::Scalar;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 /// What the forward pass keeps for the backward pass.
@@ -148,7 +148,7 @@ pub fn caffe_backward_f32(probs: ArrayView2<f32>, labels: &[u8]) -> Array2<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::{Array1, Ix2};
 

@@ -18,14 +18,13 @@
 //! of a large batch runs fixed chunks side by side. No piece depends on the thread count.
 
 use crate::kernels::parallel::serial;
+use crate::kernels::scalar::Scalar;
 use crate::kernels::transpose::transpose;
 use crate::layers::dense::{self, DenseCache, DenseParams};
 use crate::layers::dropout::{self, DropoutCache};
 use crate::layers::sigmoid::{self, SigmoidCache};
 use crate::layers::sigmoid_xent;
-use crate::models::params::{Network, Parameter, ParameterMut, Parameters};
-use crate::optim::nesterov::Nesterov;
-use crate::scalar::Scalar;
+use crate::models::params::{Network, Parameter, ParameterMut, Parameters, TensorUpdate};
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Axis, Ix2};
 use ndarray_rand::rand_distr::{Bernoulli, StandardNormal};
 use ndarray_rand::RandomExt;
@@ -299,18 +298,21 @@ impl<T: Scalar> Autoencoder<T> {
         (losses.sum() * scale, d_logits, cache)
     }
 
-    /// [`Self::loss_and_gradients`] followed by `solver.step(self, &grads, velocity, lr)`, fused:
+    /// [`Self::loss_and_gradients`] followed by the solver's step on every tensor
+    /// (`Nesterov::step(self, &grads, velocity, lr)` for `optim::nesterov::Nesterov`), fused:
     /// going down the layers, each layer's input gradient is taken with its old weights, then its
     /// weight gradient is made piece by piece and applied at once (`dense::
     /// backward_params_then_update`), so the gradient is never whole in memory and never zeroed
-    /// or read back from it. The same bits as the two calls (`fused_step_equals_gradients_then_
-    /// step`). Returns the loss; a non-finite loss leaves the weights and velocity untouched.
+    /// or read back from it. The same bits as the two calls (`optim::nesterov`'s test
+    /// `fused_step_equals_gradients_then_step`). The solver is passed in ([`TensorUpdate`]):
+    /// the optimisers sit above the models. Returns the loss; a non-finite loss leaves the
+    /// weights and velocity untouched.
     pub fn fused_nesterov_step(
         &mut self,
         x: ArrayView4<T>,
         p: f64,
         rngs: &mut [ChaCha8Rng],
-        solver: &Nesterov,
+        solver: &(impl TensorUpdate<T> + Sync),
         velocity: &mut Autoencoder<T>,
         lr: f64,
     ) -> T {
@@ -324,15 +326,14 @@ impl<T: Scalar> Autoencoder<T> {
             }
             // Layer l's input gradient before its weights change; none for the first layer.
             let d_input = (l > 0).then(|| dense::backward_input(d.view(), &self.layers[l]));
-            let weight = solver.decays(TENSOR_NAMES[2 * l]);
-            let bias = solver.decays(TENSOR_NAMES[2 * l + 1]);
+            let (weight, bias) = (TENSOR_NAMES[2 * l], TENSOR_NAMES[2 * l + 1]);
             dense::backward_params_then_update(
                 d.view(),
                 &cache.dense[l],
                 &mut self.layers[l],
                 &mut velocity.layers[l],
-                |w, g, v| solver.update(w, g, v, lr, weight),
-                |b, g, v| solver.update(b, g, v, lr, bias),
+                |w, g, v| solver.update_named(weight, w, g, v, lr),
+                |b, g, v| solver.update_named(bias, b, g, v, lr),
             );
             if let Some(di) = d_input {
                 d = di;
@@ -450,8 +451,8 @@ impl Network for Autoencoder<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::rng::{stream, Purpose};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::Ix4;
 
@@ -513,7 +514,7 @@ mod tests {
                 let analytic = grads.parameters()[t].data.as_slice_memory_order().unwrap()[i];
                 assert!(
                     (analytic - numeric).abs()
-                        <= crate::layers::gradcheck::TOL * (1.0 + numeric.abs()),
+                        <= crate::testutil::gradcheck::TOL * (1.0 + numeric.abs()),
                     "{name} [{i}]: analytic {analytic}, numeric {numeric}"
                 );
             }
@@ -535,32 +536,6 @@ mod tests {
             );
             assert!(p.bias.iter().all(|&b| b == 0.0));
         }
-    }
-
-    /// Three steps with corruption, from a net that has moved off its sparse start, both ways:
-    /// the same weights and velocities, bit for bit.
-    #[test]
-    fn fused_step_equals_gradients_then_step() {
-        let solver = Nesterov::CAFFE_AUTOENCODER;
-        let mut a = Autoencoder::<f32>::caffe_sparse_gaussian(&mut stream(3, Purpose::Init, 0));
-        let mut va = Autoencoder::<f32>::zeros();
-        let (mut b, mut vb) = (a.clone(), va.clone());
-        for step in 0..3u64 {
-            let x = random_array::<f32, Ix4>((37, 1, 28, 28), 20 + step).mapv(|v| v.abs());
-            let rngs = |s: u64| -> Vec<ChaCha8Rng> {
-                (0..37).map(|i| stream(s, Purpose::Dropout, i)).collect()
-            };
-            let (loss_a, grads) = a.loss_and_gradients(x.view(), 0.2, &mut rngs(step));
-            solver.step(&mut a, &grads, &mut va, 0.01);
-            let loss_b =
-                b.fused_nesterov_step(x.view(), 0.2, &mut rngs(step), &solver, &mut vb, 0.01);
-            assert_eq!(loss_a, loss_b, "step {step}: loss");
-            assert!(
-                a == b && va == vb,
-                "step {step}: weights or velocities differ"
-            );
-        }
-        assert_ne!(va, Autoencoder::zeros(), "the steps moved something");
     }
 
     #[test]

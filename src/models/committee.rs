@@ -27,15 +27,14 @@
 //! `{"format":"advmnist-committee","members":[{"path":"m1.safetensors","sha256":"..."}]}`
 //! ([`write_committee_file`], [`read_committee_file`]).
 
-use crate::io_safety::same_file;
+use crate::hashing::sha256_hex;
+use crate::io_safety::{folder_of, same_file, write_atomic, WriteError};
+use crate::kernels::scalar::Scalar;
 use crate::layers::softmax_xent;
-use crate::models::file::{folder_of, write_atomic};
 use crate::models::gradient::GradientRule;
 use crate::models::lenet::INPUT_GRADIENT_CHUNK;
 use crate::models::Classifier;
-use crate::scalar::Scalar;
 use ndarray::{s, Array1, Array2, Array4, ArrayView2, ArrayView4, Axis};
-use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
 
 /// The value of a committee file's `format` key.
@@ -296,7 +295,7 @@ pub enum CommitteeFileError {
     BadList { spec: String, reason: String },
     /// Writing the file failed (the message names it).
     #[error(transparent)]
-    Write(#[from] crate::models::file::ModelFileError),
+    Write(#[from] WriteError),
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -319,10 +318,7 @@ fn sha256_of(committee: &Path, member: &Path) -> Result<String, CommitteeFileErr
         member: member.into(),
         source,
     })?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(sha256_hex(&bytes))
 }
 
 /// `target` relative to the folder `from` (both made absolute first), with `..` where needed.
@@ -344,7 +340,7 @@ fn relative_to(target: &Path, from: &Path) -> std::io::Result<PathBuf> {
 
 /// Writes a committee file at `path` listing `members` (each a path as the caller gives it)
 /// with their SHA-256, paths relative to the committee file's folder, atomically
-/// (`models::file::write_atomic`). Refuses to write over a member.
+/// (`io_safety::write_atomic`). Refuses to write over a member.
 pub fn write_committee_file(path: &Path, members: &[PathBuf]) -> Result<(), CommitteeFileError> {
     if members.is_empty() {
         return Err(CommitteeFileError::NoMembers { path: path.into() });
@@ -455,7 +451,7 @@ pub fn committee_name(spec: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
+    use crate::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
     use crate::testutil::random_array;
     use ndarray::{Ix2, Ix3};
 

@@ -3,24 +3,49 @@
 //! PyTorch's names and layouts (e.g. `lenet::PARAMETER_SHAPES`; LeNet's fc1 input is flattened in
 //! (C,H,W) order, exactly as `torch.flatten` on an NCHW tensor). The `format` metadata key says
 //! which network a file holds (`advmnist-lenet`, `advmnist-dae`); reading a file of another kind
-//! is an error that names both kinds.
+//! is an error that names both kinds. The `format` keys of every safetensors file advmnist
+//! writes, training checkpoints included, are here, so that a message can say what a file of
+//! the wrong kind holds ([`describe_format`]).
 //!
-//! Files are written atomically (a temporary file in the same folder, flushed to disk, then
-//! renamed over the target), so a crash never leaves a half-written model or checkpoint. Their
+//! Files are written atomically (`io_safety::write_atomic`: a temporary file in the same
+//! folder, flushed to disk, then renamed over the target), so a crash never leaves a
+//! half-written model or checkpoint. Their
 //! bytes depend only on their contents: no timestamps, no thread counts, and the metadata keys
 //! in sorted order (the `safetensors` crate writes its metadata from a `HashMap`, whose order
 //! varies from run to run, so advmnist writes the header's metadata itself; see [`encode`]).
 
+use crate::io_safety::{write_atomic, WriteError};
+use crate::models::autoencoder::Autoencoder;
 use crate::models::lenet::{DropoutRates, LeNet};
-use crate::models::params::{describe_format, Network};
+use crate::models::params::Network;
 use ndarray::ArrayD;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The value of the `format` metadata key of a LeNet model file.
 pub const MODEL_FORMAT: &str = <LeNet<f32> as Network>::FORMAT;
+/// The value of the `format` metadata key of a training checkpoint (`train::checkpoint`).
+pub const CHECKPOINT_FORMAT: &str = "advmnist-checkpoint";
+
+/// The kinds of safetensors file advmnist writes, by their `format` key, for messages such as
+/// "this file holds a denoising autoencoder, but a LeNet is expected".
+pub fn describe_format(format: &str) -> Option<&'static str> {
+    [
+        (
+            <LeNet<f32> as Network>::FORMAT,
+            <LeNet<f32> as Network>::DESCRIPTION,
+        ),
+        (Autoencoder::FORMAT, Autoencoder::DESCRIPTION),
+        (
+            CHECKPOINT_FORMAT,
+            "a training checkpoint (not a model: finish or resume its run to get the model)",
+        ),
+    ]
+    .into_iter()
+    .find(|(f, _)| *f == format)
+    .map(|(_, d)| d)
+}
 /// LeNet's architecture, as written in the `architecture` metadata key.
 pub const ARCHITECTURE: &str = <LeNet<f32> as Network>::ARCHITECTURE;
 
@@ -79,6 +104,13 @@ pub enum ModelFileError {
         key: String,
         reason: String,
     },
+}
+
+/// A failed write is reported as the model file's own I/O error, with the same message.
+impl From<WriteError> for ModelFileError {
+    fn from(WriteError { path, source }: WriteError) -> Self {
+        ModelFileError::Io { path, source }
+    }
 }
 
 /// What a model file says about how its model was made.
@@ -205,87 +237,6 @@ pub fn encode(tensors: &[(String, ArrayD<f32>)], metadata: &BTreeMap<String, Str
     out.extend(new_header.as_bytes());
     out.extend(&plain[8 + header_len..]);
     out
-}
-
-/// The folder a file path lives in; `.` for a bare file name.
-pub fn folder_of(path: &Path) -> &Path {
-    path.parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
-/// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
-    let io = |source| ModelFileError::Io {
-        path: path.into(),
-        source,
-    };
-    let dir = folder_of(path);
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io(std::io::Error::other("no file name")))?;
-    remove_stale_temporaries(dir, &file_name.to_string_lossy());
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable: a crash right after it must not bring back the old
-        // file. Best effort: some file systems cannot open or sync a folder.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
-}
-
-/// Removes the temporary files `.NAME.tmp-PID` that earlier writes of `NAME` in `dir` left behind
-/// when their process was killed between creating and renaming them (issue 12). Only files of
-/// processes that no longer exist are removed: a live process's temporary file is its write in
-/// progress. Best effort: a file that cannot be listed or removed is left alone.
-pub fn remove_stale_temporaries(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.tmp-");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.filter_map(|e| e.ok()) {
-        let file_name = entry.file_name();
-        let Some(pid) = file_name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !process_is_alive(pid) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Whether a process with this id exists. `kill(pid, 0)` sends no signal, only checks: it fails
-/// with ESRCH when there is no such process, and with EPERM when it exists but is another user's.
-pub fn process_is_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        // 0 and negative ids name process groups, not a process.
-        return false;
-    }
-    // SAFETY: signal 0 performs only the existence and permission checks.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Named f32 tensors and string metadata, as read from a safetensors file.
@@ -436,7 +387,10 @@ pub fn save_model<N: Network>(
     net: &N,
     meta: &ModelMeta,
 ) -> Result<(), ModelFileError> {
-    write_atomic(path, &encode(&tensors_of(net, ""), &meta.to_map_for::<N>()))
+    Ok(write_atomic(
+        path,
+        &encode(&tensors_of(net, ""), &meta.to_map_for::<N>()),
+    )?)
 }
 
 /// Loads a LeNet model file (see [`load_network`]).

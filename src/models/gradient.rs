@@ -15,7 +15,6 @@
 //! result through the classifier's own `logits_vjp`. [`compare_rules`] counts, over a set of
 //! images, what the difference does.
 
-use crate::attacks::fgsm::sign;
 use crate::layers::softmax_xent;
 use crate::models::Classifier;
 use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4, Axis, Zip};
@@ -124,6 +123,21 @@ impl Classifier for WithGradient<'_> {
     }
 }
 
+/// `sign(g)` with `sign(0) = 0`: the direction the gradient-sign attacks take per pixel
+/// (`attacks::fgsm`, `attacks::pgd`), written here so that [`compare_rules`] counts differing
+/// signs by the same rule. A pixel whose gradient is exactly zero is left alone: that happens,
+/// e.g., where max-pooling routed no gradient to a pixel, and pushing it either way would be
+/// arbitrary. (`f32::signum` would give +1 for +0.0, so it is not used.)
+pub fn sign(g: f32) -> f32 {
+    if g > 0.0 {
+        1.0
+    } else if g < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
 /// What the two rules do differently on a set of images ([`compare_rules`]).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RuleComparison {
@@ -192,5 +206,18 @@ pub fn compare_rules(model: &dyn Classifier, x: ArrayView4<f32>, labels: &[u8]) 
             .iter()
             .map(|&d| d as f64 / pixels_per_image.max(1) as f64)
             .fold(0.0, f64::max),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_of_zero_is_zero() {
+        assert_eq!(
+            [sign(2.0), sign(-1e-30), sign(0.0), sign(-0.0)],
+            [1.0, -1.0, 0.0, 0.0]
+        );
     }
 }

@@ -20,6 +20,7 @@
 //! result is bit-identical for any thread count.
 
 use crate::kernels::parallel::serial;
+use crate::kernels::scalar::Scalar;
 use crate::layers::conv::{self, ConvCache, ConvParams};
 use crate::layers::dense::{self, DenseCache, DenseParams};
 use crate::layers::dropout::{self, DropoutCache};
@@ -28,7 +29,6 @@ use crate::layers::relu::{self, ReluCache};
 use crate::layers::softmax_xent;
 use crate::models::params::{Network, Parameters};
 pub use crate::models::params::{Parameter, ParameterMut};
-use crate::scalar::Scalar;
 use ndarray::{
     s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewD, ArrayViewMut2, ArrayViewMutD,
     Axis, Ix2, Ix4,

@@ -1,13 +1,17 @@
 //! The seam between a network and everything that handles its tensors without knowing what the
 //! network computes: the optimisers (`optim`), model files (`models::file`), training checkpoints
 //! and the training loop (`train`). LeNet and the denoising autoencoder implement it, so each of
-//! those is written once.
+//! those is written once. The other way round, [`TensorUpdate`] lets a network apply an
+//! optimiser's update without knowing which optimiser it is.
+//!
+//! This file imports nothing of the crate (a test checks it): everything above the layers may
+//! depend on it, so it must depend on nothing.
 //!
 //! A network lists its tensors as `(name, view)` pairs in one fixed order, the order of its model
 //! file; names and layouts are PyTorch's (`fc1.weight` is `(out, in)`), so a file saved here is a
 //! `state_dict` that `safetensors.torch.load_file` reads directly.
 
-use ndarray::{ArrayViewD, ArrayViewMutD};
+use ndarray::{ArrayView, ArrayViewD, ArrayViewMut, ArrayViewMutD, Dimension};
 
 /// A named view of one parameter tensor.
 pub struct Parameter<'a, T> {
@@ -61,22 +65,21 @@ pub trait Network: Parameters<f32> + Clone + PartialEq + std::fmt::Debug + Send 
     fn zeros_like_network() -> Self;
 }
 
-/// The network kinds advmnist knows, by their `format` key, for messages such as "this file holds
-/// a denoising autoencoder, but a LeNet is expected".
-pub fn describe_format(format: &str) -> Option<&'static str> {
-    use crate::models::{autoencoder::Autoencoder, LeNet};
-    [
-        (
-            <LeNet<f32> as Network>::FORMAT,
-            <LeNet<f32> as Network>::DESCRIPTION,
-        ),
-        (Autoencoder::FORMAT, Autoencoder::DESCRIPTION),
-        (
-            crate::train::checkpoint::CHECKPOINT_FORMAT,
-            "a training checkpoint (not a model: finish or resume its run to get the model)",
-        ),
-    ]
-    .into_iter()
-    .find(|(f, _)| *f == format)
-    .map(|(_, d)| d)
+/// An optimiser's update of one parameter tensor `w` from its gradient `g` and its history `v`
+/// (a momentum buffer of the same shape) at learning rate `lr`, element by element, so that it
+/// may be applied to any part of a tensor on its own with the bits the whole tensor would get.
+/// `name` is the tensor's (e.g. `encode1.bias`), for per-tensor settings such as weight decay.
+///
+/// Through it a network applies the update while it makes its gradient
+/// (`Autoencoder::fused_nesterov_step`), with the optimiser passed in: the optimisers (`optim`)
+/// sit above the models and implement it.
+pub trait TensorUpdate<T> {
+    fn update_named<D: Dimension>(
+        &self,
+        name: &str,
+        w: ArrayViewMut<T, D>,
+        g: ArrayView<T, D>,
+        v: ArrayViewMut<T, D>,
+        lr: f64,
+    );
 }

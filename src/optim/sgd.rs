@@ -11,8 +11,8 @@
 //! Note that Caffe folds the learning rate into the velocity, unlike PyTorch's `SGD`, which
 //! keeps `v = m v + g'` and steps `w -= lr v`; the two agree only while the rate is constant.
 
+use crate::kernels::scalar::Scalar;
 use crate::models::params::Parameters;
-use crate::scalar::Scalar;
 use ndarray::Zip;
 use serde::{Deserialize, Serialize};
 

@@ -8,7 +8,7 @@ use crate::bench::compare::compare;
 use crate::bench::measure::Measurement;
 use crate::bench::profile::Profile;
 use crate::bench::stats::SPREAD_WARNING;
-use crate::models::file::{write_atomic, ModelFileError};
+use crate::io_safety::{write_atomic, WriteError};
 use crate::report::bench_plots::{number, roofline_svg, scaling_series, scaling_svg};
 use crate::report::table::{Align, Table};
 use std::fmt::Write;
@@ -16,8 +16,8 @@ use std::path::Path;
 
 /// Writes `bench.json`, `bench.md`, `roofline.svg` and `scaling.svg` into `dir` (created if
 /// needed), each atomically.
-pub fn write_bench_report(dir: &Path, r: &Profile) -> Result<(), ModelFileError> {
-    std::fs::create_dir_all(dir).map_err(|source| ModelFileError::Io {
+pub fn write_bench_report(dir: &Path, r: &Profile) -> Result<(), WriteError> {
+    std::fs::create_dir_all(dir).map_err(|source| WriteError {
         path: dir.into(),
         source,
     })?;

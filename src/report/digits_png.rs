@@ -21,7 +21,7 @@
 //! drawn as they are stored: 0 (background) black, 1 (ink) white.
 //!
 //! The figure is drawn into an RGB buffer, encoded as PNG with the `image` crate and written
-//! atomically by `models::file::write_atomic`. Everything it shows is computed beforehand by
+//! atomically by `io_safety::write_atomic`. Everything it shows is computed beforehand by
 //! `experiments::perturbed_digits` (this module never calls a model), so its bytes depend only
 //! on that data, and the same data gives the same file.
 //!
@@ -30,7 +30,7 @@
 
 use crate::attacks::Noise;
 use crate::experiments::perturbed_digits::{PerturbedDigits, ReconstructedDigits, ShowError};
-use crate::models::file::{write_atomic, ModelFileError};
+use crate::io_safety::{write_atomic, WriteError};
 use crate::report::plot::register_fonts;
 use image::ImageEncoder;
 use ndarray::ArrayView2;
@@ -402,13 +402,7 @@ fn encode_and_write(rgb: &[u8], width: u32, height: u32, path: &Path) -> Result<
             path: path.into(),
             reason: format!("PNG encoding: {e}"),
         })?;
-    write_atomic(path, &png).map_err(|e| match e {
-        ModelFileError::Io { path, source } => ShowError::Io { path, source },
-        other => ShowError::Io {
-            path: path.into(),
-            source: std::io::Error::other(other.to_string()),
-        },
-    })
+    write_atomic(path, &png).map_err(|WriteError { path, source }| ShowError::Io { path, source })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::experiments::human_study::{
     ConditionScores, GroupScores, HumanAnalysis, NoiseKind, Study, IMAGES_PER_SUBJECT,
     RESULTS_FORMAT,
 };
-use crate::models::file::ModelFileError;
+use crate::io_safety::WriteError;
 use crate::report::plot::register_fonts;
 use base64::Engine;
 use plotters::prelude::*;
@@ -320,7 +320,7 @@ pub const REPORT_FILES: [&str; 4] = ["human.json", "human.md", "human.svg", "hum
 
 /// Writes `human.json`, `human.md` and `human.svg` into `dir` (created if missing) as one set,
 /// with its manifest `human.sha256` written last ([`crate::io_safety::write_set`]).
-pub fn write_human_report(dir: &Path, a: &HumanAnalysis) -> Result<(), ModelFileError> {
+pub fn write_human_report(dir: &Path, a: &HumanAnalysis) -> Result<(), WriteError> {
     let json = serde_json::to_string_pretty(a).expect("plain data");
     let markdown = human_markdown(a);
     let svg = human_svg(a);

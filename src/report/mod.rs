@@ -12,7 +12,7 @@ pub mod reproduce;
 pub mod table;
 
 use crate::experiments::sweep::SweepResult;
-use crate::models::file::ModelFileError;
+use crate::io_safety::WriteError;
 use std::path::Path;
 
 /// `sweep.csv`: one row per (level, model): `noise,level,distortion,model,error_pct`.
@@ -37,7 +37,7 @@ pub const SWEEP_FILES: [&str; 4] = ["sweep.csv", "sweep.json", "sweep.svg", "swe
 
 /// Writes `sweep.csv`, `sweep.json` and `sweep.svg` into `dir` (created if missing) as one set,
 /// with its manifest `sweep.sha256` written last ([`crate::io_safety::write_set`]).
-pub fn write_sweep(dir: &Path, result: &SweepResult, title: &str) -> Result<(), ModelFileError> {
+pub fn write_sweep(dir: &Path, result: &SweepResult, title: &str) -> Result<(), WriteError> {
     let csv = sweep_csv(result);
     let json = serde_json::to_string_pretty(result).expect("plain data");
     let svg = plot::error_vs_distortion_svg(result, title);

@@ -3,8 +3,7 @@
 
 use crate::experiments::reproduce::table::{column_key, CurvePlot, Gathered, TableRow, COLUMNS};
 use crate::experiments::reproduce::{JobRecord, Plan};
-use crate::io_safety::write_set;
-use crate::models::file::ModelFileError;
+use crate::io_safety::{write_set, WriteError};
 use crate::report::plot;
 use crate::report::table::{escape, Table};
 use std::collections::BTreeMap;
@@ -273,8 +272,8 @@ pub fn write_report(
     g: &Gathered,
     figures: &[CurvePlot],
     manifest: &serde_json::Value,
-) -> Result<Vec<String>, ModelFileError> {
-    std::fs::create_dir_all(out).map_err(|source| ModelFileError::Io {
+) -> Result<Vec<String>, WriteError> {
+    std::fs::create_dir_all(out).map_err(|source| WriteError {
         path: out.into(),
         source,
     })?;

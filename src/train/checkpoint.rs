@@ -6,12 +6,12 @@
 //! `(seed, iteration)` (see `rng::stream`), and both are in the metadata.
 
 use super::{Recipe, TrainState};
-use crate::models::file::{encode, read_archive, tensors_of, write_atomic, ModelFileError};
+use crate::io_safety::write_atomic;
+use crate::models::file::{encode, read_archive, tensors_of, ModelFileError, CHECKPOINT_FORMAT};
 use crate::models::params::Network;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const CHECKPOINT_FORMAT: &str = "advmnist-checkpoint";
 const MOMENTUM_PREFIX: &str = "momentum.";
 const HOOK_PREFIX: &str = "hook.";
 
@@ -58,7 +58,7 @@ pub fn save<R: Recipe>(
     for (k, v) in &state.hook_state {
         meta.insert(format!("{HOOK_PREFIX}{k}"), v.clone());
     }
-    write_atomic(path, &encode(&tensors, &meta))?;
+    write_atomic(path, &encode(&tensors, &meta)).map_err(ModelFileError::from)?;
     Ok(())
 }
 
@@ -87,7 +87,7 @@ pub fn load<R: Recipe>(
         return Err(CheckpointError::Mismatch {
             path: path.into(),
             what: "the network".into(),
-            found: crate::models::params::describe_format(network)
+            found: crate::models::file::describe_format(network)
                 .unwrap_or(network)
                 .into(),
             wanted: R::Net::DESCRIPTION.into(),

@@ -105,7 +105,7 @@ fn assert_same_files(a: &Path, b: &Path, what: &str) {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    advmnist::data::idx::sha256_hex(bytes)
+    advmnist::hashing::sha256_hex(bytes)
 }
 
 /// A stand-in classifier with a gradient chosen by hand: `L(x) = -sum (b - x)^2 / 2`, so

@@ -4,7 +4,6 @@
 //! thread count; committee files catch every fault by name.
 
 use advmnist::data::{default_data_dir, load_mnist, Dataset};
-use advmnist::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
 use advmnist::models::committee::{
     average_log_probs, chain_members, committee_members, log_probs, member_logit_gradients,
     member_logit_gradients_exact, read_committee_file, write_committee_file, CommitteeFileError,
@@ -12,6 +11,7 @@ use advmnist::models::committee::{
 use advmnist::models::file::{save_model, ModelMeta};
 use advmnist::models::lenet::{DropoutRates, LeNet};
 use advmnist::models::{Classifier, Committee, GradientRule, WithGradient};
+use advmnist::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
 use advmnist::train::{self, TrainConfig, TrainOptions, TrainState};
 use ndarray::{s, Array1, Array4, Ix4};
 use std::path::PathBuf;
@@ -190,7 +190,7 @@ fn random_nets_f64() -> Vec<LeNet<f64>> {
 }
 
 /// The whole chain from `-log pbar_y` to every pixel, through three LeNets' own backward passes,
-/// against central differences in f64 (`layers::gradcheck`'s step and tolerance), on random
+/// against central differences in f64 (`testutil::gradcheck`'s step and tolerance), on random
 /// images and random members as `tests/integration/lenet.rs`'s check of one LeNet: there, with
 /// `h = 1e-6`, no step crosses a max-pool near-tie or a ReLU kink. (With the trained members of
 /// [`setup`] one pixel in 1568 was off by 1.6e-4 relative: a kink the step crossed.)

@@ -12,10 +12,10 @@
 //! grads = torch.autograd.grad(loss, [x] + list(w.values()))
 //! ```
 
-use advmnist::layers::gradcheck::{assert_gradient_matches, numeric_gradient};
 use advmnist::layers::softmax_xent;
 use advmnist::models::lenet::{DropoutRates, LeNet};
 use advmnist::testutil::assert_close;
+use advmnist::testutil::gradcheck::{assert_gradient_matches, numeric_gradient};
 use ndarray::{Array1, Array4, ArrayD, Ix4};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -176,7 +176,7 @@ fn random_images() -> Array4<f64> {
 }
 
 /// The whole chain from the loss to every pixel, against central differences (f64, see
-/// `layers::gradcheck` for the step and tolerance). The loss is each image's own
+/// `testutil::gradcheck` for the step and tolerance). The loss is each image's own
 /// cross-entropy summed over the two images, so d/dx of that sum is `input_gradient`.
 #[test]
 fn input_gradient_matches_finite_differences() {
@@ -204,7 +204,7 @@ fn parameter_gradients_with_dropout_match_finite_differences() {
     let rates = DropoutRates::ALL;
     let (_, grads) = net.loss_and_gradients(x.view(), y, &rates, &mut rngs(2));
     let loss_at = |net: &LeNet<f64>| net.loss_and_gradients(x.view(), y, &rates, &mut rngs(2)).0;
-    let h = advmnist::layers::gradcheck::STEP;
+    let h = advmnist::testutil::gradcheck::STEP;
     for (t, g) in grads.parameters().iter().enumerate() {
         let len = g.data.len();
         for k in 0..12 {
@@ -221,7 +221,7 @@ fn parameter_gradients_with_dropout_match_finite_differences() {
                 .unwrap()[i] -= h;
             let numeric = (loss_at(&plus) - loss_at(&minus)) / (2.0 * h);
             let analytic = g.data.as_slice_memory_order().unwrap()[i];
-            let tol = advmnist::layers::gradcheck::TOL * (1.0 + numeric.abs());
+            let tol = advmnist::testutil::gradcheck::TOL * (1.0 + numeric.abs());
             assert!(
                 (analytic - numeric).abs() <= tol,
                 "{}[{i}]: analytic {analytic:e}, numeric {numeric:e}",

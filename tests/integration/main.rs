@@ -17,6 +17,7 @@ mod defences;
 mod fuzz_parsers;
 mod gradients;
 mod human_study;
+mod layering;
 mod lenet;
 mod model_file;
 mod reliability;

@@ -229,7 +229,7 @@ fn eval_predictions_in_a_missing_folder_fails_before_evaluating() {
 
 #[test]
 fn write_atomic_removes_dead_processes_temporaries_but_not_live_ones() {
-    use advmnist::models::file::write_atomic;
+    use advmnist::io_safety::write_atomic;
     let dir = TempDir::new().unwrap();
     // A process that has exited: its id names no process (barring reuse within the test).
     let mut dead = Command::new("true").spawn().unwrap();

@@ -4,7 +4,6 @@
 use advmnist::data::{default_data_dir, load_mnist, Mnist};
 use advmnist::models::lenet::DropoutRates;
 use advmnist::train::{self, checkpoint, TrainConfig, TrainOptions, TrainState};
-use sha2::Digest;
 use std::sync::OnceLock;
 use tempfile::TempDir;
 
@@ -159,10 +158,7 @@ fn a_300_iteration_model_keeps_its_pinned_bytes() {
     let out = dir.path().join("m.safetensors");
     crate::common::ok(&["train", "--out", crate::common::s(&out), "--iters", "300"]);
     let bytes = std::fs::read(&out).unwrap();
-    let got: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let got = advmnist::hashing::sha256_hex(&bytes);
     assert_eq!(
         got, TRAIN_300_SHA256,
         "a 300-iteration `train` changed its bytes: every result of the crate may have changed"

@@ -206,7 +206,7 @@ fn adversarial_job(
             subset = Mnist {
                 train: data.train.subset(0..n),
                 test: data.test.clone(),
-                sha256: crate::data::idx::sha256_hex(
+                sha256: crate::hashing::sha256_hex(
                     format!("{} first {n} training images", data.sha256).as_bytes(),
                 ),
             };

@@ -21,9 +21,10 @@ use super::plan::{AttackSetting, Job, JobSpec, PreSpec, SweepSpec};
 use crate::attacks::Noise;
 use crate::data::Mnist;
 use crate::experiments::sweep::{self, NamedModel, SweepConfig, SweepResult};
-use crate::io_safety::RunLock;
+use crate::hashing::file_sha256;
+use crate::io_safety::{write_atomic, RunLock};
 use crate::models::committee::Committee;
-use crate::models::file::{load_model, save_model, write_atomic};
+use crate::models::file::{load_model, save_model};
 use crate::models::gradient::{compare_rules, GradientRule, RuleComparison, WithGradient};
 use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
 use crate::models::{Classifier, DropoutRates, LeNet};
@@ -96,11 +97,6 @@ impl RunDir {
     }
 }
 
-/// SHA-256 (hex) of a file's bytes.
-pub fn file_sha256(path: &Path) -> std::io::Result<String> {
-    Ok(crate::data::idx::sha256_hex(&std::fs::read(path)?))
-}
-
 /// The content key of `job`, given the records of the jobs it reads (all must be finished).
 pub fn job_key(job: &Job, data_sha256: &str, deps: &BTreeMap<String, JobRecord>) -> String {
     let inputs: BTreeMap<&str, &BTreeMap<String, String>> = job
@@ -117,7 +113,7 @@ pub fn job_key(job: &Job, data_sha256: &str, deps: &BTreeMap<String, JobRecord>)
         "inputs": inputs,
     }))
     .expect("plain data");
-    crate::data::idx::sha256_hex(text.as_bytes())
+    crate::hashing::sha256_hex(text.as_bytes())
 }
 
 /// Progress of the job being run.

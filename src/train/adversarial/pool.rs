@@ -6,7 +6,7 @@ use crate::data::Dataset;
 use crate::models::lenet::LeNet;
 use ndarray::{s, Array4, ArrayView4, Axis};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use crate::hashing::Sha256Stream;
 
 /// Pixels of one MNIST image.
 pub(super) const PIXELS: usize = 28 * 28;
@@ -36,14 +36,14 @@ impl PoolComposition {
 
 /// SHA-256 of images as little-endian f32, image after image.
 pub fn images_sha256(images: ArrayView4<f32>) -> String {
-    let mut hasher = Sha256::new();
+    let mut hasher = Sha256Stream::new();
     let mut buffer = Vec::with_capacity(4 * PIXELS);
     for image in images.outer_iter() {
         buffer.clear();
         buffer.extend(image.iter().flat_map(|v| v.to_le_bytes()));
         hasher.update(&buffer);
     }
-    format!("{:x}", hasher.finalize())
+    hasher.hex()
 }
 
 /// The pool a stage trains on, grown in place: one buffer with room for every set the run

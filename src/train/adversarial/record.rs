@@ -5,9 +5,10 @@ use super::config::{AdvConfig, StageRecipe};
 use super::eq3::FORMULA;
 use super::pool::{AdversarialSet, PoolComposition};
 use super::AdvError;
-use crate::data::idx::sha256_hex;
+use crate::hashing::sha256_hex;
+use crate::io_safety::write_atomic;
 use crate::data::Mnist;
-use crate::models::file::{load_model, read_archive, write_atomic, ModelMeta};
+use crate::models::file::{load_model, read_archive, ModelFileError, ModelMeta};
 use crate::models::lenet::{DropoutRates, LeNet};
 use crate::train::checkpoint::CheckpointError;
 use serde::{Deserialize, Serialize};
@@ -70,7 +71,7 @@ pub(super) fn io_error(path: &Path, e: impl std::fmt::Display) -> AdvError {
 pub(super) fn write_record(path: &Path, record: &AdvRecord) -> Result<(), AdvError> {
     let mut json = serde_json::to_string_pretty(record).expect("plain structs");
     json.push('\n');
-    write_atomic(path, json.as_bytes())?;
+    write_atomic(path, json.as_bytes()).map_err(ModelFileError::from)?;
     Ok(())
 }
 

@@ -13,9 +13,10 @@ use super::record::{
     RECORD_FILE, RECORD_FORMAT,
 };
 use super::AdvError;
-use crate::data::idx::sha256_hex;
+use crate::hashing::sha256_hex;
+use crate::io_safety::write_atomic;
 use crate::data::Mnist;
-use crate::models::file::{encode, tensors_of, write_atomic};
+use crate::models::file::{encode, tensors_of, ModelFileError};
 use crate::models::lenet::LeNet;
 use crate::train::checkpoint;
 use crate::train::{run, test_error_pct, Event, NoHook, Recipe, TrainError, TrainOptions};
@@ -395,7 +396,7 @@ impl<'a> RunFolder<'a> {
         let meta = snapshot_meta(cfg, self.data, k, &pool.composition, record);
         let bytes = encode(&tensors_of(&state.net, ""), &meta.to_map());
         let path = self.dir.join(snapshot_file(k));
-        write_atomic(&path, &bytes)?;
+        write_atomic(&path, &bytes).map_err(ModelFileError::from)?;
         let sha256 = sha256_hex(&bytes);
         if k == 0 {
             record.base_model_sha256 = Some(sha256.clone());

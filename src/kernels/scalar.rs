@@ -1,6 +1,10 @@
 //! The element type of every tensor: `f32` for training, attacks and benchmarks, `f64` for the
 //! finite-difference gradient checks (whose truncation and rounding errors would swamp an f32
-//! comparison; see `layers::gradcheck`).
+//! comparison; see `testutil::gradcheck`).
+//!
+//! The trait is where each type picks its kernels: f32 its vectorised logistic
+//! (`kernels::logistic`) and `matrixmultiply::sgemm`, f64 the plain formula and `dgemm`; and
+//! [`as_f32`] is how generic code reaches a kernel written for f32 alone.
 
 use std::any::TypeId;
 use std::fmt::{Debug, Display};
@@ -71,7 +75,7 @@ pub trait Scalar:
 impl Scalar for f32 {
     const NAME: &'static str = "F32";
     fn logistic_in_place(v: &mut [f32]) {
-        crate::kernels::logistic::logistic(v)
+        super::logistic::logistic(v)
     }
     fn of(x: f64) -> Self {
         x as f32

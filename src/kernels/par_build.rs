@@ -6,7 +6,7 @@
 //! thread. Here the array is allocated uninitialised and each piece (one image's worth) is
 //! zeroed by the worker that is about to fill it, while the piece is hot in its cache: the
 //! result is the same array `Array::zeros` followed by the fills would give. In `perf`, the
-//! memset of fresh arrays was 13% of conv1's forward and 5% of the whole `advmnist bench`.
+//! memset of new arrays was 13% of conv1's forward and 5% of the whole `advmnist bench`.
 
 use crate::kernels::parallel::min_pieces_per_job;
 use ndarray::{Array, Dimension, ShapeBuilder};

@@ -1,22 +1,16 @@
 //! Helpers shared by the unit tests, the integration tests and the benchmarks: seeded random
-//! tensors and a tensor comparison that names the tensor and shows where it differs
-//! (in the manner of llm.c's `check_tensor`).
+//! tensors (`rng::random_array`, which `advmnist bench` uses too), a tensor comparison that
+//! names the tensor and shows where it differs (in the manner of llm.c's `check_tensor`), and
+//! the central finite differences every backward pass is tested against ([`gradcheck`]).
+//!
+//! For tests only: no code outside a test uses this module (a test checks it).
 
-use crate::scalar::Scalar;
-use ndarray::{Array, ArrayViewD, Dimension, ShapeBuilder};
-use ndarray_rand::rand_distr::Uniform;
-use ndarray_rand::RandomExt;
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+pub mod gradcheck;
 
-/// A tensor of the given shape, uniform in [-1, 1), from a seeded ChaCha8 stream.
-pub fn random_array<T: Scalar, D: Dimension>(
-    shape: impl ShapeBuilder<Dim = D>,
-    seed: u64,
-) -> Array<T, D> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    Array::<f64, D>::random_using(shape, Uniform::new(-1.0, 1.0).unwrap(), &mut rng).mapv(T::of)
-}
+use crate::kernels::scalar::Scalar;
+use ndarray::{Array, ArrayViewD, Dimension};
+
+pub use crate::rng::random_array;
 
 /// Panics unless `|got - want| <= abs_tol + rel_tol * |want|` everywhere, printing the tensor's
 /// name, the first few offending (index, got, want) triples and the largest difference.

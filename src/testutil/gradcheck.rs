@@ -47,5 +47,5 @@ pub fn numeric_gradient<D: Dimension, E: Dimension>(
 
 /// Panics unless the analytic gradient matches the numeric one within [`TOL`], naming `what`.
 pub fn assert_gradient_matches(what: &str, analytic: &ArrayD<f64>, numeric: &ArrayD<f64>) {
-    crate::testutil::assert_close(what, analytic.view(), numeric.view(), TOL, TOL);
+    super::assert_close(what, analytic.view(), numeric.view(), TOL, TOL);
 }
