@@ -20,6 +20,7 @@ pub mod optim;
 pub mod report;
 pub mod rng;
 pub mod scalar;
+pub mod statistics;
 pub mod testutil;
 pub mod train;
 
