@@ -141,4 +141,51 @@ mod tests {
             [18, 0, 255]
         );
     }
+
+    /// Each trial's image is the perturbation of its kind's trials, taken together in the set's
+    /// order (one gradient pass, one Gaussian stream per position), at the trial's own level:
+    /// the images as they were made before `attacks::Perturbation` made them.
+    #[test]
+    fn each_trial_is_its_kinds_perturbation_at_its_own_level() {
+        use crate::attacks::{fgsm, gaussian};
+        use crate::rng::{stream, Purpose};
+        let net = LeNet::<f32>::xavier(&mut stream(4, Purpose::Init, 0));
+        let images = crate::testutil::random_array::<f32, ndarray::Ix4>((300, 1, 28, 28), 11)
+            .mapv(|v| v.abs().min(1.0));
+        let labels: Vec<u8> = (0..300).map(|i| (i % 10) as u8).collect();
+        let test = Dataset { images, labels };
+        let design = StudyDesign {
+            seed: 3,
+            model_sha256: String::new(),
+            hard_pool: (0..10).map(|class| vec![class]).collect(),
+        };
+        let set = subject_set(&design, &test.labels, 1);
+        let shown = render_subject(&net, &test, &set).unwrap();
+        for kind in [NoiseKind::GradientSign, NoiseKind::Gaussian] {
+            let positions: Vec<usize> = (0..set.trials.len())
+                .filter(|&k| set.trials[k].noise == kind)
+                .collect();
+            let x = test.images.select(
+                Axis(0),
+                &positions
+                    .iter()
+                    .map(|&k| set.trials[k].image)
+                    .collect::<Vec<_>>(),
+            );
+            let y: Vec<u8> = positions.iter().map(|&k| set.trials[k].label).collect();
+            let direction = match kind {
+                NoiseKind::GradientSign => fgsm::gradient_sign(&net, x.view(), &y),
+                _ => gaussian::standard_normal_like(x.view(), set.noise_seed),
+            };
+            for (row, &k) in positions.iter().enumerate() {
+                let one = s![row..row + 1, .., .., ..];
+                let level = set.trials[k].level as f32;
+                let want: Pixels = fgsm::perturb(x.slice(one), direction.slice(one), level)
+                    .iter()
+                    .map(|&v| to_display(v))
+                    .collect();
+                assert_eq!(shown[k], want, "{kind:?} trial {k} at level {level}");
+            }
+        }
+    }
 }

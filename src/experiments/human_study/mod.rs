@@ -1,6 +1,6 @@
 //! The human perception study (the study's sections 4.2 and 5.4, Figure 8): which images each
-//! subject sees ([`design`](self#the-design)), how they are made ([`render_subject`]), how
-//! subjects' result files are checked, and how humans and LeNet models are scored and
+//! subject sees ([`subject_set`]), how they are made ([`render_subject`]), how subjects' result
+//! files are checked ([`load_results`]), and how humans and LeNet models are scored and
 //! summarised ([`analyse`]). The page itself and the report files are drawn by `report::human`.
 //!
 //! # The design
