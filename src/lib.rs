@@ -38,6 +38,7 @@ pub mod models;
 pub mod optim;
 pub mod report;
 pub mod rng;
+pub mod statistics;
 pub mod testutil;
 pub mod train;
 

@@ -13,6 +13,12 @@ use rayon::prelude::*;
 
 /// A standard-normal field shaped like `x`, image `i` drawn from stream `(seed, i)`.
 pub fn standard_normal_like(x: ArrayView4<f32>, seed: u64) -> Array4<f32> {
+    standard_normal_from(x, seed, 0)
+}
+
+/// [`standard_normal_like`] for images at positions `first..` of a larger set: image `i` of
+/// `x` drawn from stream `(seed, first + i)`, the draw it gets in the whole set.
+pub fn standard_normal_from(x: ArrayView4<f32>, seed: u64, first: u64) -> Array4<f32> {
     let mut z = Array4::zeros(x.raw_dim());
     z.axis_iter_mut(Axis(0))
         .into_par_iter()
@@ -21,7 +27,7 @@ pub fn standard_normal_like(x: ArrayView4<f32>, seed: u64) -> Array4<f32> {
             let draw = ndarray::Array3::<f32>::random_using(
                 zi.raw_dim(),
                 StandardNormal,
-                &mut stream(seed, Purpose::GaussianNoise, i as u64),
+                &mut stream(seed, Purpose::GaussianNoise, first + i as u64),
             );
             zi.assign(&draw);
         });

@@ -11,11 +11,18 @@ pub mod gaussian;
 pub mod pgd;
 
 use crate::models::Classifier;
-use ndarray::{Array4, ArrayView4, Zip};
+use ndarray::{s, Array4, ArrayView4, Zip};
 
-/// The one description of a perturbation, shared by the library, `sweep`, `show` and the
-/// command line. Levels are eps (gradient sign, PGD) or sigma (Gaussian).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The one description of a perturbation, shared by the library, `sweep`, `show`, `trace`, the
+/// human study, `reproduce`'s job specifications and the command line. Levels are eps
+/// (gradient sign, PGD) or sigma (Gaussian).
+///
+/// Its text form is its name, `fgsm`, `gaussian` or `pgd` ([`Noise::name`]): `Display` writes
+/// it, `FromStr` reads it, and serde (de)serialises it as that one string, the form job
+/// specifications and sweep files have always held. PGD's steps and random start are settings
+/// beside the name (the command line's `--steps` and `--random-start`, a job's `pgd_steps`):
+/// read from its name alone, PGD has the command line's defaults ([`Noise::PGD_DEFAULT`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Noise {
     /// The fast gradient sign method (the study's Eq. 1): one gradient pass serves every level.
     Fgsm,
@@ -26,12 +33,36 @@ pub enum Noise {
 }
 
 impl Noise {
-    /// The name used on the command line and in reports.
+    /// PGD as its name alone reads: the command line's defaults, [`pgd::DEFAULT_STEPS`] steps
+    /// from the clean image.
+    pub const PGD_DEFAULT: Noise = Noise::Pgd {
+        steps: pgd::DEFAULT_STEPS,
+        random_start: false,
+    };
+
+    /// Every kind of noise, in the command line's order (PGD with its defaults).
+    pub const ALL: [Noise; 3] = [Noise::Fgsm, Noise::Gaussian, Noise::PGD_DEFAULT];
+
+    /// The name used on the command line, in reports and in job specifications.
     pub fn name(&self) -> &'static str {
         match self {
             Noise::Fgsm => "fgsm",
             Noise::Gaussian => "gaussian",
             Noise::Pgd { .. } => "pgd",
+        }
+    }
+
+    /// One line on what the noise does, as the command line's list of possible values shows
+    /// it.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Noise::Fgsm => {
+                "Fast gradient sign: eps * sign(dL/dx), one gradient pass for all levels"
+            }
+            Noise::Gaussian => "Gaussian noise N(0, sigma^2), the same draw scaled at every level",
+            Noise::Pgd { .. } => {
+                "Iterative gradient sign in the L-infinity ball (--steps per level)"
+            }
         }
     }
 
@@ -50,20 +81,74 @@ impl Noise {
     }
 }
 
+impl std::fmt::Display for Noise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is none of [`Noise`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown noise '{0}': the noises are fgsm, gaussian and pgd")]
+pub struct UnknownNoise(pub String);
+
+impl std::str::FromStr for Noise {
+    type Err = UnknownNoise;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Noise::ALL
+            .into_iter()
+            .find(|n| n.name() == s)
+            .ok_or_else(|| UnknownNoise(s.to_string()))
+    }
+}
+
+impl serde::Serialize for Noise {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Noise {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// For `#[arg(value_enum)]`: the names with [`Noise::describe`] as each one's help, PGD parsed
+/// with its defaults (the command line then applies `--steps` and `--random-start`).
+impl clap::ValueEnum for Noise {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Noise::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.describe()))
+    }
+}
+
 /// A perturbation of one set of images against one model, prepared once for every level: the
 /// gradient-sign pattern or the Gaussian field does not depend on the level, so it is computed
 /// here once; PGD recomputes its gradients at each level.
+///
+/// Image `i` of the set draws its random numbers (the Gaussian field, PGD's random start) from
+/// its own streams `(seed, purpose, first + i)`, `first` 0 unless given
+/// ([`Perturbation::starting_at`]): so an image perturbed alone, or with others, gets the very
+/// noise it gets at its position in a larger set.
 pub struct Perturbation<'a> {
     noise: Noise,
     model: &'a dyn Classifier,
     x: ArrayView4<'a, f32>,
     labels: &'a [u8],
     seed: u64,
+    first: u64,
     direction: Option<Array4<f32>>, // (N,1,28,28): sign(dL/dx) or Z, for single-step noises
 }
 
 impl<'a> Perturbation<'a> {
-    /// `seed` drives the Gaussian field and PGD's random start.
+    /// `seed` drives the Gaussian field and PGD's random start; image `i` of `x` draws the
+    /// streams of position `i`.
     pub fn new(
         noise: Noise,
         model: &'a dyn Classifier,
@@ -71,9 +156,23 @@ impl<'a> Perturbation<'a> {
         labels: &'a [u8],
         seed: u64,
     ) -> Self {
+        Self::starting_at(noise, model, x, labels, seed, 0)
+    }
+
+    /// [`Perturbation::new`] for images that sit at positions `first..` of a larger set:
+    /// image `i` of `x` draws the streams of position `first + i`. (`trace` perturbs test image
+    /// `k` alone, `first = k`, exactly as a sweep over the whole test set perturbs it.)
+    pub fn starting_at(
+        noise: Noise,
+        model: &'a dyn Classifier,
+        x: ArrayView4<'a, f32>,
+        labels: &'a [u8],
+        seed: u64,
+        first: u64,
+    ) -> Self {
         let direction = match noise {
             Noise::Fgsm => Some(fgsm::gradient_sign(model, x, labels)),
-            Noise::Gaussian => Some(gaussian::standard_normal_like(x, seed)),
+            Noise::Gaussian => Some(gaussian::standard_normal_from(x, seed, first)),
             Noise::Pgd { .. } => None,
         };
         Perturbation {
@@ -82,12 +181,61 @@ impl<'a> Perturbation<'a> {
             x,
             labels,
             seed,
+            first,
             direction,
         }
     }
 
+    /// PGD's settings at `level`, with this perturbation's random start.
+    fn pgd_config(&self, level: f32, steps: usize, random_start: bool) -> pgd::PgdConfig {
+        let mut pc = pgd::PgdConfig::new(level, steps);
+        pc.random_start = random_start.then_some(self.seed);
+        pc.first_stream = self.first;
+        pc
+    }
+
     /// The perturbed set at `level`, clipped to [0, 1] and checked by [`validate`].
     pub fn at(&self, level: f32) -> Result<Array4<f32>, InvalidPerturbation> {
+        let perturbed = self.unchecked_at(level);
+        validate(
+            self.x,
+            perturbed.view(),
+            self.noise.bounded().then_some(level),
+        )?;
+        Ok(perturbed)
+    }
+
+    /// The perturbed set at `level`, clipped to [0, 1] but not checked: for an audit, which
+    /// records whatever the attack makes.
+    pub fn unchecked_at(&self, level: f32) -> Array4<f32> {
+        match (self.noise, &self.direction) {
+            (
+                Noise::Pgd {
+                    steps,
+                    random_start,
+                },
+                _,
+            ) => pgd::pgd(
+                self.model,
+                self.x,
+                self.labels,
+                &self.pgd_config(level, steps, random_start),
+            ),
+            (_, Some(d)) => fgsm::perturb(self.x, d.view(), level),
+            (_, None) => unreachable!("single-step noises have a direction"),
+        }
+    }
+
+    /// The perturbed set with each image at its own level (`levels[i]` for image `i`, e.g. one
+    /// level per trial of the human study), clipped to [0, 1] and each image checked by
+    /// [`validate`] against its own level. Image `i` is bit for bit what [`Perturbation::at`]
+    /// makes of it at `levels[i]`: the direction is the same, only the step differs.
+    pub fn at_levels(&self, levels: &[f32]) -> Result<Array4<f32>, InvalidPerturbation> {
+        assert_eq!(
+            levels.len(),
+            self.x.dim().0,
+            "one level per image of the perturbed set"
+        );
         let perturbed = match (self.noise, &self.direction) {
             (
                 Noise::Pgd {
@@ -96,18 +244,30 @@ impl<'a> Perturbation<'a> {
                 },
                 _,
             ) => {
-                let mut pc = pgd::PgdConfig::new(level, steps);
-                pc.random_start = random_start.then_some(self.seed);
-                pgd::pgd(self.model, self.x, self.labels, &pc)
+                let configs: Vec<pgd::PgdConfig> = levels
+                    .iter()
+                    .map(|&level| self.pgd_config(level, steps, random_start))
+                    .collect();
+                pgd::pgd_per_image(self.model, self.x, self.labels, &configs)
             }
-            (_, Some(d)) => fgsm::perturb(self.x, d.view(), level),
+            (_, Some(d)) => {
+                let mut out = Array4::zeros(self.x.raw_dim());
+                for (i, &level) in levels.iter().enumerate() {
+                    let one = s![i..i + 1, .., .., ..];
+                    out.slice_mut(one).assign(&fgsm::perturb(
+                        self.x.slice(one),
+                        d.slice(one),
+                        level,
+                    ));
+                }
+                out
+            }
             (_, None) => unreachable!("single-step noises have a direction"),
         };
-        validate(
-            self.x,
-            perturbed.view(),
-            self.noise.bounded().then_some(level),
-        )?;
+        let bounded = self.noise.bounded();
+        check(self.x, perturbed.view(), |image| {
+            bounded.then_some(levels[image])
+        })?;
         Ok(perturbed)
     }
 }
@@ -145,6 +305,16 @@ pub fn validate(
     perturbed: ArrayView4<f32>,
     eps: Option<f32>,
 ) -> Result<(), InvalidPerturbation> {
+    check(clean, perturbed, |_| eps)
+}
+
+/// [`validate`] with each image's own bound: `eps_of(image)`. The first violation, in pixel
+/// order, is the error.
+fn check(
+    clean: ArrayView4<f32>,
+    perturbed: ArrayView4<f32>,
+    eps_of: impl Fn(usize) -> Option<f32>,
+) -> Result<(), InvalidPerturbation> {
     if clean.shape() != perturbed.shape() {
         return Err(InvalidPerturbation::Shape {
             found: perturbed.shape().to_vec(),
@@ -164,7 +334,7 @@ pub fn validate(
                     pixel,
                     value: p,
                 });
-            } else if let Some(eps) = eps {
+            } else if let Some(eps) = eps_of(image) {
                 let moved = (p - x).abs();
                 if moved > eps + EPS_SLACK {
                     first = Some(InvalidPerturbation::TooFar {
@@ -214,6 +384,149 @@ mod tests {
         assert!(matches!(
             validate(clean.view(), p.view(), None),
             Err(InvalidPerturbation::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn noise_names_round_trip_through_text_serde_and_clap() {
+        use clap::ValueEnum;
+        for name in ["fgsm", "gaussian", "pgd"] {
+            let noise: Noise = name.parse().unwrap();
+            assert_eq!(noise.to_string(), name);
+            assert_eq!(
+                serde_json::to_string(&noise).unwrap(),
+                format!("\"{name}\"")
+            );
+            let back: Noise = serde_json::from_str(&format!("\"{name}\"")).unwrap();
+            assert_eq!(back, noise);
+            assert_eq!(<Noise as ValueEnum>::from_str(name, false).unwrap(), noise);
+        }
+        for noise in Noise::ALL {
+            assert_eq!(noise.to_string().parse::<Noise>(), Ok(noise));
+        }
+        // PGD read from its name has the command line's defaults; its settings are not text.
+        assert_eq!(
+            "pgd".parse::<Noise>(),
+            Ok(Noise::Pgd {
+                steps: 10,
+                random_start: false
+            })
+        );
+        let with_settings = Noise::Pgd {
+            steps: 3,
+            random_start: true,
+        };
+        assert_eq!(with_settings.to_string(), "pgd");
+        assert_eq!(serde_json::to_string(&with_settings).unwrap(), "\"pgd\"");
+        assert_eq!(
+            "FGSM".parse::<Noise>(),
+            Err(UnknownNoise("FGSM".to_string()))
+        );
+        assert!(serde_json::from_str::<Noise>("\"pgd10\"").is_err());
+        // The command line's list: names in this order, each with its one-line help.
+        let listed: Vec<(String, String)> = Noise::value_variants()
+            .iter()
+            .map(|n| {
+                let v = n.to_possible_value().unwrap();
+                (v.get_name().to_string(), v.get_help().unwrap().to_string())
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (
+                    "fgsm",
+                    "Fast gradient sign: eps * sign(dL/dx), one gradient pass for all levels"
+                ),
+                (
+                    "gaussian",
+                    "Gaussian noise N(0, sigma^2), the same draw scaled at every level"
+                ),
+                (
+                    "pgd",
+                    "Iterative gradient sign in the L-infinity ball (--steps per level)"
+                ),
+            ]
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+        );
+    }
+
+    /// A small untrained LeNet and six random images in [0, 1] with labels.
+    fn setting() -> (crate::models::LeNet<f32>, Array4<f32>, Vec<u8>) {
+        let net = crate::models::LeNet::<f32>::xavier(&mut crate::rng::stream(
+            2,
+            crate::rng::Purpose::Init,
+            0,
+        ));
+        let x = crate::testutil::random_array::<f32, ndarray::Ix4>((6, 1, 28, 28), 7)
+            .mapv(|v| v.abs().min(1.0));
+        (net, x, vec![0, 1, 2, 3, 4, 5])
+    }
+
+    fn image(a: &Array4<f32>, i: usize) -> Array4<f32> {
+        a.slice(s![i..i + 1, .., .., ..]).to_owned()
+    }
+
+    /// Each image at its own level is, bit for bit, that image of the set perturbed at that
+    /// level: for every noise, PGD with its random start too.
+    #[test]
+    fn a_level_per_image_is_each_image_at_its_level() {
+        let (net, x, labels) = setting();
+        let levels = [0.0f32, 0.07, 0.21, 0.4, 0.07, 0.54];
+        for noise in [
+            Noise::Fgsm,
+            Noise::Gaussian,
+            Noise::Pgd {
+                steps: 2,
+                random_start: true,
+            },
+        ] {
+            let p = Perturbation::new(noise, &net, x.view(), &labels, 3);
+            let each = p.at_levels(&levels).unwrap();
+            for (i, &level) in levels.iter().enumerate() {
+                assert_eq!(
+                    image(&each, i),
+                    image(&p.at(level).unwrap(), i),
+                    "{noise} image {i}"
+                );
+            }
+        }
+    }
+
+    /// An image perturbed alone at its position in a set gets the noise it gets in the set:
+    /// the Gaussian field and PGD's random start are drawn by position.
+    #[test]
+    fn an_image_alone_draws_the_streams_of_its_position() {
+        let (net, x, labels) = setting();
+        for noise in [
+            Noise::Fgsm,
+            Noise::Gaussian,
+            Noise::Pgd {
+                steps: 1,
+                random_start: true,
+            },
+        ] {
+            let whole = Perturbation::new(noise, &net, x.view(), &labels, 9)
+                .at(0.2)
+                .unwrap();
+            let alone = x.slice(s![4..5, .., .., ..]);
+            let one = Perturbation::starting_at(noise, &net, alone, &labels[4..5], 9, 4);
+            assert_eq!(one.at(0.2).unwrap(), image(&whole, 4), "{noise}");
+            assert_eq!(one.unchecked_at(0.2), image(&whole, 4), "{noise}");
+        }
+    }
+
+    #[test]
+    fn each_image_is_checked_against_its_own_level() {
+        let (net, x, labels) = setting();
+        let p = Perturbation::new(Noise::Fgsm, &net, x.view(), &labels, 1);
+        let levels = [0.1f32; 6];
+        let made = p.at_levels(&levels).unwrap();
+        // Image 2 moved by up to 0.1 exceeds a bound of 0.05 given to image 2 alone.
+        let tight = |image: usize| Some(if image == 2 { 0.05 } else { 0.1 });
+        assert!(matches!(
+            check(x.view(), made.view(), tight),
+            Err(InvalidPerturbation::TooFar { image: 2, .. })
         ));
     }
 }

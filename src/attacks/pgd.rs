@@ -16,6 +16,9 @@ use ndarray::{Array4, ArrayView4, Axis, Zip};
 use ndarray_rand::rand_distr::Uniform;
 use ndarray_rand::RandomExt;
 
+/// Gradient steps per level when none are given: the command line's `--steps` default.
+pub const DEFAULT_STEPS: usize = 10;
+
 /// PGD's settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PgdConfig {
@@ -25,6 +28,9 @@ pub struct PgdConfig {
     pub step_size: f32,
     /// Seed of the random start; `None` starts at the clean image.
     pub random_start: Option<u64>,
+    /// Image `i` draws its random start from stream `first_stream + i` (0: the images are the
+    /// whole set; see `attacks::Perturbation::starting_at`).
+    pub first_stream: u64,
 }
 
 impl PgdConfig {
@@ -36,6 +42,7 @@ impl PgdConfig {
             steps,
             step_size: 2.5 * eps / steps.max(1) as f32,
             random_start: None,
+            first_stream: 0,
         }
     }
 }
@@ -46,25 +53,61 @@ pub fn pgd(
     labels: &[u8],
     cfg: &PgdConfig,
 ) -> Array4<f32> {
-    let eps = cfg.eps;
+    run(model, x, labels, cfg, |_| cfg)
+}
+
+/// PGD with a ball of its own for each image: image `i` moves within `configs[i].eps` of its
+/// clean self by steps of `configs[i].step_size`. The images share their gradient passes, so
+/// every config must have the same steps, random-start seed and first stream. Image `i` is bit
+/// for bit what [`pgd`] makes of it with `configs[i]`.
+pub fn pgd_per_image(
+    model: &dyn Classifier,
+    x: ArrayView4<f32>,
+    labels: &[u8],
+    configs: &[PgdConfig],
+) -> Array4<f32> {
+    assert_eq!(configs.len(), x.dim().0, "one PGD config per image");
+    let Some(shared) = configs.first() else {
+        return x.to_owned();
+    };
+    assert!(
+        configs
+            .iter()
+            .all(|c| (c.steps, c.random_start, c.first_stream)
+                == (shared.steps, shared.random_start, shared.first_stream)),
+        "the images of one PGD run share its steps and random start"
+    );
+    run(model, x, labels, shared, |image| &configs[image])
+}
+
+/// PGD with `shared`'s steps and random start, image `i` in the ball `ball(i)`.
+fn run<'c>(
+    model: &dyn Classifier,
+    x: ArrayView4<f32>,
+    labels: &[u8],
+    shared: &PgdConfig,
+    ball: impl Fn(usize) -> &'c PgdConfig + Sync,
+) -> Array4<f32> {
     let mut adv = x.to_owned();
-    if let Some(seed) = cfg.random_start {
+    if let Some(seed) = shared.random_start {
         for (i, mut img) in adv.axis_iter_mut(Axis(0)).enumerate() {
+            let eps = ball(i).eps;
             let u = ndarray::Array3::<f32>::random_using(
                 img.raw_dim(),
                 Uniform::new_inclusive(-eps, eps).unwrap(),
-                &mut stream(seed, Purpose::RandomStart, i as u64),
+                &mut stream(seed, Purpose::RandomStart, shared.first_stream + i as u64),
             );
             img.zip_mut_with(&u, |a, &u| *a = (*a + u).clamp(0.0, 1.0));
         }
     }
-    for _ in 0..cfg.steps {
+    for _ in 0..shared.steps {
         let (_, grad) = model.input_gradient(adv.view(), labels);
-        Zip::from(&mut adv)
+        Zip::indexed(&mut adv)
             .and(&x)
             .and(&grad)
-            .par_for_each(|a, &x0, &g| {
-                let stepped = *a + cfg.step_size * sign(g);
+            .par_for_each(|(i, _, _, _), a, &x0, &g| {
+                let PgdConfig { eps, step_size, .. } = *ball(i);
+                let stepped = *a + step_size * sign(g);
                 *a = stepped.clamp(x0 - eps, x0 + eps).clamp(0.0, 1.0);
             });
     }

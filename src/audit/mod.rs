@@ -10,15 +10,13 @@ pub mod gradcheck;
 pub mod pipeline;
 pub mod trace;
 
-use crate::attacks::fgsm;
-use crate::rng::{stream, Purpose};
+use crate::attacks::Noise;
 use ndarray::{Array4, ArrayView4};
-use ndarray_rand::rand_distr::StandardNormal;
-use ndarray_rand::RandomExt;
 
-/// A perturbation of the traced image, computed as `sweep` and `show` compute it: in f32, with
-/// the classifier's own f32 input gradient for FGSM (a committee's, a pipeline's white-box one),
-/// clipped to [0, 1].
+/// The perturbation of one traced test image: a noise at a level, made by
+/// [`attacks::Perturbation`](crate::attacks::Perturbation) as `sweep` and `show` make it (in
+/// f32, with the classifier's own f32 input gradient for FGSM: a committee's, a pipeline's
+/// white-box one), clipped to [0, 1].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Perturbation {
     /// `clip(x + eps sign(dL/dx), 0, 1)`, the true label (`attacks::fgsm`).
@@ -30,33 +28,34 @@ pub enum Perturbation {
 }
 
 impl Perturbation {
-    /// The perturbed image `(1,1,28,28)`.
+    /// The perturbed image `(1,1,28,28)`. Not checked by `attacks::validate`: the trace
+    /// records whatever the attack makes.
     pub fn apply(
         &self,
         model: &dyn crate::models::Classifier,
         x: ArrayView4<f32>,
         label: u8,
     ) -> Array4<f32> {
-        match *self {
-            Perturbation::Fgsm { eps } => fgsm::fgsm(model, x, &[label], eps),
-            Perturbation::Gaussian { sigma, seed, image } => {
-                let z = ndarray::Array3::<f32>::random_using(
-                    (1, 28, 28),
-                    StandardNormal,
-                    &mut stream(seed, Purpose::GaussianNoise, image),
-                )
-                .insert_axis(ndarray::Axis(0));
-                fgsm::perturb(x, z.view(), sigma)
-            }
+        let (seed, image) = match *self {
+            // FGSM draws no random numbers.
+            Perturbation::Fgsm { .. } => (0, 0),
+            Perturbation::Gaussian { seed, image, .. } => (seed, image),
+        };
+        crate::attacks::Perturbation::starting_at(self.noise(), model, x, &[label], seed, image)
+            .unchecked_at(self.level())
+    }
+
+    /// The noise, [`Noise::Fgsm`] or [`Noise::Gaussian`].
+    pub fn noise(&self) -> Noise {
+        match self {
+            Perturbation::Fgsm { .. } => Noise::Fgsm,
+            Perturbation::Gaussian { .. } => Noise::Gaussian,
         }
     }
 
     /// `fgsm` or `gaussian`, for file metadata.
     pub fn name(&self) -> &'static str {
-        match self {
-            Perturbation::Fgsm { .. } => "fgsm",
-            Perturbation::Gaussian { .. } => "gaussian",
-        }
+        self.noise().name()
     }
 
     /// eps or sigma.

@@ -2,7 +2,7 @@
 //! autoencoder, in any order and number) followed by a classifier. It is a [`Classifier`] like
 //! any other, so every attack, sweep and report works on it unchanged.
 //!
-//! How it is attacked is a named setting, [`AttackThrough`]:
+//! How it is attacked is a named setting, [`AttackThrough`] (whose gradient the attack follows):
 //! - `Classifier`, the study's (section 4.1): adversarial examples come from the bare
 //!   classifier's gradient at the raw image; the pipeline then cleans them. The defence's own
 //!   computation is invisible to the attacker.
@@ -148,8 +148,13 @@ pub enum Kept {
     Autoencoder(Box<crate::models::autoencoder::KeptReconstruction<f32>>),
 }
 
-/// Whose gradient an attack on a pipeline follows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+/// Whose gradient an attack follows: the one description of that choice, for a pipeline
+/// (`--attack-through`) and for a `reproduce` job (whose attack adds transfer and random noise
+/// around it: `experiments::reproduce::plan::AttackSetting`).
+///
+/// Its text form is `classifier` or `pipeline` (`Display`, `FromStr`, serde): the command line's
+/// names and the labels of attacked models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttackThrough {
     /// The study's setting: the bare classifier's gradient; the defence is not differentiated.
@@ -159,11 +164,43 @@ pub enum AttackThrough {
 }
 
 impl AttackThrough {
+    /// Both, in the command line's order (the default, white-box, first).
+    pub const ALL: [AttackThrough; 2] = [AttackThrough::Pipeline, AttackThrough::Classifier];
+
     pub fn name(self) -> &'static str {
         match self {
             AttackThrough::Classifier => "classifier",
             AttackThrough::Pipeline => "pipeline",
         }
+    }
+}
+
+impl std::fmt::Display for AttackThrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for AttackThrough {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AttackThrough::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| format!("unknown attack setting '{s}': pipeline or classifier"))
+    }
+}
+
+/// For `#[arg(value_enum)]`: the names alone, in [`AttackThrough::ALL`]'s order (the help of
+/// `--attack-through` says what each means).
+impl clap::ValueEnum for AttackThrough {
+    fn value_variants<'a>() -> &'a [Self] {
+        &AttackThrough::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
     }
 }
 
@@ -309,5 +346,50 @@ impl Classifier for Pipeline<'_> {
                 grad / draws as f32
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attack_through_names_round_trip_through_text_serde_and_clap() {
+        use clap::ValueEnum;
+        for (through, name) in [
+            (AttackThrough::Pipeline, "pipeline"),
+            (AttackThrough::Classifier, "classifier"),
+        ] {
+            assert_eq!(through.to_string(), name);
+            assert_eq!(name.parse::<AttackThrough>(), Ok(through));
+            assert_eq!(
+                serde_json::to_string(&through).unwrap(),
+                format!("\"{name}\"")
+            );
+            assert_eq!(
+                serde_json::from_str::<AttackThrough>(&format!("\"{name}\"")).unwrap(),
+                through
+            );
+            assert_eq!(
+                <AttackThrough as ValueEnum>::from_str(name, false),
+                Ok(through)
+            );
+        }
+        assert!("whole".parse::<AttackThrough>().is_err());
+        // `--attack-through`'s list: the default first, no help per value.
+        let listed: Vec<_> = AttackThrough::value_variants()
+            .iter()
+            .map(|a| {
+                let v = a.to_possible_value().unwrap();
+                (v.get_name().to_string(), v.get_help().is_none())
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("pipeline".to_string(), true),
+                ("classifier".to_string(), true)
+            ]
+        );
     }
 }

@@ -14,12 +14,13 @@ use crate::common::{advmnist, ok, s};
 use advmnist::data::{default_data_dir, load_split, Dataset, Split};
 use advmnist::experiments::human_study::{
     check_results, conditions, human_scores, load_results, model_scores, render_subject,
-    subject_set, summarise, to_batch, weights_sha256, Answer, LoadedSubject, NamedModel, NoiseKind,
+    subject_set, to_batch, weights_sha256, Answer, LoadedSubject, NamedModel, NoiseKind,
     ResultsError, StudyDesign, SubjectResults, Trial, GAUSSIAN_SIGMA, GRADIENT_SIGN_EPS,
     IMAGES_PER_SUBJECT, RESULTS_FORMAT,
 };
 use advmnist::models::file::load_model;
 use advmnist::models::lenet::LeNet;
+use advmnist::statistics::summarise;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};

@@ -21,6 +21,8 @@
 //! adversarial committee (PGD through it, transfer from an independent LeNet, gradient sign
 //! crafted on each member).
 
+use crate::attacks::Noise;
+use crate::models::pipeline::AttackThrough;
 use serde::{Deserialize, Serialize};
 
 /// The size of a run. [`Scale::full`] is the study's; [`Scale::quick`] the same jobs at a small
@@ -120,44 +122,118 @@ pub enum PreSpec {
     Dae { model: ModelRef },
 }
 
-/// Whose gradient makes the gradient-sign examples.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// Whose gradient makes a sweep job's examples: the defended model's own, followed as an
+/// [`AttackThrough`] says; another model's (transfer); or nobody's (random noise).
+///
+/// Serialised as job specifications have always held it: `classifier`, `whole`, `transfer`,
+/// `none` ([`AttackSetting::name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttackSetting {
-    /// The study's: the classifier's own gradient; preprocessing is applied to the finished
-    /// examples but not differentiated (for a single model or a committee without preprocessing
-    /// this is the white-box attack).
-    Classifier,
-    /// White-box through everything the defended model does: preprocessing (with expectation
-    /// over its random noise) and the committee's averaged prediction.
-    Whole,
+    /// The defended model's own gradient. [`AttackThrough::Classifier`] ([`Self::Classifier`])
+    /// is the study's: the classifier's own gradient; preprocessing is applied to the finished
+    /// examples but not differentiated (for a single model or a committee without
+    /// preprocessing this is the white-box attack). [`AttackThrough::Pipeline`]
+    /// ([`Self::Whole`]) is white-box through everything the defended model does: preprocessing
+    /// (with expectation over its random noise) and the committee's averaged prediction.
+    Own(AttackThrough),
     /// Crafted on another model (the sweep's `source`) and given to this one.
     Transfer,
     /// Random noise: no gradient involved.
     None,
 }
 
+// The two own-gradient settings keep the names the plan's lookups have always used
+// (`AttackSetting::Whole`), as constants of the one enum rather than variants of a second.
+#[allow(non_upper_case_globals)]
 impl AttackSetting {
+    /// The study's: the classifier's own gradient.
+    pub const Classifier: AttackSetting = AttackSetting::Own(AttackThrough::Classifier);
+    /// White-box through the whole defence.
+    pub const Whole: AttackSetting = AttackSetting::Own(AttackThrough::Pipeline);
+
+    const ALL: [AttackSetting; 4] = [
+        AttackSetting::Classifier,
+        AttackSetting::Whole,
+        AttackSetting::Transfer,
+        AttackSetting::None,
+    ];
+
+    /// The name in a job specification.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackSetting::Own(AttackThrough::Classifier) => "classifier",
+            AttackSetting::Own(AttackThrough::Pipeline) => "whole",
+            AttackSetting::Transfer => "transfer",
+            AttackSetting::None => "none",
+        }
+    }
+
+    /// The setting's part of a sweep job's name (`sweep-none-fgsm-own-exact-s1`).
+    fn in_job_name(self) -> &'static str {
+        match self {
+            AttackSetting::Own(AttackThrough::Classifier) => "own",
+            AttackSetting::Own(AttackThrough::Pipeline) => "whole",
+            AttackSetting::Transfer => "transfer",
+            AttackSetting::None => "random",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
-            AttackSetting::Classifier => "classifier's own gradient (the study's)",
-            AttackSetting::Whole => "white-box through the whole defence",
+            AttackSetting::Own(AttackThrough::Classifier) => {
+                "classifier's own gradient (the study's)"
+            }
+            AttackSetting::Own(AttackThrough::Pipeline) => "white-box through the whole defence",
             AttackSetting::Transfer => "transfer",
             AttackSetting::None => "random noise",
         }
+    }
+
+    /// How the defended model's pipeline is attacked: the own gradient's setting; for transfer
+    /// and random noise the defended model's gradient is never asked for, and the pipeline is
+    /// built as the study's.
+    pub fn through(self) -> AttackThrough {
+        match self {
+            AttackSetting::Own(through) => through,
+            AttackSetting::Transfer | AttackSetting::None => AttackThrough::Classifier,
+        }
+    }
+}
+
+impl Serialize for AttackSetting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for AttackSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        AttackSetting::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown attack setting '{name}': classifier, whole, transfer or none"
+                ))
+            })
     }
 }
 
 /// A sweep: one defended classifier (one model or a committee, behind optional stages), one
 /// kind of noise at evenly spaced levels.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Serialised through [`SweepSpecFields`], the form job specifications (and so job keys) have
+/// always had.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "SweepSpecFields")]
 pub struct SweepSpec {
     /// One model, or the members of a committee (averaged softmax outputs).
     pub members: Vec<ModelRef>,
     pub pre: Vec<PreSpec>,
-    /// `fgsm`, `gaussian` or `pgd`.
-    pub noise: String,
-    pub pgd_steps: usize,
+    /// The perturbation. A job's PGD always starts at a random point of the eps-ball (seeded
+    /// by `seed`).
+    pub noise: Noise,
     pub attack: AttackSetting,
     /// The model the examples are crafted on, for [`AttackSetting::Transfer`].
     pub source: Option<ModelRef>,
@@ -167,6 +243,86 @@ pub struct SweepSpec {
     pub max: f64,
     pub test_images: usize,
     pub seed: u64,
+}
+
+/// A [`SweepSpec`] as a job specification writes it: the noise's name, and PGD's steps as a
+/// field of their own (0 for the other noises). The field order is the written order.
+#[derive(Serialize, Deserialize)]
+struct SweepSpecFields {
+    members: Vec<ModelRef>,
+    pre: Vec<PreSpec>,
+    noise: Noise,
+    pgd_steps: usize,
+    attack: AttackSetting,
+    source: Option<ModelRef>,
+    gradient: String,
+    levels: usize,
+    max: f64,
+    test_images: usize,
+    seed: u64,
+}
+
+impl TryFrom<SweepSpecFields> for SweepSpec {
+    type Error = String;
+
+    fn try_from(f: SweepSpecFields) -> Result<Self, String> {
+        let noise = match f.noise {
+            Noise::Pgd { .. } => Noise::Pgd {
+                steps: f.pgd_steps,
+                random_start: true,
+            },
+            other if f.pgd_steps == 0 => other,
+            other => {
+                return Err(format!(
+                    "pgd_steps is {} for {other} noise: only PGD has steps",
+                    f.pgd_steps
+                ))
+            }
+        };
+        Ok(SweepSpec {
+            members: f.members,
+            pre: f.pre,
+            noise,
+            attack: f.attack,
+            source: f.source,
+            gradient: f.gradient,
+            levels: f.levels,
+            max: f.max,
+            test_images: f.test_images,
+            seed: f.seed,
+        })
+    }
+}
+
+impl Serialize for SweepSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let pgd_steps = match self.noise {
+            Noise::Pgd {
+                steps,
+                random_start: true,
+            } => steps,
+            Noise::Pgd { .. } => {
+                return Err(serde::ser::Error::custom(
+                    "a job's PGD starts at a random point: random_start must be true",
+                ))
+            }
+            _ => 0,
+        };
+        SweepSpecFields {
+            members: self.members.clone(),
+            pre: self.pre.clone(),
+            noise: self.noise,
+            pgd_steps,
+            attack: self.attack,
+            source: self.source.clone(),
+            gradient: self.gradient.clone(),
+            levels: self.levels,
+            max: self.max,
+            test_images: self.test_images,
+            seed: self.seed,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// What a job does.
@@ -274,10 +430,10 @@ impl Job {
                     })
                     .sum();
                 let infer = s.levels as f64 * s.test_images as f64 * (members / 3.0 + pre);
-                let gradients = match s.noise.as_str() {
-                    "gaussian" => 0.0,
-                    "pgd" => (s.levels * s.pgd_steps) as f64,
-                    _ => 1.0,
+                let gradients = match s.noise {
+                    Noise::Gaussian => 0.0,
+                    Noise::Pgd { steps, .. } => (s.levels * steps) as f64,
+                    Noise::Fgsm => 1.0,
                 } * s.test_images as f64
                     * (members / 1.5 + 2.0 * pre);
                 infer + gradients
@@ -372,7 +528,7 @@ pub const GAUSSIAN_MAX: f64 = 1.0;
 pub struct SweepRole {
     pub method: String,
     pub base_seed: u64,
-    pub noise: String,
+    pub noise: Noise,
     pub attack: AttackSetting,
     pub gradient: String,
     /// Which source, for transfer (`independent` LeNet or `member-K`).
@@ -398,7 +554,8 @@ impl Plan {
         self.roles.iter().find(|(j, _)| j == job).map(|(_, r)| r)
     }
 
-    /// The sweep job of `method` at repetition `base_seed` with this noise, attack and gradient.
+    /// The sweep job of `method` at repetition `base_seed` with this noise (by its name), attack
+    /// and gradient.
     pub fn sweep_of(
         &self,
         method: &str,
@@ -413,7 +570,7 @@ impl Plan {
             .find(|(_, r)| {
                 r.method == method
                     && r.base_seed == base_seed
-                    && r.noise == noise
+                    && r.noise.name() == noise
                     && r.attack == attack
                     && r.gradient == gradient
                     && r.source.as_deref() == source
@@ -556,7 +713,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                          method: &str,
                          pre: &[PreSpec],
                          members: &[ModelRef],
-                         noise: &str,
+                         noise: Noise,
                          attack: AttackSetting,
                          gradient: &str,
                          source: Option<(&str, ModelRef)>,
@@ -568,12 +725,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
             };
             let name = format!(
                 "sweep-{method}-{noise}-{}-{gradient}{}-s{b}",
-                match attack {
-                    AttackSetting::Classifier => "own",
-                    AttackSetting::Whole => "whole",
-                    AttackSetting::Transfer => "transfer",
-                    AttackSetting::None => "random",
-                },
+                attack.in_job_name(),
                 source
                     .as_ref()
                     .map(|(s, _)| format!("-{s}"))
@@ -582,13 +734,12 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
             let spec = SweepSpec {
                 members: members.to_vec(),
                 pre: pre.to_vec(),
-                noise: noise.into(),
-                pgd_steps: if noise == "pgd" { scale.pgd_steps } else { 0 },
+                noise,
                 attack,
                 source: source.as_ref().map(|(_, m)| m.clone()),
                 gradient: gradient.into(),
                 levels,
-                max: if noise == "gaussian" {
+                max: if noise == Noise::Gaussian {
                     GAUSSIAN_MAX
                 } else {
                     FGSM_MAX
@@ -616,7 +767,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 SweepRole {
                     method: method.into(),
                     base_seed: b,
-                    noise: noise.into(),
+                    noise,
                     attack,
                     gradient: gradient.into(),
                     source: source.map(|(s, _)| s.to_string()),
@@ -631,17 +782,23 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 },
             );
         };
+        let (fgsm, gaussian) = (Noise::Fgsm, Noise::Gaussian);
+        // A job's PGD starts at a random point of the eps-ball.
+        let pgd = Noise::Pgd {
+            steps: scale.pgd_steps,
+            random_start: true,
+        };
         for (method, pre, members) in &defended {
             let own = AttackSetting::Classifier;
             sweep(
-                &mut jobs, method, pre, members, "fgsm", own, "exact", None, false,
+                &mut jobs, method, pre, members, fgsm, own, "exact", None, false,
             );
             sweep(
                 &mut jobs,
                 method,
                 pre,
                 members,
-                "gaussian",
+                gaussian,
                 AttackSetting::None,
                 "exact",
                 None,
@@ -650,7 +807,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
             if !pre.is_empty() {
                 let whole = AttackSetting::Whole;
                 sweep(
-                    &mut jobs, method, pre, members, "fgsm", whole, "exact", None, false,
+                    &mut jobs, method, pre, members, fgsm, whole, "exact", None, false,
                 );
             }
             if pre.is_empty() && members.len() == 1 && *method != "inp" {
@@ -659,7 +816,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                     method,
                     pre,
                     members,
-                    "fgsm",
+                    fgsm,
                     own,
                     "caffe-f32",
                     None,
@@ -681,7 +838,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 method,
                 &[],
                 members,
-                "fgsm",
+                fgsm,
                 AttackSetting::Whole,
                 "exact",
                 None,
@@ -692,7 +849,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 method,
                 &[],
                 members,
-                "pgd",
+                pgd,
                 AttackSetting::Whole,
                 "exact",
                 None,
@@ -703,7 +860,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 method,
                 &[],
                 members,
-                "fgsm",
+                fgsm,
                 AttackSetting::Transfer,
                 "exact",
                 Some(("independent", independent.clone())),
@@ -716,7 +873,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 "adv-committee",
                 &[],
                 &adv_committee,
-                "fgsm",
+                fgsm,
                 AttackSetting::Transfer,
                 "exact",
                 Some((&format!("member-{k}"), member.clone())),
@@ -804,5 +961,86 @@ mod tests {
         };
         assert_eq!(s.members.len(), 6);
         assert_eq!(job.dependencies().len(), 6);
+    }
+
+    /// Job keys are hashes of the specifications' JSON, so that JSON must never change: these
+    /// are the SHA-256s of `serde_json::to_string` of whole plans (jobs and roles) as the plan
+    /// wrote them when the noise and the attack setting were still strings and a second enum.
+    #[test]
+    fn plans_serialise_as_they_always_have() {
+        for (scale, seeds, want) in [
+            (
+                Scale::quick(),
+                1,
+                "6ae6ff28ff60e084e17b53e8ad76e202d5fee70ac66174b4072e674acaec5f65",
+            ),
+            (
+                Scale::full(),
+                2,
+                "b9ae6f750902f8d8af22490b257ff49e629d1693a1044760452065376b078aa3",
+            ),
+        ] {
+            let text = serde_json::to_string(&plan(&scale, seeds)).unwrap();
+            let got = crate::hashing::sha256_hex(text.as_bytes());
+            assert_eq!(got, want, "{} scale, {seeds} seed(s)", scale.name);
+        }
+    }
+
+    #[test]
+    fn sweep_specs_read_back_as_written() {
+        let p = plan(&Scale::quick(), 1);
+        let specs: Vec<&SweepSpec> = p
+            .jobs
+            .iter()
+            .filter_map(|j| match &j.spec {
+                JobSpec::Sweep(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        for s in &specs {
+            let text = serde_json::to_string(&JobSpec::Sweep((*s).clone())).unwrap();
+            let back: JobSpec = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, JobSpec::Sweep((*s).clone()), "{text}");
+        }
+        // PGD's steps are a field of their own; the other noises have 0 there.
+        let pgd = specs
+            .iter()
+            .find(|s| matches!(s.noise, Noise::Pgd { .. }))
+            .unwrap();
+        let json = serde_json::to_value(pgd).unwrap();
+        assert_eq!(
+            (&json["noise"], &json["pgd_steps"], &json["attack"]),
+            (&"pgd".into(), &3.into(), &"whole".into())
+        );
+        let text = json.to_string().replace("\"pgd\"", "\"fgsm\"");
+        let err = serde_json::from_str::<SweepSpec>(&text).unwrap_err();
+        assert!(err.to_string().contains("only PGD has steps"), "{err}");
+        // A job's PGD starts at a random point: one that does not cannot be written.
+        let mut without = (*pgd).clone();
+        without.noise = Noise::PGD_DEFAULT;
+        assert!(serde_json::to_string(&without).is_err());
+    }
+
+    #[test]
+    fn attack_settings_keep_their_names() {
+        let names: Vec<String> = AttackSetting::ALL
+            .iter()
+            .map(|a| serde_json::to_string(a).unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["\"classifier\"", "\"whole\"", "\"transfer\"", "\"none\""]
+        );
+        for a in AttackSetting::ALL {
+            let text = serde_json::to_string(&a).unwrap();
+            assert_eq!(serde_json::from_str::<AttackSetting>(&text).unwrap(), a);
+        }
+        assert!(serde_json::from_str::<AttackSetting>("\"pipeline\"").is_err());
+        assert_eq!(AttackSetting::Whole.through(), AttackThrough::Pipeline);
+        assert_eq!(AttackSetting::Transfer.through(), AttackThrough::Classifier);
+        assert_eq!(
+            AttackSetting::Classifier,
+            AttackSetting::Own(AttackThrough::Classifier)
+        );
     }
 }

@@ -17,8 +17,7 @@
 //! job holds an exclusive lock (`io_safety::RunLock` on its record) while it runs, and a process
 //! skips a job another one holds, coming back to it later.
 
-use super::plan::{AttackSetting, Job, JobSpec, PreSpec, SweepSpec};
-use crate::attacks::Noise;
+use super::plan::{Job, JobSpec, PreSpec, SweepSpec};
 use crate::data::Mnist;
 use crate::experiments::sweep::{self, NamedModel, SweepConfig, SweepResult};
 use crate::hashing::file_sha256;
@@ -26,7 +25,7 @@ use crate::io_safety::{write_atomic, RunLock};
 use crate::models::committee::Committee;
 use crate::models::file::{load_model, save_model};
 use crate::models::gradient::{compare_rules, GradientRule, RuleComparison, WithGradient};
-use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
+use crate::models::pipeline::{Pipeline, Stage};
 use crate::models::{Classifier, DropoutRates, LeNet};
 use crate::train::{self, Event, Recipe, TrainOptions, TrainState, TrainingSet};
 use serde::{Deserialize, Serialize};
@@ -364,15 +363,11 @@ fn run_sweep(
             Stage::parse(&text, spec.seed).map_err(|e| fail(job, e))
         })
         .collect::<Result<_, _>>()?;
-    let through = match spec.attack {
-        AttackSetting::Whole => AttackThrough::Pipeline,
-        _ => AttackThrough::Classifier,
-    };
     let pipeline;
     let model: &dyn Classifier = if stages.is_empty() {
         classifier
     } else {
-        pipeline = Pipeline::new(stages, classifier, through);
+        pipeline = Pipeline::new(stages, classifier, spec.attack.through());
         &pipeline
     };
     let source_net = spec.source.as_ref().map(load).transpose()?;
@@ -380,18 +375,9 @@ fn run_sweep(
         name: "source".into(),
         model: n,
     });
-    let noise = match spec.noise.as_str() {
-        "fgsm" => Noise::Fgsm,
-        "gaussian" => Noise::Gaussian,
-        "pgd" => Noise::Pgd {
-            steps: spec.pgd_steps,
-            random_start: true,
-        },
-        other => return Err(fail(job, format!("unknown noise '{other}'"))),
-    };
     let test = data.test.subset(0..spec.test_images.min(data.test.len()));
     let cfg = SweepConfig {
-        noise,
+        noise: spec.noise,
         levels: sweep::levels(spec.levels, spec.max),
         seed: spec.seed,
         at: vec![0.0, 0.1, 0.2],

@@ -3,8 +3,8 @@
 
 use super::plan::{AttackSetting, Plan, METHODS};
 use super::runner::RunDir;
-use crate::experiments::human_study::{summarise, Summary};
 use crate::experiments::sweep::{interpolate, SweepResult, SweepRow};
+use crate::statistics::{summarise, Summary};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
