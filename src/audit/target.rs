@@ -229,7 +229,10 @@ mod tests {
         let pipeline = AuditTarget::new(Some(model), None, &["lowpass:3".into()], 7).unwrap();
         assert!(!pipeline.is_lenet());
         let stage = Stage::parse("lowpass:3", 7).unwrap().describe();
-        assert_eq!(pipeline.through(), format!(" through {stage} + m.safetensors"));
+        assert_eq!(
+            pipeline.through(),
+            format!(" through {stage} + m.safetensors")
+        );
         assert_eq!(
             pipeline.subject(),
             [

@@ -188,7 +188,7 @@ pub fn advtrain(a: AdvtrainArgs, data_dir: &Path) -> Result<()> {
                 ..
             } => {
                 bar.finish_and_clear();
-                let peak_memory = advmnist::train::run::peak_resident_memory()
+                let peak_memory = advmnist::train::driver::peak_resident_memory()
                     .map_or(String::new(), |v| format!("; peak memory so far {v}"));
                 eprintln!(
                     "stage {stage} of {}: wrote {} (test error {test_error_pct:.2}%), trained in {:.1} s{peak_memory}",

@@ -89,8 +89,7 @@ pub fn human_study(a: HumanStudyArgs, data_dir: &Path) -> Result<()> {
         bail!("--subjects must be at least 1");
     }
     check_writable_target("--out", &a.out)?;
-    let mut inputs: Vec<(&str, &Path)> =
-        a.model.iter().map(|p| ("--model", p.as_path())).collect();
+    let mut inputs: Vec<(&str, &Path)> = a.model.iter().map(|p| ("--model", p.as_path())).collect();
     inputs.extend(
         a.reference_models
             .iter()

@@ -234,8 +234,10 @@ mod tests {
         ("reproduce", "seeds"),
     ];
 
-    /// The limit a help text states as "at most N" (N written with thousands commas).
+    /// The limit a help text states as "at most N" or "At most N" (N written with thousands
+    /// commas).
     fn stated_limit(help: &str) -> Option<u64> {
+        let help = help.to_lowercase();
         let (_, rest) = help.split_once("at most ")?;
         let digits: String = rest
             .chars()
@@ -263,8 +265,9 @@ mod tests {
                 .or(arg.get_help())
                 .map(|h| h.to_string())
                 .unwrap_or_default();
-            let limit = stated_limit(&help)
-                .unwrap_or_else(|| panic!("{command} --{long}: the help states no \"at most N\": {help}"));
+            let limit = stated_limit(&help).unwrap_or_else(|| {
+                panic!("{command} --{long}: the help states no \"at most N\": {help}")
+            });
             if let Err(e) = parse(&path, long, &limit.to_string()) {
                 assert_ne!(
                     e.kind(),

@@ -59,8 +59,7 @@ pub fn show(a: ShowArgs, data_dir: &Path) -> Result<()> {
     let daes = pre_inputs(&a.defence);
     let committee = a.choice.committee()?;
     let members = a.choice.committee_inputs(&committee);
-    let mut inputs: Vec<(&str, &Path)> =
-        a.model.iter().map(|m| ("--model", m.as_path())).collect();
+    let mut inputs: Vec<(&str, &Path)> = a.model.iter().map(|m| ("--model", m.as_path())).collect();
     inputs.extend(a.dae.iter().map(|d| ("--dae", d.as_path())));
     inputs.extend(daes.iter().map(|d| ("--pre dae:", d.as_path())));
     inputs.extend(members.iter().map(|m| ("--committee", m.as_path())));

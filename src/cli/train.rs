@@ -1,4 +1,4 @@
-//! `advmnist train` and `advmnist dae train`: one driver (`train::run`), two recipes.
+//! `advmnist train` and `advmnist dae train`: one driver (`train::driver`), two recipes.
 
 use super::args::whole_number;
 use super::progress;
@@ -7,7 +7,7 @@ use advmnist::models::file::{save_model, ModelMeta};
 use advmnist::models::lenet::{DropoutRates, LeNet};
 use advmnist::models::Autoencoder;
 use advmnist::train::dae::DaeConfig;
-use advmnist::train::run::{check_batch, run_training, Evaluation, RunEvent, RunFiles};
+use advmnist::train::driver::{check_batch, run_training, Evaluation, RunEvent, RunFiles};
 use advmnist::train::{self, Event, Recipe, TrainConfig};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -226,8 +226,13 @@ struct TrainingCommand<'a, R: Recipe> {
 /// model and removes the checkpoint.
 fn train_and_save<R: Recipe>(c: TrainingCommand<'_, R>, data_dir: &Path) -> Result<()> {
     let flags = &c.files;
-    let files = RunFiles::check(flags.out, flags.checkpoint, flags.checkpoint_every, data_dir)
-        .map_err(anyhow::Error::msg)?;
+    let files = RunFiles::check(
+        flags.out,
+        flags.checkpoint,
+        flags.checkpoint_every,
+        data_dir,
+    )
+    .map_err(anyhow::Error::msg)?;
     let data = data::load_mnist(data_dir)?;
     check_batch(c.recipe.batch(), &data, c.bytes_per_image).map_err(anyhow::Error::msg)?;
     let evaluate = |net: &R::Net| (c.evaluate)(net, &data.test);
@@ -273,8 +278,12 @@ fn train_and_save<R: Recipe>(c: TrainingCommand<'_, R>, data_dir: &Path) -> Resu
     bar.finish_and_clear();
     let trained = trained?;
     let iterations = trained.state.iteration;
-    save_model(flags.out, &trained.state.net, &(c.meta)(&c.recipe, &data, iterations))
-        .with_context(|| format!("saving {} to {}", c.saved, flags.out.display()))?;
+    save_model(
+        flags.out,
+        &trained.state.net,
+        &(c.meta)(&c.recipe, &data, iterations),
+    )
+    .with_context(|| format!("saving {} to {}", c.saved, flags.out.display()))?;
     files.finish()?;
     eprintln!(
         "wrote {} ({iterations} iterations, {}) in {:.1} s",

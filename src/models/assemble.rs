@@ -144,7 +144,12 @@ mod tests {
     #[test]
     fn classifiers_are_named_by_defence_attack_setting_and_gradient() {
         let nets = nets();
-        let bases = named_classifiers(&nets[..1], Some("committee(m0,m1)"), &nets, GradientRule::Exact);
+        let bases = named_classifiers(
+            &nets[..1],
+            Some("committee(m0,m1)"),
+            &nets,
+            GradientRule::Exact,
+        );
         let names: Vec<&str> = bases.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["m0", "committee(m0,m1)"]);
         let alone = Preprocessing {
@@ -185,7 +190,11 @@ mod tests {
         assert_eq!(committee_inputs(Some("a,b"), &members), members);
         assert_eq!(
             committee_inputs(Some(" c.json "), &members),
-            [PathBuf::from("a"), PathBuf::from("b"), PathBuf::from("c.json")]
+            [
+                PathBuf::from("a"),
+                PathBuf::from("b"),
+                PathBuf::from("c.json")
+            ]
         );
         assert!(committee_inputs(None, &[]).is_empty());
         let specs = ["lowpass:3".to_string(), "dae:d.safetensors".to_string()];

@@ -6,7 +6,7 @@
 //! own recipes; the command line only shows its progress and saves the model.
 
 use super::checkpoint::CheckpointError;
-use super::{Event, Evaluator, NoHook, Recipe, TrainError, TrainOptions, TrainState, TrainingSet};
+use super::{Evaluator, Event, NoHook, Recipe, TrainError, TrainOptions, TrainState, TrainingSet};
 use crate::data::Mnist;
 use crate::io_safety::{self, RunLock};
 use std::path::{Path, PathBuf};
@@ -55,10 +55,8 @@ impl RunFiles {
             return Err(format!("--checkpoint and --out name the same file ({}): the finished run removes its checkpoint", out.display()));
         }
         let data_files = io_safety::data_inputs(data_dir);
-        let inputs: Vec<(&str, &Path)> = data_files
-            .iter()
-            .map(|p| ("--data", p.as_path()))
-            .collect();
+        let inputs: Vec<(&str, &Path)> =
+            data_files.iter().map(|p| ("--data", p.as_path())).collect();
         io_safety::refuse_overwrite(&[("--out", out), ("--checkpoint", &checkpoint)], &inputs)?;
         let _locks = [
             RunLock::acquire("--out", out)?,
@@ -79,9 +77,11 @@ impl RunFiles {
     /// Removes the finished run's checkpoint (call it after the model is saved).
     pub fn finish(&self) -> Result<(), RunError> {
         if self.checkpoint.exists() {
-            std::fs::remove_file(&self.checkpoint).map_err(|source| RunError::RemoveCheckpoint {
-                path: self.checkpoint.clone(),
-                source,
+            std::fs::remove_file(&self.checkpoint).map_err(|source| {
+                RunError::RemoveCheckpoint {
+                    path: self.checkpoint.clone(),
+                    source,
+                }
             })?;
         }
         Ok(())
@@ -120,7 +120,10 @@ pub struct Evaluation<'a, N> {
 pub enum RunEvent {
     /// The run starts at `iteration`: 0, or the checkpoint's on resume. `note` says which
     /// checkpoint it resumes from, or that none was found.
-    Started { iteration: u64, note: Option<String> },
+    Started {
+        iteration: u64,
+        note: Option<String>,
+    },
     /// An event of the training loop.
     Train(Event),
 }
@@ -147,7 +150,8 @@ pub fn run_training<R: Recipe>(
     mut observer: impl FnMut(RunEvent),
 ) -> Result<Trained<R::Net>, RunError> {
     let started = Instant::now();
-    let (state, note) = super::starting_state(recipe, &data.sha256, Some(&files.checkpoint), resume)?;
+    let (state, note) =
+        super::starting_state(recipe, &data.sha256, Some(&files.checkpoint), resume)?;
     observer(RunEvent::Started {
         iteration: state.iteration,
         note,
@@ -237,14 +241,22 @@ mod tests {
             |e| events.push(e),
         )
         .unwrap();
-        save_model(&out, &trained.state.net, &model_meta(&cfg, data, trained.state.iteration))
-            .unwrap();
+        save_model(
+            &out,
+            &trained.state.net,
+            &model_meta(&cfg, data, trained.state.iteration),
+        )
+        .unwrap();
         if finish {
             files.finish().unwrap();
             assert!(!checkpoint.exists(), "finish removes the checkpoint");
         }
         let value = trained.final_evaluation;
-        assert_eq!(value, evaluate(&trained.state.net), "the final state is evaluated");
+        assert_eq!(
+            value,
+            evaluate(&trained.state.net),
+            "the final state is evaluated"
+        );
         (std::fs::read(&out).unwrap(), events, value)
     }
 
@@ -296,7 +308,10 @@ mod tests {
         })
         .unwrap();
         assert!(
-            matches!(refused, Err(RunError::Checkpoint(CheckpointError::EarlierRun { .. }))),
+            matches!(
+                refused,
+                Err(RunError::Checkpoint(CheckpointError::EarlierRun { .. }))
+            ),
             "{:?}",
             refused.err()
         );
@@ -321,6 +336,9 @@ mod tests {
         let e = RunFiles::check(&out, Some(&out), 0, Path::new("no-data"))
             .err()
             .expect("refused");
-        assert!(e.contains("--checkpoint and --out name the same file"), "{e}");
+        assert!(
+            e.contains("--checkpoint and --out name the same file"),
+            "{e}"
+        );
     }
 }
