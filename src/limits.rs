@@ -15,6 +15,50 @@ use crate::data::IMAGE_SIDE;
 /// 1,000 levels are already finer than a pixel. Beyond this, more levels show nothing more.
 pub const MAX_LEVELS: usize = 1000;
 
+/// Most iterations a training flag accepts (`train`/`dae train --iters`, `advtrain --base-iters`
+/// and `--stage-iters`), and the longest period of `--checkpoint-every` and `--eval-every` (a
+/// period past the run's end already means "never"). The study's longest run is 40,000
+/// iterations (Table 1, dropout "All") and the autoencoder's default 20,000: the limit is 25 times
+/// the longest, hours of training (docs/performance.md has the speed), not weeks.
+pub const MAX_ITERATIONS: u64 = 1_000_000;
+
+/// Most `advtrain --stages`. Stage K trains on K + 1 sets of the 60,000 training images (188 MB
+/// each in f32), so 20 stages hold about 4 GB; the study runs 5.
+pub const MAX_STAGES: usize = 20;
+
+/// Most draws of injected noise the white-box gradient averages (`--eot`). Each draw is one more
+/// gradient pass through the whole pipeline per image and level; the default is 10
+/// (`models::pipeline::DEFAULT_EOT_SAMPLES`), and the spread of a mean of 1,000 draws is already
+/// a tenth of that of 10.
+pub const MAX_EOT_SAMPLES: usize = 1000;
+
+/// Most PGD steps per level (`sweep --steps`): each step is one gradient pass over the test set
+/// per model and level, so 1,000 steps cost 1,000 FGSM sweeps; the default is 10, and the step
+/// size `2.5 eps / steps` is already below a 1/255 grey level at eps 0.1 past 64 steps.
+pub const MAX_PGD_STEPS: usize = 1000;
+
+/// Most test digits in one `show` figure (`--count`, its rows): 1,000 rows are a PNG over 100,000
+/// pixels tall, past what an image viewer shows; the default is 8.
+pub const MAX_FIGURE_DIGITS: usize = 1000;
+
+/// Most test images `gradcheck` checks (`--images`): each image's input gradient takes two f64
+/// forward passes per pixel (1,568), and the default is 3.
+pub const MAX_GRADCHECK_IMAGES: usize = 1000;
+
+/// Most entries `gradcheck --params` checks per parameter tensor: LeNet's largest tensor,
+/// `fc1.weight` (500 x 800 = 400,000 entries). Past it every tensor is checked whole already.
+pub const MAX_PARAMS_PER_TENSOR: usize = 400_000;
+
+/// Most subjects `human-study --subjects` offers: each adds about 150-200 KB to the page, so
+/// 1,000 make a page of about 200 MB, the most a browser opens comfortably; the study had 20.
+pub const MAX_SUBJECTS: u32 = 1000;
+
+/// Largest test-image index (`trace --image`, `show --first`, `gradcheck --first`) whatever the
+/// `--data`: MNIST's and Fashion-MNIST's test sets hold 10,000 images, EMNIST's largest 116,323,
+/// and a test set of a million would take 3.1 GB in f32. The index is also checked against the
+/// test set that is loaded.
+pub const MAX_IMAGE_INDEX: usize = 999_999;
+
 /// Bytes of one image as the models take it: 28 x 28 f32.
 pub const IMAGE_BYTES: u64 = (IMAGE_SIDE * IMAGE_SIDE * 4) as u64;
 

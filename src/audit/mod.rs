@@ -8,6 +8,7 @@
 pub mod committee;
 pub mod gradcheck;
 pub mod pipeline;
+pub mod target;
 pub mod trace;
 
 use crate::attacks::Noise;

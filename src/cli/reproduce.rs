@@ -1,12 +1,14 @@
 //! `advmnist reproduce`: the command-line side of `experiments::reproduce` (progress display,
 //! flags, the final gathering). Part of the binary, not the library.
 
+use super::args::whole_number;
+use super::outputs::check_output_folder;
+use super::progress;
 use advmnist::data;
 use advmnist::experiments::reproduce::{self, RunDir, RunEvent, Scale};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Args)]
@@ -20,8 +22,8 @@ pub struct ReproduceArgs {
     /// levels): every file and row of the full run in a few minutes; the numbers mean little.
     #[arg(long)]
     quick: bool,
-    /// Repeat every row with N seeds (models and noise), reporting mean and 95% CI.
-    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = super::whole_number::<usize>)]
+    /// Repeat every row with N seeds (models and noise), reporting mean and 95% CI. At most 20.
+    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = whole_number::<usize>)]
     seeds: usize,
     /// Print the jobs, one command line each with the jobs it needs, and exit: run them with
     /// GNU parallel or a cluster scheduler sharing DIR, then run `reproduce` once more to gather.
@@ -32,7 +34,7 @@ pub struct ReproduceArgs {
     job: Option<String>,
 }
 
-pub fn cmd_reproduce(a: ReproduceArgs, data_dir: PathBuf) -> Result<()> {
+pub fn reproduce(a: ReproduceArgs, data_dir: &Path) -> Result<()> {
     if a.seeds == 0 || a.seeds > 20 {
         bail!("--seeds must be between 1 and 20, got {}", a.seeds);
     }
@@ -69,26 +71,17 @@ pub fn cmd_reproduce(a: ReproduceArgs, data_dir: PathBuf) -> Result<()> {
         println!("advmnist reproduce {flags}    # gathers the report once every job is done");
         return Ok(());
     }
-    advmnist::io_safety::check_output_folder("--out", &a.out).map_err(anyhow::Error::msg)?;
+    check_output_folder("--out", &a.out)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("--out {}: cannot create the folder", a.out.display()))?;
-    let data = data::load_mnist(&data_dir)?;
+    let data = data::load_mnist(data_dir)?;
     let dir = RunDir::new(&a.out);
     let started = Instant::now();
     let total_cost: f64 = plan.jobs.iter().map(|j| j.cost()).sum();
-    let bar = ProgressBar::new(total_cost.max(1.0) as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {percent:>3}%  {msg}  elapsed {elapsed}  ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let bar = progress::bar(
+        total_cost.max(1.0) as u64,
+        "{bar:30} {percent:>3}%  {msg}  elapsed {elapsed}  ETA {eta}",
     );
-    let say = |bar: &ProgressBar, line: String| {
-        if bar.is_hidden() {
-            eprintln!("{line}")
-        } else {
-            bar.println(line)
-        }
-    };
     eprintln!(
         "reproducing the study at the {} scale with {} seed(s): {} jobs in {}, {} threads",
         scale.name,
@@ -133,7 +126,7 @@ pub fn cmd_reproduce(a: ReproduceArgs, data_dir: PathBuf) -> Result<()> {
                 current_cost = 0.0;
                 bar.set_position(done_cost as u64);
                 if !reused {
-                    say(
+                    progress::say(
                         &bar,
                         format!(
                             "[{finished_count}/{}] {} ({:.1} s): {}",

@@ -1,5 +1,6 @@
 //! Models built from the layers: LeNet, the denoising autoencoder, and their model files.
 
+pub mod assemble;
 pub mod autoencoder;
 pub mod committee;
 pub mod file;

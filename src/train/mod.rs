@@ -15,6 +15,7 @@
 pub mod adversarial;
 pub mod checkpoint;
 pub mod dae;
+pub mod driver;
 
 use crate::data::{Dataset, Mnist};
 use crate::models::file::ModelMeta;

@@ -234,3 +234,307 @@ fn sweep_json_and_files() {
     ]);
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
 }
+
+// ---- count flags have upper limits, numbers past their type are too large, a closed pipe
+// ends a command quietly ----
+
+/// The commands (`["train"]`, `["dae", "train"]`, ...), from the `Commands:` sections of the
+/// help texts, so that a command added later is walked too.
+fn commands(path: &[String]) -> Vec<Vec<String>> {
+    let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+    args.push("--help");
+    let help = String::from_utf8(ok(&args).stdout).unwrap();
+    let Some((_, listed)) = help.split_once("Commands:\n") else {
+        return vec![path.to_vec()];
+    };
+    let mut found = Vec::new();
+    for line in listed.lines().take_while(|l| !l.trim().is_empty()) {
+        let name = line.split_whitespace().next().unwrap();
+        if name != "help" {
+            let mut sub = path.to_vec();
+            sub.push(name.to_string());
+            found.extend(commands(&sub));
+        }
+    }
+    found
+}
+
+/// Each option of a command's `--help` and its description: an option line (`      --eot <K>`,
+/// `  -h, --help`) is followed by its description, indented further.
+fn options(help: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let text = line.trim_start();
+        let indent = line.len() - text.len();
+        let flag = text
+            .strip_prefix("--")
+            .or_else(|| text.split_once(", --").map(|(_, f)| f));
+        match flag {
+            Some(flag) if indent <= 6 => {
+                let name = flag.split([' ', '=']).next().unwrap();
+                found.push((name.to_string(), String::new()));
+            }
+            _ => {
+                if let Some((_, description)) = found.last_mut() {
+                    description.push(' ');
+                    description.push_str(text);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The limit a description states as "at most N" (N with thousands commas).
+fn stated_limit(description: &str) -> Option<u64> {
+    let description = description.to_lowercase();
+    let (_, rest) = description.split_once("at most ")?;
+    let digits: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Runs a command that must fail, quickly and without a panic; returns its stderr.
+fn refused(args: &[&str]) -> String {
+    let started = std::time::Instant::now();
+    let e = err(args);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{args:?} took {:?}: the work started",
+        started.elapsed()
+    );
+    assert!(!e.contains("panicked"), "{args:?}: {e}");
+    e
+}
+
+/// Every count flag of every command states its limit in its help ("at most N"), and the
+/// command refuses one more, naming the flag and the limit, before any work; the limit itself
+/// gets past the parser (the flag after it is the one refused). Counts whose limit was checked
+/// with its own message before limits were checked when parsing keep that message.
+#[test]
+fn every_count_flag_refuses_one_past_its_limit_by_name_before_any_work() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out");
+    // Flags whose limit is checked after parsing, with the arguments the command needs to get
+    // that far, and the message's words.
+    let after_parsing = |command: &str, flag: &str| -> Option<(Vec<&str>, &str)> {
+        match (command, flag) {
+            ("reproduce", "seeds") => {
+                Some((vec!["--out", s(&out)], "--seeds must be between 1 and 20"))
+            }
+            _ => None,
+        }
+    };
+    let mut checked = Vec::new();
+    for path in commands(&[]) {
+        let command = path.join(" ");
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = String::from_utf8(ok(&args).stdout).unwrap();
+        for (flag, description) in options(&help) {
+            let Some(limit) = stated_limit(&description) else {
+                continue;
+            };
+            let long = format!("--{flag}");
+            let past = (limit + 1).to_string();
+            let mut argv: Vec<&str> = path.iter().map(String::as_str).collect();
+            argv.extend([long.as_str(), past.as_str()]);
+            let e = match after_parsing(&command, &flag) {
+                Some((needed, words)) => {
+                    argv.extend(needed);
+                    let e = refused(&argv);
+                    assert!(e.contains(words), "{argv:?}: {e}");
+                    e
+                }
+                None => {
+                    let e = refused(&argv);
+                    assert!(
+                        e.contains(&format!("too large (at most {limit})")),
+                        "{argv:?}: {e}"
+                    );
+                    e
+                }
+            };
+            assert!(e.contains(&long), "{argv:?}: {e}");
+            // The limit itself is a valid value: the flag after it is what is refused.
+            let limit = limit.to_string();
+            let mut argv: Vec<&str> = path.iter().map(String::as_str).collect();
+            argv.extend([long.as_str(), limit.as_str(), "--no-such-flag"]);
+            let e = refused(&argv);
+            assert!(
+                e.contains("unexpected argument '--no-such-flag'"),
+                "{argv:?}: {e}"
+            );
+            checked.push(format!("{command} {long}"));
+        }
+    }
+    // Every count flag of every command (seeds are not counts).
+    let counts = [
+        "train --iters",
+        "train --checkpoint-every",
+        "train --eval-every",
+        "dae train --iters",
+        "dae train --checkpoint-every",
+        "dae train --eval-every",
+        "advtrain --stages",
+        "advtrain --stage-iters",
+        "advtrain --base-iters",
+        "advtrain --checkpoint-every",
+        "eval --eot",
+        "sweep --eot",
+        "sweep --steps",
+        "show --eot",
+        "show --count",
+        "show --first",
+        "trace --image",
+        "gradcheck --images",
+        "gradcheck --first",
+        "gradcheck --params",
+        "human-study --subjects",
+        "reproduce --seeds",
+    ];
+    for flag in counts {
+        assert!(
+            checked.iter().any(|c| c == flag),
+            "{flag} was not walked: {checked:?}"
+        );
+    }
+    assert_eq!(checked.len(), counts.len(), "{checked:?}");
+
+    // The limits that depend on the data or the machine, stated in their help in other words,
+    // refuse as they did: by name, with the limit, before any work.
+    let model = dir.path().join("m.safetensors");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (4 * cores + 1).to_string();
+    for (argv, words) in [
+        (
+            vec!["train", "--batch", "60001", "--out", s(&out)],
+            "--batch 60001 is larger than the training set (60000 images): use at most 60000",
+        ),
+        (
+            vec!["dae", "train", "--batch", "60001", "--out", s(&out)],
+            "--batch 60001 is larger than the training set (60000 images): use at most 60000",
+        ),
+        (
+            vec!["--threads", &threads, "bench"],
+            "more than four per core",
+        ),
+        (
+            vec!["bench", "--batch", "60001"],
+            "--batch must be from 1 to 60000",
+        ),
+        (
+            vec![
+                "sweep",
+                "--noise",
+                "fgsm",
+                "--model",
+                s(&model),
+                "--levels",
+                "1001",
+            ],
+            "--levels must be from 2 (0 and --max) to 1000",
+        ),
+    ] {
+        let e = refused(&argv);
+        assert!(e.contains(words), "{argv:?}: {e}");
+    }
+    assert!(!out.exists(), "a refused command wrote its output");
+}
+
+#[test]
+fn a_number_past_its_type_is_too_large_and_a_negative_one_not_a_whole_number() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let e = refused(&["train", "--seed", "18446744073709551616", "--out", s(&out)]);
+    assert!(
+        e.contains("--seed") && e.contains("too large (at most 18446744073709551615)"),
+        "{e}"
+    );
+    let e = refused(&["--threads", "99999999999999999999999", "bench"]);
+    assert!(
+        e.contains("--threads") && e.contains("too large (at most 18446744073709551615)"),
+        "{e}"
+    );
+    let e = refused(&["human-study", "--subjects", "4294967296", "--out", s(&out)]);
+    assert!(
+        e.contains("--subjects") && e.contains("too large (at most 1000)"),
+        "{e}"
+    );
+    for bad in ["-1", "1e3", "many"] {
+        let e = refused(&["train", "--seed", bad, "--out", s(&out)]);
+        assert!(
+            e.contains(&format!("expected a whole number >= 0, got {bad}")),
+            "{bad}: {e}"
+        );
+    }
+    assert!(!out.exists());
+}
+
+/// Runs `advmnist ARGS` with its standard output a pipe nobody reads (closed before the
+/// command starts); returns how it ended and its stderr.
+#[cfg(unix)]
+fn with_no_reader(args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut ends = [0; 2];
+    // SAFETY: pipe fills the two descriptors it creates; the read end is closed at once, and
+    // the write end is owned by the child's Stdio from here on.
+    let write_end = unsafe {
+        assert_eq!(libc::pipe(ends.as_mut_ptr()), 0, "pipe");
+        libc::close(ends[0]);
+        OwnedFd::from_raw_fd(ends[1])
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_advmnist"))
+        .args(args)
+        .env_remove("RAYON_NUM_THREADS")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::from(write_end))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `advmnist reproduce --out run --list-jobs | head -5` and the like: a command whose reader
+/// goes away ends at its next write, quietly (SIGPIPE's default action), not with a panic and
+/// its backtrace.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TempDir::new().unwrap();
+    let model = dir.path().join("m.safetensors");
+    ok(&[
+        "train",
+        "--iters",
+        "2",
+        "--eval-every",
+        "0",
+        "--out",
+        s(&model),
+    ]);
+    let run = dir.path().join("run");
+    for args in [
+        vec!["reproduce", "--out", s(&run), "--quick", "--list-jobs"],
+        vec!["--help"],
+        vec!["eval", "--model", s(&model), "--json"],
+    ] {
+        let (status, stderr) = with_no_reader(&args);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr, "", "{args:?} said something");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?} ended with {status:?}"
+        );
+    }
+}

@@ -13,6 +13,7 @@
 
 use crate::attacks::Noise;
 use crate::data::{Dataset, CLASSES};
+use crate::hashing::{sha256_hex, Sha256Stream};
 use crate::layers::softmax_xent::softmax;
 use crate::models::lenet::LeNet;
 use crate::models::Classifier;
@@ -20,7 +21,6 @@ use crate::rng::{stream, Purpose};
 use ndarray::{s, Axis};
 use rand_chacha::rand_core::RngCore;
 use serde::{Deserialize, Serialize};
-use crate::hashing::{sha256_hex, Sha256Stream};
 
 /// Clean test digits per subject (section 4.2).
 pub const CLEAN_IMAGES: usize = 15;

@@ -3,10 +3,10 @@
 
 use super::eq3::fill_adversarial;
 use crate::data::Dataset;
+use crate::hashing::Sha256Stream;
 use crate::models::lenet::LeNet;
 use ndarray::{s, Array4, ArrayView4, Axis};
 use serde::{Deserialize, Serialize};
-use crate::hashing::Sha256Stream;
 
 /// Pixels of one MNIST image.
 pub(super) const PIXELS: usize = 28 * 28;

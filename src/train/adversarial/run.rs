@@ -13,9 +13,9 @@ use super::record::{
     RECORD_FILE, RECORD_FORMAT,
 };
 use super::AdvError;
+use crate::data::Mnist;
 use crate::hashing::sha256_hex;
 use crate::io_safety::write_atomic;
-use crate::data::Mnist;
 use crate::models::file::{encode, tensors_of, ModelFileError};
 use crate::models::lenet::LeNet;
 use crate::train::checkpoint;
