@@ -68,71 +68,70 @@ pub fn compare(a: &Profile, b: &Profile) -> (Vec<Row>, usize, usize) {
     (rows, only_a, only_b)
 }
 
-/// Two small profiles for the tests of `--compare` and of its page.
 #[cfg(test)]
-pub(crate) mod fixtures {
-    use crate::bench::machine::Machine;
-    use crate::bench::measure::Measurement;
-    use crate::bench::profile::{Ceilings, Profile, Settings, FORMAT, VERSION};
-    use crate::bench::stats::MedianRange;
+pub(crate) mod tests {
+    /// Two small profiles for the tests of `--compare` and of its page.
+    pub(crate) mod fixtures {
+        use crate::bench::machine::Machine;
+        use crate::bench::measure::Measurement;
+        use crate::bench::profile::{Ceilings, Profile, Settings, FORMAT, VERSION};
+        use crate::bench::stats::MedianRange;
 
-    pub fn figure(id: &str, rate: f64) -> Measurement {
-        let seconds = MedianRange::of(&[1.0 / rate]);
-        Measurement {
-            id: id.into(),
-            group: "workload".into(),
-            what: id.into(),
-            threads: 1,
-            unit: "img/s".into(),
-            work_per_call: 1.0,
-            flop_per_call: 0.0,
-            bytes_per_call: 0.0,
-            intensity_flop_per_byte: None,
-            samples: 1,
-            seconds,
-            rate: seconds.as_rate(1.0),
-            spread: 0.0,
-            gflop_per_s: None,
-            gb_per_s: None,
-            share_of_peak: None,
-            ceiling: None,
-            ceiling_rate: None,
-            share_of_ceiling: None,
+        pub fn figure(id: &str, rate: f64) -> Measurement {
+            let seconds = MedianRange::of(&[1.0 / rate]);
+            Measurement {
+                id: id.into(),
+                group: "workload".into(),
+                what: id.into(),
+                threads: 1,
+                unit: "img/s".into(),
+                work_per_call: 1.0,
+                flop_per_call: 0.0,
+                bytes_per_call: 0.0,
+                intensity_flop_per_byte: None,
+                samples: 1,
+                seconds,
+                rate: seconds.as_rate(1.0),
+                spread: 0.0,
+                gflop_per_s: None,
+                gb_per_s: None,
+                share_of_peak: None,
+                ceiling: None,
+                ceiling_rate: None,
+                share_of_ceiling: None,
+            }
+        }
+
+        pub fn report(figures: Vec<Measurement>) -> Profile {
+            let mut machine = Machine::detect(1);
+            machine.load_average = None;
+            Profile {
+                format: FORMAT.into(),
+                version: VERSION,
+                machine,
+                settings: Settings {
+                    seconds_per_figure: 1.0,
+                    samples_per_figure: 1,
+                    batch: 64,
+                    max_threads: 1,
+                    unix_time: 0,
+                },
+                ceilings: Ceilings {
+                    sgemm_peak_gflop_per_s: 1.0,
+                    sgemm_peak_figure: "x".into(),
+                    bandwidth_gb_per_s: 1.0,
+                    bandwidth_figure: "y".into(),
+                    cache_bandwidth_gb_per_s: 1.0,
+                    cache_bandwidth_figure: "z".into(),
+                },
+                figures,
+                warnings: vec![],
+            }
         }
     }
 
-    pub fn report(figures: Vec<Measurement>) -> Profile {
-        let mut machine = Machine::detect(1);
-        machine.load_average = None;
-        Profile {
-            format: FORMAT.into(),
-            version: VERSION,
-            machine,
-            settings: Settings {
-                seconds_per_figure: 1.0,
-                samples_per_figure: 1,
-                batch: 64,
-                max_threads: 1,
-                unix_time: 0,
-            },
-            ceilings: Ceilings {
-                sgemm_peak_gflop_per_s: 1.0,
-                sgemm_peak_figure: "x".into(),
-                bandwidth_gb_per_s: 1.0,
-                bandwidth_figure: "y".into(),
-                cache_bandwidth_gb_per_s: 1.0,
-                cache_bandwidth_figure: "z".into(),
-            },
-            figures,
-            warnings: vec![],
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fixtures::{figure, report};
     use super::*;
+    use fixtures::{figure, report};
 
     /// B is twice as fast on `train`, half as fast on `infer`; `fgsm` and `dae` are in one only.
     #[test]

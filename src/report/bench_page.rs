@@ -330,7 +330,7 @@ mod tests {
     /// The comparison's rows: B twice as fast on `train` (2.00), half as fast on `infer` (0.50).
     #[test]
     fn comparison_rows_show_both_rates_and_the_ratio() {
-        use crate::bench::compare::fixtures::{figure, report};
+        use crate::bench::compare::tests::fixtures::{figure, report};
         let a = report(vec![
             figure("workload/train/t1", 1000.0),
             figure("workload/infer/t1", 4000.0),
