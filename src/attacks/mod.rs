@@ -451,6 +451,46 @@ mod tests {
         );
     }
 
+    /// `#[arg(long, value_enum)]` on a `Noise` lists the names with their help as the
+    /// command line always has (the text of `advmnist sweep --help`).
+    #[test]
+    fn the_command_line_help_lists_the_noises() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Debug, Parser)]
+        struct Args {
+            /// The perturbation.
+            #[arg(long, value_enum)]
+            noise: Noise,
+        }
+        let long = Args::command().render_long_help().to_string();
+        assert!(
+            long.contains(
+                "      --noise <NOISE>
+          The perturbation
+
+          Possible values:
+          - fgsm:     Fast gradient sign: eps * sign(dL/dx), one gradient pass for all levels
+          - gaussian: Gaussian noise N(0, sigma^2), the same draw scaled at every level
+          - pgd:      Iterative gradient sign in the L-infinity ball (--steps per level)
+"
+            ),
+            "{long}"
+        );
+        let short = Args::command().render_help().to_string();
+        assert!(
+            short.contains("The perturbation [possible values: fgsm, gaussian, pgd]"),
+            "{short}"
+        );
+        let parsed = Args::try_parse_from(["x", "--noise", "pgd"]).unwrap();
+        assert_eq!(parsed.noise, Noise::PGD_DEFAULT);
+        let err = Args::try_parse_from(["x", "--noise", "fgm"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("invalid value 'fgm' for '--noise <NOISE>'"),
+            "{err}"
+        );
+    }
+
     /// A small untrained LeNet and six random images in [0, 1] with labels.
     fn setting() -> (crate::models::LeNet<f32>, Array4<f32>, Vec<u8>) {
         let net = crate::models::LeNet::<f32>::xavier(&mut crate::rng::stream(

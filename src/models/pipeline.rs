@@ -392,4 +392,33 @@ mod tests {
             ]
         );
     }
+
+    /// `#[arg(long, value_enum, default_value = "pipeline")]` on an `AttackThrough` shows the
+    /// default and the two names as `--attack-through` always has.
+    #[test]
+    fn the_command_line_help_lists_both_names() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Debug, Parser)]
+        struct Args {
+            /// Whose gradient attacks follow.
+            #[arg(long, value_enum, default_value = "pipeline")]
+            attack_through: AttackThrough,
+        }
+        let long = Args::command().render_long_help().to_string();
+        assert!(
+            long.contains(
+                "      --attack-through <ATTACK_THROUGH>
+          Whose gradient attacks follow
+          
+          [default: pipeline]
+          [possible values: pipeline, classifier]
+"
+            ),
+            "{long}"
+        );
+        let parsed = Args::try_parse_from(["x"]).unwrap();
+        assert_eq!(parsed.attack_through, AttackThrough::Pipeline);
+        let parsed = Args::try_parse_from(["x", "--attack-through", "classifier"]).unwrap();
+        assert_eq!(parsed.attack_through, AttackThrough::Classifier);
+    }
 }

@@ -1,4 +1,4 @@
-//! `advmnist reproduce`: the whole study from one command (issue 10).
+//! `advmnist reproduce`: the whole study from one command.
 //!
 //! - [`plan`](mod@plan): the jobs (models to train, sweeps to run) and their dependencies.
 //! - [`runner`]: runs a job once in a run folder, keyed by content, resumable, lockable, so that

@@ -223,8 +223,8 @@ impl<'de> Deserialize<'de> for AttackSetting {
 /// A sweep: one defended classifier (one model or a committee, behind optional stages), one
 /// kind of noise at evenly spaced levels.
 ///
-/// Serialised through [`SweepSpecFields`], the form job specifications (and so job keys) have
-/// always had.
+/// Serialised in the form job specifications (and so job keys) have always had: the noise's
+/// name, then PGD's steps as a field of their own, `pgd_steps` (0 for the other noises).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(try_from = "SweepSpecFields")]
 pub struct SweepSpec {
