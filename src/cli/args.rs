@@ -2,6 +2,7 @@
 //! through, the classifier and committee choice, the defence in front of the models, and the
 //! perturbations' names. Each is turned into the library's plain values here.
 
+use advmnist::attacks::Noise;
 use advmnist::models::assemble::{parse_stages, Preprocessing};
 use advmnist::models::committee;
 use advmnist::models::pipeline::AttackThrough;
@@ -108,7 +109,7 @@ pub struct DefenceArgs {
     /// stage's backward pass, averaged over --eot draws of injected noise) or classifier (the
     /// study's setting: the bare model's gradient, then the defence cleans the examples).
     #[arg(long, value_enum, default_value = "pipeline")]
-    pub attack_through: AttackThroughArg,
+    pub attack_through: AttackThrough,
     /// Draws of injected noise averaged by the white-box gradient (expectation over
     /// transformation), at most 1,000.
     #[arg(long, default_value_t = advmnist::models::pipeline::DEFAULT_EOT_SAMPLES, value_name = "K", value_parser = at_most(advmnist::limits::MAX_EOT_SAMPLES))]
@@ -126,47 +127,21 @@ impl DefenceArgs {
         }
         Ok(Preprocessing {
             stages: parse_stages(&self.pre, self.pre_seed).map_err(anyhow::Error::msg)?,
-            attack_through: self.attack_through.into(),
+            attack_through: self.attack_through,
             eot_samples: self.eot,
         })
     }
 }
 
-// The perturbations' and the attack setting's names on the command line. The library's
-// descriptions of a noise and of an attack setting are to serve here instead (one concept, one
-// type, with `FromStr`/`Display`); until then these three stand side by side.
-
-#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
-pub enum AttackThroughArg {
-    Pipeline,
-    Classifier,
-}
-
-impl From<AttackThroughArg> for AttackThrough {
-    fn from(a: AttackThroughArg) -> Self {
-        match a {
-            AttackThroughArg::Pipeline => AttackThrough::Pipeline,
-            AttackThroughArg::Classifier => AttackThrough::Classifier,
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
-pub enum NoiseArg {
-    /// Fast gradient sign: eps * sign(dL/dx), one gradient pass for all levels.
-    Fgsm,
-    /// Gaussian noise N(0, sigma^2), the same draw scaled at every level.
-    Gaussian,
-    /// Iterative gradient sign in the L-infinity ball (--steps per level).
-    Pgd,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum TraceNoiseArg {
-    /// Fast gradient sign: clip(x + eps * sign(dL/dx), 0, 1).
-    Fgsm,
-    /// Gaussian noise: clip(x + sigma * Z, 0, 1).
-    Gaussian,
+/// `trace`'s and `gradcheck`'s `--noise`: [`Noise`] restricted to the two single-step noises
+/// a traced image can carry, each value with its own help line (PGD is `sweep`'s).
+pub fn trace_noise() -> impl clap::builder::TypedValueParser<Value = Noise> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("fgsm").help("Fast gradient sign: clip(x + eps * sign(dL/dx), 0, 1)"),
+        PossibleValue::new("gaussian").help("Gaussian noise: clip(x + sigma * Z, 0, 1)"),
+    ])
+    .map(|name| name.parse::<Noise>().expect("a listed noise"))
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `advmnist trace` and `advmnist gradcheck`: the audits of a LeNet, a committee or a pipeline
 //! (`audit::target::AuditTarget`).
 
-use super::args::{at_most, whole_number, TraceNoiseArg};
+use super::args::{at_most, trace_noise, whole_number};
 use super::outputs::{check_writable_target, refuse_overwrite};
+use advmnist::attacks::Noise;
 use advmnist::audit::target::AuditTarget;
 use advmnist::audit::Perturbation;
 use advmnist::data::{self, Split};
@@ -28,8 +29,8 @@ pub struct TraceArgs {
     image: usize,
     /// Trace the image perturbed by this noise (computed in f32, as `sweep` does, with the
     /// traced classifier's own gradient) instead of the clean image.
-    #[arg(long, value_enum, requires = "level")]
-    noise: Option<TraceNoiseArg>,
+    #[arg(long, value_parser = trace_noise(), requires = "level")]
+    noise: Option<Noise>,
     /// The noise level: eps for fgsm, sigma for gaussian.
     #[arg(
         long,
@@ -127,12 +128,13 @@ pub fn trace(a: TraceArgs, data_dir: &Path) -> Result<()> {
                 bail!("--level must be a number >= 0, got {level}");
             }
             Some(match noise {
-                TraceNoiseArg::Fgsm => Perturbation::Fgsm { eps: level },
-                TraceNoiseArg::Gaussian => Perturbation::Gaussian {
+                Noise::Fgsm => Perturbation::Fgsm { eps: level },
+                Noise::Gaussian => Perturbation::Gaussian {
                     sigma: level,
                     seed: a.seed,
                     image: a.image as u64,
                 },
+                Noise::Pgd { .. } => unreachable!("trace_noise() lists fgsm and gaussian"),
             })
         }
         _ => None,

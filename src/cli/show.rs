@@ -1,7 +1,7 @@
 //! `advmnist show`: the study's Figure 1 (perturbed digits, predictions, gradients), or the
 //! autoencoder's figure.
 
-use super::args::{at_most, whole_number, ClassifierArgs, DefenceArgs, NoiseArg};
+use super::args::{at_most, whole_number, ClassifierArgs, DefenceArgs};
 use super::outputs::{check_writable_target, pre_inputs, refuse_overwrite};
 use super::warn_if_logits_overflow;
 use advmnist::data::{self, Split};
@@ -21,7 +21,7 @@ pub struct ShowArgs {
     choice: ClassifierArgs,
     /// The perturbation (fgsm or gaussian).
     #[arg(long, value_enum, required_unless_present = "dae")]
-    noise: Option<NoiseArg>,
+    noise: Option<Noise>,
     /// Noise levels (eps or sigma), one column each.
     #[arg(
         long,
@@ -126,9 +126,8 @@ pub fn show(a: ShowArgs, data_dir: &Path) -> Result<()> {
     warn_if_logits_overflow(&name, model.as_ref(), &test);
 
     let noise = match a.noise.expect("clap requires --noise without --dae") {
-        NoiseArg::Fgsm => Noise::Fgsm,
-        NoiseArg::Gaussian => Noise::Gaussian,
-        NoiseArg::Pgd => bail!("show draws fgsm and gaussian noise; use sweep for pgd"),
+        Noise::Pgd { .. } => bail!("show draws fgsm and gaussian noise; use sweep for pgd"),
+        single_step => single_step,
     };
     let cfg = ShowConfig {
         noise,

@@ -1,6 +1,6 @@
 //! `advmnist sweep`: error against distortion over noise levels (`experiments::sweep`).
 
-use super::args::{at_most, whole_number, ClassifierArgs, DefenceArgs, NoiseArg};
+use super::args::{at_most, whole_number, ClassifierArgs, DefenceArgs};
 use super::outputs::{check_output_folder, pre_inputs, refuse_overwrite};
 use super::{progress, warn_if_logits_overflow};
 use advmnist::data::{self, Split};
@@ -27,7 +27,7 @@ pub struct SweepArgs {
     defence: DefenceArgs,
     /// The perturbation.
     #[arg(long, value_enum)]
-    noise: NoiseArg,
+    noise: Noise,
     /// Number of levels, evenly spaced from 0 to --max, both included: from 2 to 1,000.
     #[arg(long, default_value_t = 100, value_parser = whole_number::<usize>)]
     levels: usize,
@@ -75,9 +75,7 @@ pub fn sweep(a: SweepArgs, data_dir: &Path) -> Result<()> {
         bail!("--at distortions must be finite numbers >= 0, got {d}");
     }
     let noise = match a.noise {
-        NoiseArg::Fgsm => Noise::Fgsm,
-        NoiseArg::Gaussian => Noise::Gaussian,
-        NoiseArg::Pgd => {
+        Noise::Pgd { .. } => {
             if a.steps == 0 {
                 bail!("--steps must be at least 1");
             }
@@ -86,6 +84,7 @@ pub fn sweep(a: SweepArgs, data_dir: &Path) -> Result<()> {
                 random_start: a.random_start,
             }
         }
+        single_step => single_step,
     };
     if a.source.is_some() && noise == Noise::Gaussian {
         bail!("--source makes no sense with --noise gaussian: random noise does not come from a model");
