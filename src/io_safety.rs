@@ -214,7 +214,7 @@ fn check_writable_folder(flag: &str, path: &Path, dir: &Path) -> Result<(), Stri
 }
 
 /// An exclusive advisory lock (`flock`) on a run's output, held for the whole run, so that two
-/// runs writing the same model or checkpoint cannot both proceed (issue 12, item 5). The lock is
+/// runs writing the same model or checkpoint cannot both proceed. The lock is
 /// taken on a hidden file `.NAME.lock` beside the output (the output itself is replaced by a
 /// rename at every save, which would drop a lock held on it). The lock file is removed when the
 /// lock is dropped; after a kill the kernel releases the lock and the next run reuses the file.
@@ -282,7 +282,7 @@ pub fn set_manifest(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Writes several files into `dir` (created if missing) as one set, so that a reader never takes
-/// a mix of two runs for a result (issue 12, item 3). The scheme, the same for every command that
+/// a mix of two runs for a result. The scheme, the same for every command that
 /// writes several files (`sweep`, `human-report`):
 ///
 /// 1. Every file is written to a temporary file beside it and flushed to disk. A failure here

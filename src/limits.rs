@@ -1,4 +1,4 @@
-//! Upper limits (issue 12, item 7): sizes that cannot make sense are refused before any work,
+//! Upper limits: sizes that cannot make sense are refused before any work,
 //! and the memory a command's big buffers will take is estimated before they are allocated, so
 //! that a command refuses with a message saying how much it needs instead of being killed or
 //! aborting on a failed allocation half-way.

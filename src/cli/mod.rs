@@ -176,7 +176,7 @@ mod tests {
 
     /// Every numeric flag of every command (including flags added later), given `-1` as a
     /// separate argument, reaches its own parser instead of clap's "unexpected argument", and a
-    /// whole-number flag answers with its range (issue 12, item 8).
+    /// whole-number flag answers with its range.
     #[test]
     fn every_numeric_flag_takes_a_negative_number_to_its_range_check() {
         let mut checked = Vec::new();

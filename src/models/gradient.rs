@@ -1,4 +1,4 @@
-//! Which softmax cross-entropy gradient an attack follows (issue 10, "Two gradients").
+//! Which softmax cross-entropy gradient an attack follows (docs/committees.md, "Two gradients").
 //!
 //! - [`GradientRule::Exact`], advmnist's own (`layers::softmax_xent::backward`): the true class's
 //!   entry `p_y - 1` is computed as `-sum_{k != y} p_k`, so it stays a small negative number for

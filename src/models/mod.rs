@@ -47,7 +47,7 @@ pub const OVERFLOW_CHECK_IMAGES: usize = 500;
 /// A warning when the model's logits on the first [`OVERFLOW_CHECK_IMAGES`] images of `x` are
 /// not all finite. Model files with inf or NaN weights are refused when read, but finite weights
 /// can still be so large (1e30, say) that f32 arithmetic overflows to inf, and inf - inf to NaN:
-/// the predictions are then arbitrary, and every error measured on them meaningless (issue 12).
+/// the predictions are then arbitrary, and every error measured on them meaningless.
 pub fn logits_overflow(model: &dyn Classifier, x: ArrayView4<f32>) -> Option<String> {
     let n = x.dim().0.min(OVERFLOW_CHECK_IMAGES);
     let logits = model.logits(x.slice(s![..n, .., .., ..]));

@@ -651,7 +651,7 @@ fn trace_and_gradcheck_commands_work_and_refuse_bad_input() {
     assert!(e.contains("--images"), "{e}");
 }
 
-// ---- committees and pipelines (issue 13's last point) ----
+// ---- committees and pipelines ----
 
 use advmnist::audit::committee::{
     committee_input_gradient, committee_tensor_names, gradcheck_committee,

@@ -1,4 +1,4 @@
-//! Committees (issue 10): a committee of one is its member bit for bit; the committee's input
+//! Committees: a committee of one is its member bit for bit; the committee's input
 //! gradient is the gradient of `-log pbar_y` (central differences in f64 through real LeNet
 //! backward passes) and is the sum of its members' own VJPs; results do not depend on the
 //! thread count; committee files catch every fault by name.

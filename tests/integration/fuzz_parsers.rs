@@ -1,4 +1,4 @@
-//! Fuzzing the parsers of the files a user hands in (issue 12): IDX image and label files (gzip
+//! Fuzzing the parsers of the files a user hands in: IDX image and label files (gzip
 //! and raw), safetensors model files, training checkpoints, the human study's results files and
 //! committee files (whose members must exist and match their SHA-256).
 //!

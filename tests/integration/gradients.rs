@@ -1,4 +1,4 @@
-//! The two gradients (issue 10, "Two gradients"): `caffe-f32` computes exactly what Caffe's
+//! The two gradients: `caffe-f32` computes exactly what Caffe's
 //! `SoftmaxWithLoss` computes in float32, zeros included; `exact` keeps the true class's term
 //! where `caffe-f32` loses it; `compare_rules` counts what an independent count finds.
 

@@ -1,4 +1,4 @@
-//! The human study (issue 11): the page in a real browser, answered by key presses and clicks,
+//! The human study: the page in a real browser, answered by key presses and clicks,
 //! reloaded midway, its downloaded results accepted by `human-report`; subject sets and images;
 //! the checks on results files; and the statistics against hand-computed values.
 //!

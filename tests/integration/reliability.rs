@@ -1,4 +1,4 @@
-//! Issue 12, reliability: no command writes over a file it reads, every output location is
+//! Reliability: no command writes over a file it reads, every output location is
 //! checked before any work, stale temporary files of killed writes are reclaimed, and numeric
 //! flags out of range get a message that names the flag and the range.
 

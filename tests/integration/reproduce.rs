@@ -1,4 +1,4 @@
-//! `advmnist reproduce --quick` end to end (issue 10): every output file, every Table 2 row,
+//! `advmnist reproduce --quick` end to end: every output file, every Table 2 row,
 //! every job run exactly once when two processes share the run folder, nothing rerun when the
 //! run is repeated, and clear errors.
 
