@@ -129,11 +129,11 @@ pub enum PreSpec {
 /// `none` ([`AttackSetting::name`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttackSetting {
-    /// The defended model's own gradient. [`AttackThrough::Classifier`] ([`Self::Classifier`])
+    /// The defended model's own gradient. [`AttackThrough::Classifier`]
     /// is the study's: the classifier's own gradient; preprocessing is applied to the finished
     /// examples but not differentiated (for a single model or a committee without
     /// preprocessing this is the white-box attack). [`AttackThrough::Pipeline`]
-    /// ([`Self::Whole`]) is white-box through everything the defended model does: preprocessing
+    /// is white-box through everything the defended model does: preprocessing
     /// (with expectation over its random noise) and the committee's averaged prediction.
     Own(AttackThrough),
     /// Crafted on another model (the sweep's `source`) and given to this one.
@@ -142,18 +142,10 @@ pub enum AttackSetting {
     None,
 }
 
-// The two own-gradient settings keep the names the plan's lookups have always used
-// (`AttackSetting::Whole`), as constants of the one enum rather than variants of a second.
-#[allow(non_upper_case_globals)]
 impl AttackSetting {
-    /// The study's: the classifier's own gradient.
-    pub const Classifier: AttackSetting = AttackSetting::Own(AttackThrough::Classifier);
-    /// White-box through the whole defence.
-    pub const Whole: AttackSetting = AttackSetting::Own(AttackThrough::Pipeline);
-
     const ALL: [AttackSetting; 4] = [
-        AttackSetting::Classifier,
-        AttackSetting::Whole,
+        AttackSetting::Own(AttackThrough::Classifier),
+        AttackSetting::Own(AttackThrough::Pipeline),
         AttackSetting::Transfer,
         AttackSetting::None,
     ];
@@ -789,7 +781,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
             random_start: true,
         };
         for (method, pre, members) in &defended {
-            let own = AttackSetting::Classifier;
+            let own = AttackSetting::Own(AttackThrough::Classifier);
             sweep(
                 &mut jobs, method, pre, members, fgsm, own, "exact", None, false,
             );
@@ -805,7 +797,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 false,
             );
             if !pre.is_empty() {
-                let whole = AttackSetting::Whole;
+                let whole = AttackSetting::Own(AttackThrough::Pipeline);
                 sweep(
                     &mut jobs, method, pre, members, fgsm, whole, "exact", None, false,
                 );
@@ -839,7 +831,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 &[],
                 members,
                 fgsm,
-                AttackSetting::Whole,
+                AttackSetting::Own(AttackThrough::Pipeline),
                 "exact",
                 None,
                 true,
@@ -850,7 +842,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 &[],
                 members,
                 pgd,
-                AttackSetting::Whole,
+                AttackSetting::Own(AttackThrough::Pipeline),
                 "exact",
                 None,
                 true,
@@ -919,11 +911,25 @@ mod tests {
             // The white-box sweep of a model without preprocessing is a check beyond the study
             // (on fewer images); through a preprocessing pipeline it is a Table 2 row.
             let extra = p
-                .sweep_of("none", 1, "fgsm", AttackSetting::Whole, "exact", None)
+                .sweep_of(
+                    "none",
+                    1,
+                    "fgsm",
+                    AttackSetting::Own(AttackThrough::Pipeline),
+                    "exact",
+                    None,
+                )
                 .expect("white-box sweep of the plain LeNet");
             assert!(!p.at_table_scale(extra), "{}: {extra}", scale.name);
             let row = p
-                .sweep_of("dae", 1, "fgsm", AttackSetting::Whole, "exact", None)
+                .sweep_of(
+                    "dae",
+                    1,
+                    "fgsm",
+                    AttackSetting::Own(AttackThrough::Pipeline),
+                    "exact",
+                    None,
+                )
                 .expect("white-box sweep through the DAE");
             assert!(p.at_table_scale(row), "{}: {row}", scale.name);
             assert!(!p.at_table_scale("lenet-s1"), "a training job is no sweep");
@@ -935,7 +941,7 @@ mod tests {
         let p = plan(&Scale::quick(), 2);
         for b in p.base_seeds() {
             for m in &METHODS {
-                let own = AttackSetting::Classifier;
+                let own = AttackSetting::Own(AttackThrough::Classifier);
                 assert!(p.sweep_of(m.key, b, "fgsm", own, "exact", None).is_some());
                 assert!(p
                     .sweep_of(m.key, b, "gaussian", AttackSetting::None, "exact", None)
@@ -949,7 +955,7 @@ mod tests {
                     "committee",
                     1,
                     "fgsm",
-                    AttackSetting::Classifier,
+                    AttackSetting::Own(AttackThrough::Classifier),
                     "exact",
                     None,
                 )
@@ -1036,10 +1042,13 @@ mod tests {
             assert_eq!(serde_json::from_str::<AttackSetting>(&text).unwrap(), a);
         }
         assert!(serde_json::from_str::<AttackSetting>("\"pipeline\"").is_err());
-        assert_eq!(AttackSetting::Whole.through(), AttackThrough::Pipeline);
+        assert_eq!(
+            AttackSetting::Own(AttackThrough::Pipeline).through(),
+            AttackThrough::Pipeline
+        );
         assert_eq!(AttackSetting::Transfer.through(), AttackThrough::Classifier);
         assert_eq!(
-            AttackSetting::Classifier,
+            AttackSetting::Own(AttackThrough::Classifier),
             AttackSetting::Own(AttackThrough::Classifier)
         );
     }

@@ -4,6 +4,7 @@
 use super::plan::{AttackSetting, Plan, METHODS};
 use super::runner::RunDir;
 use crate::experiments::sweep::{interpolate, SweepResult, SweepRow};
+use crate::models::pipeline::AttackThrough;
 use crate::statistics::{summarise, Summary};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -146,9 +147,9 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
     let mut table2 = Vec::new();
     let mut gaussian = Vec::new();
     let settings = [
-        (AttackSetting::Classifier, "exact"),
-        (AttackSetting::Whole, "exact"),
-        (AttackSetting::Classifier, "caffe-f32"),
+        (AttackSetting::Own(AttackThrough::Classifier), "exact"),
+        (AttackSetting::Own(AttackThrough::Pipeline), "exact"),
+        (AttackSetting::Own(AttackThrough::Classifier), "caffe-f32"),
     ];
     for m in &METHODS {
         for (i, (attack, gradient)) in settings.iter().enumerate() {
@@ -198,7 +199,15 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
             .find(|m| m.key == key)
             .map(|m| m.label)
             .unwrap_or(key);
-        if let Some(c) = per_seed(plan, dir, key, "fgsm", AttackSetting::Whole, "exact", None)? {
+        if let Some(c) = per_seed(
+            plan,
+            dir,
+            key,
+            "fgsm",
+            AttackSetting::Own(AttackThrough::Pipeline),
+            "exact",
+            None,
+        )? {
             beyond.push(row(
                 key,
                 label,
@@ -209,7 +218,15 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
                 None,
             ));
         }
-        if let Some(c) = per_seed(plan, dir, key, "pgd", AttackSetting::Whole, "exact", None)? {
+        if let Some(c) = per_seed(
+            plan,
+            dir,
+            key,
+            "pgd",
+            AttackSetting::Own(AttackThrough::Pipeline),
+            "exact",
+            None,
+        )? {
             beyond.push(row(key, label, "pgd", "PGD, white-box", "exact", c, None));
         }
         if let Some(c) = per_seed(
@@ -273,7 +290,7 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
             m.key,
             b,
             "fgsm",
-            AttackSetting::Classifier,
+            AttackSetting::Own(AttackThrough::Classifier),
             "caffe-f32",
             None,
         ) {
@@ -305,7 +322,7 @@ pub struct CurvePlot {
 /// The study's Figures 3 to 7, and one for the checks beyond it.
 pub fn figures(plan: &Plan, dir: &RunDir) -> Result<Vec<CurvePlot>, String> {
     let b = plan.base_seeds()[0];
-    let own = AttackSetting::Classifier;
+    let own = AttackSetting::Own(AttackThrough::Classifier);
     let random = AttackSetting::None;
     #[allow(clippy::type_complexity)]
     let specs: Vec<(
@@ -351,30 +368,42 @@ pub fn figures(plan: &Plan, dir: &RunDir) -> Result<Vec<CurvePlot>, String> {
                     "low-pass + LeNet",
                     "lowpass",
                     "fgsm",
-                    AttackSetting::Whole,
+                    AttackSetting::Own(AttackThrough::Pipeline),
                     None,
                 ),
                 (
                     "low-pass + Inp",
                     "lowpass+inp",
                     "fgsm",
-                    AttackSetting::Whole,
+                    AttackSetting::Own(AttackThrough::Pipeline),
                     None,
                 ),
                 (
                     "low-pass + All",
                     "lowpass+dropout",
                     "fgsm",
-                    AttackSetting::Whole,
+                    AttackSetting::Own(AttackThrough::Pipeline),
                     None,
                 ),
-                ("DAE + LeNet", "dae", "fgsm", AttackSetting::Whole, None),
-                ("DAE + Inp", "dae+inp", "fgsm", AttackSetting::Whole, None),
+                (
+                    "DAE + LeNet",
+                    "dae",
+                    "fgsm",
+                    AttackSetting::Own(AttackThrough::Pipeline),
+                    None,
+                ),
+                (
+                    "DAE + Inp",
+                    "dae+inp",
+                    "fgsm",
+                    AttackSetting::Own(AttackThrough::Pipeline),
+                    None,
+                ),
                 (
                     "DAE + All",
                     "dae+dropout",
                     "fgsm",
-                    AttackSetting::Whole,
+                    AttackSetting::Own(AttackThrough::Pipeline),
                     None,
                 ),
             ],
@@ -415,14 +444,14 @@ pub fn figures(plan: &Plan, dir: &RunDir) -> Result<Vec<CurvePlot>, String> {
                     "gradient sign, white-box",
                     "adv-committee",
                     "fgsm",
-                    AttackSetting::Whole,
+                    AttackSetting::Own(AttackThrough::Pipeline),
                     None,
                 ),
                 (
                     "PGD, white-box",
                     "adv-committee",
                     "pgd",
-                    AttackSetting::Whole,
+                    AttackSetting::Own(AttackThrough::Pipeline),
                     None,
                 ),
                 (
