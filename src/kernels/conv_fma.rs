@@ -19,7 +19,7 @@
 //! that, with the inner dimension in im2col's row order `(c, ki, kj)`: `bias + chain(0..256)`,
 //! then `+ chain(256..500)`. So where `matrixmultiply` takes an FMA kernel (x86-64 CPUs with
 //! AVX2 and FMA, or AVX-512) the two paths agree bit for bit
-//! (`agrees_with_the_gemm_path_bit_for_bit`), and a model trained through either is the same
+//! (`kernel_and_reference_agree_bit_for_bit` here, `gemm_path_gives_the_conv_fma_reference_bits` in `layers::conv`), and a model trained through either is the same
 //! model. Without both, `matrixmultiply` rounds each product separately and [`available`] is
 //! false: the GEMM path is kept.
 //!
