@@ -14,14 +14,14 @@
 //! # Layers
 //!
 //! Every top-level module sits on a layer, and data flows one way, upwards: a module may use
-//! modules of its own layer or of lower ones, never a higher one, and modules of one layer may
-//! not use each other in a circle. [`LAYERS`] is the table, the one place it is written (the
-//! binary sits above it all, at [`BINARY_LAYER`]); the
-//! integration test `layering` reads every `crate::` and `super::` path under `src/` and fails
-//! on a path that climbs, on a circle, on a module missing from the table, on an import in
-//! `models/params.rs` (the seam every network and optimiser shares imports nothing of the
-//! crate), and on code outside a test that uses `testutil`. Test code (the `#[cfg(test)] mod
-//! tests` block that ends a file) may use its own layer, lower ones, and `testutil`.
+//! modules of its own layer or of lower ones, never a higher one, and the modules of one layer
+//! may not use each other in a circle. [`LAYERS`] is the table, the one place it is written
+//! (the binary sits above it all, at [`BINARY_LAYER`]). The integration test `layering` reads
+//! every `crate::` and `super::` path under `src/` and fails on a path that climbs, on a
+//! circle, on a module missing from the table, on an import in `models/params.rs` (the seam
+//! every network and optimiser shares imports nothing of the crate), and on code outside a
+//! test that uses `testutil`. Test code (a `#[cfg(test)] mod` block) may use its own layer,
+//! lower ones, and `testutil`.
 
 pub mod attacks;
 pub mod audit;

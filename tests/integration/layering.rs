@@ -9,8 +9,8 @@
 //! - any path in `models/params.rs` out of the file (the seam imports nothing of the crate);
 //! - code outside a test that uses `testutil`.
 //!
-//! Test code is the `#[cfg(test)] mod tests { ... }` block with which a file ends (the test
-//! checks that every file keeps to that form); it may use its own layer, lower ones, and
+//! Test code is what a `#[cfg(test)] mod NAME { ... }` block holds (the test checks that
+//! `cfg(test)` is used in no other form); it may use its own layer, lower ones, and
 //! `testutil`. The binary (`src/main.rs`, `src/cli/`) sits above every layer: its own
 //! `crate::` paths stay inside it, and its `advmnist::` paths may name any module but
 //! `testutil`. Comments, doc comments, string and character literals are blanked before
@@ -249,13 +249,15 @@ fn path_tree(
     }
 }
 
-/// Where the file's test code starts: the index of the token `#` of `#[cfg(test)]`, or `None`
-/// when the file has no tests. Fails unless the file keeps to the one form this test reads
-/// exactly: one `#[cfg(test)] [pub(..)] mod NAME { ... }` block, ending the file.
-fn test_code_start(t: &[Token]) -> Result<Option<usize>, String> {
+/// The file's test code: for each `#[cfg(test)] [pub(..)] mod NAME { ... }` block, the token
+/// range from its `#` to its closing brace. Fails on any other use of `cfg(test)` (on a
+/// function, in `cfg(any(test, ..))`, on a module in a file of its own), the forms this test
+/// does not read as test code.
+fn test_code_ranges(t: &[Token]) -> Result<Vec<std::ops::RangeInclusive<usize>>, String> {
     let word = |i: usize, w: &str| matches!(t.get(i).map(|t| &t.tok), Some(Tok::Word(x)) if x == w);
     let other = |i: usize, ch: char| t.get(i).map(|t| &t.tok) == Some(&Tok::Other(ch));
-    let mut start = None;
+    let form = "test code must be a `#[cfg(test)] mod tests { ... }` block in the file";
+    let mut ranges = Vec::new();
     for i in 0..t.len() {
         if !(other(i, '#') && other(i + 1, '[') && word(i + 2, "cfg") && other(i + 3, '(')) {
             continue;
@@ -263,16 +265,10 @@ fn test_code_start(t: &[Token]) -> Result<Option<usize>, String> {
         let close = (i + 4..t.len())
             .find(|&j| other(j, ']'))
             .ok_or_else(|| format!("line {}: unclosed attribute", t[i].line))?;
-        let mentions_test = (i + 4..close).any(|j| word(j, "test"));
-        if !mentions_test {
+        if !(i + 4..close).any(|j| word(j, "test")) {
             continue;
         }
         let plain = word(i + 4, "test") && other(i + 5, ')') && close == i + 6;
-        let form =
-            "test code must be one `#[cfg(test)] mod tests { ... }` block at the end of the file";
-        if !plain || start.is_some() {
-            return Err(format!("line {}: {form}", t[i].line));
-        }
         // Skip a visibility, `pub` or `pub(crate)`.
         let mut j = close + 1;
         if word(j, "pub") {
@@ -286,37 +282,34 @@ fn test_code_start(t: &[Token]) -> Result<Option<usize>, String> {
         let is_module = word(j, "mod")
             && matches!(t.get(j + 1).map(|t| &t.tok), Some(Tok::Word(_)))
             && t.get(j + 2).map(|t| &t.tok) == Some(&Tok::Open);
-        if !is_module {
+        if !plain || !is_module {
             return Err(format!("line {}: {form}", t[i].line));
         }
         let mut depth = 0usize;
-        let mut end = None;
-        for (k, token) in t.iter().enumerate().skip(j + 2) {
-            match token.tok {
-                Tok::Open => depth += 1,
-                Tok::Close => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = Some(k);
-                        break;
-                    }
+        let end = t
+            .iter()
+            .enumerate()
+            .skip(j + 2)
+            .find(|(_, token)| {
+                match token.tok {
+                    Tok::Open => depth += 1,
+                    Tok::Close => depth -= 1,
+                    _ => {}
                 }
-                _ => {}
-            }
-        }
-        if end != Some(t.len() - 1) {
-            return Err(format!("line {}: {form}", t[i].line));
-        }
-        start = Some(i);
+                depth == 0
+            })
+            .map(|(k, _)| k)
+            .ok_or_else(|| format!("line {}: unclosed test module", t[i].line))?;
+        ranges.push(i..=end);
     }
-    Ok(start)
+    Ok(ranges)
 }
 
 /// Every path in blanked source `code` that starts with one of `roots` (`crate`, `super`, and
 /// for the binary `advmnist`), with the inline modules around it and whether it is test code.
 fn paths_in(code: &str, roots: &[&str]) -> Result<Vec<FoundPath>, String> {
     let t = tokens(code);
-    let tests_from = test_code_start(&t)?.unwrap_or(t.len());
+    let tests = test_code_ranges(&t)?;
     let mut found = Vec::new();
     let mut modules: Vec<(String, usize)> = Vec::new(); // (name, brace depth inside it)
     let mut depth = 0usize;
@@ -349,7 +342,7 @@ fn paths_in(code: &str, roots: &[&str]) -> Result<Vec<FoundPath>, String> {
                         segments,
                         line,
                         inline_modules: modules.iter().map(|(m, _)| m.clone()).collect(),
-                        in_tests: i >= tests_from,
+                        in_tests: tests.iter().any(|r| r.contains(&i)),
                     });
                 }
                 i = end;
@@ -803,27 +796,32 @@ fn resolves_super_through_files_and_inline_modules() {
 }
 
 #[test]
-fn test_code_is_the_cfg_test_module_that_ends_the_file() {
-    let code = "use crate::a::b;\n#[cfg(test)]\npub(crate) mod tests {\n    use crate::testutil::x;\n    fn f() { if true { } }\n}\n";
-    let got = found(code, &["crate"]);
+fn test_code_is_what_cfg_test_modules_hold() {
+    let code = "use crate::a::b;\n#[cfg(test)]\npub(crate) mod fixtures {\n    use crate::testutil::x;\n    fn f() { if true { } }\n}\nfn after() { crate::c::d(); }\n#[cfg(test)]\nmod tests {\n    use super::*;\n}\n";
+    let got = found(code, &["crate", "super"]);
     assert_eq!(
         got.iter().map(|f| (f.0.as_str(), f.3)).collect::<Vec<_>>(),
-        [("crate::a::b", false), ("crate::testutil::x", true)]
+        [
+            ("crate::a::b", false),
+            ("crate::testutil::x", true),
+            ("crate::c::d", false),
+            ("super::*", true)
+        ]
     );
-    assert_eq!(got[1].2, ["tests"]);
+    assert_eq!(got[1].2, ["fixtures"]);
+    assert_eq!(got[3].2, ["tests"]);
     // Any other form is refused, so nothing is taken for test code that is not.
     for bad in [
-        "#[cfg(test)]\nmod tests {\n}\nfn after() {}\n",
         "#[cfg(test)]\nfn helper() {}\n",
         "#[cfg(any(test, feature = \"x\"))]\nmod tests {}\n",
-        "#[cfg(test)]\nmod a {}\n#[cfg(test)]\nmod b {}\n",
+        "#[cfg(test)]\nmod tests;\n",
     ] {
         let t = tokens(&blank_comments_and_literals(bad));
-        assert!(test_code_start(&t).is_err(), "accepted: {bad}");
+        assert!(test_code_ranges(&t).is_err(), "accepted: {bad}");
     }
     // The attribute inside a string does not count.
     let t = tokens(&blank_comments_and_literals("let s = \"#[cfg(test)]\";\n"));
-    assert_eq!(test_code_start(&t), Ok(None));
+    assert_eq!(test_code_ranges(&t), Ok(vec![]));
 }
 
 /// The rules on a made-up crate: each fault is found, and named with its file, line and layers.
