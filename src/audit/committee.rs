@@ -50,6 +50,7 @@ use crate::audit::gradcheck::{
     self, compare, numeric_input_gradient_through, odds_against, GradcheckReport, NoFront,
 };
 use crate::audit::trace::{self, trace_backward, trace_forward, Trace};
+use crate::data::IMAGE_SIDE;
 use crate::kernels::scalar::Scalar;
 use crate::layers::softmax_xent;
 use crate::models::committee::{
@@ -196,7 +197,7 @@ pub fn trace_committee<T: Scalar>(members: &[LeNet<T>], x: ArrayView4<T>, label:
     assert!(!members.is_empty(), "a committee needs at least one member");
     assert_eq!(
         x.dim(),
-        (1, 1, 28, 28),
+        (1, 1, IMAGE_SIDE, IMAGE_SIDE),
         "a trace is of one 28x28 image, (1,1,28,28)"
     );
     let mut t = trace::empty(label);
@@ -328,7 +329,7 @@ mod tests {
         let members: Vec<LeNet<f64>> = (1..=2)
             .map(|seed| LeNet::xavier(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed)))
             .collect();
-        let x = random_array::<f64, Ix4>((1, 1, 28, 28), 41).mapv(|v| v.abs());
+        let x = random_array::<f64, Ix4>((1, 1, IMAGE_SIDE, IMAGE_SIDE), 41).mapv(|v| v.abs());
         let t = trace_committee(&members, x.view(), 6);
         let names: Vec<&str> = t.tensors.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, committee_tensor_names(2));

@@ -11,6 +11,7 @@
 //!
 //! Dimension legend: one image (`N = 1`); `C` channels, `H, W` height and width, NCHW.
 
+use crate::data::IMAGE_SIDE;
 use crate::kernels::scalar::Scalar;
 use crate::layers::conv;
 use crate::layers::dense;
@@ -407,7 +408,7 @@ pub(crate) fn trace_into<T: Scalar>(
 ) -> Array4<T> {
     assert_eq!(
         x.dim(),
-        (1, 1, 28, 28),
+        (1, 1, IMAGE_SIDE, IMAGE_SIDE),
         "a trace is of one 28x28 image, (1,1,28,28)"
     );
     t.push("forward.input", x.to_owned().into_dyn());
@@ -509,7 +510,8 @@ mod tests {
     #[test]
     fn names_follow_the_scheme_and_backward_shapes_match_forward() {
         let net = small_net();
-        let x = random_array::<f64, ndarray::Ix4>((1, 1, 28, 28), 3).mapv(|v| v.abs());
+        let x =
+            random_array::<f64, ndarray::Ix4>((1, 1, IMAGE_SIDE, IMAGE_SIDE), 3).mapv(|v| v.abs());
         let t = trace(&net, x.view(), 4);
         let names: Vec<&str> = t.tensors.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, tensor_names());
