@@ -18,6 +18,7 @@ use crate::layers::dense;
 use crate::layers::maxpool::{self, MaxPoolCache};
 use crate::layers::relu;
 use crate::layers::softmax_xent;
+use crate::models::file::with_sorted_metadata;
 use crate::models::lenet::LeNet;
 use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayView4};
 use std::collections::BTreeMap;
@@ -213,33 +214,6 @@ impl<T: Scalar> Trace<T> {
             &metadata,
         )
     }
-}
-
-/// Splices `metadata` (sorted keys) into safetensors bytes written without any, re-padding the
-/// header to a multiple of 8 bytes. The `safetensors` crate writes metadata from a `HashMap`,
-/// whose order varies between runs; `models::file::encode` does the same for f32 model files.
-fn with_sorted_metadata(plain: &[u8], metadata: &BTreeMap<String, String>) -> Vec<u8> {
-    let header_len = u64::from_le_bytes(plain[..8].try_into().expect("8 bytes")) as usize;
-    let header = std::str::from_utf8(&plain[8..8 + header_len])
-        .expect("JSON header")
-        .trim_end();
-    let rest = header.strip_prefix('{').expect("header is a JSON object");
-    let mut new_header = format!(
-        "{{\"__metadata__\":{}",
-        serde_json::to_string(metadata).expect("strings serialize")
-    );
-    if rest != "}" {
-        new_header.push(',');
-    }
-    new_header.push_str(rest);
-    while new_header.len() % 8 != 0 {
-        new_header.push(' ');
-    }
-    let mut out = Vec::with_capacity(8 + new_header.len() + plain.len() - 8 - header_len);
-    out.extend((new_header.len() as u64).to_le_bytes());
-    out.extend(new_header.as_bytes());
-    out.extend(&plain[8 + header_len..]);
-    out
 }
 
 /// What [`trace_forward`] keeps for [`trace_backward`]: the layers' caches of one image.
