@@ -111,9 +111,14 @@ pub fn numbers_may_be_negative(cmd: clap::Command) -> clap::Command {
 pub fn is_number(arg: &clap::Arg) -> bool {
     use std::any::TypeId;
     let parsed = arg.get_value_parser().type_id();
+    parsed == TypeId::of::<f32>() || parsed == TypeId::of::<f64>() || is_whole_number(arg)
+}
+
+/// Whether a flag's values are whole numbers (by the type its value parser gives).
+pub fn is_whole_number(arg: &clap::Arg) -> bool {
+    use std::any::TypeId;
+    let parsed = arg.get_value_parser().type_id();
     [
-        TypeId::of::<f32>(),
-        TypeId::of::<f64>(),
         TypeId::of::<u8>(),
         TypeId::of::<u16>(),
         TypeId::of::<u32>(),
