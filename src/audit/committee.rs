@@ -26,8 +26,9 @@
 //! 2. **`input`**: `dL/dx = sum_m J_m^T dz_m`, computed as `Committee::input_gradient` computes
 //!    it: `member_logit_gradients_exact`, then each member's own backward pass (`LeNet<f64>`) on
 //!    the same chunks of [`INPUT_GRADIENT_CHUNK`](crate::models::lenet::INPUT_GRADIENT_CHUNK)
-//!    images, added in member order by `chain_in_chunks`; against central differences of `F = sum_m sum_n <g_mn, z_mn(x)>` with
-//!    the `g_m` of link 1 fixed ([`gradcheck::numeric_input_gradient_through`]). A pixel is a
+//!    images, added in member order by `chain_in_chunks`; against central differences of
+//!    `F = sum_m sum_n <g_mn, z_mn(x)>` with the `g_m` of link 1 fixed
+//!    ([`gradcheck::numeric_input_gradient_through`]). A pixel is a
 //!    kink when *any* member's max-pool winners or ReLU signs change at `+h` or `-h`; it is then
 //!    checked with every member on its own piece (`gradcheck::logits_on_piece`).
 //!
