@@ -28,9 +28,9 @@
 //!    the same chunks of [`INPUT_GRADIENT_CHUNK`](crate::models::lenet::INPUT_GRADIENT_CHUNK)
 //!    images, added in member order by `chain_in_chunks`; against central differences of
 //!    `F = sum_m sum_n <g_mn, z_mn(x)>` with the `g_m` of link 1 fixed
-//!    ([`gradcheck::numeric_input_gradient_through`]). A pixel is a
-//!    kink when *any* member's max-pool winners or ReLU signs change at `+h` or `-h`; it is then
-//!    checked with every member on its own piece (`gradcheck::logits_on_piece`).
+//!    ([`gradcheck::numeric_input_gradient_through`]). A pixel is a kink when *any* member's
+//!    max-pool winners or ReLU signs change at `+h` or `-h`; it is then checked with every
+//!    member on its own piece (`gradcheck::logits_on_piece`).
 //!
 //! Step, tolerance and floor are one LeNet's ([`gradcheck::STEP`], [`gradcheck::TOL`],
 //! [`gradcheck::FLOOR`]). A committee of one gives one LeNet's `d_logits` and `input` checks
