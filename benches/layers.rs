@@ -2,6 +2,7 @@
 //! the three whole-network figures of `advmnist bench` (training step, input gradient,
 //! inference at batch 1000). Run with `cargo bench`; `--threads` is RAYON_NUM_THREADS here.
 
+use advmnist::data::IMAGE_SIDE;
 use advmnist::kernels::parallel::IMAGES_PER_SUM;
 use advmnist::layers::{conv, dense, maxpool};
 use advmnist::models::lenet::{DropoutRates, LeNet};
@@ -19,7 +20,7 @@ fn layers(c: &mut Criterion) {
     let mut g = c.benchmark_group("layers");
     g.throughput(Throughput::Elements(BATCH as u64));
     for (name, p, shape) in [
-        ("conv1", &net.conv1, (BATCH, 1, 28, 28)),
+        ("conv1", &net.conv1, (BATCH, 1, IMAGE_SIDE, IMAGE_SIDE)),
         ("conv2", &net.conv2, (BATCH, 20, 12, 12)),
     ] {
         let x = random_array::<f32, Ix4>(shape, 1);
@@ -55,7 +56,7 @@ fn layers(c: &mut Criterion) {
     }
     // conv1's weight gradient as LeNet computes it: from pool1's gradient and argmax, per
     // group of 8 images (`conv::group_param_gradients_through_pool`).
-    let x = random_array::<f32, Ix4>((BATCH, 1, 28, 28), 1);
+    let x = random_array::<f32, Ix4>((BATCH, 1, IMAGE_SIDE, IMAGE_SIDE), 1);
     let (pooled, pool) = maxpool::forward(conv::forward(x.view(), &net.conv1).0.view());
     let d_pool = random_array::<f32, Ix4>(pooled.dim(), 2);
     g.bench_function(
@@ -94,7 +95,8 @@ fn layers(c: &mut Criterion) {
 
 fn network(c: &mut Criterion) {
     let net = LeNet::<f32>::xavier(&mut stream(0, Purpose::Init, 0));
-    let x = random_array::<f32, Ix4>((BATCH, 1, 28, 28), 8).mapv(|v| 0.5 * (v + 1.0));
+    let x =
+        random_array::<f32, Ix4>((BATCH, 1, IMAGE_SIDE, IMAGE_SIDE), 8).mapv(|v| 0.5 * (v + 1.0));
     let labels: Vec<u8> = (0..BATCH).map(|i| (i % 10) as u8).collect();
     let mut g = c.benchmark_group("network");
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -114,7 +116,7 @@ fn network(c: &mut Criterion) {
     g.bench_function("input_gradient", |b| {
         b.iter(|| black_box(net.input_gradient(x.view(), &labels)))
     });
-    let xb = random_array::<f32, Ix4>((1000, 1, 28, 28), 9);
+    let xb = random_array::<f32, Ix4>((1000, 1, IMAGE_SIDE, IMAGE_SIDE), 9);
     g.throughput(Throughput::Elements(1000));
     g.bench_function("inference_1000", |b| {
         b.iter(|| black_box(net.logits(xb.view())))

@@ -7,7 +7,7 @@
 //! every command needs anyway (the data, a few models) is already loaded when they are checked,
 //! so the system's figure of available memory accounts for it.
 
-use crate::data::IMAGE_SIDE;
+use crate::data::PIXELS;
 
 /// Most levels `sweep --levels` and `show --levels` accept. Each sweep level is one pass over
 /// the test set per model (100 levels take about 45 s on 2 cores, so 1,000 take about 8 minutes,
@@ -60,7 +60,7 @@ pub const MAX_SUBJECTS: u32 = 1000;
 pub const MAX_IMAGE_INDEX: usize = 999_999;
 
 /// Bytes of one image as the models take it: 28 x 28 f32.
-pub const IMAGE_BYTES: u64 = (IMAGE_SIDE * IMAGE_SIDE * 4) as u64;
+pub const IMAGE_BYTES: u64 = (PIXELS * 4) as u64;
 
 /// Peak memory per image of a training batch, above what a run needs anyway, measured as the
 /// growth of the peak resident set (`/usr/bin/time -f %M`) between batch sizes, 2 threads,
@@ -111,9 +111,14 @@ pub fn numbers_may_be_negative(cmd: clap::Command) -> clap::Command {
 pub fn is_number(arg: &clap::Arg) -> bool {
     use std::any::TypeId;
     let parsed = arg.get_value_parser().type_id();
+    parsed == TypeId::of::<f32>() || parsed == TypeId::of::<f64>() || is_whole_number(arg)
+}
+
+/// Whether a flag's values are whole numbers (by the type its value parser gives).
+pub fn is_whole_number(arg: &clap::Arg) -> bool {
+    use std::any::TypeId;
+    let parsed = arg.get_value_parser().type_id();
     [
-        TypeId::of::<f32>(),
-        TypeId::of::<f64>(),
         TypeId::of::<u8>(),
         TypeId::of::<u16>(),
         TypeId::of::<u32>(),

@@ -42,10 +42,11 @@ pub fn gaussian(x: ArrayView4<f32>, sigma: f32, seed: u64) -> Array4<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::IMAGE_SIDE;
 
     #[test]
     fn noise_is_standard_normal_and_seeded() {
-        let x = Array4::from_elem((20, 1, 28, 28), 0.5f32);
+        let x = Array4::from_elem((20, 1, IMAGE_SIDE, IMAGE_SIDE), 0.5f32);
         let z = standard_normal_like(x.view(), 3);
         assert_eq!(z, standard_normal_like(x.view(), 3));
         assert_ne!(z, standard_normal_like(x.view(), 4));
@@ -65,7 +66,7 @@ mod tests {
 
     #[test]
     fn clipped_into_the_image_range() {
-        let x = Array4::from_elem((4, 1, 28, 28), 1.0f32);
+        let x = Array4::from_elem((4, 1, IMAGE_SIDE, IMAGE_SIDE), 1.0f32);
         let p = gaussian(x.view(), 2.0, 1);
         assert!(p.iter().all(|&v| (0.0..=1.0).contains(&v)));
     }

@@ -354,6 +354,7 @@ fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::IMAGE_SIDE;
     use ndarray::Array4;
 
     #[test]
@@ -498,8 +499,9 @@ mod tests {
             crate::rng::Purpose::Init,
             0,
         ));
-        let x = crate::testutil::random_array::<f32, ndarray::Ix4>((6, 1, 28, 28), 7)
-            .mapv(|v| v.abs().min(1.0));
+        let x =
+            crate::testutil::random_array::<f32, ndarray::Ix4>((6, 1, IMAGE_SIDE, IMAGE_SIDE), 7)
+                .mapv(|v| v.abs().min(1.0));
         (net, x, vec![0, 1, 2, 3, 4, 5])
     }
 

@@ -25,11 +25,12 @@
 //!    `m N 10 + n 10 + k`.
 //! 2. **`input`**: `dL/dx = sum_m J_m^T dz_m`, computed as `Committee::input_gradient` computes
 //!    it: `member_logit_gradients_exact`, then each member's own backward pass (`LeNet<f64>`) on
-//!    the same chunks of [`INPUT_GRADIENT_CHUNK`] images, added in member order by
-//!    `chain_members`; against central differences of `F = sum_m sum_n <g_mn, z_mn(x)>` with
-//!    the `g_m` of link 1 fixed ([`gradcheck::numeric_input_gradient_through`]). A pixel is a
-//!    kink when *any* member's max-pool winners or ReLU signs change at `+h` or `-h`; it is then
-//!    checked with every member on its own piece (`gradcheck::logits_on_piece`).
+//!    the same chunks of [`INPUT_GRADIENT_CHUNK`](crate::models::lenet::INPUT_GRADIENT_CHUNK)
+//!    images, added in member order by `chain_in_chunks`; against central differences of
+//!    `F = sum_m sum_n <g_mn, z_mn(x)>` with the `g_m` of link 1 fixed
+//!    ([`gradcheck::numeric_input_gradient_through`]). A pixel is a kink when *any* member's
+//!    max-pool winners or ReLU signs change at `+h` or `-h`; it is then checked with every
+//!    member on its own piece (`gradcheck::logits_on_piece`).
 //!
 //! Step, tolerance and floor are one LeNet's ([`gradcheck::STEP`], [`gradcheck::TOL`],
 //! [`gradcheck::FLOOR`]). A committee of one gives one LeNet's `d_logits` and `input` checks
@@ -50,14 +51,15 @@ use crate::audit::gradcheck::{
     self, compare, numeric_input_gradient_through, odds_against, GradcheckReport, NoFront,
 };
 use crate::audit::trace::{self, trace_backward, trace_forward, Trace};
+use crate::data::IMAGE_SIDE;
 use crate::kernels::scalar::Scalar;
 use crate::layers::softmax_xent;
 use crate::models::committee::{
-    average_log_probs, chain_members, log_probs, member_logit_gradients_exact, member_logits_vjp,
+    average_log_probs, chain_in_chunks, log_probs, member_logit_gradients_exact, member_logits_vjp,
     member_weights,
 };
-use crate::models::lenet::{LeNet, INPUT_GRADIENT_CHUNK};
-use ndarray::{s, Array1, Array2, Array4, ArrayView4};
+use crate::models::lenet::LeNet;
+use ndarray::{Array1, Array2, Array4, ArrayView4};
 
 /// The committee's loss of one image from its members' logit rows, by the independent formula
 /// `ln(1 + sum_m S_m r_m)` (module comment). Members are summed in order, from the first.
@@ -102,27 +104,19 @@ pub fn numeric_member_logit_gradient(
 
 /// The committee's input gradient `sum_m J_m^T dz_m (N,1,28,28)` from the members' logit
 /// gradients `d_members[m] (N, 10)`, as `Committee::input_gradient` chains it: in chunks of
-/// [`INPUT_GRADIENT_CHUNK`] images, each member's own backward pass, added in member order
-/// (`chain_members`).
+/// [`INPUT_GRADIENT_CHUNK`](crate::models::lenet::INPUT_GRADIENT_CHUNK) images, each member's
+/// own backward pass, added in member order (`chain_in_chunks`).
 pub fn committee_input_gradient(
     members: &[LeNet<f64>],
     x: ArrayView4<f64>,
     d_members: &[Array2<f64>],
 ) -> Array4<f64> {
-    let n = x.dim().0;
-    let mut grad = Array4::zeros(x.raw_dim());
-    for start in (0..n).step_by(INPUT_GRADIENT_CHUNK) {
-        let range = start..(start + INPUT_GRADIENT_CHUNK).min(n);
-        let xc = x.slice(s![range.clone(), .., .., ..]);
-        let piece = chain_members(d_members, |m, dz| {
-            let (_, cache) = members[m].forward(xc, None);
-            members[m]
-                .backward(dz.slice(s![range.clone(), ..]), &cache, None, true)
-                .expect("input gradient requested")
-        });
-        grad.slice_mut(s![range, .., .., ..]).assign(&piece);
-    }
-    grad
+    chain_in_chunks(x, d_members, |m, xc, dz| {
+        let (_, cache) = members[m].forward(xc, None);
+        members[m]
+            .backward(dz, &cache, None, true)
+            .expect("input gradient requested")
+    })
 }
 
 /// Every member's `(N, 10)` in member order, flat.
@@ -196,7 +190,7 @@ pub fn trace_committee<T: Scalar>(members: &[LeNet<T>], x: ArrayView4<T>, label:
     assert!(!members.is_empty(), "a committee needs at least one member");
     assert_eq!(
         x.dim(),
-        (1, 1, 28, 28),
+        (1, 1, IMAGE_SIDE, IMAGE_SIDE),
         "a trace is of one 28x28 image, (1,1,28,28)"
     );
     let mut t = trace::empty(label);
@@ -328,7 +322,7 @@ mod tests {
         let members: Vec<LeNet<f64>> = (1..=2)
             .map(|seed| LeNet::xavier(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed)))
             .collect();
-        let x = random_array::<f64, Ix4>((1, 1, 28, 28), 41).mapv(|v| v.abs());
+        let x = random_array::<f64, Ix4>((1, 1, IMAGE_SIDE, IMAGE_SIDE), 41).mapv(|v| v.abs());
         let t = trace_committee(&members, x.view(), 6);
         let names: Vec<&str> = t.tensors.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, committee_tensor_names(2));

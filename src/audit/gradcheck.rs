@@ -637,6 +637,7 @@ pub fn format_report(report: &GradcheckReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::IMAGE_SIDE;
 
     #[test]
     fn compare_hand_worked() {
@@ -693,7 +694,8 @@ mod tests {
     fn batched_probes_change_no_bit() {
         use crate::testutil::random_array;
         let net = LeNet::<f64>::xavier(&mut ChaCha8Rng::seed_from_u64(1));
-        let mut x = random_array::<f64, ndarray::Ix4>((1, 1, 28, 28), 9).mapv(f64::abs);
+        let mut x =
+            random_array::<f64, ndarray::Ix4>((1, 1, IMAGE_SIDE, IMAGE_SIDE), 9).mapv(f64::abs);
         x.slice_mut(s![.., .., ..6, ..]).fill(0.0);
         let g = random_array::<f64, ndarray::Ix2>((1, 10), 10);
         let few = probe_in_batches(&NoFront, &[&net], x.view(), &[g.view()], 3);

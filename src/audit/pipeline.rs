@@ -61,6 +61,7 @@ use crate::audit::gradcheck::{
     self, compare, numeric_input_gradient_through, tile, Front, GradcheckReport,
 };
 use crate::audit::trace::{self, Trace};
+use crate::data::IMAGE_SIDE;
 use crate::defences::lowpass::LowPassFilter;
 use crate::kernels::scalar::Scalar;
 use crate::layers::softmax_xent;
@@ -385,7 +386,7 @@ pub fn trace_pipeline<T: Scalar>(
 ) -> Trace<T> {
     assert_eq!(
         x.dim(),
-        (1, 1, 28, 28),
+        (1, 1, IMAGE_SIDE, IMAGE_SIDE),
         "a trace is of one 28x28 image, (1,1,28,28)"
     );
     let at = StagesAt::<T>::at(stages, x);
@@ -419,7 +420,7 @@ mod tests {
 
     fn digit_like() -> Array4<f64> {
         // Pixels in [0, 1] with a blank border, as a digit's.
-        let mut x = random_array::<f64, Ix4>((2, 1, 28, 28), 51).mapv(|v| v.abs());
+        let mut x = random_array::<f64, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 51).mapv(|v| v.abs());
         x.slice_mut(ndarray::s![.., .., ..4, ..]).fill(0.0);
         x
     }

@@ -11,12 +11,14 @@
 //!
 //! Dimension legend: one image (`N = 1`); `C` channels, `H, W` height and width, NCHW.
 
+use crate::data::IMAGE_SIDE;
 use crate::kernels::scalar::Scalar;
 use crate::layers::conv;
 use crate::layers::dense;
 use crate::layers::maxpool::{self, MaxPoolCache};
 use crate::layers::relu;
 use crate::layers::softmax_xent;
+use crate::models::file::with_sorted_metadata;
 use crate::models::lenet::LeNet;
 use ndarray::{Array2, Array4, ArrayD, ArrayView2, ArrayView4};
 use std::collections::BTreeMap;
@@ -214,33 +216,6 @@ impl<T: Scalar> Trace<T> {
     }
 }
 
-/// Splices `metadata` (sorted keys) into safetensors bytes written without any, re-padding the
-/// header to a multiple of 8 bytes. The `safetensors` crate writes metadata from a `HashMap`,
-/// whose order varies between runs; `models::file::encode` does the same for f32 model files.
-fn with_sorted_metadata(plain: &[u8], metadata: &BTreeMap<String, String>) -> Vec<u8> {
-    let header_len = u64::from_le_bytes(plain[..8].try_into().expect("8 bytes")) as usize;
-    let header = std::str::from_utf8(&plain[8..8 + header_len])
-        .expect("JSON header")
-        .trim_end();
-    let rest = header.strip_prefix('{').expect("header is a JSON object");
-    let mut new_header = format!(
-        "{{\"__metadata__\":{}",
-        serde_json::to_string(metadata).expect("strings serialize")
-    );
-    if rest != "}" {
-        new_header.push(',');
-    }
-    new_header.push_str(rest);
-    while new_header.len() % 8 != 0 {
-        new_header.push(' ');
-    }
-    let mut out = Vec::with_capacity(8 + new_header.len() + plain.len() - 8 - header_len);
-    out.extend((new_header.len() as u64).to_le_bytes());
-    out.extend(new_header.as_bytes());
-    out.extend(&plain[8 + header_len..]);
-    out
-}
-
 /// What [`trace_forward`] keeps for [`trace_backward`]: the layers' caches of one image.
 pub(crate) struct ForwardCaches<T> {
     conv1: conv::ConvCache<T>,
@@ -407,7 +382,7 @@ pub(crate) fn trace_into<T: Scalar>(
 ) -> Array4<T> {
     assert_eq!(
         x.dim(),
-        (1, 1, 28, 28),
+        (1, 1, IMAGE_SIDE, IMAGE_SIDE),
         "a trace is of one 28x28 image, (1,1,28,28)"
     );
     t.push("forward.input", x.to_owned().into_dyn());
@@ -509,7 +484,8 @@ mod tests {
     #[test]
     fn names_follow_the_scheme_and_backward_shapes_match_forward() {
         let net = small_net();
-        let x = random_array::<f64, ndarray::Ix4>((1, 1, 28, 28), 3).mapv(|v| v.abs());
+        let x =
+            random_array::<f64, ndarray::Ix4>((1, 1, IMAGE_SIDE, IMAGE_SIDE), 3).mapv(|v| v.abs());
         let t = trace(&net, x.view(), 4);
         let names: Vec<&str> = t.tensors.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, tensor_names());

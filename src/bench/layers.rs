@@ -5,6 +5,7 @@
 
 use super::measure::{measure, random_input, Measurement, Work, F32};
 use super::shapes::lenet_gemm_shapes;
+use crate::data::{IMAGE_SIDE, PIXELS};
 use crate::kernels::parallel::IMAGES_PER_SUM;
 use crate::layers::{conv, dense, maxpool, relu, softmax_xent};
 use crate::models::lenet::LeNet;
@@ -23,7 +24,7 @@ pub fn layer_measurements(
     let net = LeNet::<f32>::xavier(&mut stream(0, Purpose::Init, 0));
     let b = batch;
     let labels: Vec<u8> = (0..b).map(|i| (i % 10) as u8).collect();
-    let x1 = random_input((b, 1, 28, 28), 1).mapv(|v| 0.5 * (v + 1.0));
+    let x1 = random_input((b, 1, IMAGE_SIDE, IMAGE_SIDE), 1).mapv(|v| 0.5 * (v + 1.0));
     let (y1, cache1) = conv::forward(x1.view(), &net.conv1);
     let (p1, pool1) = maxpool::forward(y1.view());
     let (y2, cache2) = conv::forward(p1.view(), &net.conv2);
@@ -58,7 +59,7 @@ pub fn layer_measurements(
         figures.push(figure);
     };
     // Byte counts: every tensor a pass must read or write, once (argmax at 1 byte a value).
-    let (x1s, y1s, p1s) = (size(&[b, 784]), size(&[b, 20, 576]), size(&[b, 20, 144]));
+    let (x1s, y1s, p1s) = (size(&[b, PIXELS]), size(&[b, 20, 576]), size(&[b, 20, 144]));
     let (y2s, p2s) = (size(&[b, 50, 64]), size(&[b, 800]));
     let (w1, w2) = (size(&[20, 25]), size(&[50, 500]));
     let (wf1, wf2) = (size(&[500, 800]), size(&[10, 500]));

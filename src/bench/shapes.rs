@@ -9,6 +9,7 @@
 //! from outside a layer: a test checks it bit for bit against `layers::conv`, and the others'
 //! FLOPs against the documented per-image counts.
 
+use crate::data::IMAGE_SIDE;
 use crate::kernels::parallel::{images_per_product, piece_len, IMAGES_PER_SUM};
 use crate::models::lenet::LeNet;
 
@@ -53,7 +54,7 @@ pub fn lenet_gemm_shapes(batch: usize) -> Vec<GemmShape> {
         })
     };
     // Convolutions: W (O, C*K*K) x cols (C*K*K, G*P), for P output positions per image.
-    for (name, p, side) in [("conv1", &net.conv1, 28), ("conv2", &net.conv2, 12)] {
+    for (name, p, side) in [("conv1", &net.conv1, IMAGE_SIDE), ("conv2", &net.conv2, 12)] {
         let (o, c, k, _) = p.weight.dim();
         let positions = (side - k + 1) * (side - k + 1);
         let ckk = c * k * k;

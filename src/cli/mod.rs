@@ -123,24 +123,8 @@ pub fn warn_if_logits_overflow(
 
 #[cfg(test)]
 mod tests {
+    use advmnist::limits::is_whole_number;
     use clap::CommandFactory;
-
-    /// Whether a flag's values are whole numbers (by the type its value parser gives).
-    fn is_whole_number(arg: &clap::Arg) -> bool {
-        use std::any::TypeId;
-        let parsed = arg.get_value_parser().type_id();
-        [
-            TypeId::of::<u8>(),
-            TypeId::of::<u16>(),
-            TypeId::of::<u32>(),
-            TypeId::of::<u64>(),
-            TypeId::of::<usize>(),
-            TypeId::of::<i32>(),
-            TypeId::of::<i64>(),
-        ]
-        .iter()
-        .any(|t| parsed == *t)
-    }
 
     /// The command line as `main` parses it.
     fn root() -> clap::Command {

@@ -26,6 +26,8 @@ use crate::hashing::sha256_hex;
 
 /// Side of an MNIST image in pixels; LeNet's first convolution is built for it.
 pub const IMAGE_SIDE: usize = 28;
+/// Pixels of one MNIST image, row by row.
+pub const PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
 /// Digits 0 to 9.
 pub const CLASSES: usize = 10;
 /// Name of the optional checksum list in a data folder.

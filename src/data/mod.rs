@@ -12,7 +12,7 @@ use std::path::PathBuf;
 pub use idx::{pixel_to_unit, read_idx_images, read_idx_labels, IdxImages, IdxLabels};
 pub use mnist::{
     default_data_dir, load_mnist, load_split, load_split_with_hashes, Dataset, Mnist, Split,
-    SplitHashes, CHECKSUM_FILE, CLASSES, DATA_DIR_ENV, IMAGE_SIDE,
+    SplitHashes, CHECKSUM_FILE, CLASSES, DATA_DIR_ENV, IMAGE_SIDE, PIXELS,
 };
 
 /// Everything that can go wrong while reading the data. Every message starts with the path of the

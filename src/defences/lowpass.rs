@@ -363,6 +363,7 @@ fn image_key(x: ndarray::ArrayView3<f32>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::{IMAGE_SIDE, PIXELS};
     use crate::testutil::random_array;
     use ndarray::{array, Ix4};
 
@@ -394,7 +395,7 @@ mod tests {
 
     #[test]
     fn separable_blur_matches_the_naive_loop() {
-        let x = random_array::<f32, Ix4>((3, 1, 28, 28), 1).mapv(|v| v.abs());
+        let x = random_array::<f32, Ix4>((3, 1, IMAGE_SIDE, IMAGE_SIDE), 1).mapv(|v| v.abs());
         for size in [3, 5, 7] {
             let f = LowPassFilter::study(size, 0.0, 1).unwrap();
             let fast = f.blur(x.view());
@@ -415,7 +416,7 @@ mod tests {
     fn hand_worked_corner_with_zero_padding() {
         // A single 1 at the corner (0,0) of a 28x28 image, size 3: y[0,0] = centre weight,
         // y[0,1] = y[1,0] = edge weight, y[1,1] = corner weight; the padding adds nothing.
-        let mut x = Array4::<f32>::zeros((1, 1, 28, 28));
+        let mut x = Array4::<f32>::zeros((1, 1, IMAGE_SIDE, IMAGE_SIDE));
         x[[0, 0, 0, 0]] = 1.0;
         let f = LowPassFilter::study(3, 0.0, 1).unwrap();
         let y = f.blur(x.view());
@@ -433,14 +434,14 @@ mod tests {
         // vjp with a step of 1e-2 on pixels away from the clipping kinks (|x + noise - 0 or 1|
         // > 1e-2); on linear pieces a central difference is exact up to rounding (~1e-6 here).
         let f = LowPassFilter::study(5, 0.2, 3).unwrap();
-        let x = random_array::<f32, Ix4>((2, 1, 28, 28), 4).mapv(|v| 0.5 + 0.4 * v);
-        let g = random_array::<f32, Ix4>((2, 1, 28, 28), 5);
+        let x = random_array::<f32, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 4).mapv(|v| 0.5 + 0.4 * v);
+        let g = random_array::<f32, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 5);
         let draw = 1;
         let analytic = f.vjp(x.view(), draw, g.view());
         let (noisy, _) = f.inject(x.view(), draw);
         let h = 1e-2f32;
         let mut checked = 0;
-        for i in (0..2 * 784).step_by(7) {
+        for i in (0..2 * PIXELS).step_by(7) {
             let v = noisy.as_slice().unwrap()[i];
             if !(v > h && v < 1.0 - h) && v != 0.0 && v != 1.0 {
                 continue;
@@ -472,8 +473,9 @@ mod tests {
         // The points -3 + 6 i / (S - 1) are exact binary fractions mirrored about 0 for S = 3,
         // 5, 7, so k reversed is k bit for bit, and the backward (the blur with the flipped
         // kernel) is the blur itself, as before the flip was written out.
-        let x = random_array::<f32, Ix4>((2, 1, 28, 28), 11).mapv(|v| 0.5 + 0.5 * v);
-        let g = random_array::<f32, Ix4>((2, 1, 28, 28), 12);
+        let x =
+            random_array::<f32, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 11).mapv(|v| 0.5 + 0.5 * v);
+        let g = random_array::<f32, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 12);
         for size in [3, 5, 7] {
             let f = LowPassFilter::study(size, 0.2, 4).unwrap();
             let k: Vec<u32> = f.kernel_1d().iter().map(|v| v.to_bits()).collect();
@@ -495,8 +497,8 @@ mod tests {
     fn blur_transpose_is_the_adjoint_for_an_asymmetric_kernel() {
         let f = LowPassFilter::custom(ndarray::arr1(&[0.6, 0.3, 0.1]), 0.0, 1).unwrap();
         assert_eq!(f.describe(), "lowpass:custom");
-        let x = random_array::<f64, Ix4>((2, 1, 28, 28), 13);
-        let y = random_array::<f64, Ix4>((2, 1, 28, 28), 14);
+        let x = random_array::<f64, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 13);
+        let y = random_array::<f64, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 14);
         let left = (&f.blur(x.view()) * &y).sum();
         let right = (&x * &f.blur_transpose(y.view())).sum();
         assert!(
@@ -525,7 +527,8 @@ mod tests {
     #[test]
     fn the_f64_path_is_the_f32_filter_widened() {
         let f = LowPassFilter::study(5, 0.3, 8).unwrap();
-        let x = random_array::<f32, Ix4>((2, 1, 28, 28), 15).mapv(|v| 0.5 + 0.5 * v);
+        let x =
+            random_array::<f32, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 15).mapv(|v| 0.5 + 0.5 * v);
         let z = f.noise_draw(x.view(), 2).unwrap();
         let (noisy32, mask32) = f.inject_with(x.view(), z.view());
         assert_eq!(noisy32, f.inject(x.view(), 2).0);
@@ -548,7 +551,7 @@ mod tests {
     #[test]
     fn noise_is_keyed_by_content_and_draw() {
         let f = LowPassFilter::study(3, 0.3, 7).unwrap();
-        let x = random_array::<f32, Ix4>((4, 1, 28, 28), 2).mapv(|v| v.abs());
+        let x = random_array::<f32, Ix4>((4, 1, IMAGE_SIDE, IMAGE_SIDE), 2).mapv(|v| v.abs());
         let all = f.apply(x.view(), 0);
         let part = f.apply(x.slice(ndarray::s![2..3, .., .., ..]), 0);
         assert_eq!(part, all.slice(ndarray::s![2..3, .., .., ..]));

@@ -6,14 +6,13 @@
 
 use crate::attacks::distortion::distortion_per_pixel;
 use crate::attacks::{InvalidPerturbation, Noise, Perturbation};
+use crate::data::IMAGE_SIDE;
 use crate::layers::softmax_xent::softmax;
 use crate::models::gradient::sign;
 use crate::models::lenet::argmax_rows;
 use crate::models::Classifier;
 use ndarray::{Array4, ArrayView4};
 use std::path::PathBuf;
-
-const SIDE: usize = 28; // MNIST images are 28x28
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShowConfig {
@@ -112,7 +111,7 @@ pub fn check_inputs(
         });
     }
     let (n, c, h, w) = images.dim();
-    if n == 0 || (c, h, w) != (1, SIDE, SIDE) || labels.len() != n {
+    if n == 0 || (c, h, w) != (1, IMAGE_SIDE, IMAGE_SIDE) || labels.len() != n {
         return Err(ShowError::BadImages {
             reason: format!(
                 "images have shape {:?} and there are {} labels; expected (N, 1, 28, 28) with N > 0 and one label per image",
@@ -210,7 +209,7 @@ pub fn reconstructed_digits(
 ) -> Result<ReconstructedDigits, ShowError> {
     use crate::rng::{stream, Purpose};
     let (n, c, h, w) = images.dim();
-    if n == 0 || (c, h, w) != (1, SIDE, SIDE) || labels.len() != n {
+    if n == 0 || (c, h, w) != (1, IMAGE_SIDE, IMAGE_SIDE) || labels.len() != n {
         return Err(ShowError::BadImages {
             reason: format!(
                 "images have shape {:?}; expected (N, 1, 28, 28)",

@@ -22,12 +22,13 @@
 //! it is slower than the GEMM, which is why the wider paths are chosen at run time (timings in
 //! docs/performance.md, "What was done").
 
+use crate::data::IMAGE_SIDE;
 use crate::kernels::scalar::Scalar;
 use std::mem::MaybeUninit;
 
 /// Kernel size, input width and output width of the shape this kernel handles.
 pub const K: usize = 5;
-pub const WIDTH: usize = 28;
+pub const WIDTH: usize = IMAGE_SIDE;
 pub const OUT_WIDTH: usize = WIDTH - K + 1;
 /// Output channels and output rows computed together (8 rows of 24 sums) on the baseline and
 /// AVX-512 paths (the AVX2 path takes smaller blocks: [`conv_image_avx2`]); [`applies`] asks
@@ -217,7 +218,7 @@ mod tests {
     /// itself where the CPU has AVX2, give the same bits as the baseline path.
     #[test]
     fn direct_paths_agree_bit_for_bit() {
-        let x = random_array::<f32, Ix4>((3, 1, 28, 28), 11);
+        let x = random_array::<f32, Ix4>((3, 1, IMAGE_SIDE, IMAGE_SIDE), 11);
         let w = random_array::<f32, Ix4>((20, 1, 5, 5), 12);
         let b = random_array::<f32, Ix1>(20, 13);
         assert_eq!(
@@ -241,7 +242,7 @@ mod tests {
 
     #[test]
     fn writes_every_output() {
-        let x = random_array::<f32, Ix4>((2, 1, 28, 28), 14);
+        let x = random_array::<f32, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 14);
         let w = random_array::<f32, Ix4>((20, 1, 5, 5), 15);
         let b = random_array::<f32, Ix1>(20, 16);
         let y = run(&x, &w, &b, conv_image);

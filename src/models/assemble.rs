@@ -127,6 +127,7 @@ pub fn with_preprocessing<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::IMAGE_SIDE;
     use crate::rng::{stream, Purpose};
     use ndarray::Array4;
 
@@ -176,7 +177,7 @@ mod tests {
             )
         );
         // The pipeline predicts what its classifier predicts on the blurred images.
-        let x = Array4::<f32>::from_elem((2, 1, 28, 28), 0.5);
+        let x = Array4::<f32>::from_elem((2, 1, IMAGE_SIDE, IMAGE_SIDE), 0.5);
         let blurred_x = blurred.stages[0].apply(x.view(), 0);
         assert_eq!(
             defended[0].1.predict(x.view()),

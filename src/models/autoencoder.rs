@@ -17,6 +17,7 @@
 //! Parallelism: each dense layer cuts its own products into pieces (`layers::dense`); inference
 //! of a large batch runs fixed chunks side by side. No piece depends on the thread count.
 
+use crate::data::{IMAGE_SIDE, PIXELS};
 use crate::kernels::parallel::serial;
 use crate::kernels::scalar::Scalar;
 use crate::kernels::transpose::transpose;
@@ -32,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 /// Units per layer, input to output.
-pub const LAYER_SIZES: [usize; 9] = [784, 1000, 500, 250, 30, 250, 500, 1000, 784];
+pub const LAYER_SIZES: [usize; 9] = [PIXELS, 1000, 500, 250, 30, 250, 500, 1000, PIXELS];
 /// Caffe's layer names, input to output.
 pub const LAYER_NAMES: [&str; 8] = [
     "encode1", "encode2", "encode3", "encode4", "decode4", "decode3", "decode2", "decode1",
@@ -233,7 +234,7 @@ impl<T: Scalar> Autoencoder<T> {
             self.reconstruct_rows(flat, None)
         } else {
             let wt = self.transposed_weights();
-            let mut out = Array2::zeros((n, 784));
+            let mut out = Array2::zeros((n, PIXELS));
             out.axis_chunks_iter_mut(Axis(0), INFERENCE_CHUNK)
                 .into_par_iter()
                 .zip(
@@ -245,7 +246,7 @@ impl<T: Scalar> Autoencoder<T> {
                 });
             out
         };
-        out.into_shape_with_order((n, 1, 28, 28))
+        out.into_shape_with_order((n, 1, IMAGE_SIDE, IMAGE_SIDE))
             .expect("784 pixels")
     }
 
@@ -358,7 +359,7 @@ impl<T: Scalar> Autoencoder<T> {
         let output = sigmoid::infer(z.view());
         let images = output
             .clone()
-            .into_shape_with_order((n, 1, 28, 28))
+            .into_shape_with_order((n, 1, IMAGE_SIDE, IMAGE_SIDE))
             .expect("784 pixels");
         (images, KeptReconstruction { cache, output })
     }
@@ -378,7 +379,7 @@ impl<T: Scalar> Autoencoder<T> {
         let dx = self
             .backward(d_z.view(), &kept.cache, None, true)
             .expect("input gradient requested");
-        dx.into_shape_with_order((n, 1, 28, 28))
+        dx.into_shape_with_order((n, 1, IMAGE_SIDE, IMAGE_SIDE))
             .expect("784 pixels")
     }
 }
@@ -395,7 +396,7 @@ fn flatten<T: Scalar>(x: ArrayView4<T>) -> Array2<T> {
     let n = x.dim().0;
     x.as_standard_layout()
         .into_owned()
-        .into_shape_with_order((n, 784))
+        .into_shape_with_order((n, PIXELS))
         .expect("28x28 images")
 }
 
@@ -471,8 +472,8 @@ mod tests {
     #[test]
     fn input_gradient_matches_finite_differences() {
         let net = small_net();
-        let x = random_array::<f64, Ix4>((1, 1, 28, 28), 3).mapv(|v| 0.5 + 0.5 * v);
-        let g = random_array::<f64, Ix4>((1, 1, 28, 28), 5);
+        let x = random_array::<f64, Ix4>((1, 1, IMAGE_SIDE, IMAGE_SIDE), 3).mapv(|v| 0.5 + 0.5 * v);
+        let g = random_array::<f64, Ix4>((1, 1, IMAGE_SIDE, IMAGE_SIDE), 5);
         let analytic = net.reconstruction_vjp(x.view(), g.view());
         let numeric = numeric_gradient(&x, &g, |x| net.reconstruct(x.view()));
         assert_gradient_matches("d<g, reconstruction>/dx", &analytic.into_dyn(), &numeric);
@@ -481,7 +482,7 @@ mod tests {
     #[test]
     fn parameter_gradients_match_finite_differences_for_a_fixed_mask() {
         let net = small_net();
-        let x = random_array::<f64, Ix4>((3, 1, 28, 28), 6).mapv(|v| 0.5 + 0.5 * v);
+        let x = random_array::<f64, Ix4>((3, 1, IMAGE_SIDE, IMAGE_SIDE), 6).mapv(|v| 0.5 + 0.5 * v);
         let rngs = || {
             (0..3)
                 .map(|i| stream(9, Purpose::Dropout, i))
@@ -543,12 +544,12 @@ mod tests {
         let net = Autoencoder::<f32>::caffe_sparse_gaussian(&mut stream(2, Purpose::Init, 0));
         // 530 images: two whole chunks and a short one through the transposed weights; the
         // first 7 alone through the layers' pieces.
-        let x = random_array::<f32, Ix4>((530, 1, 28, 28), 8).mapv(|v| v.abs());
+        let x = random_array::<f32, Ix4>((530, 1, IMAGE_SIDE, IMAGE_SIDE), 8).mapv(|v| v.abs());
         let whole = net.reconstruct(x.view());
-        let flat = x.clone().into_shape_with_order((530, 784)).unwrap();
+        let flat = x.clone().into_shape_with_order((530, PIXELS)).unwrap();
         let (z, _) = net.forward(flat.view(), None);
         let one = sigmoid::infer(z.view())
-            .into_shape_with_order((530, 1, 28, 28))
+            .into_shape_with_order((530, 1, IMAGE_SIDE, IMAGE_SIDE))
             .unwrap();
         assert_eq!(whole, one);
         let few = net.reconstruct(x.slice(ndarray::s![..7, .., .., ..]));

@@ -92,18 +92,30 @@ impl Committee<'_> {
     /// Members are added in order, the first one without adding it to zeros (`0 + -0 = +0`
     /// would change a bit of a committee of one).
     fn chain(&self, x: ArrayView4<f32>, d_members: &[Array2<f32>]) -> Array4<f32> {
-        let n = x.dim().0;
-        let mut grad = Array4::zeros(x.raw_dim());
-        for start in (0..n).step_by(INPUT_GRADIENT_CHUNK) {
-            let range = start..(start + INPUT_GRADIENT_CHUNK).min(n);
-            let xc = x.slice(s![range.clone(), .., .., ..]);
-            let piece = chain_members(d_members, |m, dz| {
-                self.members[m].logits_vjp(xc, dz.slice(s![range.clone(), ..]))
-            });
-            grad.slice_mut(s![range, .., .., ..]).assign(&piece);
-        }
-        grad
+        chain_in_chunks(x, d_members, |m, xc, dz| self.members[m].logits_vjp(xc, dz))
     }
+}
+
+/// `sum_m J_m^T dz_m` of images `x` in chunks of [`INPUT_GRADIENT_CHUNK`] images, each chunk's
+/// members added by [`chain_members`]: `vjp(m, x_chunk, dz_chunk)` is member `m`'s
+/// vector-Jacobian product on one chunk with its rows of `d_members[m]`. The committee's input
+/// gradient and the audit's f64 check of it chain through here, so their chunks are the same.
+pub fn chain_in_chunks<T: Scalar>(
+    x: ArrayView4<T>,
+    d_members: &[Array2<T>],
+    mut vjp: impl FnMut(usize, ArrayView4<T>, ArrayView2<T>) -> Array4<T>,
+) -> Array4<T> {
+    let n = x.dim().0;
+    let mut grad = Array4::zeros(x.raw_dim());
+    for start in (0..n).step_by(INPUT_GRADIENT_CHUNK) {
+        let range = start..(start + INPUT_GRADIENT_CHUNK).min(n);
+        let xc = x.slice(s![range.clone(), .., .., ..]);
+        let piece = chain_members(d_members, |m, dz| {
+            vjp(m, xc, dz.slice(s![range.clone(), ..]))
+        });
+        grad.slice_mut(s![range, .., .., ..]).assign(&piece);
+    }
+    grad
 }
 
 /// `sum_m vjp(m, dz_m)`, members in order, the first one as is.

@@ -218,13 +218,23 @@ pub fn encode(tensors: &[(String, ArrayD<f32>)], metadata: &BTreeMap<String, Str
         })
         .collect();
     let plain = safetensors::tensor::serialize(views, None).expect("f32 tensors serialize");
-    let header_len = u64::from_le_bytes(plain[..8].try_into().unwrap()) as usize;
+    with_sorted_metadata(&plain, metadata)
+}
+
+/// Splices `metadata` (sorted keys) into safetensors bytes written without any, re-padding the
+/// header to a multiple of 8 bytes. The `safetensors` crate writes metadata from a `HashMap`,
+/// whose order varies between runs; model files ([`encode`]) and traces (`audit::trace`) both
+/// write theirs through here.
+pub fn with_sorted_metadata(plain: &[u8], metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    let header_len = u64::from_le_bytes(plain[..8].try_into().expect("8 bytes")) as usize;
     let header = std::str::from_utf8(&plain[8..8 + header_len])
         .expect("JSON header")
         .trim_end();
     let rest = header.strip_prefix('{').expect("header is a JSON object");
-    let meta_json = serde_json::to_string(metadata).expect("strings serialize");
-    let mut new_header = format!("{{\"__metadata__\":{meta_json}");
+    let mut new_header = format!(
+        "{{\"__metadata__\":{}",
+        serde_json::to_string(metadata).expect("strings serialize")
+    );
     if rest != "}" {
         new_header.push(',');
     }

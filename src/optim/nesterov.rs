@@ -105,6 +105,7 @@ impl<T: Scalar> TensorUpdate<T> for Nesterov {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::IMAGE_SIDE;
     use crate::models::{Autoencoder, LeNet};
     use crate::rng::{stream, Purpose};
     use crate::testutil::random_array;
@@ -148,7 +149,8 @@ mod tests {
         let mut va = Autoencoder::<f32>::zeros();
         let (mut b, mut vb) = (a.clone(), va.clone());
         for step in 0..3u64 {
-            let x = random_array::<f32, Ix4>((37, 1, 28, 28), 20 + step).mapv(|v| v.abs());
+            let x = random_array::<f32, Ix4>((37, 1, IMAGE_SIDE, IMAGE_SIDE), 20 + step)
+                .mapv(|v| v.abs());
             let rngs = |s: u64| -> Vec<ChaCha8Rng> {
                 (0..37).map(|i| stream(s, Purpose::Dropout, i)).collect()
             };

@@ -29,6 +29,7 @@
 //! row per digit, one column per stage (clean, corrupted, rebuilt).
 
 use crate::attacks::Noise;
+use crate::data::IMAGE_SIDE;
 use crate::experiments::perturbed_digits::{PerturbedDigits, ReconstructedDigits, ShowError};
 use crate::io_safety::{write_atomic, WriteError};
 use crate::report::plot::register_fonts;
@@ -42,8 +43,7 @@ use std::path::Path;
 
 /// Each digit is drawn `SCALE` times its size, by nearest neighbour.
 pub const SCALE: u32 = 4;
-const SIDE: usize = 28; // MNIST images are 28x28
-const CELL: i32 = SIDE as i32 * SCALE as i32; // side of one image cell in pixels
+const CELL: i32 = IMAGE_SIDE as i32 * SCALE as i32; // side of one image cell in pixels
 const MARGIN: i32 = 16; // around the whole figure
 const LABEL_WIDTH: i32 = 56; // the true-label column
 const GAP: i32 = 10; // between image columns

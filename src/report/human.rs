@@ -11,6 +11,7 @@
 //! 205", never shows the true label, keeps every answer in local storage (keyed by the study's
 //! id, so a reload resumes at the next image), and at the end offers the results as a JSON file.
 
+use crate::data::{IMAGE_SIDE, PIXELS};
 use crate::experiments::human_study::{
     ConditionScores, GroupScores, HumanAnalysis, NoiseKind, Study, IMAGES_PER_SUBJECT,
     RESULTS_FORMAT,
@@ -25,10 +26,15 @@ use std::path::Path;
 /// A 28 x 28 grey image as PNG bytes. Deterministic: the same pixels give the same bytes.
 pub fn png_bytes(pixels: &[u8]) -> Vec<u8> {
     use image::ImageEncoder;
-    assert_eq!(pixels.len(), 28 * 28, "a 28 x 28 image");
+    assert_eq!(pixels.len(), PIXELS, "a 28 x 28 image");
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(pixels, 28, 28, image::ColorType::L8)
+        .write_image(
+            pixels,
+            IMAGE_SIDE as u32,
+            IMAGE_SIDE as u32,
+            image::ColorType::L8,
+        )
         .expect("encoding to memory cannot fail");
     out
 }
@@ -341,7 +347,7 @@ mod tests {
 
     #[test]
     fn png_round_trips_and_is_deterministic() {
-        let pixels: Vec<u8> = (0..784).map(|i| (i * 7 % 256) as u8).collect();
+        let pixels: Vec<u8> = (0..PIXELS).map(|i| (i * 7 % 256) as u8).collect();
         let png = png_bytes(&pixels);
         assert_eq!(png, png_bytes(&pixels));
         let back = image::load_from_memory(&png).unwrap().to_luma8();

@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod dae;
 pub mod driver;
 
+use crate::data::IMAGE_SIDE;
 use crate::data::{Dataset, Mnist};
 use crate::models::file::ModelMeta;
 use crate::models::lenet::{error_pct, DropoutRates, LeNet};
@@ -377,7 +378,7 @@ pub fn run<R: Recipe>(
         Some(path) if state.iteration > 0 && path.exists() => Some((path.clone(), state.iteration)),
         _ => None,
     };
-    let mut x = Array4::<f32>::zeros((batch, 1, 28, 28));
+    let mut x = Array4::<f32>::zeros((batch, 1, IMAGE_SIDE, IMAGE_SIDE));
     let mut labels = vec![0u8; batch];
     while state.iteration < recipe.iterations() {
         let t = state.iteration;

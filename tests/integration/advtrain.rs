@@ -7,6 +7,7 @@
 //! Runs are small (a 512-image training set, stages of a few dozen iterations), so the file
 //! stays well under a minute.
 
+use advmnist::data::IMAGE_SIDE;
 use advmnist::data::{default_data_dir, load_mnist, Dataset, Mnist};
 use advmnist::models::file::{load_model, read_archive};
 use advmnist::models::lenet::{DropoutRates, LeNet};
@@ -139,8 +140,8 @@ fn eq3_hand_worked_clips_the_sign_step_before_the_gradient_step() {
     //  p3 (0.5, 0.5):  g = 0, sign(0) = 0 -> X_R = 0.5; g(X_R) = 0 -> 0.5 (left alone)
     //  p4 (0.2, 3.0):  g = 2.8 > 0 -> X_R = 0.45; g(X_R) = 2.55 -> 0.45 + 1.275 = 1.725 -> clip 1
     //  every other pixel (0, 0): g = 0 -> 0
-    let mut x = Array4::<f32>::zeros((1, 1, 28, 28));
-    let mut b = Array4::<f32>::zeros((1, 1, 28, 28));
+    let mut x = Array4::<f32>::zeros((1, 1, IMAGE_SIDE, IMAGE_SIDE));
+    let mut b = Array4::<f32>::zeros((1, 1, IMAGE_SIDE, IMAGE_SIDE));
     for (i, (xi, bi)) in [(0.0, 0.5), (0.9, 0.95), (0.1, 0.0), (0.5, 0.5), (0.2, 3.0)]
         .into_iter()
         .enumerate()

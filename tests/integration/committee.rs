@@ -3,6 +3,7 @@
 //! backward passes) and is the sum of its members' own VJPs; results do not depend on the
 //! thread count; committee files catch every fault by name.
 
+use advmnist::data::IMAGE_SIDE;
 use advmnist::data::{default_data_dir, load_mnist, Dataset};
 use advmnist::models::committee::{
     average_log_probs, chain_members, committee_members, log_probs, member_logit_gradients,
@@ -145,7 +146,8 @@ fn results_do_not_depend_on_the_thread_count() {
 /// Two random images with pixels uniform in [0, 1] (as `tests/integration/lenet.rs`: real digits' blank
 /// backgrounds make pooling ties, kinks no central difference can match).
 fn random_images() -> Array4<f64> {
-    advmnist::testutil::random_array::<f64, Ix4>((2, 1, 28, 28), 21).mapv(|v| 0.5 * (v + 1.0))
+    advmnist::testutil::random_array::<f64, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 21)
+        .mapv(|v| 0.5 * (v + 1.0))
 }
 
 /// The committee loss `sum_n -log pbar_y` of f64 members.

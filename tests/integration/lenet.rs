@@ -12,6 +12,7 @@
 //! grads = torch.autograd.grad(loss, [x] + list(w.values()))
 //! ```
 
+use advmnist::data::IMAGE_SIDE;
 use advmnist::layers::softmax_xent;
 use advmnist::models::lenet::{DropoutRates, LeNet};
 use advmnist::testutil::assert_close;
@@ -172,7 +173,8 @@ fn rngs(n: usize) -> Vec<ChaCha8Rng> {
 /// has a kink (the one-sided derivatives differ), where a central difference averages the two
 /// sides and no analytic gradient can match it. Random pixels make ties have probability zero.
 fn random_images() -> Array4<f64> {
-    advmnist::testutil::random_array::<f64, Ix4>((2, 1, 28, 28), 7).mapv(|v| 0.5 * (v + 1.0))
+    advmnist::testutil::random_array::<f64, Ix4>((2, 1, IMAGE_SIDE, IMAGE_SIDE), 7)
+        .mapv(|v| 0.5 * (v + 1.0))
 }
 
 /// The whole chain from the loss to every pixel, against central differences (f64, see
@@ -238,8 +240,8 @@ fn parameter_gradients_with_dropout_match_finite_differences() {
 fn batch_gradient_is_the_mean_of_single_image_gradients() {
     let f = fixture();
     let net = fixture_net(&f);
-    let x =
-        advmnist::testutil::random_array::<f64, Ix4>((19, 1, 28, 28), 11).mapv(|v| 0.5 * (v + 1.0));
+    let x = advmnist::testutil::random_array::<f64, Ix4>((19, 1, IMAGE_SIDE, IMAGE_SIDE), 11)
+        .mapv(|v| 0.5 * (v + 1.0));
     let y: Vec<u8> = (0..19).map(|i| (i * 7 % 10) as u8).collect();
     let (loss, grads) = net.loss_and_gradients(x.view(), &y, &DropoutRates::NONE, &mut rngs(19));
     let mut mean = LeNet::<f64>::zeros();

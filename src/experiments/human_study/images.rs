@@ -13,6 +13,7 @@ use super::design::{
 };
 use crate::attacks::{InvalidPerturbation, Perturbation};
 use crate::data::Dataset;
+use crate::data::IMAGE_SIDE;
 use crate::models::lenet::LeNet;
 use crate::models::Classifier;
 use ndarray::{s, Array4, Axis};
@@ -49,7 +50,7 @@ pub fn render_subject(
         if positions.is_empty() {
             continue;
         }
-        let mut x = Array4::zeros((positions.len(), 1, 28, 28));
+        let mut x = Array4::zeros((positions.len(), 1, IMAGE_SIDE, IMAGE_SIDE));
         for (row, &k) in positions.iter().enumerate() {
             x.index_axis_mut(Axis(0), row)
                 .assign(&test.images.index_axis(Axis(0), set.trials[k].image));
@@ -89,7 +90,8 @@ pub fn to_batch(images: &[Pixels]) -> Array4<f32> {
         .flatten()
         .map(|&p| crate::data::pixel_to_unit(p))
         .collect();
-    Array4::from_shape_vec((images.len(), 1, 28, 28), flat).expect("28 x 28 pixels each")
+    Array4::from_shape_vec((images.len(), 1, IMAGE_SIDE, IMAGE_SIDE), flat)
+        .expect("28 x 28 pixels each")
 }
 
 /// A study as the page carries it: the design, and each offered subject's images.
@@ -150,8 +152,11 @@ mod tests {
         use crate::attacks::{fgsm, gaussian};
         use crate::rng::{stream, Purpose};
         let net = LeNet::<f32>::xavier(&mut stream(4, Purpose::Init, 0));
-        let images = crate::testutil::random_array::<f32, ndarray::Ix4>((300, 1, 28, 28), 11)
-            .mapv(|v| v.abs().min(1.0));
+        let images = crate::testutil::random_array::<f32, ndarray::Ix4>(
+            (300, 1, IMAGE_SIDE, IMAGE_SIDE),
+            11,
+        )
+        .mapv(|v| v.abs().min(1.0));
         let labels: Vec<u8> = (0..300).map(|i| (i % 10) as u8).collect();
         let test = Dataset { images, labels };
         let design = StudyDesign {

@@ -413,6 +413,7 @@ fn rule_comparison(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::IMAGE_SIDE;
     use crate::models::lenet::DropoutRates;
     use crate::train::TrainConfig;
 
@@ -426,7 +427,8 @@ mod tests {
         net.fc2.weight.mapv_inplace(|w| w * 2000.0);
         // Each image labelled with the model's own prediction: the top class is the label.
         let images =
-            crate::testutil::random_array::<f32, ndarray::Ix4>((64, 1, 28, 28), 5).mapv(f32::abs);
+            crate::testutil::random_array::<f32, ndarray::Ix4>((64, 1, IMAGE_SIDE, IMAGE_SIDE), 5)
+                .mapv(f32::abs);
         let labels = net.predict(images.view());
         let data = crate::data::Dataset { images, labels };
         let got = rule_comparison(

@@ -2,8 +2,8 @@
 //! stage ([`StageRecipe`]: one continuous SGD run, see the parent module), and how a run is
 //! driven ([`AdvOptions`]).
 
-use super::pool::PIXELS;
 use super::AdvError;
+use crate::data::mnist::PIXELS;
 use crate::models::lenet::{DropoutRates, LeNet};
 use crate::train::{Recipe, TrainConfig};
 use ndarray::ArrayView4;

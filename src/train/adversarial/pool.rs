@@ -3,13 +3,11 @@
 
 use super::eq3::fill_adversarial;
 use crate::data::Dataset;
+use crate::data::{IMAGE_SIDE, PIXELS};
 use crate::hashing::Sha256Stream;
 use crate::models::lenet::LeNet;
 use ndarray::{s, Array4, ArrayView4, Axis};
 use serde::{Deserialize, Serialize};
-
-/// Pixels of one MNIST image.
-pub(super) const PIXELS: usize = 28 * 28;
 
 /// One set of adversarial versions of the training set, made by one snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,7 +58,8 @@ impl Pool {
         pixels.extend(train.images.iter());
         Pool {
             data: Dataset {
-                images: Array4::from_shape_vec((n, 1, 28, 28), pixels).expect("n images"),
+                images: Array4::from_shape_vec((n, 1, IMAGE_SIDE, IMAGE_SIDE), pixels)
+                    .expect("n images"),
                 labels: train.labels.clone(),
             },
             composition: PoolComposition {
@@ -81,13 +80,16 @@ impl Pool {
         progress: impl FnMut(usize),
     ) -> AdversarialSet {
         let n = self.composition.natural;
-        let old = std::mem::replace(&mut self.data.images, Array4::zeros((0, 1, 28, 28)));
+        let old = std::mem::replace(
+            &mut self.data.images,
+            Array4::zeros((0, 1, IMAGE_SIDE, IMAGE_SIDE)),
+        );
         let (mut pixels, offset) = old.into_raw_vec_and_offset();
         debug_assert_eq!(offset, Some(0));
         let start = pixels.len() / PIXELS;
         pixels.resize(pixels.len() + n * PIXELS, 0.0);
-        let mut images =
-            Array4::from_shape_vec((start + n, 1, 28, 28), pixels).expect("whole images");
+        let mut images = Array4::from_shape_vec((start + n, 1, IMAGE_SIDE, IMAGE_SIDE), pixels)
+            .expect("whole images");
         let (natural, mut rest) = images.view_mut().split_at(Axis(0), n);
         let labels = &self.data.labels[..n];
         fill_adversarial(
