@@ -48,7 +48,7 @@
 //! gradient, the members' `backward.input` added in member order.
 
 use crate::audit::gradcheck::{
-    self, compare, numeric_input_gradient_through, odds_against, GradcheckReport, NoFront,
+    self, compare, numeric_input_gradient_through, odds_against, GradcheckReport, NoStages,
 };
 use crate::audit::trace::{self, trace_backward, trace_forward, Trace};
 use crate::data::IMAGE_SIDE;
@@ -162,7 +162,7 @@ pub fn gradcheck_committee(
     let analytic = committee_input_gradient(members, x, &d_members);
     let nets: Vec<&LeNet<f64>> = members.iter().collect();
     let views: Vec<_> = d_members.iter().map(|d| d.view()).collect();
-    let (numeric, kinks) = numeric_input_gradient_through(&NoFront, &nets, x, &views);
+    let (numeric, kinks) = numeric_input_gradient_through(&NoStages, &nets, x, &views);
     tensors.push(compare(
         "input",
         analytic.as_slice().expect("contiguous"),

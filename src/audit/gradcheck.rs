@@ -57,7 +57,7 @@
 //! [`crate::audit::committee`] and [`crate::audit::pipeline`] with the same two links, the same
 //! step, tolerance and report, and the same kink rule, through
 //! [`numeric_input_gradient_through`]: several LeNets (a committee's members) behind a common
-//! [`Front`] (preprocessing stages, or [`NoFront`]), `F = sum_m sum_n <g_mn, z_mn>`, and a
+//! [`InputStages`] (preprocessing stages, or [`NoStages`]), `F = sum_m sum_n <g_mn, z_mn>`, and a
 //! coordinate is a kink when any member's piece or the front's own piece (where injected
 //! noise clipped) changes at `+h` or `-h`.
 
@@ -274,16 +274,16 @@ pub fn numeric_logit_gradient(z: ArrayView2<f64>, labels: &[u8]) -> Array2<f64> 
 }
 
 /// What lies between the pixels and the LeNets in a check of the input gradient: nothing
-/// ([`NoFront`]), or a pipeline's preprocessing stages (`audit::pipeline`). Like LeNet, a front
+/// ([`NoStages`]), or a pipeline's preprocessing stages (`audit::pipeline`). Like LeNet, a front
 /// may be piecewise (injected noise that clips): its piece at a point, and its output with
 /// that piece held fixed, let [`numeric_input_gradient_through`] treat its kinks as LeNet's.
-pub trait Front {
+pub trait InputStages {
     /// Which piece the front is on for a batch (`()` for a smooth or linear front).
     type Piece;
     /// The front's output for images `x (N,1,28,28)` (the LeNets' input), and its piece.
     fn apply(&self, x: ArrayView4<f64>) -> (Array4<f64>, Self::Piece);
     /// The output with the piece held fixed at `piece`: equals `apply(x).0` wherever `x` lies
-    /// on `piece`. Only called when [`Front::has_pieces`].
+    /// on `piece`. Only called when [`InputStages::has_pieces`].
     fn apply_on_piece(&self, x: ArrayView4<f64>, piece: &Self::Piece) -> Array4<f64>;
     /// Whether image `n` lies on the same piece in both.
     fn same_for(&self, a: &Self::Piece, b: &Self::Piece, n: usize) -> bool;
@@ -298,9 +298,9 @@ pub trait Front {
 }
 
 /// No front: the LeNets see the pixels.
-pub struct NoFront;
+pub struct NoStages;
 
-impl Front for NoFront {
+impl InputStages for NoStages {
     type Piece = ();
     fn apply(&self, x: ArrayView4<f64>) -> (Array4<f64>, ()) {
         (x.to_owned(), ())
@@ -314,8 +314,8 @@ impl Front for NoFront {
     fn has_pieces(&self) -> bool {
         false
     }
-    fn tiled(&self, _: usize) -> NoFront {
-        NoFront
+    fn tiled(&self, _: usize) -> NoStages {
+        NoStages
     }
     fn tiled_piece(&self, _: &(), _: usize) {}
 }
@@ -330,7 +330,7 @@ pub fn numeric_input_gradient(
     x: ArrayView4<f64>,
     d_logits: ArrayView2<f64>,
 ) -> (Array4<f64>, Array4<bool>) {
-    numeric_input_gradient_through(&NoFront, &[net], x, &[d_logits])
+    numeric_input_gradient_through(&NoStages, &[net], x, &[d_logits])
 }
 
 /// Images per batch of probes: [`numeric_input_gradient_through`] moves one pixel per copy of
@@ -357,7 +357,7 @@ struct AtProbe {
 /// coordinate of image `n` is a kink when, at `+h` or `-h`, the front's piece or any member's
 /// piece differs from the point's; its difference is then taken with the front and every
 /// member on the point's pieces. Several pixels are probed per batch ([`PROBE_IMAGES`]).
-pub fn numeric_input_gradient_through<F: Front>(
+pub fn numeric_input_gradient_through<F: InputStages>(
     front: &F,
     nets: &[&LeNet<f64>],
     x: ArrayView4<f64>,
@@ -368,7 +368,7 @@ pub fn numeric_input_gradient_through<F: Front>(
 }
 
 /// [`numeric_input_gradient_through`] with `copies` pixels probed per batch.
-fn probe_in_batches<F: Front>(
+fn probe_in_batches<F: InputStages>(
     front: &F,
     nets: &[&LeNet<f64>],
     x: ArrayView4<f64>,
@@ -698,7 +698,7 @@ mod tests {
             random_array::<f64, ndarray::Ix4>((1, 1, IMAGE_SIDE, IMAGE_SIDE), 9).mapv(f64::abs);
         x.slice_mut(s![.., .., ..6, ..]).fill(0.0);
         let g = random_array::<f64, ndarray::Ix2>((1, 10), 10);
-        let few = probe_in_batches(&NoFront, &[&net], x.view(), &[g.view()], 3);
+        let few = probe_in_batches(&NoStages, &[&net], x.view(), &[g.view()], 3);
         let many = numeric_input_gradient(&net, x.view(), g.view());
         assert!(
             few.1.iter().any(|&k| k),

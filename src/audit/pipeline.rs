@@ -58,7 +58,7 @@
 //! input gradient of draw 0).
 
 use crate::audit::gradcheck::{
-    self, compare, numeric_input_gradient_through, tile, Front, GradcheckReport,
+    self, compare, numeric_input_gradient_through, tile, InputStages, GradcheckReport,
 };
 use crate::audit::trace::{self, Trace};
 use crate::data::IMAGE_SIDE;
@@ -242,7 +242,7 @@ impl StagesAt<f64> {
     }
 }
 
-impl Front for StagesAt<f64> {
+impl InputStages for StagesAt<f64> {
     /// One entry per stage: a noisy filter's clipping, `None` for the others.
     type Piece = Vec<Option<NoisyPiece>>;
 
@@ -432,10 +432,10 @@ mod tests {
         let stages = vec![Stage::LowPass(LowPassFilter::study(5, 0.3, 2).unwrap())];
         let x = digit_like();
         let at = StagesAt::<f64>::at(&stages, x.view());
-        let (out, piece) = Front::apply(&at, x.view());
+        let (out, piece) = InputStages::apply(&at, x.view());
         assert_eq!(at.apply_on_piece(x.view(), &piece), out);
         let moved = &x + 1e-3;
-        let (again, _) = Front::apply(&at, moved.view());
+        let (again, _) = InputStages::apply(&at, moved.view());
         // The f32 filter draws new noise for moved pixels; the held stages do not.
         let fresh = StagesAt::<f64>::at(&stages, moved.view())
             .forward(moved.view())

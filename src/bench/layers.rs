@@ -3,13 +3,14 @@
 //! with the work it must do: the FLOPs of its products ([`super::shapes`]) or, for passes that
 //! only move data, the bytes of every tensor it reads or writes.
 
-use super::measure::{measure, random_input, Measurement, Work, F32};
+use super::measure::{measure, Measurement, Work, F32};
 use super::shapes::lenet_gemm_shapes;
 use crate::data::{IMAGE_SIDE, PIXELS};
 use crate::kernels::parallel::IMAGES_PER_SUM;
 use crate::layers::{conv, dense, maxpool, relu, softmax_xent};
 use crate::models::lenet::LeNet;
 use crate::optim::sgd::SgdMomentum;
+use crate::rng::random_array;
 use crate::rng::{stream, Purpose};
 use ndarray::Axis;
 use rayon::prelude::*;
@@ -24,19 +25,28 @@ pub fn layer_measurements(
     let net = LeNet::<f32>::xavier(&mut stream(0, Purpose::Init, 0));
     let b = batch;
     let labels: Vec<u8> = (0..b).map(|i| (i % 10) as u8).collect();
-    let x1 = random_input((b, 1, IMAGE_SIDE, IMAGE_SIDE), 1).mapv(|v| 0.5 * (v + 1.0));
+    let x1 = random_array::<f32, _>((b, 1, IMAGE_SIDE, IMAGE_SIDE), 1).mapv(|v| 0.5 * (v + 1.0));
     let (y1, cache1) = conv::forward(x1.view(), &net.conv1);
     let (p1, pool1) = maxpool::forward(y1.view());
     let (y2, cache2) = conv::forward(p1.view(), &net.conv2);
     let (p2, pool2) = maxpool::forward(y2.view());
-    let f1 = random_input((b, 800), 4);
+    let f1 = random_array::<f32, _>((b, 800), 4);
     let (h1, dense1) = dense::forward(f1.view(), &net.fc1);
     let (r1, relu1) = relu::forward(h1.view());
     let (z, dense2) = dense::forward(r1.view(), &net.fc2);
     let (_, loss) = softmax_xent::forward(z.view(), &labels);
-    let (dy1, dp1) = (random_input(y1.dim(), 2), random_input(p1.dim(), 3));
-    let (dy2, dp2) = (random_input(y2.dim(), 5), random_input(p2.dim(), 6));
-    let (dh, dz) = (random_input(h1.dim(), 7), random_input(z.dim(), 8));
+    let (dy1, dp1) = (
+        random_array::<f32, _>(y1.dim(), 2),
+        random_array::<f32, _>(p1.dim(), 3),
+    );
+    let (dy2, dp2) = (
+        random_array::<f32, _>(y2.dim(), 5),
+        random_array::<f32, _>(p2.dim(), 6),
+    );
+    let (dh, dz) = (
+        random_array::<f32, _>(h1.dim(), 7),
+        random_array::<f32, _>(z.dim(), 8),
+    );
     let shapes = lenet_gemm_shapes(batch);
     let flop_of = |product: &str| -> f64 {
         shapes

@@ -3,9 +3,10 @@
 //! bandwidth from memory and from the last-level cache. On t threads, t single-threaded
 //! products (or t pieces of the triad) run side by side, as advmnist runs its own.
 
-use super::measure::{measure, random_input, Measurement, Work, F32};
+use super::measure::{measure, Measurement, Work, F32};
 use super::shapes::GemmShape;
 use crate::kernels::gemm::gemm;
+use crate::rng::random_array;
 use ndarray::Array2;
 use rayon::prelude::*;
 use std::hint::black_box;
@@ -20,8 +21,8 @@ pub const CACHE_TRIAD_BYTES: usize = 1 << 20;
 pub fn sgemm_measurement(shape: &GemmShape, seconds: f64) -> Measurement {
     let t = rayon::current_num_threads();
     let (m, k, n) = (shape.m, shape.k, shape.n);
-    let a = random_input((m, k), 1);
-    let b = random_input((k, n), 2);
+    let a = random_array::<f32, _>((m, k), 1);
+    let b = random_array::<f32, _>((k, n), 2);
     let mut outputs: Vec<Array2<f32>> = (0..t).map(|_| Array2::zeros((m, n))).collect();
     let bytes = F32 * (m * k + k * n + m * n) as f64;
     let what = if shape.product == "square" {

@@ -4,11 +4,6 @@
 //! ([`sample`]) and describes it as a [`Measurement`] ([`measure`]).
 
 use super::stats::MedianRange;
-use ndarray::{Array, Dimension, ShapeBuilder};
-use ndarray_rand::rand_distr::Uniform;
-use ndarray_rand::RandomExt;
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -55,15 +50,6 @@ pub fn sample(seconds: f64, mut step: impl FnMut()) -> Vec<f64> {
             start.elapsed().as_secs_f64() / f64::from(calls)
         })
         .collect()
-}
-
-/// Inputs to time passes on: uniform in [-1, 1), from a ChaCha8 stream seeded with `seed`. Only
-/// their shapes matter to the timing; the same draw as the tests' `testutil::random_array`,
-/// so the profile times the same numbers as before, without library code using a test helper.
-pub fn random_input<D: Dimension>(shape: impl ShapeBuilder<Dim = D>, seed: u64) -> Array<f32, D> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    Array::<f64, D>::random_using(shape, Uniform::new(-1.0, 1.0).unwrap(), &mut rng)
-        .mapv(|v| v as f32)
 }
 
 /// One measured figure of the profile (an entry of `bench.json`'s `figures`). `rate` is in
@@ -187,12 +173,5 @@ mod tests {
             calls > SAMPLES,
             "a warm-up call and at least one per sample"
         );
-    }
-
-    /// The profile's inputs are the tests' random tensors, value for value.
-    #[test]
-    fn random_input_is_the_tests_draw() {
-        let want = crate::testutil::random_array::<f32, ndarray::Ix2>((3, 5), 7);
-        assert_eq!(random_input((3, 5), 7), want);
     }
 }

@@ -23,8 +23,9 @@ use crate::data::IMAGE_SIDE;
 use crate::models::lenet::{DropoutRates, LeNet};
 use crate::optim::lr::InvPolicy;
 use crate::optim::sgd::SgdMomentum;
+use crate::rng::random_array;
 use crate::rng::{stream, Purpose};
-use measure::{images_per_second, random_input};
+use measure::images_per_second;
 use ndarray::Array4;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -169,7 +170,7 @@ pub fn for_each_workload(batch: usize, mut measure: impl FnMut(&Workload, &mut d
     let mut net = LeNet::<f32>::xavier(&mut stream(0, Purpose::Init, 0));
     let mut velocity = LeNet::zeros();
     let x: Array4<f32> =
-        random_input((batch, 1, IMAGE_SIDE, IMAGE_SIDE), 1).mapv(|v| 0.5 * (v + 1.0));
+        random_array::<f32, _>((batch, 1, IMAGE_SIDE, IMAGE_SIDE), 1).mapv(|v| 0.5 * (v + 1.0));
     let labels: Vec<u8> = (0..batch).map(|i| (i % 10) as u8).collect();
     let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64)
         .map(|i| stream(0, Purpose::Dropout, i))
@@ -182,8 +183,8 @@ pub fn for_each_workload(batch: usize, mut measure: impl FnMut(&Workload, &mut d
     measure(&WORKLOADS[1], &mut || {
         std::hint::black_box(net.input_gradient(x.view(), &labels));
     });
-    let xb: Array4<f32> =
-        random_input((INFERENCE_BATCH, 1, IMAGE_SIDE, IMAGE_SIDE), 2).mapv(|v| 0.5 * (v + 1.0));
+    let xb: Array4<f32> = random_array::<f32, _>((INFERENCE_BATCH, 1, IMAGE_SIDE, IMAGE_SIDE), 2)
+        .mapv(|v| 0.5 * (v + 1.0));
     measure(&WORKLOADS[2], &mut || {
         std::hint::black_box(net.predict(xb.view()));
     });

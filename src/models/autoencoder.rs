@@ -353,7 +353,7 @@ impl<T: Scalar> Autoencoder<T> {
 
     /// The reconstruction of `x (N,1,28,28)`, keeping what [`Self::reconstruction_vjp_kept`]
     /// needs, so that a pipeline's forward pass is not run again for its backward pass.
-    pub fn reconstruct_keeping(&self, x: ArrayView4<T>) -> (Array4<T>, KeptReconstruction<T>) {
+    pub fn reconstruct_keeping(&self, x: ArrayView4<T>) -> (Array4<T>, ReconstructionCache<T>) {
         let n = x.dim().0;
         let (z, cache) = self.forward(flatten(x).view(), None);
         let output = sigmoid::infer(z.view());
@@ -361,14 +361,14 @@ impl<T: Scalar> Autoencoder<T> {
             .clone()
             .into_shape_with_order((n, 1, IMAGE_SIDE, IMAGE_SIDE))
             .expect("784 pixels");
-        (images, KeptReconstruction { cache, output })
+        (images, ReconstructionCache { cache, output })
     }
 
     /// `dL/dx` from `d_out = dL/d(reconstruction)`: `dL/dz = d_out * y (1 - y)` at the output
     /// logits, then the chain back through the eight layers.
     pub fn reconstruction_vjp_kept(
         &self,
-        kept: &KeptReconstruction<T>,
+        kept: &ReconstructionCache<T>,
         d_out: ArrayView4<T>,
     ) -> Array4<T> {
         let n = d_out.dim().0;
@@ -386,7 +386,7 @@ impl<T: Scalar> Autoencoder<T> {
 
 /// What a reconstruction keeps for its vector-Jacobian product.
 #[derive(Clone, Debug)]
-pub struct KeptReconstruction<T> {
+pub struct ReconstructionCache<T> {
     pub cache: AutoencoderCache<T>,
     pub output: Array2<T>, // (N,784): the reconstruction y
 }

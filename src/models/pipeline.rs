@@ -50,26 +50,26 @@ impl Stage {
 
     /// [`Stage::apply`], keeping what this stage's backward pass needs (the autoencoder's
     /// caches), so that a white-box gradient runs each forward pass once.
-    pub fn apply_keeping(&self, x: ArrayView4<f32>, draw: u64) -> (Array4<f32>, Kept) {
+    pub fn apply_with_cache(&self, x: ArrayView4<f32>, draw: u64) -> (Array4<f32>, StageCache) {
         match self {
-            Stage::LowPass(f) => (f.apply(x, draw), Kept::Nothing),
+            Stage::LowPass(f) => (f.apply(x, draw), StageCache::Nothing),
             Stage::Autoencoder { net, .. } => {
                 let (y, kept) = net.reconstruct_keeping(x);
-                (y, Kept::Autoencoder(Box::new(kept)))
+                (y, StageCache::Autoencoder(Box::new(kept)))
             }
         }
     }
 
-    /// [`Stage::vjp`] from what [`Stage::apply_keeping`] kept.
+    /// [`Stage::vjp`] from what [`Stage::apply_with_cache`] kept.
     pub fn vjp_kept(
         &self,
         x: ArrayView4<f32>,
         draw: u64,
-        kept: &Kept,
+        kept: &StageCache,
         d_out: ArrayView4<f32>,
     ) -> Array4<f32> {
         match (self, kept) {
-            (Stage::Autoencoder { net, .. }, Kept::Autoencoder(k)) => {
+            (Stage::Autoencoder { net, .. }, StageCache::Autoencoder(k)) => {
                 net.reconstruction_vjp_kept(k, d_out)
             }
             _ => self.vjp(x, draw, d_out),
@@ -143,9 +143,9 @@ impl Stage {
 }
 
 /// What a stage's forward pass keeps for its backward pass.
-pub enum Kept {
+pub enum StageCache {
     Nothing,
-    Autoencoder(Box<crate::models::autoencoder::KeptReconstruction<f32>>),
+    Autoencoder(Box<crate::models::autoencoder::ReconstructionCache<f32>>),
 }
 
 /// Whose gradient an attack follows: the one description of that choice, for a pipeline
@@ -263,7 +263,7 @@ impl<'a> Pipeline<'a> {
     fn back_through_stages(
         &self,
         inputs: &[Array4<f32>],
-        kept: &[Kept],
+        kept: &[StageCache],
         draw: u64,
         mut g: Array4<f32>,
     ) -> Array4<f32> {
@@ -279,12 +279,12 @@ impl<'a> Pipeline<'a> {
         &self,
         x: ArrayView4<f32>,
         draw: u64,
-    ) -> (Vec<Array4<f32>>, Vec<Kept>, Array4<f32>) {
+    ) -> (Vec<Array4<f32>>, Vec<StageCache>, Array4<f32>) {
         let mut inputs = Vec::with_capacity(self.stages.len());
         let mut kept = Vec::with_capacity(self.stages.len());
         let mut h = x.to_owned();
         for stage in &self.stages {
-            let (next, k) = stage.apply_keeping(h.view(), draw);
+            let (next, k) = stage.apply_with_cache(h.view(), draw);
             inputs.push(h);
             kept.push(k);
             h = next;

@@ -657,7 +657,7 @@ use advmnist::audit::committee::{
     committee_input_gradient, committee_tensor_names, gradcheck_committee,
     numeric_member_logit_gradient, trace_committee,
 };
-use advmnist::audit::gradcheck::{numeric_input_gradient_through, NoFront};
+use advmnist::audit::gradcheck::{numeric_input_gradient_through, NoStages};
 use advmnist::audit::pipeline::{gradcheck_pipeline, trace_pipeline, StagesAt};
 use advmnist::defences::lowpass::LowPassFilter;
 use advmnist::models::committee::member_logit_gradients_exact;
@@ -777,7 +777,7 @@ fn committee_case() -> &'static CommitteeCase {
             .collect();
         let nets: Vec<&LeNet<f64>> = members.iter().collect();
         let views: Vec<_> = d.iter().map(|d| d.view()).collect();
-        let (numeric, kinks) = numeric_input_gradient_through(&NoFront, &nets, x.view(), &views);
+        let (numeric, kinks) = numeric_input_gradient_through(&NoStages, &nets, x.view(), &views);
         CommitteeCase {
             members,
             x,
