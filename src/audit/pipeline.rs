@@ -58,7 +58,7 @@
 //! input gradient of draw 0).
 
 use crate::audit::gradcheck::{
-    self, compare, numeric_input_gradient_through, tile, InputStages, GradcheckReport,
+    self, compare, numeric_input_gradient_through, tile, GradcheckReport, InputStages,
 };
 use crate::audit::trace::{self, Trace};
 use crate::data::IMAGE_SIDE;
