@@ -128,24 +128,31 @@ pub(crate) mod tests {
                 warnings: vec![],
             }
         }
+
+        /// A and B for the tests of `--compare` and its page: B is twice as fast on `train`,
+        /// half as fast on `infer`; `fgsm` is in A only, `dae` in B only.
+        pub fn two_profiles() -> (Profile, Profile) {
+            let a = report(vec![
+                figure("workload/train/t1", 1000.0),
+                figure("workload/infer/t1", 4000.0),
+                figure("workload/fgsm/t1", 10.0),
+            ]);
+            let b = report(vec![
+                figure("workload/infer/t1", 2000.0),
+                figure("workload/train/t1", 2000.0),
+                figure("workload/dae/t1", 5.0),
+            ]);
+            (a, b)
+        }
     }
 
     use super::*;
-    use fixtures::{figure, report};
+    use fixtures::{figure, report, two_profiles};
 
     /// B is twice as fast on `train`, half as fast on `infer`; `fgsm` and `dae` are in one only.
     #[test]
     fn ratios_are_b_over_a_on_shared_figures() {
-        let a = report(vec![
-            figure("workload/train/t1", 1000.0),
-            figure("workload/infer/t1", 4000.0),
-            figure("workload/fgsm/t1", 10.0),
-        ]);
-        let b = report(vec![
-            figure("workload/infer/t1", 2000.0),
-            figure("workload/train/t1", 2000.0),
-            figure("workload/dae/t1", 5.0),
-        ]);
+        let (a, b) = two_profiles();
         let (rows, only_a, only_b) = compare(&a, &b);
         let got: Vec<(&str, f64)> = rows.iter().map(|r| (r.id.as_str(), r.ratio)).collect();
         assert_eq!(got.len(), 2);

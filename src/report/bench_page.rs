@@ -330,17 +330,8 @@ mod tests {
     /// The comparison's rows: B twice as fast on `train` (2.00), half as fast on `infer` (0.50).
     #[test]
     fn comparison_rows_show_both_rates_and_the_ratio() {
-        use crate::bench::compare::tests::fixtures::{figure, report};
-        let a = report(vec![
-            figure("workload/train/t1", 1000.0),
-            figure("workload/infer/t1", 4000.0),
-            figure("workload/fgsm/t1", 10.0),
-        ]);
-        let b = report(vec![
-            figure("workload/infer/t1", 2000.0),
-            figure("workload/train/t1", 2000.0),
-            figure("workload/dae/t1", 5.0),
-        ]);
+        use crate::bench::compare::tests::fixtures::two_profiles;
+        let (a, b) = two_profiles();
         let md = comparison_markdown("a.json", &a, "b.json", &b);
         assert!(
             md.contains("| workload/train/t1 | img/s | 1000 | 2000 | 2.00 |"),
