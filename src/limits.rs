@@ -37,6 +37,18 @@ pub const MAX_EOT_SAMPLES: usize = 1000;
 /// size `2.5 eps / steps` is already below a 1/255 grey level at eps 0.1 past 64 steps.
 pub const MAX_PGD_STEPS: usize = 1000;
 
+/// Most queries per image of the Square attack (`--queries`): 20 times AutoAttack's 5,000.
+pub const MAX_QUERIES: usize = 100_000;
+
+/// Most random restarts per APGD run (`--restarts`).
+pub const MAX_RESTARTS: usize = 100;
+
+/// Most test images one evaluation attacks (`evaluate --images`): the test set.
+pub const MAX_EVALUATE_IMAGES: usize = 10_000;
+
+/// Most budgets one evaluation runs (`evaluate --eps`).
+pub const MAX_BUDGETS: usize = 20;
+
 /// Most test digits in one `show` figure (`--count`, its rows): 1,000 rows are a PNG over 100,000
 /// pixels tall, past what an image viewer shows; the default is 8.
 pub const MAX_FIGURE_DIGITS: usize = 1000;

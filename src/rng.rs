@@ -25,6 +25,10 @@ pub enum Purpose {
     InjectedNoise = 6,
     /// A subject's image set in the human study (`experiments::human_study`), index = subject id.
     HumanStudy = 7,
+    /// The random starts of APGD (`attacks::apgd`), index = image and restart.
+    ApgdStart = 8,
+    /// Square's random search (`attacks::square`), index = image.
+    SquareSearch = 9,
 }
 
 /// A ChaCha8 stream for `(seed, purpose, index)`: the three are mixed by SplitMix64's finaliser

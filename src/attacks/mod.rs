@@ -5,10 +5,12 @@
 //! Every perturbed set is clipped to the valid image range [0, 1] (the study's images live in
 //! (0, 1); a pixel outside is no image at all) and checked by [`validate`] before use.
 
+pub mod apgd;
 pub mod distortion;
 pub mod fgsm;
 pub mod gaussian;
 pub mod pgd;
+pub mod square;
 
 use crate::models::Classifier;
 use ndarray::{s, Array4, ArrayView4, Zip};
@@ -17,11 +19,12 @@ use ndarray::{s, Array4, ArrayView4, Zip};
 /// human study, `reproduce`'s job specifications and the command line. Levels are eps
 /// (gradient sign, PGD) or sigma (Gaussian).
 ///
-/// Its text form is its name, `fgsm`, `gaussian` or `pgd` ([`Noise::name`]): `Display` writes
-/// it, `FromStr` reads it, and serde (de)serialises it as that one string, the form job
-/// specifications and sweep files have always held. PGD's steps and random start are settings
-/// beside the name (the command line's `--steps` and `--random-start`, a job's `pgd_steps`):
-/// read from its name alone, PGD has the command line's defaults ([`Noise::PGD_DEFAULT`]).
+/// Its text form is its name, `fgsm`, `gaussian`, `pgd`, `apgd-ce`, `apgd-t` or `square`
+/// ([`Noise::name`]): `Display` writes it, `FromStr` reads it, and serde (de)serialises it as
+/// that one string, the form job specifications and sweep files have always held. An attack's
+/// settings are beside the name (PGD's `--steps` and `--random-start`, a job's `pgd_steps`;
+/// APGD's `--restarts`, Square's `--queries`): read from its name alone, an attack has its
+/// defaults ([`Noise::PGD_DEFAULT`], AutoAttack's standard settings for the others).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Noise {
     /// The fast gradient sign method (the study's Eq. 1): one gradient pass serves every level.
@@ -30,6 +33,16 @@ pub enum Noise {
     Gaussian,
     /// Projected gradient descent in the L-infinity ball: `steps` gradient passes per level.
     Pgd { steps: usize, random_start: bool },
+    /// APGD on the cross-entropy loss (`apgd`): `iterations` per run, `restarts` runs.
+    ApgdCe { iterations: usize, restarts: usize },
+    /// APGD on the targeted DLR loss (`apgd`), one run per target and restart.
+    ApgdT {
+        iterations: usize,
+        restarts: usize,
+        targets: usize,
+    },
+    /// The gradient-free Square attack (`square`): at most `queries` evaluations per image.
+    Square { queries: usize },
 }
 
 impl Noise {
@@ -40,8 +53,33 @@ impl Noise {
         random_start: false,
     };
 
-    /// Every kind of noise, in the command line's order (PGD with its defaults).
-    pub const ALL: [Noise; 3] = [Noise::Fgsm, Noise::Gaussian, Noise::PGD_DEFAULT];
+    /// APGD-CE as AutoAttack's standard version runs it.
+    pub const APGD_CE_DEFAULT: Noise = Noise::ApgdCe {
+        iterations: apgd::DEFAULT_ITERATIONS,
+        restarts: apgd::DEFAULT_RESTARTS,
+    };
+
+    /// APGD-T as AutoAttack's standard version runs it.
+    pub const APGD_T_DEFAULT: Noise = Noise::ApgdT {
+        iterations: apgd::DEFAULT_ITERATIONS,
+        restarts: apgd::DEFAULT_RESTARTS,
+        targets: apgd::DEFAULT_TARGETS,
+    };
+
+    /// Square as AutoAttack's standard version runs it.
+    pub const SQUARE_DEFAULT: Noise = Noise::Square {
+        queries: square::DEFAULT_QUERIES,
+    };
+
+    /// Every kind of noise, in the command line's order (each attack with its defaults).
+    pub const ALL: [Noise; 6] = [
+        Noise::Fgsm,
+        Noise::Gaussian,
+        Noise::PGD_DEFAULT,
+        Noise::APGD_CE_DEFAULT,
+        Noise::APGD_T_DEFAULT,
+        Noise::SQUARE_DEFAULT,
+    ];
 
     /// The name used on the command line, in reports and in job specifications.
     pub fn name(&self) -> &'static str {
@@ -49,6 +87,9 @@ impl Noise {
             Noise::Fgsm => "fgsm",
             Noise::Gaussian => "gaussian",
             Noise::Pgd { .. } => "pgd",
+            Noise::ApgdCe { .. } => "apgd-ce",
+            Noise::ApgdT { .. } => "apgd-t",
+            Noise::Square { .. } => "square",
         }
     }
 
@@ -63,7 +104,28 @@ impl Noise {
             Noise::Pgd { .. } => {
                 "Iterative gradient sign in the L-infinity ball (--steps per level)"
             }
+            Noise::ApgdCe { .. } => {
+                "Auto-PGD on cross-entropy (Croce and Hein 2020): 100 iterations, own step size"
+            }
+            Noise::ApgdT { .. } => {
+                "Auto-PGD on the targeted DLR loss: one run for each of 9 target classes"
+            }
+            Noise::Square { .. } => {
+                "Square: gradient-free random search on the logits (--queries per image)"
+            }
         }
+    }
+
+    /// Whether the noise uses the model's gradient (every attack but Square and Gaussian
+    /// noise).
+    pub fn uses_gradient(&self) -> bool {
+        !matches!(self, Noise::Gaussian | Noise::Square { .. })
+    }
+
+    /// Whether the noise is computed level by level (the iterative attacks), rather than one
+    /// direction scaled to every level.
+    pub fn iterative(&self) -> bool {
+        !matches!(self, Noise::Fgsm | Noise::Gaussian)
     }
 
     /// The name of a level: `eps` or `sigma`.
@@ -89,7 +151,7 @@ impl std::fmt::Display for Noise {
 
 /// A name that is none of [`Noise`]'s.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown noise '{0}': the noises are fgsm, gaussian and pgd")]
+#[error("unknown noise '{0}': the noises are fgsm, gaussian, pgd, apgd-ce, apgd-t and square")]
 pub struct UnknownNoise(pub String);
 
 impl std::str::FromStr for Noise {
@@ -173,7 +235,7 @@ impl<'a> Perturbation<'a> {
         let direction = match noise {
             Noise::Fgsm => Some(fgsm::gradient_sign(model, x, labels)),
             Noise::Gaussian => Some(gaussian::standard_normal_from(x, seed, first)),
-            Noise::Pgd { .. } => None,
+            _ => None,
         };
         Perturbation {
             noise,
@@ -221,8 +283,62 @@ impl<'a> Perturbation<'a> {
                 self.labels,
                 &self.pgd_config(level, steps, random_start),
             ),
+            (Noise::ApgdCe { .. } | Noise::ApgdT { .. } | Noise::Square { .. }, _) => {
+                self.search(self.x, self.labels, self.first, level).adversarial
+            }
             (_, Some(d)) => fgsm::perturb(self.x, d.view(), level),
             (_, None) => unreachable!("single-step noises have a direction"),
+        }
+    }
+
+    /// APGD or Square at `level` on images `x` that sit at positions `first..` of the set.
+    fn search(&self, x: ArrayView4<f32>, labels: &[u8], first: u64, level: f32) -> Outcome {
+        match self.noise {
+            Noise::ApgdCe {
+                iterations,
+                restarts,
+            } => apgd::apgd(
+                self.model,
+                x,
+                labels,
+                &apgd::ApgdConfig {
+                    eps: level,
+                    loss: apgd::ApgdLoss::CrossEntropy,
+                    iterations,
+                    restarts,
+                    seed: self.seed,
+                    first_stream: first,
+                },
+            ),
+            Noise::ApgdT {
+                iterations,
+                restarts,
+                targets,
+            } => apgd::apgd(
+                self.model,
+                x,
+                labels,
+                &apgd::ApgdConfig {
+                    eps: level,
+                    loss: apgd::ApgdLoss::TargetedDlr { targets },
+                    iterations,
+                    restarts,
+                    seed: self.seed,
+                    first_stream: first,
+                },
+            ),
+            Noise::Square { queries } => square::square(
+                self.model,
+                x,
+                labels,
+                &square::SquareConfig {
+                    eps: level,
+                    queries,
+                    seed: self.seed,
+                    first_stream: first,
+                },
+            ),
+            other => unreachable!("{other} is not a search"),
         }
     }
 
@@ -250,6 +366,29 @@ impl<'a> Perturbation<'a> {
                     .collect();
                 pgd::pgd_per_image(self.model, self.x, self.labels, &configs)
             }
+            (Noise::ApgdCe { .. } | Noise::ApgdT { .. } | Noise::Square { .. }, _) => {
+                // Each image's search depends on that image alone (its own streams, by
+                // position): run the images of each level together.
+                let mut out = self.x.to_owned();
+                let mut distinct: Vec<f32> = levels.to_vec();
+                distinct.sort_by(f32::total_cmp);
+                distinct.dedup();
+                for level in distinct {
+                    for (i, &l) in levels.iter().enumerate() {
+                        if l == level {
+                            let one = s![i..i + 1, .., .., ..];
+                            let found = self.search(
+                                self.x.slice(one),
+                                &self.labels[i..i + 1],
+                                self.first + i as u64,
+                                level,
+                            );
+                            out.slice_mut(one).assign(&found.adversarial);
+                        }
+                    }
+                }
+                out
+            }
             (_, Some(d)) => {
                 let mut out = Array4::zeros(self.x.raw_dim());
                 for (i, &level) in levels.iter().enumerate() {
@@ -270,6 +409,53 @@ impl<'a> Perturbation<'a> {
         })?;
         Ok(perturbed)
     }
+}
+
+/// What an attack that searches for a misclassified point (APGD, Square) returns for a set of
+/// images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// `(N,1,28,28)`: the misclassified point found for a fooled image (its clean self when the
+    /// model misclassifies it unperturbed), the clean image for the others.
+    pub adversarial: Array4<f32>,
+    /// Whether the model misclassifies `adversarial[i]`, clean errors included.
+    pub fooled: Vec<bool>,
+}
+
+impl Outcome {
+    /// Nothing attacked yet: every image at its clean self, fooled where `clean_logits`
+    /// already misclassifies it.
+    pub fn clean(x: ArrayView4<f32>, labels: &[u8], clean_logits: &ndarray::Array2<f32>) -> Self {
+        let predicted = crate::models::lenet::argmax_rows(clean_logits.view());
+        Outcome {
+            adversarial: x.to_owned(),
+            fooled: predicted.iter().zip(labels).map(|(p, y)| p != y).collect(),
+        }
+    }
+}
+
+/// The items at positions `active` (increasing) of `all`, mutably: the images an attack still
+/// works on.
+fn select_mut<'t, T>(all: &'t mut [T], active: &[usize]) -> Vec<&'t mut T> {
+    let mut wanted = active.iter().peekable();
+    all.iter_mut()
+        .enumerate()
+        .filter_map(|(j, t)| {
+            (wanted.peek() == Some(&&j)).then(|| {
+                wanted.next();
+                t
+            })
+        })
+        .collect()
+}
+
+/// Images `(1,28,28)` stacked into a batch `(n,1,28,28)`.
+fn stack<'a>(images: impl Iterator<Item = &'a ndarray::Array3<f32>>) -> Array4<f32> {
+    let views: Vec<_> = images.map(|a| a.view().insert_axis(ndarray::Axis(0))).collect();
+    if views.is_empty() {
+        return Array4::zeros((0, 1, crate::data::IMAGE_SIDE, crate::data::IMAGE_SIDE));
+    }
+    ndarray::concatenate(ndarray::Axis(0), &views).expect("images of one shape")
 }
 
 /// Slack for `|x' - x| <= eps`: `x + eps` rounded to f32 may exceed `x` by eps plus half an ulp
@@ -391,7 +577,7 @@ mod tests {
     #[test]
     fn noise_names_round_trip_through_text_serde_and_clap() {
         use clap::ValueEnum;
-        for name in ["fgsm", "gaussian", "pgd"] {
+        for name in ["fgsm", "gaussian", "pgd", "apgd-ce", "apgd-t", "square"] {
             let noise: Noise = name.parse().unwrap();
             assert_eq!(noise.to_string(), name);
             assert_eq!(
@@ -447,6 +633,18 @@ mod tests {
                     "pgd",
                     "Iterative gradient sign in the L-infinity ball (--steps per level)"
                 ),
+                (
+                    "apgd-ce",
+                    "Auto-PGD on cross-entropy (Croce and Hein 2020): 100 iterations, own step size"
+                ),
+                (
+                    "apgd-t",
+                    "Auto-PGD on the targeted DLR loss: one run for each of 9 target classes"
+                ),
+                (
+                    "square",
+                    "Square: gradient-free random search on the logits (--queries per image)"
+                ),
             ]
             .map(|(n, h)| (n.to_string(), h.to_string()))
         );
@@ -473,13 +671,18 @@ mod tests {
           - fgsm:     Fast gradient sign: eps * sign(dL/dx), one gradient pass for all levels
           - gaussian: Gaussian noise N(0, sigma^2), the same draw scaled at every level
           - pgd:      Iterative gradient sign in the L-infinity ball (--steps per level)
+          - apgd-ce:  Auto-PGD on cross-entropy (Croce and Hein 2020): 100 iterations, own step size
+          - apgd-t:   Auto-PGD on the targeted DLR loss: one run for each of 9 target classes
+          - square:   Square: gradient-free random search on the logits (--queries per image)
 "
             ),
             "{long}"
         );
         let short = Args::command().render_help().to_string();
         assert!(
-            short.contains("The perturbation [possible values: fgsm, gaussian, pgd]"),
+            short.contains(
+                "The perturbation [possible values: fgsm, gaussian, pgd, apgd-ce, apgd-t, square]"
+            ),
             "{short}"
         );
         let parsed = Args::try_parse_from(["x", "--noise", "pgd"]).unwrap();
@@ -570,5 +773,70 @@ mod tests {
             check(x.view(), made.view(), tight),
             Err(InvalidPerturbation::TooFar { image: 2, .. })
         ));
+    }
+}
+
+/// A linear classifier `z = W x + b` on 28 x 28 images, whose worst case in an L-infinity ball
+/// is known exactly: the attacks' tests measure them against it.
+#[cfg(test)]
+pub(crate) mod linear {
+    use crate::data::{CLASSES, PIXELS};
+    use crate::models::Classifier;
+    use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4};
+
+    pub struct Linear {
+        pub w: Array2<f32>, // (10, 784)
+        pub b: Array1<f32>, // (10)
+    }
+
+    impl Linear {
+        /// Random weights of scale `scale` and zero biases.
+        pub fn random(seed: u64, scale: f32) -> Self {
+            Linear {
+                w: crate::testutil::random_array::<f32, _>((CLASSES, PIXELS), seed) * scale,
+                b: Array1::zeros(CLASSES),
+            }
+        }
+
+        /// Whether image `x (1,28,28)` with label `y` is classified as `y` everywhere in the
+        /// eps-ball intersected with [0, 1]: the margin against each class `j` is linear, so
+        /// its minimum puts every pixel at the end of its interval that the sign of
+        /// `w_y - w_j` picks. (Ties go to the lower index in the model's argmax, so a margin of
+        /// exactly 0 is not robust against a lower `j`; random weights make that measure zero.)
+        pub fn robust(&self, x: ndarray::ArrayView3<f32>, y: usize, eps: f32) -> bool {
+            let flat: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            (0..CLASSES).filter(|&j| j != y).all(|j| {
+                let mut margin = (self.b[y] - self.b[j]) as f64;
+                for (p, &v) in flat.iter().enumerate() {
+                    let d = (self.w[[y, p]] - self.w[[j, p]]) as f64;
+                    let lo = (v - eps as f64).max(0.0);
+                    let hi = (v + eps as f64).min(1.0);
+                    margin += d * if d > 0.0 { lo } else { hi };
+                }
+                margin > 0.0
+            })
+        }
+    }
+
+    impl Classifier for Linear {
+        fn logits(&self, x: ArrayView4<f32>) -> Array2<f32> {
+            let n = x.dim().0;
+            let flat = x.to_shape((n, PIXELS)).unwrap();
+            flat.dot(&self.w.t()) + &self.b
+        }
+
+        fn input_gradient(&self, x: ArrayView4<f32>, labels: &[u8]) -> (Array1<f32>, Array4<f32>) {
+            let logits = self.logits(x);
+            let (loss, cache) = crate::layers::softmax_xent::forward(logits.view(), labels);
+            let d = crate::layers::softmax_xent::backward(&cache, labels, 1.0);
+            (loss, self.logits_vjp(x, d.view()))
+        }
+
+        fn logits_vjp(&self, x: ArrayView4<f32>, d_logits: ArrayView2<f32>) -> Array4<f32> {
+            d_logits
+                .dot(&self.w)
+                .into_shape_with_order(x.raw_dim())
+                .unwrap()
+        }
     }
 }

@@ -144,6 +144,14 @@ pub fn trace_noise() -> impl clap::builder::TypedValueParser<Value = Noise> {
     .map(|name| name.parse::<Noise>().expect("a listed noise"))
 }
 
+/// `value` if it is at least 1, else an error naming `flag`.
+pub fn at_least_one(flag: &str, value: usize) -> Result<usize> {
+    if value == 0 {
+        bail!("{flag} must be at least 1");
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,7 +134,7 @@ pub fn trace(a: TraceArgs, data_dir: &Path) -> Result<()> {
                     seed: a.seed,
                     image: a.image as u64,
                 },
-                Noise::Pgd { .. } => unreachable!("trace_noise() lists fgsm and gaussian"),
+                other => unreachable!("trace_noise() lists fgsm and gaussian, not {other}"),
             })
         }
         _ => None,

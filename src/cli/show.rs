@@ -125,10 +125,7 @@ pub fn show(a: ShowArgs, data_dir: &Path) -> Result<()> {
         .expect("clap requires --model or --committee without --dae");
     warn_if_logits_overflow(&name, model.as_ref(), &test);
 
-    let noise = match a.noise.expect("clap requires --noise without --dae") {
-        Noise::Pgd { .. } => bail!("show draws fgsm and gaussian noise; use sweep for pgd"),
-        single_step => single_step,
-    };
+    let noise = a.noise.expect("clap requires --noise without --dae");
     let cfg = ShowConfig {
         noise,
         levels: a.levels.clone(),

@@ -1,6 +1,6 @@
 //! `advmnist sweep`: error against distortion over noise levels (`experiments::sweep`).
 
-use super::args::{at_most, whole_number, ClassifierArgs, DefenceArgs};
+use super::args::{at_least_one, at_most, whole_number, ClassifierArgs, DefenceArgs};
 use super::outputs::{check_output_folder, pre_inputs, refuse_overwrite};
 use super::{progress, warn_if_logits_overflow};
 use advmnist::data::{self, Split};
@@ -52,7 +52,13 @@ pub struct SweepArgs {
     /// PGD: start from a uniformly random point of the eps-ball.
     #[arg(long)]
     random_start: bool,
-    /// Seed of the Gaussian noise and of PGD's random start.
+    /// APGD-CE and APGD-T: random restarts per run, at most 100.
+    #[arg(long, default_value_t = advmnist::attacks::apgd::DEFAULT_RESTARTS, value_parser = at_most(advmnist::limits::MAX_RESTARTS))]
+    restarts: usize,
+    /// Square: queries per image, at most 100,000.
+    #[arg(long, default_value_t = advmnist::attacks::square::DEFAULT_QUERIES, value_parser = at_most(advmnist::limits::MAX_QUERIES))]
+    queries: usize,
+    /// Seed of the Gaussian noise and of the attacks' random starts and searches.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     seed: u64,
     /// Output folder.
@@ -84,6 +90,22 @@ pub fn sweep(a: SweepArgs, data_dir: &Path) -> Result<()> {
                 random_start: a.random_start,
             }
         }
+        Noise::ApgdCe { iterations, .. } => Noise::ApgdCe {
+            iterations,
+            restarts: at_least_one("--restarts", a.restarts)?,
+        },
+        Noise::ApgdT {
+            iterations,
+            targets,
+            ..
+        } => Noise::ApgdT {
+            iterations,
+            restarts: at_least_one("--restarts", a.restarts)?,
+            targets,
+        },
+        Noise::Square { .. } => Noise::Square {
+            queries: at_least_one("--queries", a.queries)?,
+        },
         single_step => single_step,
     };
     if a.source.is_some() && noise == Noise::Gaussian {

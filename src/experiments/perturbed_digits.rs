@@ -31,10 +31,6 @@ pub enum ShowError {
     BadLevel { level: f32 },
     #[error("{path}: the figure is a PNG image, so the output file name must end in .png")]
     NotPng { path: PathBuf },
-    #[error(
-        "show draws gradient-sign and Gaussian noise; {noise} is not offered here (use sweep)"
-    )]
-    UnsupportedNoise { noise: &'static str },
     #[error("cannot show these images: {reason}")]
     BadImages { reason: String },
     #[error("{noise} noise at {symbol} = {level}: {source}")]
@@ -104,11 +100,6 @@ pub fn check_inputs(
     }
     if let Some(&level) = cfg.levels.iter().find(|l| !(l.is_finite() && **l >= 0.0)) {
         return Err(ShowError::BadLevel { level });
-    }
-    if let Noise::Pgd { .. } = cfg.noise {
-        return Err(ShowError::UnsupportedNoise {
-            noise: cfg.noise.name(),
-        });
     }
     let (n, c, h, w) = images.dim();
     if n == 0 || (c, h, w) != (1, IMAGE_SIDE, IMAGE_SIDE) || labels.len() != n {

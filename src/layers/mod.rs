@@ -4,6 +4,7 @@
 
 pub mod conv;
 pub mod dense;
+pub mod dlr;
 pub mod dropout;
 pub mod maxpool;
 pub mod relu;

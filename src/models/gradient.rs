@@ -121,6 +121,18 @@ impl Classifier for WithGradient<'_> {
     fn predict(&self, x: ArrayView4<f32>) -> Vec<u8> {
         self.classifier.predict(x)
     }
+
+    fn loss_gradient(&self, x: ArrayView4<f32>, loss: &dyn crate::models::LogitLoss) -> crate::models::LossGradient {
+        self.classifier.loss_gradient(x, loss)
+    }
+
+    fn eot_draws(&self) -> u64 {
+        self.classifier.eot_draws()
+    }
+
+    fn logits_of_draw(&self, x: ArrayView4<f32>, draw: u64) -> Array2<f32> {
+        self.classifier.logits_of_draw(x, draw)
+    }
 }
 
 /// `sign(g)` with `sign(0) = 0`: the direction the gradient-sign attacks take per pixel

@@ -38,6 +38,51 @@ pub trait Classifier: Sync {
     fn predict(&self, x: ArrayView4<f32>) -> Vec<u8> {
         argmax_rows(self.logits(x).view())
     }
+
+    /// The logits, each image's loss under `loss` and that loss's input gradient, in evaluation
+    /// mode: what an attack on any loss of the logits needs at one iterate (APGD's
+    /// cross-entropy and DLR losses). The default runs [`Classifier::logits`] and then
+    /// [`Classifier::logits_vjp`] (two forward passes); a model may do it in one. A model with
+    /// random stages averages the loss and the gradient over its draws (each draw's loss taken
+    /// at that draw's logits), and returns the logits of draw 0, its prediction.
+    fn loss_gradient(&self, x: ArrayView4<f32>, loss: &dyn LogitLoss) -> LossGradient {
+        let logits = self.logits(x);
+        let (losses, d_logits) = loss.loss_and_gradient(0, logits.view());
+        let grad = self.logits_vjp(x, d_logits.view());
+        LossGradient {
+            logits,
+            loss: losses,
+            grad,
+        }
+    }
+
+    /// How many draws of its randomness an attack averages over (expectation over
+    /// transformation): 1 for a deterministic model.
+    fn eot_draws(&self) -> u64 {
+        1
+    }
+
+    /// The logits of draw `draw` of the model's randomness; draw 0 is [`Classifier::logits`].
+    fn logits_of_draw(&self, x: ArrayView4<f32>, draw: u64) -> Array2<f32> {
+        let _ = draw;
+        self.logits(x)
+    }
+}
+
+/// A per-image loss of the logits and its gradient, for [`Classifier::loss_gradient`].
+pub trait LogitLoss: Sync {
+    /// Given logits `(n, 10)` of images `first..first + n` of the batch, each image's loss
+    /// `(n)` and `dloss/dlogits` `(n, 10)`. (A model may hand its batch over in pieces; `first`
+    /// says which images a piece holds, so a loss can look up their labels or targets.)
+    fn loss_and_gradient(&self, first: usize, logits: ArrayView2<f32>)
+        -> (Array1<f32>, Array2<f32>);
+}
+
+/// What [`Classifier::loss_gradient`] returns.
+pub struct LossGradient {
+    pub logits: Array2<f32>, // (N, 10), draw 0's for a random model
+    pub loss: Array1<f32>,   // (N)
+    pub grad: Array4<f32>,   // (N, 1, 28, 28): dloss/dx
 }
 
 /// Test images [`logits_overflow`] looks at: enough to catch weights that overflow on every
@@ -70,6 +115,29 @@ impl Classifier for LeNet<f32> {
     fn input_gradient(&self, x: ArrayView4<f32>, labels: &[u8]) -> (Array1<f32>, Array4<f32>) {
         LeNet::input_gradient(self, x, labels)
     }
+    /// One forward pass per chunk of [`lenet::INPUT_GRADIENT_CHUNK`] images, its logits
+    /// handed to `loss` and its cache to the backward pass.
+    fn loss_gradient(&self, x: ArrayView4<f32>, loss: &dyn LogitLoss) -> LossGradient {
+        let n = x.dim().0;
+        let mut out = LossGradient {
+            logits: Array2::zeros((n, crate::data::CLASSES)),
+            loss: Array1::zeros(n),
+            grad: Array4::zeros(x.raw_dim()),
+        };
+        for start in (0..n).step_by(lenet::INPUT_GRADIENT_CHUNK) {
+            let range = start..(start + lenet::INPUT_GRADIENT_CHUNK).min(n);
+            let (logits, cache) = self.forward(x.slice(s![range.clone(), .., .., ..]), None);
+            let (losses, d_logits) = loss.loss_and_gradient(start, logits.view());
+            let dx = self
+                .backward(d_logits.view(), &cache, None, true)
+                .expect("input gradient requested");
+            out.grad.slice_mut(s![range.clone(), .., .., ..]).assign(&dx);
+            out.logits.slice_mut(s![range.clone(), ..]).assign(&logits);
+            out.loss.slice_mut(s![range]).assign(&losses);
+        }
+        out
+    }
+
     fn logits_vjp(&self, x: ArrayView4<f32>, d_logits: ArrayView2<f32>) -> Array4<f32> {
         let n = x.dim().0;
         assert_eq!(d_logits.nrows(), n, "one gradient row per image");

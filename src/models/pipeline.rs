@@ -17,7 +17,7 @@
 
 use crate::defences::lowpass::LowPassFilter;
 use crate::models::autoencoder::Autoencoder;
-use crate::models::Classifier;
+use crate::models::{Classifier, LogitLoss, LossGradient};
 use ndarray::{s, Array1, Array2, Array4, ArrayView2, ArrayView4};
 
 /// One preprocessing stage.
@@ -308,7 +308,91 @@ impl<'a> Pipeline<'a> {
     }
 }
 
+/// A loss handed a piece of the batch that starts at image `offset`.
+struct Offset<'a> {
+    loss: &'a dyn LogitLoss,
+    offset: usize,
+}
+
+impl LogitLoss for Offset<'_> {
+    fn loss_and_gradient(
+        &self,
+        first: usize,
+        logits: ArrayView2<f32>,
+    ) -> (Array1<f32>, Array2<f32>) {
+        self.loss.loss_and_gradient(self.offset + first, logits)
+    }
+}
+
+impl Pipeline<'_> {
+    /// [`Classifier::loss_gradient`] of one piece of the batch, white-box: for every draw, the
+    /// loss at that draw's logits and its gradient back through every stage, averaged.
+    fn whitebox_loss_piece(&self, x: ArrayView4<f32>, loss: &dyn LogitLoss) -> LossGradient {
+        let draws = self.draws();
+        let mut out = LossGradient {
+            logits: Array2::zeros((x.dim().0, crate::data::CLASSES)),
+            loss: Array1::zeros(x.dim().0),
+            grad: Array4::zeros(x.raw_dim()),
+        };
+        for draw in 0..draws {
+            let (inputs, kept, z) = self.stage_inputs(x, draw);
+            let piece = self.classifier.loss_gradient(z.view(), loss);
+            if draw == 0 {
+                out.logits = piece.logits;
+            }
+            out.loss += &piece.loss;
+            out.grad += &self.back_through_stages(&inputs, &kept, draw, piece.grad);
+        }
+        let k = draws as f32;
+        out.loss /= k;
+        out.grad /= k;
+        out
+    }
+}
+
 impl Classifier for Pipeline<'_> {
+    fn loss_gradient(&self, x: ArrayView4<f32>, loss: &dyn LogitLoss) -> LossGradient {
+        match self.attack_through {
+            AttackThrough::Classifier => {
+                // The bare classifier's gradient at the raw image; the prediction stays the
+                // pipeline's.
+                let mut out = self.classifier.loss_gradient(x, loss);
+                out.logits = self.logits(x);
+                out
+            }
+            AttackThrough::Pipeline => {
+                let n = x.dim().0;
+                let mut out = LossGradient {
+                    logits: Array2::zeros((n, crate::data::CLASSES)),
+                    loss: Array1::zeros(n),
+                    grad: Array4::zeros(x.raw_dim()),
+                };
+                for start in (0..n).step_by(GRADIENT_CHUNK) {
+                    let r = start..(start + GRADIENT_CHUNK).min(n);
+                    let piece = self.whitebox_loss_piece(
+                        x.slice(s![r.clone(), .., .., ..]),
+                        &Offset {
+                            loss,
+                            offset: start,
+                        },
+                    );
+                    out.logits.slice_mut(s![r.clone(), ..]).assign(&piece.logits);
+                    out.loss.slice_mut(s![r.clone()]).assign(&piece.loss);
+                    out.grad.slice_mut(s![r, .., .., ..]).assign(&piece.grad);
+                }
+                out
+            }
+        }
+    }
+
+    fn eot_draws(&self) -> u64 {
+        self.draws()
+    }
+
+    fn logits_of_draw(&self, x: ArrayView4<f32>, draw: u64) -> Array2<f32> {
+        self.classifier.logits(self.preprocess(x, draw).view())
+    }
+
     fn logits(&self, x: ArrayView4<f32>) -> Array2<f32> {
         self.classifier.logits(self.preprocess(x, 0).view())
     }

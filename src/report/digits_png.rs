@@ -140,6 +140,9 @@ fn draw_figure<DB: DrawingBackend>(
         Noise::Fgsm => "Gradient-sign noise (FGSM) on test digits",
         Noise::Gaussian => "Gaussian noise on test digits",
         Noise::Pgd { .. } => "Iterative gradient-sign noise (PGD) on test digits",
+        Noise::ApgdCe { .. } => "Auto-PGD on cross-entropy (APGD-CE) on test digits",
+        Noise::ApgdT { .. } => "Targeted Auto-PGD on the DLR loss (APGD-T) on test digits",
+        Noise::Square { .. } => "The gradient-free Square attack on test digits",
     };
     root.draw_text(title, &text_style(20, BLACK, true), (centre, MARGIN))?;
     let subtitle =

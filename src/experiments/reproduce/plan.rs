@@ -426,6 +426,17 @@ impl Job {
                     Noise::Gaussian => 0.0,
                     Noise::Pgd { steps, .. } => (s.levels * steps) as f64,
                     Noise::Fgsm => 1.0,
+                    Noise::ApgdCe {
+                        iterations,
+                        restarts,
+                    } => (s.levels * iterations * restarts) as f64,
+                    Noise::ApgdT {
+                        iterations,
+                        restarts,
+                        targets,
+                    } => (s.levels * iterations * restarts * targets) as f64,
+                    // Forward passes only, a third of a gradient's cost each.
+                    Noise::Square { queries } => (s.levels * queries) as f64 / 3.0,
                 } * s.test_images as f64
                     * (members / 1.5 + 2.0 * pre);
                 infer + gradients
