@@ -114,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => cli::train::train(a, data),
         Command::Eval(a) => cli::eval::eval(a, data),
         Command::Sweep(a) => cli::sweep::sweep(a, data),
+        Command::Evaluate(a) => cli::evaluate::evaluate(a, data),
         Command::Bench(a) => cli::bench::bench(a),
         Command::Show(a) => cli::show::show(a, data),
         Command::HumanStudy(a) => cli::human::human_study(a, data),

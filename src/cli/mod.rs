@@ -8,6 +8,7 @@ pub mod args;
 pub mod audit;
 pub mod bench;
 pub mod eval;
+pub mod evaluate;
 pub mod human;
 pub mod models;
 pub mod outputs;
@@ -35,6 +36,15 @@ pub enum Command {
     ///
     /// Example: advmnist sweep --model lenet.safetensors --noise fgsm --at 0.1,0.2
     Sweep(sweep::SweepArgs),
+    /// A sceptic's evaluation of one model, committee or pipeline: FGSM, PGD, APGD-CE, APGD-T
+    /// (Croce and Hein 2020), the gradient-free Square attack and a transfer attack at each
+    /// L-infinity budget, the worst case per image, certified bounds (interval bound
+    /// propagation) and the checks of Carlini et al. (2019) as PASS/WARN verdicts. Writes
+    /// DIR/evaluate.json, evaluate.md and evaluate.svg; resumes a stopped run. See
+    /// docs/evaluate.md.
+    ///
+    /// Example: advmnist evaluate --model lenet.safetensors --eps 0.1,0.2,0.3 --out eval
+    Evaluate(evaluate::EvaluateArgs),
     /// Images per second (and GFLOP/s) for a training step, the attack's input gradient and
     /// inference, on the shapes of scripts/peers/torch_lenet_bench.py, for side-by-side ratios;
     /// --report DIR measures the machine and where the time goes, --compare sets two reports side by side.

@@ -110,6 +110,37 @@ pub fn train(a: TrainArgs, data_dir: &Path) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     cfg.batch = a.batch;
+    train_lenet(
+        cfg,
+        RunFlags {
+            out: &a.out,
+            checkpoint: a.checkpoint.as_deref(),
+            checkpoint_every: a.checkpoint_every,
+            eval_every: a.eval_every,
+            resume: a.resume,
+        },
+        data_dir,
+    )
+}
+
+/// Trains a LeNet from `cfg` into `out` as `advmnist train` does with its default flags,
+/// resuming from the checkpoint beside it if a run was stopped (how `evaluate` makes its
+/// transfer source).
+pub fn train_default_lenet(cfg: TrainConfig, out: &Path, data_dir: &Path) -> Result<()> {
+    train_lenet(
+        cfg,
+        RunFlags {
+            out,
+            checkpoint: None,
+            checkpoint_every: 1000,
+            eval_every: 0,
+            resume: true,
+        },
+        data_dir,
+    )
+}
+
+fn train_lenet(cfg: TrainConfig, files: RunFlags<'_>, data_dir: &Path) -> Result<()> {
     let headline = format!(
         "training LeNet: {} iterations, batch {}, dropout {}, seed {}, {} threads",
         cfg.iterations,
@@ -121,13 +152,7 @@ pub fn train(a: TrainArgs, data_dir: &Path) -> Result<()> {
     train_and_save(
         TrainingCommand {
             recipe: cfg,
-            files: RunFlags {
-                out: &a.out,
-                checkpoint: a.checkpoint.as_deref(),
-                checkpoint_every: a.checkpoint_every,
-                eval_every: a.eval_every,
-                resume: a.resume,
-            },
+            files,
             bytes_per_image: advmnist::limits::LENET_TRAIN_BYTES_PER_IMAGE,
             headline,
             saved: "the model",

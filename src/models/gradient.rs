@@ -151,7 +151,7 @@ pub fn sign(g: f32) -> f32 {
 }
 
 /// What the two rules do differently on a set of images ([`compare_rules`]).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RuleComparison {
     pub images: usize,
     /// Images whose true class's entry `dL/dz_y` is exactly 0 under `exact`.

@@ -6,6 +6,7 @@
 pub mod bench_page;
 pub mod bench_plots;
 pub mod digits_png;
+pub mod evaluate;
 pub mod human;
 pub mod plot;
 pub mod reproduce;

@@ -14,6 +14,7 @@ mod committee_cli;
 mod common;
 mod data;
 mod defences;
+mod evaluate;
 mod fuzz_parsers;
 mod gradients;
 mod human_study;
