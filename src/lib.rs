@@ -26,6 +26,7 @@
 pub mod attacks;
 pub mod audit;
 pub mod bench;
+pub mod certify;
 pub mod data;
 pub mod defences;
 pub mod experiments;
@@ -57,6 +58,7 @@ pub const LAYERS: &[(&str, u8)] = &[
     ("models", 3),
     ("optim", 4),
     ("attacks", 4),
+    ("certify", 4),
     ("train", 5),
     ("audit", 5),
     ("experiments", 6),
