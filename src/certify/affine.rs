@@ -187,12 +187,16 @@ pub fn conv_bound(conv: &ConvMap, x: &Interval<Ix4>) -> Interval<Ix4> {
     let positions = oh * ow;
     let group = images_per_product(positions);
     let (sum, difference, magnitude) = x.sum_difference_magnitude();
-    let groups: Vec<(Array4<f64>, Array4<f64>)> = (0..n.div_ceil(group))
+    let mut lower = Array4::zeros((n, o, oh, ow));
+    let mut upper = Array4::zeros((n, o, oh, ow));
+    lower
+        .axis_chunks_iter_mut(Axis(0), group)
         .into_par_iter()
-        .map(|g| {
+        .zip(upper.axis_chunks_iter_mut(Axis(0), group).into_par_iter())
+        .enumerate()
+        .for_each(|(g, (mut lower, mut upper))| {
             let images = g * group..(g * group + group).min(n);
-            let count = images.len();
-            let columns = count * positions;
+            let columns = images.len() * positions;
             let product = |operand: &Array4<f64>, weight: ArrayView2<f64>| {
                 let mut buffer = vec![0.0; c * k * k * columns];
                 let cols = im2col_group(
@@ -208,8 +212,6 @@ pub fn conv_bound(conv: &ConvMap, x: &Interval<Ix4>) -> Interval<Ix4> {
             let m = product(&sum, map.weight.view());
             let r = product(&difference, map.weight_abs.view());
             let a = product(&magnitude, map.weight_abs.view());
-            let mut lower = Array4::zeros((count, o, oh, ow));
-            let mut upper = Array4::zeros((count, o, oh, ow));
             for ((i, oc, y, x), lo) in lower.indexed_iter_mut() {
                 // Image i's outputs are the column block i of the group's product.
                 let col = i * positions + y * ow + x;
@@ -219,15 +221,8 @@ pub fn conv_bound(conv: &ConvMap, x: &Interval<Ix4>) -> Interval<Ix4> {
                 *lo = l;
                 upper[[i, oc, y, x]] = u;
             }
-            (lower, upper)
-        })
-        .collect();
-    let (lowers, uppers): (Vec<_>, Vec<_>) =
-        groups.iter().map(|(l, u)| (l.view(), u.view())).unzip();
-    Interval::new(
-        ndarray::concatenate(Axis(0), &lowers).expect("groups of one batch"),
-        ndarray::concatenate(Axis(0), &uppers).expect("groups of one batch"),
-    )
+        });
+    Interval::new(lower, upper)
 }
 
 /// The naive twin of [`conv_bound`]: direct loops over the output positions, the positive and

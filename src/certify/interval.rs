@@ -72,8 +72,7 @@ impl Rounding {
         b: f64,
     ) -> (f64, f64) {
         let magnitude = magnitude + b.abs();
-        // Written so that NaN takes this branch too.
-        if !(magnitude <= MAGNITUDE_LIMIT) || !twice_centre.is_finite() {
+        if magnitude.is_nan() || magnitude > MAGNITUDE_LIMIT || !twice_centre.is_finite() {
             return (f64::NEG_INFINITY, f64::INFINITY);
         }
         let slack = self.coefficient * magnitude + self.underflow;
@@ -148,7 +147,7 @@ impl<D: Dimension> Interval<D> {
 pub fn add_round_down(a: f64, b: f64) -> f64 {
     let (s, err) = two_sum(a, b);
     if err < 0.0 {
-        s.next_down()
+        next_down(s)
     } else {
         s
     }
@@ -158,10 +157,29 @@ pub fn add_round_down(a: f64, b: f64) -> f64 {
 pub fn add_round_up(a: f64, b: f64) -> f64 {
     let (s, err) = two_sum(a, b);
     if err > 0.0 {
-        s.next_up()
+        next_up(s)
     } else {
         s
     }
+}
+
+/// The least f64 above `v` (finite `v`), as `f64::next_up`, which is newer than this crate's
+/// minimum Rust version: the next bit pattern away from zero for `v > 0`, towards zero for
+/// `v < 0`, the smallest subnormal for either zero.
+pub fn next_up(v: f64) -> f64 {
+    debug_assert!(v.is_finite(), "next_up of {v}");
+    if v == 0.0 {
+        f64::from_bits(1)
+    } else if v > 0.0 {
+        f64::from_bits(v.to_bits() + 1)
+    } else {
+        f64::from_bits(v.to_bits() - 1)
+    }
+}
+
+/// The greatest f64 below `v` (finite `v`), as `f64::next_down`.
+pub fn next_down(v: f64) -> f64 {
+    -next_up(-v)
 }
 
 /// The f64 sum `s` of `a + b` and its exact error `a + b - s` (finite inputs).
@@ -250,12 +268,24 @@ mod tests {
     }
 
     #[test]
+    fn next_up_and_down_step_one_f64() {
+        assert_eq!(next_up(1.0), 1.0 + f64::EPSILON);
+        assert_eq!(next_down(1.0), 1.0 - f64::EPSILON / 2.0);
+        assert_eq!(next_up(-1.0), -1.0 + f64::EPSILON / 2.0);
+        assert_eq!(next_up(0.0), f64::from_bits(1));
+        assert_eq!(next_up(-0.0), f64::from_bits(1));
+        assert_eq!(next_down(0.0), -f64::from_bits(1));
+        assert_eq!(next_up(-f64::from_bits(1)), 0.0);
+        assert_eq!(next_up(f64::MAX), f64::INFINITY);
+    }
+
+    #[test]
     fn directed_sums_round_outwards_only_when_inexact() {
         // 1 + 2^-60 is not an f64: the sum rounds to 1, its error is +2^-60.
         let tiny = 2f64.powi(-60);
         assert_eq!(add_round_down(1.0, tiny), 1.0);
-        assert_eq!(add_round_up(1.0, tiny), 1.0f64.next_up());
-        assert_eq!(add_round_down(1.0, -tiny), 1.0f64.next_down());
+        assert_eq!(add_round_up(1.0, tiny), 1.0 + f64::EPSILON);
+        assert_eq!(add_round_down(1.0, -tiny), 1.0 - f64::EPSILON / 2.0);
         assert_eq!(add_round_up(1.0, -tiny), 1.0);
         // Exact sums stay: 0.5 - 0.25, 0 + 0.
         assert_eq!(add_round_down(0.5, -0.25), 0.25);
