@@ -114,7 +114,12 @@ pub fn checkpoints(iterations: usize) -> Vec<usize> {
 
 /// APGD on every image of `x` (labels `labels`): images the model already misclassifies are
 /// fooled at their clean selves; the others are attacked as the module comment says.
-pub fn apgd(model: &dyn Classifier, x: ArrayView4<f32>, labels: &[u8], cfg: &ApgdConfig) -> Outcome {
+pub fn apgd(
+    model: &dyn Classifier,
+    x: ArrayView4<f32>,
+    labels: &[u8],
+    cfg: &ApgdConfig,
+) -> Outcome {
     assert_eq!(labels.len(), x.dim().0, "one label per image");
     assert!(cfg.restarts as u64 * (targets_of(cfg.loss) as u64) < MAX_RUNS);
     let clean_logits = model.logits(x);
@@ -139,7 +144,10 @@ pub fn apgd(model: &dyn Classifier, x: ArrayView4<f32>, labels: &[u8], cfg: &Apg
         for (j, adversarial) in found {
             let i = left[j];
             outcome.fooled[i] = true;
-            outcome.adversarial.slice_mut(s![i, .., .., ..]).assign(&adversarial);
+            outcome
+                .adversarial
+                .slice_mut(s![i, .., .., ..])
+                .assign(&adversarial);
         }
     }
     outcome
@@ -209,7 +217,11 @@ struct RunLoss {
 }
 
 impl LogitLoss for RunLoss {
-    fn loss_and_gradient(&self, first: usize, logits: ArrayView2<f32>) -> (Array1<f32>, Array2<f32>) {
+    fn loss_and_gradient(
+        &self,
+        first: usize,
+        logits: ArrayView2<f32>,
+    ) -> (Array1<f32>, Array2<f32>) {
         let rows = first..first + logits.nrows();
         let labels = &self.labels[rows.clone()];
         match &self.targets {
@@ -341,8 +353,11 @@ mod tests {
     /// 200 images in [0, 1] and a linear model's own predictions as their labels.
     pub(crate) fn linear_setting() -> (Linear, Array4<f32>, Vec<u8>) {
         let model = Linear::random(11, 0.05);
-        let x = crate::testutil::random_array::<f32, ndarray::Ix4>((200, 1, IMAGE_SIDE, IMAGE_SIDE), 12)
-            .mapv(|v| v * 0.5 + 0.5);
+        let x = crate::testutil::random_array::<f32, ndarray::Ix4>(
+            (200, 1, IMAGE_SIDE, IMAGE_SIDE),
+            12,
+        )
+        .mapv(|v| v * 0.5 + 0.5);
         let labels = model.predict(x.view());
         (model, x, labels)
     }
@@ -364,14 +379,25 @@ mod tests {
                 .map(|i| !model.robust(x.index_axis(Axis(0), i), labels[i] as usize, eps))
                 .collect();
             let broken = exact.iter().filter(|&&b| b).count();
-            assert!(broken > 20 && broken < 180, "eps {eps}: {broken} of 200 not robust");
+            assert!(
+                broken > 20 && broken < 180,
+                "eps {eps}: {broken} of 200 not robust"
+            );
             for loss in [ApgdLoss::TargetedDlr { targets: 9 }, ApgdLoss::CrossEntropy] {
-                let out = apgd(&model, x.view(), &labels, &ApgdConfig::standard(eps, loss, 3));
+                let out = apgd(
+                    &model,
+                    x.view(),
+                    &labels,
+                    &ApgdConfig::standard(eps, loss, 3),
+                );
                 crate::attacks::validate(x.view(), out.adversarial.view(), Some(eps)).unwrap();
                 let predicted = model.predict(out.adversarial.view());
                 for i in 0..labels.len() {
                     assert_eq!(out.fooled[i], predicted[i] != labels[i], "image {i}");
-                    assert!(!out.fooled[i] || exact[i], "{loss:?} fooled robust image {i}");
+                    assert!(
+                        !out.fooled[i] || exact[i],
+                        "{loss:?} fooled robust image {i}"
+                    );
                 }
                 let found = out.fooled.iter().filter(|&&f| f).count();
                 match loss {
@@ -380,7 +406,9 @@ mod tests {
                     // Cross-entropy's gradient `sum_j p_j w_j - w_y` heads for a mixture of
                     // the likely classes, not for the one whose corner is closest, and misses
                     // some (121 of 136 at eps 0.008): the reason APGD-T runs beside it.
-                    ApgdLoss::CrossEntropy => assert!(found * 100 >= broken * 85, "{found} of {broken}"),
+                    ApgdLoss::CrossEntropy => {
+                        assert!(found * 100 >= broken * 85, "{found} of {broken}")
+                    }
                 }
             }
         }
@@ -390,8 +418,9 @@ mod tests {
     #[test]
     fn the_outcome_does_not_depend_on_the_thread_count() {
         let net = crate::models::LeNet::<f32>::xavier(&mut stream(4, Purpose::Init, 0));
-        let x = crate::testutil::random_array::<f32, ndarray::Ix4>((12, 1, IMAGE_SIDE, IMAGE_SIDE), 5)
-            .mapv(|v| v.abs());
+        let x =
+            crate::testutil::random_array::<f32, ndarray::Ix4>((12, 1, IMAGE_SIDE, IMAGE_SIDE), 5)
+                .mapv(|v| v.abs());
         let labels = net.predict(x.view());
         let cfg = ApgdConfig {
             iterations: 12,
@@ -405,7 +434,11 @@ mod tests {
                 .install(|| apgd(&net, x.view(), &labels, &cfg))
         };
         let one = run(1);
-        assert!(one.fooled.iter().any(|&f| f) && !one.fooled.iter().all(|&f| f), "{:?}", one.fooled);
+        assert!(
+            one.fooled.iter().any(|&f| f) && !one.fooled.iter().all(|&f| f),
+            "{:?}",
+            one.fooled
+        );
         assert_eq!(one, run(3));
     }
 }

@@ -284,7 +284,8 @@ impl<'a> Perturbation<'a> {
                 &self.pgd_config(level, steps, random_start),
             ),
             (Noise::ApgdCe { .. } | Noise::ApgdT { .. } | Noise::Square { .. }, _) => {
-                self.search(self.x, self.labels, self.first, level).adversarial
+                self.search(self.x, self.labels, self.first, level)
+                    .adversarial
             }
             (_, Some(d)) => fgsm::perturb(self.x, d.view(), level),
             (_, None) => unreachable!("single-step noises have a direction"),
@@ -451,7 +452,9 @@ fn select_mut<'t, T>(all: &'t mut [T], active: &[usize]) -> Vec<&'t mut T> {
 
 /// Images `(1,28,28)` stacked into a batch `(n,1,28,28)`.
 fn stack<'a>(images: impl Iterator<Item = &'a ndarray::Array3<f32>>) -> Array4<f32> {
-    let views: Vec<_> = images.map(|a| a.view().insert_axis(ndarray::Axis(0))).collect();
+    let views: Vec<_> = images
+        .map(|a| a.view().insert_axis(ndarray::Axis(0)))
+        .collect();
     if views.is_empty() {
         return Array4::zeros((0, 1, crate::data::IMAGE_SIDE, crate::data::IMAGE_SIDE));
     }

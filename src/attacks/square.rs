@@ -169,7 +169,10 @@ pub fn square(
             if fooled {
                 let at = left[j];
                 outcome.fooled[at] = true;
-                outcome.adversarial.slice_mut(s![at, .., .., ..]).assign(&search.best);
+                outcome
+                    .adversarial
+                    .slice_mut(s![at, .., .., ..])
+                    .assign(&search.best);
             } else if search.queries < cfg.queries {
                 still.push(j);
             }
@@ -186,12 +189,17 @@ pub fn square(
             let left_edge = (span * search.rng.random::<f32>()) as usize;
             let c = random_sign(&mut search.rng);
             search.candidate.assign(&search.best);
-            let mut window = search
-                .candidate
-                .slice_mut(s![.., top..top + h, left_edge..left_edge + h]);
-            let clean = search.clean.slice(s![.., top..top + h, left_edge..left_edge + h]);
+            let mut window =
+                search
+                    .candidate
+                    .slice_mut(s![.., top..top + h, left_edge..left_edge + h]);
+            let clean = search
+                .clean
+                .slice(s![.., top..top + h, left_edge..left_edge + h]);
             Zip::from(&mut window).and(&clean).for_each(|v, &x0| {
-                *v = (*v + 2.0 * eps * c).clamp(x0 - eps, x0 + eps).clamp(0.0, 1.0);
+                *v = (*v + 2.0 * eps * c)
+                    .clamp(x0 - eps, x0 + eps)
+                    .clamp(0.0, 1.0);
             });
         });
         i += 1;
@@ -200,7 +208,11 @@ pub fn square(
 }
 
 /// Each image's margin, the mean over the model's draws, and its prediction (draw 0).
-fn expected_margin(model: &dyn Classifier, x: ArrayView4<f32>, labels: &[u8]) -> (Array1<f32>, Vec<u8>) {
+fn expected_margin(
+    model: &dyn Classifier,
+    x: ArrayView4<f32>,
+    labels: &[u8],
+) -> (Array1<f32>, Vec<u8>) {
     let draws = model.eot_draws().max(1);
     let first: Array2<f32> = model.logits_of_draw(x, 0);
     let predicted = crate::models::lenet::argmax_rows(first.view());
@@ -245,13 +257,21 @@ mod tests {
             z.column_mut(0).fill(1.0);
             z
         }
-        fn input_gradient(&self, _: ArrayView4<f32>, _: &[u8]) -> (Array1<f32>, ndarray::Array4<f32>) {
+        fn input_gradient(
+            &self,
+            _: ArrayView4<f32>,
+            _: &[u8],
+        ) -> (Array1<f32>, ndarray::Array4<f32>) {
             unreachable!("Square never asks for a gradient")
         }
         fn logits_vjp(&self, _: ArrayView4<f32>, _: ArrayView2<f32>) -> ndarray::Array4<f32> {
             unreachable!("Square never asks for a gradient")
         }
-        fn loss_gradient(&self, _: ArrayView4<f32>, _: &dyn LogitLoss) -> crate::models::LossGradient {
+        fn loss_gradient(
+            &self,
+            _: ArrayView4<f32>,
+            _: &dyn LogitLoss,
+        ) -> crate::models::LossGradient {
             unreachable!("Square never asks for a gradient")
         }
     }
@@ -277,11 +297,22 @@ mod tests {
     #[test]
     fn square_finds_the_worst_case_of_a_linear_model() {
         let model = Linear::random(11, 0.05);
-        let x = crate::testutil::random_array::<f32, ndarray::Ix4>((200, 1, IMAGE_SIDE, IMAGE_SIDE), 12)
-            .mapv(|v| v * 0.5 + 0.5);
+        let x = crate::testutil::random_array::<f32, ndarray::Ix4>(
+            (200, 1, IMAGE_SIDE, IMAGE_SIDE),
+            12,
+        )
+        .mapv(|v| v * 0.5 + 0.5);
         let labels = model.predict(x.view());
         let eps = 0.05;
-        let out = square(&model, x.view(), &labels, &SquareConfig { queries: 500, ..SquareConfig::standard(eps, 2) });
+        let out = square(
+            &model,
+            x.view(),
+            &labels,
+            &SquareConfig {
+                queries: 500,
+                ..SquareConfig::standard(eps, 2)
+            },
+        );
         crate::attacks::validate(x.view(), out.adversarial.view(), Some(eps)).unwrap();
         let predicted = model.predict(out.adversarial.view());
         let mut broken = 0;

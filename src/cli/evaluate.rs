@@ -28,17 +28,28 @@ const PARTIAL: &str = "evaluate.partial.json";
 #[derive(Args)]
 pub struct EvaluateArgs {
     /// The model file to evaluate (or --committee).
-    #[arg(long, value_name = "FILE", required_unless_present = "committee", conflicts_with = "committee")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "committee",
+        conflicts_with = "committee"
+    )]
     model: Option<PathBuf>,
     #[command(flatten)]
     choice: ClassifierArgs,
     #[command(flatten)]
     defence: DefenceArgs,
     /// The L-infinity budgets, each in [0, 1] (the field's convention on MNIST: 0.1, 0.2,
-    /// 0.3), at most 20.
-    #[arg(long, value_delimiter = ',', default_value = "0.1,0.2,0.3", value_name = "EPS,...", allow_negative_numbers = true)]
+    /// 0.3); 20 budgets or fewer.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.1,0.2,0.3",
+        value_name = "EPS,...",
+        allow_negative_numbers = true
+    )]
     eps: Vec<f32>,
-    /// Attack the first N test images, from 1 to 10,000.
+    /// Attack the first N test images (at least 1), at most 10,000.
     #[arg(long, default_value_t = 1000, value_name = "N", value_parser = at_most(limits::MAX_EVALUATE_IMAGES))]
     images: usize,
     /// The transfer attack's source, an independently trained LeNet. Default: seed 51's
@@ -51,7 +62,7 @@ pub struct EvaluateArgs {
     /// APGD's runs from a random start per loss and target, at most 100.
     #[arg(long, default_value_t = advmnist::attacks::apgd::DEFAULT_RESTARTS, value_name = "N", value_parser = at_most(limits::MAX_RESTARTS))]
     restarts: usize,
-    /// APGD-T's target classes (the 2nd to (N+1)-th most likely), from 1 to 9.
+    /// APGD-T's target classes (the 2nd to (N+1)-th most likely; at least 1), at most 9.
     #[arg(long, default_value_t = advmnist::attacks::apgd::DEFAULT_TARGETS, value_name = "N", value_parser = at_most(9usize))]
     targets: usize,
     /// Square's queries per image, at most 100,000.
@@ -78,7 +89,11 @@ pub struct EvaluateArgs {
 
 pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
     if a.eps.is_empty() || a.eps.len() > limits::MAX_BUDGETS {
-        bail!("--eps takes 1 to {} budgets, got {}", limits::MAX_BUDGETS, a.eps.len());
+        bail!(
+            "--eps takes 1 to {} budgets, got {}",
+            limits::MAX_BUDGETS,
+            a.eps.len()
+        );
     }
     if let Some(e) = a.eps.iter().find(|e| !(0.0..=1.0).contains(*e)) {
         bail!("--eps {e}: a budget is an L-infinity radius in [0, 1] (images live in [0, 1])");
@@ -105,10 +120,10 @@ pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
         .chain([&PARTIAL])
         .map(|f| a.out.join(f))
         .collect();
-    let source_file = a
-        .source
-        .clone()
-        .unwrap_or_else(|| a.out.join(format!("independent-lenet-s{SOURCE_SEED}.safetensors")));
+    let source_file = a.source.clone().unwrap_or_else(|| {
+        a.out
+            .join(format!("independent-lenet-s{SOURCE_SEED}.safetensors"))
+    });
     let daes = pre_inputs(&a.defence);
     let members = a.choice.committee_inputs(&committee);
     let mut inputs: Vec<(&str, &Path)> = a.model.iter().map(|m| ("--model", m.as_path())).collect();
@@ -129,7 +144,11 @@ pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
         .expect("clap requires --model or --committee");
     let test = data::load_split(data_dir, Split::Test)?;
     if a.images > test.len() {
-        bail!("--images {}: the test set has {} images", a.images, test.len());
+        bail!(
+            "--images {}: the test set has {} images",
+            a.images,
+            test.len()
+        );
     }
     warn_if_logits_overflow(&name, model.as_ref(), &test);
     let x = test.images.slice(s![..a.images, .., .., ..]);
@@ -176,7 +195,10 @@ pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
                 Some(r)
             }
             Ok(_) => {
-                eprintln!("{} is from other settings: starting afresh", partial.display());
+                eprintln!(
+                    "{} is from other settings: starting afresh",
+                    partial.display()
+                );
                 None
             }
             Err(e) => {
@@ -190,13 +212,19 @@ pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
     eprintln!(
         "evaluating {name} on the first {} test images at eps {} ({} threads)",
         a.images,
-        eps.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "),
+        eps.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         rayon::current_num_threads()
     );
     let scale = 1000.0;
     let steps = evaluate::plan(&settings);
     let total: f64 = steps.iter().map(|(_, c)| c).sum();
-    let bar = progress::bar((total * scale) as u64, "{msg:40} {bar:30} {percent:>3}%  ETA {eta}");
+    let bar = progress::bar(
+        (total * scale) as u64,
+        "{msg:40} {bar:30} {percent:>3}%  ETA {eta}",
+    );
     let subject = Subject {
         model: model.as_ref(),
         source: &source,
@@ -216,7 +244,10 @@ pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
             if let Some(last) = last {
                 progress::say(
                     &bar,
-                    format!("{step}: error {:.1}% in {:.1} s", last.error_pct, last.seconds),
+                    format!(
+                        "{step}: error {:.1}% in {:.1} s",
+                        last.error_pct, last.seconds
+                    ),
                 );
             }
             let bytes = serde_json::to_vec(record).expect("a record serialises");
@@ -236,7 +267,8 @@ pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
         labels,
         &lenets,
         &preprocessing.stages,
-        preprocessing.attack_through == AttackThrough::Classifier && !preprocessing.stages.is_empty(),
+        preprocessing.attack_through == AttackThrough::Classifier
+            && !preprocessing.stages.is_empty(),
     );
     let certification = match (committee.is_some(), nets.first()) {
         (false, Some((_, net))) => {

@@ -122,7 +122,11 @@ impl Classifier for WithGradient<'_> {
         self.classifier.predict(x)
     }
 
-    fn loss_gradient(&self, x: ArrayView4<f32>, loss: &dyn crate::models::LogitLoss) -> crate::models::LossGradient {
+    fn loss_gradient(
+        &self,
+        x: ArrayView4<f32>,
+        loss: &dyn crate::models::LogitLoss,
+    ) -> crate::models::LossGradient {
         self.classifier.loss_gradient(x, loss)
     }
 

@@ -74,8 +74,11 @@ pub trait LogitLoss: Sync {
     /// Given logits `(n, 10)` of images `first..first + n` of the batch, each image's loss
     /// `(n)` and `dloss/dlogits` `(n, 10)`. (A model may hand its batch over in pieces; `first`
     /// says which images a piece holds, so a loss can look up their labels or targets.)
-    fn loss_and_gradient(&self, first: usize, logits: ArrayView2<f32>)
-        -> (Array1<f32>, Array2<f32>);
+    fn loss_and_gradient(
+        &self,
+        first: usize,
+        logits: ArrayView2<f32>,
+    ) -> (Array1<f32>, Array2<f32>);
 }
 
 /// What [`Classifier::loss_gradient`] returns.
@@ -131,7 +134,9 @@ impl Classifier for LeNet<f32> {
             let dx = self
                 .backward(d_logits.view(), &cache, None, true)
                 .expect("input gradient requested");
-            out.grad.slice_mut(s![range.clone(), .., .., ..]).assign(&dx);
+            out.grad
+                .slice_mut(s![range.clone(), .., .., ..])
+                .assign(&dx);
             out.logits.slice_mut(s![range.clone(), ..]).assign(&logits);
             out.loss.slice_mut(s![range]).assign(&losses);
         }

@@ -376,7 +376,9 @@ impl Classifier for Pipeline<'_> {
                             offset: start,
                         },
                     );
-                    out.logits.slice_mut(s![r.clone(), ..]).assign(&piece.logits);
+                    out.logits
+                        .slice_mut(s![r.clone(), ..])
+                        .assign(&piece.logits);
                     out.loss.slice_mut(s![r.clone()]).assign(&piece.loss);
                     out.grad.slice_mut(s![r, .., .., ..]).assign(&piece.grad);
                 }

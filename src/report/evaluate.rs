@@ -23,7 +23,10 @@ fn describe(report: &Report, attack: Attack) -> String {
     let s = &report.record.settings;
     match attack {
         Attack::Fgsm => "one gradient-sign step of eps".into(),
-        Attack::Pgd => format!("{} steps of 2.5 eps / {}, random start", s.pgd_steps, s.pgd_steps),
+        Attack::Pgd => format!(
+            "{} steps of 2.5 eps / {}, random start",
+            s.pgd_steps, s.pgd_steps
+        ),
         Attack::ApgdCe => format!(
             "{} iterations, {} restart(s), cross-entropy",
             s.iterations, s.restarts
@@ -107,7 +110,9 @@ pub fn markdown(report: &Report) -> String {
         )),
         (None, None) => md.push_str("The certified error stays below 99% up to eps = 1.\n\n"),
     }
-    md.push_str("## Checklist (Carlini et al., \"On Evaluating Adversarial Robustness\", 2019)\n\n");
+    md.push_str(
+        "## Checklist (Carlini et al., \"On Evaluating Adversarial Robustness\", 2019)\n\n",
+    );
     let mut checks = Table::left(["check", "verdict", "the numbers that decided it"]);
     for v in &report.verdicts {
         checks.row([
@@ -152,7 +157,12 @@ pub fn svg(report: &Report) -> String {
             .draw()
             .expect("drawing to a string cannot fail");
         let clean = 100.0
-            * report.record.clean_errors.chars().filter(|&c| c == '1').count() as f64
+            * report
+                .record
+                .clean_errors
+                .chars()
+                .filter(|&c| c == '1')
+                .count() as f64
             / s.images.max(1) as f64;
         let line = |points: Vec<(f64, f64)>| {
             let mut all = vec![(0.0, clean)];

@@ -245,7 +245,8 @@ pub fn verdicts(record: &Record, facts: &Facts) -> Vec<Verdict> {
         let mut evidence = Vec::new();
         for &(eps, certified) in &facts.certified_error_pct {
             let worst = worst_case(record, eps);
-            let attacked = 100.0 * worst.iter().filter(|&&w| w).count() as f64 / worst.len().max(1) as f64;
+            let attacked =
+                100.0 * worst.iter().filter(|&&w| w).count() as f64 / worst.len().max(1) as f64;
             warn |= certified < attacked;
             evidence.push(format!(
                 "eps {eps}: attacks {attacked:.1}% <= true error <= certified {certified:.1}%"
@@ -277,7 +278,9 @@ mod tests {
             distortion: None,
             max_change: eps,
             seconds: 0.0,
-            errors_by_image: (0..100).map(|i| if i < errors { '1' } else { '0' }).collect(),
+            errors_by_image: (0..100)
+                .map(|i| if i < errors { '1' } else { '0' })
+                .collect(),
         }
     }
 
@@ -306,8 +309,14 @@ mod tests {
         let r = record([30, 50, 55, 56, 52, 20], 56, 100);
         let v = verdicts(&r, &Facts::default());
         assert!(v.iter().take(5).all(|v| v.mark == Mark::Pass), "{v:#?}");
-        assert_eq!(v[0].evidence, "eps 0.1: iterative 56.0% (apgd-t) >= fgsm 30.0%");
-        assert_eq!(v[4].evidence, "eps 0.1: 5 restarts of APGD-CE add 0 images (+0.0 points)");
+        assert_eq!(
+            v[0].evidence,
+            "eps 0.1: iterative 56.0% (apgd-t) >= fgsm 30.0%"
+        );
+        assert_eq!(
+            v[4].evidence,
+            "eps 0.1: 5 restarts of APGD-CE add 0 images (+0.0 points)"
+        );
     }
 
     /// Each sign of a masked gradient or an unconverged attack warns, alone.
@@ -317,16 +326,34 @@ mod tests {
         let pass = Mark::Pass;
         let warn = Mark::Warn;
         // FGSM beats every iterative attack.
-        assert_eq!(&marks(&record([60, 50, 55, 56, 52, 20], 60, 100), &facts)[..5], [warn, pass, pass, pass, pass]);
+        assert_eq!(
+            &marks(&record([60, 50, 55, 56, 52, 20], 60, 100), &facts)[..5],
+            [warn, pass, pass, pass, pass]
+        );
         // Transfer beats white-box.
-        assert_eq!(&marks(&record([30, 50, 55, 56, 52, 57], 57, 100), &facts)[..5], [pass, warn, pass, pass, pass]);
+        assert_eq!(
+            &marks(&record([30, 50, 55, 56, 52, 57], 57, 100), &facts)[..5],
+            [pass, warn, pass, pass, pass]
+        );
         // Square beats APGD.
-        assert_eq!(&marks(&record([30, 50, 55, 56, 58, 20], 58, 100), &facts)[..5], [pass, pass, warn, pass, pass]);
+        assert_eq!(
+            &marks(&record([30, 50, 55, 56, 58, 20], 58, 100), &facts)[..5],
+            [pass, pass, warn, pass, pass]
+        );
         // 99.9% at eps 1 is not reached (99 of 100).
-        assert_eq!(&marks(&record([30, 50, 55, 56, 52, 20], 56, 99), &facts)[..5], [pass, pass, pass, warn, pass]);
+        assert_eq!(
+            &marks(&record([30, 50, 55, 56, 52, 20], 56, 99), &facts)[..5],
+            [pass, pass, pass, warn, pass]
+        );
         // More restarts add 2 points (one point is allowed).
-        assert_eq!(&marks(&record([30, 50, 55, 56, 52, 20], 58, 100), &facts)[..5], [pass, pass, pass, pass, warn]);
-        assert_eq!(&marks(&record([30, 50, 55, 56, 52, 20], 57, 100), &facts)[..5], [pass, pass, pass, pass, pass]);
+        assert_eq!(
+            &marks(&record([30, 50, 55, 56, 52, 20], 58, 100), &facts)[..5],
+            [pass, pass, pass, pass, warn]
+        );
+        assert_eq!(
+            &marks(&record([30, 50, 55, 56, 52, 20], 57, 100), &facts)[..5],
+            [pass, pass, pass, pass, pass]
+        );
     }
 
     #[test]

@@ -430,7 +430,11 @@ fn stronger(
         let cfg = ApgdConfig {
             iterations: settings.iterations,
             restarts: settings.stronger_restarts,
-            ..ApgdConfig::standard(eps, ApgdLoss::CrossEntropy, settings.seed ^ 0x5354_524f_4e47)
+            ..ApgdConfig::standard(
+                eps,
+                ApgdLoss::CrossEntropy,
+                settings.seed ^ 0x5354_524f_4e47,
+            )
         };
         let Outcome {
             adversarial,
@@ -580,9 +584,9 @@ pub fn facts(
         for net in lenets {
             let single = net.logits(input.view());
             let double = net.cast::<f64>().logits(input.mapv(f64::from).view());
-            ndarray::Zip::from(&single)
-                .and(&double)
-                .for_each(|&a, &b| max_logit_difference = max_logit_difference.max((a as f64 - b).abs()));
+            ndarray::Zip::from(&single).and(&double).for_each(|&a, &b| {
+                max_logit_difference = max_logit_difference.max((a as f64 - b).abs())
+            });
             let p32 = argmax_rows(single.view());
             let p64 = argmax_rows(double.view());
             for (d, (a, b)) in differ.iter_mut().zip(p32.iter().zip(&p64)) {
@@ -623,8 +627,9 @@ mod tests {
     fn setting() -> (LeNet<f32>, LeNet<f32>, Array4<f32>, Vec<u8>) {
         let net = LeNet::<f32>::xavier(&mut stream(4, Purpose::Init, 0));
         let source = LeNet::<f32>::xavier(&mut stream(5, Purpose::Init, 0));
-        let x = crate::testutil::random_array::<f32, ndarray::Ix4>((10, 1, IMAGE_SIDE, IMAGE_SIDE), 6)
-            .mapv(|v| v.abs());
+        let x =
+            crate::testutil::random_array::<f32, ndarray::Ix4>((10, 1, IMAGE_SIDE, IMAGE_SIDE), 6)
+                .mapv(|v| v.abs());
         let labels = net.predict(x.view());
         (net, source, x, labels)
     }
@@ -643,17 +648,26 @@ mod tests {
 
     /// Wall times differ from run to run; everything else must not.
     fn timeless(mut r: Record) -> Record {
-        for a in r.attacks.iter_mut().chain(r.stronger.iter_mut()).chain(r.unbounded.iter_mut()) {
+        for a in r
+            .attacks
+            .iter_mut()
+            .chain(r.stronger.iter_mut())
+            .chain(r.unbounded.iter_mut())
+        {
             a.seconds = 0.0;
         }
         r
     }
 
-    fn run(net: &LeNet<f32>, source: &LeNet<f32>, x: &Array4<f32>, labels: &[u8], resumed: Option<Record>, stop_after: Option<usize>) -> (Option<Record>, Record) {
-        let subject = Subject {
-            model: net,
-            source,
-        };
+    fn run(
+        net: &LeNet<f32>,
+        source: &LeNet<f32>,
+        x: &Array4<f32>,
+        labels: &[u8],
+        resumed: Option<Record>,
+        stop_after: Option<usize>,
+    ) -> (Option<Record>, Record) {
+        let subject = Subject { model: net, source };
         let mut stored = 0;
         let mut last = None;
         let settings = small(labels.len());
@@ -691,11 +705,18 @@ mod tests {
         assert_eq!(whole.stronger.len(), 2);
         assert!(whole.unbounded.is_some());
         let errors: Vec<usize> = whole.attacks.iter().map(|r| r.errors).collect();
-        assert!(errors.iter().any(|&e| e > 0) && errors.iter().any(|&e| e < 10), "{errors:?}");
+        assert!(
+            errors.iter().any(|&e| e > 0) && errors.iter().any(|&e| e < 10),
+            "{errors:?}"
+        );
         for stop in [1, 5, steps - 1] {
             let (kept, _) = run(&net, &source, &x, &labels, None, Some(stop));
             let (_, resumed) = run(&net, &source, &x, &labels, kept, None);
-            assert_eq!(timeless(resumed), timeless(whole.clone()), "stopped after step {stop}");
+            assert_eq!(
+                timeless(resumed),
+                timeless(whole.clone()),
+                "stopped after step {stop}"
+            );
         }
     }
 
