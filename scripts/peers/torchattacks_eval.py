@@ -7,7 +7,7 @@ reference for advmnist's own APGD-CE, APGD-T and Square on the same images, imag
 
 The model: the file's eight tensors (names `conv1.weight` ... `fc2.bias`, optionally under a
 common prefix such as `model.`) rebuilt as Caffe's LeNet, exactly as the frozen PyTorch fixture
-of the project's tests computes it: conv1 -> maxpool 2x2/2 -> conv2 -> maxpool 2x2/2 -> flatten
+of the project's tests (tests/fixtures/make_lenet_reference.py) computes it: conv1 -> maxpool 2x2/2 -> conv2 -> maxpool 2x2/2 -> flatten
 (C,H,W) -> fc1 -> ReLU -> fc2, no ReLU after the convolutions, no dropout at test time. Float32,
 the precision the file stores.
 
@@ -119,7 +119,10 @@ def fail(message):
 
 
 class CaffeLeNet(nn.Module):
-    """The network of the project's PyTorch fixture (make_lenet_reference.py), weights frozen."""
+    """The network of tests/fixtures/make_lenet_reference.py, weights frozen.
+
+    Given that fixture's float64 weights and input it reproduces the fixture's logits exactly.
+    """
 
     def __init__(self, tensors):
         super().__init__()
