@@ -414,6 +414,54 @@ mod tests {
         }
     }
 
+    /// The loss and gradient APGD-CE asks for are, bit for bit, the model's own cross-entropy
+    /// input gradient: for a LeNet, and through a pipeline that injects noise (the mean over
+    /// its EOT draws); for a committee they agree to rounding (its own gradient sums the
+    /// members' terms in another order).
+    #[test]
+    fn the_cross_entropy_loss_gradient_is_each_models_input_gradient() {
+        use crate::defences::lowpass::LowPassFilter;
+        use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
+        let net = crate::models::LeNet::<f32>::xavier(&mut stream(4, Purpose::Init, 0));
+        let other = crate::models::LeNet::<f32>::xavier(&mut stream(5, Purpose::Init, 0));
+        let x =
+            crate::testutil::random_array::<f32, ndarray::Ix4>((6, 1, IMAGE_SIDE, IMAGE_SIDE), 5)
+                .mapv(|v| v.abs());
+        let labels = vec![0u8, 1, 2, 3, 4, 5];
+        let loss = RunLoss {
+            labels: labels.clone(),
+            targets: None,
+        };
+        let mut pipeline = Pipeline::new(
+            vec![Stage::LowPass(LowPassFilter::study(5, 0.1, 3).unwrap())],
+            &net,
+            AttackThrough::Pipeline,
+        );
+        pipeline.eot_samples = 3;
+        assert_eq!(pipeline.eot_draws(), 3);
+        for (name, model) in [("lenet", &net as &dyn Classifier), ("pipeline", &pipeline)] {
+            let (l, g) = model.input_gradient(x.view(), &labels);
+            let lg = model.loss_gradient(x.view(), &loss);
+            assert_eq!(lg.loss, l, "{name}");
+            assert_eq!(lg.grad, g, "{name}");
+            assert_eq!(lg.logits, model.logits(x.view()), "{name}");
+        }
+        let committee = crate::models::Committee::new(vec![&net, &other]);
+        let (l, g) = committee.input_gradient(x.view(), &labels);
+        let lg = committee.loss_gradient(x.view(), &loss);
+        let scale = g.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(lg
+            .grad
+            .iter()
+            .zip(&g)
+            .all(|(a, b)| (a - b).abs() <= 1e-5 * scale));
+        assert!(lg
+            .loss
+            .iter()
+            .zip(&l)
+            .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0)));
+    }
+
     /// The same images and seed give the same outcome on 1 thread and on 3.
     #[test]
     fn the_outcome_does_not_depend_on_the_thread_count() {

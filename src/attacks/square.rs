@@ -246,10 +246,13 @@ mod tests {
     }
 
     /// A model that is never fooled: it predicts class 0 whatever it sees, and counts the
-    /// images it is asked about.
-    struct Stubborn(AtomicUsize);
+    /// images it is asked about; `.1` draws of randomness (EOT) if more than 1.
+    struct Stubborn(AtomicUsize, u64);
 
     impl Classifier for Stubborn {
+        fn eot_draws(&self) -> u64 {
+            self.1
+        }
         fn logits(&self, x: ArrayView4<f32>) -> Array2<f32> {
             let n = x.dim().0;
             self.0.fetch_add(n, Ordering::Relaxed);
@@ -280,16 +283,23 @@ mod tests {
     /// fooled (plus the one clean evaluation that finds the images to attack).
     #[test]
     fn square_keeps_to_its_query_budget() {
-        let model = Stubborn(AtomicUsize::new(0));
-        let x = ndarray::Array4::from_elem((7, 1, IMAGE_SIDE, IMAGE_SIDE), 0.5f32);
-        let labels = [0u8; 7];
-        let cfg = SquareConfig {
-            queries: 300,
-            ..SquareConfig::standard(0.3, 1)
-        };
-        let out = square(&model, x.view(), &labels, &cfg);
-        assert!(out.fooled.iter().all(|&f| !f));
-        assert_eq!(model.0.load(Ordering::Relaxed), 7 * 300 + 7);
+        // With 3 draws of randomness, each query is the mean margin over 3 forward passes.
+        for draws in [1u64, 3] {
+            let model = Stubborn(AtomicUsize::new(0), draws);
+            let x = ndarray::Array4::from_elem((7, 1, IMAGE_SIDE, IMAGE_SIDE), 0.5f32);
+            let labels = [0u8; 7];
+            let cfg = SquareConfig {
+                queries: 300,
+                ..SquareConfig::standard(0.3, 1)
+            };
+            let out = square(&model, x.view(), &labels, &cfg);
+            assert!(out.fooled.iter().all(|&f| !f));
+            assert_eq!(
+                model.0.load(Ordering::Relaxed),
+                7 * 300 * draws as usize + 7,
+                "{draws} draws"
+            );
+        }
     }
 
     /// On a linear model Square fools no robust image, stays in the ball, and finds most of
