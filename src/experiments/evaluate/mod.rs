@@ -720,6 +720,63 @@ mod tests {
         }
     }
 
+    /// A committee and a pipeline that injects noise are evaluated like a LeNet: every attack
+    /// keeps to its budget and [0, 1] (checked by the attacks' own tests), the facts see the
+    /// pipeline's randomness and its EOT draws, and the committee's determinism.
+    #[test]
+    fn committees_and_noisy_pipelines_are_evaluated_with_their_randomness_seen() {
+        use crate::defences::lowpass::LowPassFilter;
+        use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
+        let (net, source, x, labels) = setting();
+        let stages = vec![Stage::LowPass(LowPassFilter::study(5, 0.1, 3).unwrap())];
+        let mut pipeline = Pipeline::new(stages.clone(), &net, AttackThrough::Pipeline);
+        pipeline.eot_samples = 2;
+        let committee = crate::models::Committee::new(vec![&net, &source]);
+        for (name, model, draws) in [
+            ("pipeline", &pipeline as &dyn Classifier, 2u64),
+            ("committee", &committee, 1),
+        ] {
+            let labels = model.predict(x.view());
+            let settings = Settings {
+                eot_draws: model.eot_draws(),
+                ..small(labels.len())
+            };
+            assert_eq!(settings.eot_draws, draws, "{name}");
+            let subject = Subject {
+                model,
+                source: &source,
+            };
+            let record = evaluate(
+                &subject,
+                x.view(),
+                &labels,
+                &settings,
+                None,
+                |_, _| Ok::<(), ()>(()),
+                |_, _, _| {},
+            )
+            .unwrap();
+            assert_eq!(record.attacks.len(), 12, "{name}");
+            let facts = facts(
+                model,
+                x.view(),
+                &labels,
+                &[&net],
+                if draws > 1 { &stages } else { &[] },
+                false,
+            );
+            let (random, looked) = facts.random_images;
+            assert_eq!(looked, labels.len());
+            if draws > 1 {
+                assert!(random > 0, "{name}: the injected noise is seen");
+            } else {
+                assert_eq!(random, 0, "{name}");
+            }
+            let v = checklist::verdicts(&record, &facts);
+            assert_eq!(v[7].mark, checklist::Mark::Pass, "{name}: {:?}", v[7]);
+        }
+    }
+
     /// The same record on 1 thread and on 3.
     #[test]
     fn the_record_does_not_depend_on_the_thread_count() {
