@@ -346,21 +346,8 @@ fn run_once(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attacks::linear::Linear;
+    use crate::attacks::linear::linear_setting;
     use crate::data::IMAGE_SIDE;
-    use ndarray::Array4;
-
-    /// 200 images in [0, 1] and a linear model's own predictions as their labels.
-    pub(crate) fn linear_setting() -> (Linear, Array4<f32>, Vec<u8>) {
-        let model = Linear::random(11, 0.05);
-        let x = crate::testutil::random_array::<f32, ndarray::Ix4>(
-            (200, 1, IMAGE_SIDE, IMAGE_SIDE),
-            12,
-        )
-        .mapv(|v| v * 0.5 + 0.5);
-        let labels = model.predict(x.view());
-        (model, x, labels)
-    }
 
     #[test]
     fn the_checkpoints_are_the_reference_schedule() {

@@ -821,6 +821,18 @@ pub(crate) mod linear {
         }
     }
 
+    /// A linear model and 200 images in [0, 1], labelled with its own predictions.
+    pub fn linear_setting() -> (Linear, Array4<f32>, Vec<u8>) {
+        let model = Linear::random(11, 0.05);
+        let x = crate::testutil::random_array::<f32, ndarray::Ix4>(
+            (200, 1, crate::data::IMAGE_SIDE, crate::data::IMAGE_SIDE),
+            12,
+        )
+        .mapv(|v| v * 0.5 + 0.5);
+        let labels = model.predict(x.view());
+        (model, x, labels)
+    }
+
     impl Classifier for Linear {
         fn logits(&self, x: ArrayView4<f32>) -> Array2<f32> {
             let n = x.dim().0;

@@ -229,7 +229,7 @@ fn expected_margin(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attacks::linear::Linear;
+    use crate::attacks::linear::linear_setting;
     use crate::models::LogitLoss;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -306,13 +306,7 @@ mod tests {
     /// those that are not robust with a few hundred queries.
     #[test]
     fn square_finds_the_worst_case_of_a_linear_model() {
-        let model = Linear::random(11, 0.05);
-        let x = crate::testutil::random_array::<f32, ndarray::Ix4>(
-            (200, 1, IMAGE_SIDE, IMAGE_SIDE),
-            12,
-        )
-        .mapv(|v| v * 0.5 + 0.5);
-        let labels = model.predict(x.view());
+        let (model, x, labels) = linear_setting();
         let eps = 0.05;
         let out = square(
             &model,

@@ -727,7 +727,7 @@ mod tests {
     fn committees_and_noisy_pipelines_are_evaluated_with_their_randomness_seen() {
         use crate::defences::lowpass::LowPassFilter;
         use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
-        let (net, source, x, labels) = setting();
+        let (net, source, x, _) = setting();
         let stages = vec![Stage::LowPass(LowPassFilter::study(5, 0.1, 3).unwrap())];
         let mut pipeline = Pipeline::new(stages.clone(), &net, AttackThrough::Pipeline);
         pipeline.eot_samples = 2;
