@@ -276,7 +276,7 @@ pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
             evaluate::certification(&|e| certify(net, stages, x, labels, e), &eps)
         }
         _ => evaluate::Certification {
-            unavailable: Some("a committee averages its members' softmax outputs, which interval bound propagation through each member does not bound tightly enough to certify; no certificate is given".into()),
+            unavailable: Some("no certificate: a committee averages its members' softmax outputs, a combination interval bound propagation is not built for here".into()),
             ..Default::default()
         },
     };

@@ -104,7 +104,14 @@ pub fn markdown(report: &Report) -> String {
     md.push_str(&table.markdown());
     md.push('\n');
     match (&report.certification.unavailable, report.certification.passes_99_at) {
-        (Some(reason), _) => md.push_str(&format!("No certificate: {reason}.\n\n")),
+        (Some(reason), _) => {
+            // The reason reads as a sentence of its own ("no certificate: ...").
+            let mut sentence = reason.trim_end_matches('.').to_string();
+            if let Some(first) = sentence.get(..1) {
+                sentence.replace_range(..1, &first.to_uppercase());
+            }
+            md.push_str(&format!("{sentence}.\n\n"))
+        }
         (None, Some(at)) => md.push_str(&format!(
             "The certified error passes 99% at eps = {at}: beyond it the certificate says nothing.\n\n"
         )),
