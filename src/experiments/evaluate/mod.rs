@@ -478,7 +478,7 @@ pub struct Certification {
     pub unavailable: Option<String>,
     /// `(eps, certified error %)` at each budget.
     pub rows: Vec<(f32, f64)>,
-    /// The smallest eps on a grid of 0.001 at which the certified error reaches 99%.
+    /// The smallest eps on a grid of 0.0001 at which the certified error reaches 99%.
     pub passes_99_at: Option<f32>,
 }
 
@@ -505,10 +505,15 @@ pub fn certification(
             }
         }
     }
-    // The certified error grows with eps: bisect on the grid k / 1000.
-    let passes = |k: u32| error(k as f32 / 1000.0).map(|e| e >= 99.0).unwrap_or(false);
-    let passes_99_at = passes(1000).then(|| {
-        let (mut lo, mut hi) = (0u32, 1000u32); // passes(hi), and lo is below the answer
+    // The certified error grows with eps: bisect on the grid k / GRID (14 certificates).
+    const GRID: u32 = 10_000;
+    let passes = |k: u32| {
+        error(k as f32 / GRID as f32)
+            .map(|e| e >= 99.0)
+            .unwrap_or(false)
+    };
+    let passes_99_at = passes(GRID).then(|| {
+        let (mut lo, mut hi) = (0u32, GRID); // passes(hi), and lo is below the answer
         if passes(0) {
             return 0.0;
         }
@@ -520,7 +525,7 @@ pub fn certification(
                 lo = mid;
             }
         }
-        hi as f32 / 1000.0
+        hi as f32 / GRID as f32
     });
     Certification {
         unavailable: None,
@@ -792,18 +797,22 @@ mod tests {
     }
 
     /// The certified error per budget, and the bisection for where it passes 99%, from a
-    /// certifier whose answer is known: image `i` of 1,000 is certified below eps `i / 2000`.
+    /// certifier whose answer is known: image `i` of 1,000 is certified below eps
+    /// `i / 2000 + 0.00003` (off the grid, so no rounding decides).
     #[test]
     fn certification_finds_where_the_bound_passes_99_percent() {
         let certify = |eps: f32| -> Result<Vec<bool>, String> {
-            Ok((0..1000).map(|i| eps < i as f32 / 2000.0).collect())
+            Ok((0..1000)
+                .map(|i| eps < i as f32 / 2000.0 + 0.00003)
+                .collect())
         };
         let c = certification(&certify, &[0.1, 0.25]);
         assert_eq!(c.unavailable, None);
-        // At 0.1, images 0..=200 are not certified: 20.1%.
-        assert_eq!(c.rows, vec![(0.1, 20.1), (0.25, 50.1)]);
-        // 99% = 990 images not certified: eps >= 989 / 2000 = 0.4945, first grid point 0.495.
-        assert_eq!(c.passes_99_at, Some(0.495));
+        // At 0.1, images 0..=199 are not certified: 20.0%.
+        assert_eq!(c.rows, vec![(0.1, 20.0), (0.25, 50.0)]);
+        // 99% = 990 images not certified: eps >= 989 / 2000 + 0.00003 = 0.49453, first grid
+        // point 0.4946.
+        assert_eq!(c.passes_99_at, Some(0.4946));
         let refuse = |_: f32| -> Result<Vec<bool>, String> { Err("random".into()) };
         let none = certification(&refuse, &[0.1]);
         assert_eq!(none.unavailable.as_deref(), Some("random"));
