@@ -5,13 +5,13 @@ use super::args::{at_least_one, at_most, whole_number, ClassifierArgs, DefenceAr
 use super::outputs::{check_output_folder, pre_inputs, refuse_overwrite};
 use super::{progress, warn_if_logits_overflow};
 use advmnist::data::{self, Split};
-use advmnist::experiments::evaluate::{self, checklist, Report, Settings, Step, Subject};
+use advmnist::experiments::evaluate::{self, Settings, Step, Subject};
 use advmnist::io_safety::{write_atomic, RunLock};
 use advmnist::limits;
 use advmnist::models::assemble::{load_lenets, named_classifiers, with_preprocessing};
 use advmnist::models::file::load_model;
 use advmnist::models::lenet::{DropoutRates, LeNet};
-use advmnist::models::pipeline::{AttackThrough, Stage};
+use advmnist::models::pipeline::AttackThrough;
 use advmnist::report;
 use advmnist::train::TrainConfig;
 use anyhow::{bail, Context, Result};
@@ -261,35 +261,25 @@ pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
     )?;
     bar.set_message("certified bounds and checks");
     let lenets: Vec<&LeNet<f32>> = nets.iter().chain(&member_nets).map(|(_, n)| n).collect();
-    let mut facts = evaluate::facts(
-        model.as_ref(),
+    let evaluated = evaluate::Evaluated {
+        model: model.as_ref(),
+        lenets,
+        certifiable: match (committee.is_some(), nets.first()) {
+            (false, Some((_, net))) => Some(net),
+            _ => None,
+        },
+        stages: &preprocessing.stages,
+        attack_through_classifier: preprocessing.attack_through == AttackThrough::Classifier
+            && !preprocessing.stages.is_empty(),
+    };
+    let result = evaluate::report(
+        &name,
+        &source_file.display().to_string(),
+        record,
+        &evaluated,
         x,
         labels,
-        &lenets,
-        &preprocessing.stages,
-        preprocessing.attack_through == AttackThrough::Classifier
-            && !preprocessing.stages.is_empty(),
     );
-    let certification = match (committee.is_some(), nets.first()) {
-        (false, Some((_, net))) => {
-            let stages: &[Stage] = &preprocessing.stages;
-            evaluate::certification(&|e| certify(net, stages, x, labels, e), &eps)
-        }
-        _ => evaluate::Certification {
-            unavailable: Some("no certificate: a committee averages its members' softmax outputs, a combination interval bound propagation is not built for here".into()),
-            ..Default::default()
-        },
-    };
-    facts.certified_error_pct = certification.rows.clone();
-    let verdicts = checklist::verdicts(&record, &facts);
-    let result = Report {
-        model: name.clone(),
-        source: source_file.display().to_string(),
-        record,
-        certification,
-        facts,
-        verdicts,
-    };
     bar.finish_and_clear();
     let json = serde_json::to_string_pretty(&result).expect("a report serialises");
     let md = report::evaluate::markdown(&result);
@@ -321,15 +311,4 @@ pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
         bail!("{} check(s) warn and --strict is given", warnings.len());
     }
     Ok(())
-}
-
-/// Per image, whether it is certified robust at `eps`.
-fn certify(
-    net: &LeNet<f32>,
-    stages: &[Stage],
-    x: ndarray::ArrayView4<f32>,
-    labels: &[u8],
-    eps: f32,
-) -> Result<Vec<bool>, String> {
-    advmnist::certify::certify(net, stages, x, labels, eps).map_err(|e| e.to_string())
 }

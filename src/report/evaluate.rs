@@ -11,7 +11,7 @@ use plotters::prelude::*;
 pub const EVALUATE_FILES: [&str; 3] = ["evaluate.json", "evaluate.md", "evaluate.svg"];
 
 /// One cell: the error and the distortion the attack produced.
-fn cell(r: &AttackResult) -> String {
+pub(crate) fn cell(r: &AttackResult) -> String {
     match r.distortion {
         Some(d) => format!("{:.1} ({d:.3})", r.error_pct),
         None => format!("{:.1} (-)", r.error_pct),

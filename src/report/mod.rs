@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod human;
 pub mod plot;
 pub mod reproduce;
+pub mod soundness;
 pub mod table;
 
 use crate::experiments::sweep::SweepResult;

@@ -217,6 +217,7 @@ pub fn report_html(g: &Gathered, plan: &Plan, figures: &[(String, String)]) -> S
     s.push_str("<h2>Beyond the study: is the adversarial committee's robustness real?</h2>\n");
     s.push_str(&rows_table(&g.beyond, false).html());
     s.push_str(&beyond_verdict(g));
+    s.push_str(&super::soundness::html(g, plan));
     for (title, svg) in figures {
         let _ = writeln!(
             s,
@@ -265,7 +266,8 @@ fn beyond_verdict(g: &Gathered) -> String {
 pub const REPORT_SET: &str = "report";
 
 /// Writes the report files into `out` (created if missing): `table2.json`, `table2.md`,
-/// `gaussian.json`, `beyond.json`, the figures, `report.html` and `manifest.json`.
+/// `gaussian.json`, `beyond.json`, `soundness.json`, `soundness.md`, the figures,
+/// `report.html` and `manifest.json`.
 pub fn write_report(
     out: &Path,
     plan: &Plan,
@@ -291,6 +293,14 @@ pub fn write_report(
             serde_json::to_vec_pretty(&g.beyond).expect("plain data"),
         ),
         ("table2.md".into(), table2_markdown(g, plan).into_bytes()),
+        (
+            "soundness.json".into(),
+            serde_json::to_vec_pretty(&g.soundness).expect("plain data"),
+        ),
+        (
+            "soundness.md".into(),
+            super::soundness::markdown(g, plan).into_bytes(),
+        ),
     ];
     let mut inline = Vec::new();
     for f in figures {

@@ -86,6 +86,8 @@ fn quick_reproduction_writes_every_file_and_row_and_splits_over_two_processes() 
         "table2.md",
         "gaussian.json",
         "beyond.json",
+        "soundness.json",
+        "soundness.md",
         "report.html",
         "manifest.json",
         "figure3.svg",
@@ -149,8 +151,49 @@ fn quick_reproduction_writes_every_file_and_row_and_splits_over_two_processes() 
     ] {
         assert!(beyond.contains(what), "{what} missing from beyond.json");
     }
+    // The soundness table: every Table 2 row evaluated by every attack at eps 0.1 and 0.3, with
+    // the distortion produced, the bounds and the verdicts.
+    let soundness: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("soundness.json")).unwrap())
+            .unwrap();
+    let sound_rows = soundness.as_array().unwrap();
+    assert_eq!(sound_rows.len(), 9, "one evaluation per Table 2 row");
+    for (r, study) in sound_rows.iter().zip(&study_rows) {
+        assert_eq!(r["method"], study["method"]);
+        let report = &r["report"];
+        assert_eq!(
+            report["record"]["settings"]["eps"],
+            serde_json::json!([0.1, 0.3])
+        );
+        assert_eq!(report["record"]["attacks"].as_array().unwrap().len(), 12);
+        assert_eq!(report["verdicts"].as_array().unwrap().len(), 9);
+        // A certificate for one LeNet without injected noise, none for the rest.
+        let certified = report["certification"]["unavailable"].is_null();
+        let one_model = ["none", "dropout", "dae", "dae+dropout", "adv"];
+        assert_eq!(
+            certified,
+            one_model.contains(&r["key"].as_str().unwrap()),
+            "{}",
+            r["key"]
+        );
+        // EOT exactly on the rows that inject noise.
+        let eot = report["record"]["settings"]["eot_draws"].as_u64().unwrap();
+        assert_eq!(eot > 1, r["key"].as_str().unwrap().starts_with("lowpass"));
+    }
+    let md = std::fs::read_to_string(run.join("soundness.md")).unwrap();
+    for what in [
+        "apgd-t",
+        "square",
+        "worst case",
+        "certified",
+        "checks passed",
+    ] {
+        assert!(md.contains(what), "{what} missing from soundness.md");
+    }
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("Standard committee"));
+    assert!(html.contains("Soundness: every row under every attack"));
+    assert!(html.contains("On the adversarial committee at eps 0.1"));
     assert!(
         !html.contains("<script src") && !html.contains("<link "),
         "self-contained"

@@ -576,6 +576,70 @@ impl Report {
     }
 }
 
+/// What is evaluated, as [`report`] needs it for the checks and the certificate.
+pub struct Evaluated<'a> {
+    /// The model the attacks ran on (a LeNet, a committee or a pipeline).
+    pub model: &'a dyn Classifier,
+    /// The LeNet, or a committee's members: their float32 forward pass is checked against
+    /// float64.
+    pub lenets: Vec<&'a crate::models::LeNet<f32>>,
+    /// The one LeNet interval bound propagation certifies (behind `stages`); `None` for a
+    /// committee, which gets "no certificate".
+    pub certifiable: Option<&'a crate::models::LeNet<f32>>,
+    /// The preprocessing in front of the classifier (empty: none).
+    pub stages: &'a [crate::models::pipeline::Stage],
+    /// Whether the attacks followed the bare classifier's gradient past the preprocessing
+    /// rather than the whole pipeline's.
+    pub attack_through_classifier: bool,
+}
+
+/// Why a committee has no certificate.
+pub const COMMITTEE_UNCERTIFIED: &str = "no certificate: a committee averages its members' softmax outputs, a combination interval bound propagation is not built for here";
+
+/// The report of a finished evaluation: the checklist's facts, the certified bounds at each of
+/// the record's budgets and the verdicts. `x` and `labels` are the images the record was made
+/// on; `name` and `source` say what was evaluated and what the transfer attack was crafted on.
+pub fn report(
+    name: &str,
+    source: &str,
+    record: Record,
+    evaluated: &Evaluated<'_>,
+    x: ArrayView4<f32>,
+    labels: &[u8],
+) -> Report {
+    let mut facts = facts(
+        evaluated.model,
+        x,
+        labels,
+        &evaluated.lenets,
+        evaluated.stages,
+        evaluated.attack_through_classifier,
+    );
+    let certification = match evaluated.certifiable {
+        Some(net) => certification(
+            &|eps| {
+                crate::certify::certify(net, evaluated.stages, x, labels, eps)
+                    .map_err(|e| e.to_string())
+            },
+            &record.settings.eps,
+        ),
+        None => Certification {
+            unavailable: Some(COMMITTEE_UNCERTIFIED.into()),
+            ..Default::default()
+        },
+    };
+    facts.certified_error_pct = certification.rows.clone();
+    let verdicts = checklist::verdicts(&record, &facts);
+    Report {
+        model: name.into(),
+        source: source.into(),
+        record,
+        certification,
+        facts,
+        verdicts,
+    }
+}
+
 /// Images the randomness check looks at.
 pub const RANDOMNESS_IMAGES: usize = 100;
 

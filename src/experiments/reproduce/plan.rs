@@ -49,7 +49,31 @@ pub struct Scale {
     pub extra_images: usize,
     pub extra_levels: usize,
     pub pgd_steps: usize,
+    /// The soundness table's evaluation of every Table 2 row.
+    pub soundness: SoundnessScale,
 }
+
+/// The settings of the soundness table's evaluations (`experiments::evaluate`, as
+/// `advmnist evaluate` runs them), chosen for the run's time budget: at the full scale at most
+/// 10 minutes on 2 cores for the 9 rows (docs/evaluate.md, "In reproduce").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SoundnessScale {
+    /// The first N test images.
+    pub images: usize,
+    /// PGD's steps (its own figure and the transfer attack's).
+    pub pgd_steps: usize,
+    /// APGD's iterations per run.
+    pub iterations: usize,
+    /// APGD-T's target classes.
+    pub targets: usize,
+    /// Square's queries per image.
+    pub queries: usize,
+    /// The checklist's stronger run: APGD-CE restarts.
+    pub stronger_restarts: usize,
+}
+
+/// The soundness table's L-infinity budgets: the field's smallest and largest on MNIST.
+pub const SOUNDNESS_EPS: [f32; 2] = [0.1, 0.3];
 
 impl Scale {
     pub fn full() -> Self {
@@ -69,6 +93,14 @@ impl Scale {
             extra_images: 2_000,
             extra_levels: 21,
             pgd_steps: 10,
+            soundness: SoundnessScale {
+                images: 1_000,
+                pgd_steps: 10,
+                iterations: 100,
+                targets: 3,
+                queries: 1_000,
+                stronger_restarts: 2,
+            },
         }
     }
 
@@ -91,6 +123,14 @@ impl Scale {
             extra_images: 200,
             extra_levels: 5,
             pgd_steps: 3,
+            soundness: SoundnessScale {
+                images: 50,
+                pgd_steps: 2,
+                iterations: 5,
+                targets: 1,
+                queries: 20,
+                stronger_restarts: 1,
+            },
         }
     }
 }
@@ -317,6 +357,26 @@ impl Serialize for SweepSpec {
     }
 }
 
+/// An evaluation of one defended classifier by every attack of `experiments::evaluate`, white
+/// box through everything it does (preprocessing with EOT over injected noise, a committee's
+/// averaged prediction), with the checklist's verdicts and certified bounds: one row of the
+/// soundness table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SoundnessSpec {
+    /// One model, or the members of a committee (averaged softmax outputs).
+    pub members: Vec<ModelRef>,
+    pub pre: Vec<PreSpec>,
+    /// The independent LeNet the transfer attack's examples are made on.
+    pub source: ModelRef,
+    /// The L-infinity budgets.
+    pub eps: Vec<f32>,
+    #[serde(flatten)]
+    pub scale: SoundnessScale,
+    /// APGD's runs per loss and target (AutoAttack's standard: 1).
+    pub restarts: usize,
+    pub seed: u64,
+}
+
 /// What a job does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -345,6 +405,7 @@ pub enum JobSpec {
         seed: u64,
     },
     Sweep(SweepSpec),
+    Soundness(SoundnessSpec),
 }
 
 /// One step of the run.
@@ -375,6 +436,15 @@ impl Job {
             }
             s.source.iter().for_each(&mut add);
         }
+        if let JobSpec::Soundness(s) = &self.spec {
+            s.members.iter().for_each(&mut add);
+            for p in &s.pre {
+                if let PreSpec::Dae { model } = p {
+                    add(model);
+                }
+            }
+            add(&s.source);
+        }
         deps
     }
 
@@ -389,6 +459,7 @@ impl Job {
                 vec!["sweep.json".into(), "gradients.json".into()]
             }
             JobSpec::Sweep(_) => vec!["sweep.json".into()],
+            JobSpec::Soundness(_) => vec![SOUNDNESS_FILE.into()],
         }
     }
 
@@ -441,6 +512,60 @@ impl Job {
                     * (members / 1.5 + 2.0 * pre);
                 infer + gradients
             }
+            // `evaluate::plan`'s cost is in gradient passes per image (EOT included), each
+            // through every member and stage.
+            JobSpec::Soundness(s) => {
+                let members = s.members.len() as f64;
+                let pre: f64 = s
+                    .pre
+                    .iter()
+                    .map(|p| match p {
+                        PreSpec::Dae { .. } => 0.6,
+                        PreSpec::Lowpass { .. } => 0.05,
+                    })
+                    .sum();
+                let passes: f64 = crate::experiments::evaluate::plan(&s.settings())
+                    .iter()
+                    .map(|(_, c)| c)
+                    .sum();
+                passes * s.scale.images as f64 * (members / 1.5 + 2.0 * pre)
+            }
+        }
+    }
+}
+
+/// The file a soundness job writes: `experiments::evaluate::Report`, serialised.
+pub const SOUNDNESS_FILE: &str = "evaluate.json";
+
+impl SoundnessSpec {
+    /// Whether a stage injects noise, so that every attack averages over draws (EOT).
+    pub fn random(&self) -> bool {
+        self.pre
+            .iter()
+            .any(|p| matches!(p, PreSpec::Lowpass { noise, .. } if *noise > 0.0))
+    }
+
+    /// The evaluation's settings: the EOT draws are the pipeline's default where a stage
+    /// injects noise.
+    pub fn settings(&self) -> crate::experiments::evaluate::Settings {
+        let s = &self.scale;
+        crate::experiments::evaluate::Settings {
+            pgd_steps: s.pgd_steps,
+            iterations: s.iterations,
+            restarts: self.restarts,
+            targets: s.targets,
+            queries: s.queries,
+            stronger_restarts: s.stronger_restarts,
+            eot_draws: if self.random() {
+                crate::models::pipeline::DEFAULT_EOT_SAMPLES as u64
+            } else {
+                1
+            },
+            ..crate::experiments::evaluate::Settings::standard(
+                self.eps.clone(),
+                s.images,
+                self.seed,
+            )
         }
     }
 }
@@ -509,6 +634,16 @@ pub const METHODS: [Method; 9] = [
         paper: [0.65, 9.8, 36.5],
     },
 ];
+
+/// Whether `key` is one of Table 2's rows.
+fn is_table_row(key: &str) -> bool {
+    METHODS.iter().any(|m| m.key == key)
+}
+
+/// The soundness job of Table 2's row `method` at repetition `base_seed`.
+pub fn soundness_job(method: &str, base_seed: u64) -> String {
+    format!("soundness-{method}-s{base_seed}")
+}
 
 /// The low-pass filter of the Table 2 rows: the 5x5 kernel with noise 0.1 injected before it
 /// (the study enhances its filter with injected noise without giving the noise's level;
@@ -883,6 +1018,30 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 true,
             );
         }
+        // The soundness table: every Table 2 row evaluated white-box through everything it
+        // does, with the checklist's verdicts and certified bounds.
+        for (method, pre, members) in defended.iter().filter(|(m, ..)| is_table_row(m)) {
+            add(
+                &mut jobs,
+                Job {
+                    name: soundness_job(method, b),
+                    spec: JobSpec::Soundness(SoundnessSpec {
+                        members: members.clone(),
+                        pre: pre.clone(),
+                        source: independent.clone(),
+                        eps: SOUNDNESS_EPS.to_vec(),
+                        scale: scale.soundness.clone(),
+                        restarts: crate::attacks::apgd::DEFAULT_RESTARTS,
+                        seed: b,
+                    }),
+                    about: format!(
+                        "soundness of '{method}': every attack at eps {} on {} test images, the checklist, certified bounds",
+                        SOUNDNESS_EPS.map(|e| e.to_string()).join(" and "),
+                        scale.soundness.images
+                    ),
+                },
+            );
+        }
     }
     Plan {
         scale: scale.clone(),
@@ -981,26 +1140,78 @@ mod tests {
     }
 
     /// Job keys are hashes of the specifications' JSON, so that JSON must never change: these
-    /// are the SHA-256s of `serde_json::to_string` of whole plans (jobs and roles) as the plan
-    /// wrote them when the noise and the attack setting were still strings and a second enum.
+    /// are the SHA-256s of `serde_json::to_string` of the study's jobs (every job but the
+    /// soundness table's) as the plan wrote them when the noise and the attack setting were
+    /// still strings and a second enum, and before the soundness jobs joined the plan.
     #[test]
     fn plans_serialise_as_they_always_have() {
         for (scale, seeds, want) in [
             (
                 Scale::quick(),
                 1,
-                "6ae6ff28ff60e084e17b53e8ad76e202d5fee70ac66174b4072e674acaec5f65",
+                "74f837d9a8fc8fdc0251062080678493d8fd2c57a84d62f90f41f84dc65047fd",
             ),
             (
                 Scale::full(),
                 2,
-                "b9ae6f750902f8d8af22490b257ff49e629d1693a1044760452065376b078aa3",
+                "e780bf26d238cb743fb49602becb3befa716c27a4bfeb8900786be3dd2907c95",
             ),
         ] {
-            let text = serde_json::to_string(&plan(&scale, seeds)).unwrap();
+            let mut jobs = plan(&scale, seeds).jobs;
+            jobs.retain(|j| !matches!(j.spec, JobSpec::Soundness(_)));
+            let text = serde_json::to_string(&jobs).unwrap();
             let got = crate::hashing::sha256_hex(text.as_bytes());
             assert_eq!(got, want, "{} scale, {seeds} seed(s)", scale.name);
         }
+    }
+
+    #[test]
+    fn every_table_row_has_one_soundness_job_per_repetition_reading_its_models() {
+        let p = plan(&Scale::quick(), 2);
+        for b in p.base_seeds() {
+            for m in &METHODS {
+                let name = soundness_job(m.key, b);
+                let job = p.job(&name).unwrap_or_else(|| panic!("{name}"));
+                let JobSpec::Soundness(s) = &job.spec else {
+                    panic!("{name} is a soundness job")
+                };
+                // The same defended model as the row's sweep, and the independent LeNet.
+                let sweep = p
+                    .sweep_of(
+                        m.key,
+                        b,
+                        "fgsm",
+                        AttackSetting::Own(AttackThrough::Classifier),
+                        "exact",
+                        None,
+                    )
+                    .unwrap();
+                let JobSpec::Sweep(row) = &p.job(sweep).unwrap().spec else {
+                    panic!("a sweep")
+                };
+                assert_eq!((&s.members, &s.pre), (&row.members, &row.pre), "{name}");
+                assert_eq!(s.source.job, format!("lenet-s{}", b + 50));
+                assert_eq!(s.eps, SOUNDNESS_EPS);
+                assert!(job.dependencies().contains(&s.source.job));
+                assert_eq!(job.outputs(), [SOUNDNESS_FILE]);
+                // EOT exactly where noise is injected.
+                assert_eq!(
+                    s.settings().eot_draws > 1,
+                    m.key.starts_with("lowpass"),
+                    "{name}"
+                );
+                let text = serde_json::to_string(&job.spec).unwrap();
+                assert_eq!(serde_json::from_str::<JobSpec>(&text).unwrap(), job.spec);
+            }
+        }
+        let count = |p: &Plan| {
+            p.jobs
+                .iter()
+                .filter(|j| matches!(j.spec, JobSpec::Soundness(_)))
+                .count()
+        };
+        assert_eq!(count(&p), 2 * METHODS.len());
+        assert_eq!(count(&plan(&Scale::full(), 1)), METHODS.len());
     }
 
     #[test]

@@ -17,15 +17,16 @@
 //! job holds an exclusive lock (`io_safety::RunLock` on its record) while it runs, and a process
 //! skips a job another one holds, coming back to it later.
 
-use super::plan::{Job, JobSpec, PreSpec, SweepSpec};
+use super::plan::{Job, JobSpec, ModelRef, PreSpec, SoundnessSpec, SweepSpec, SOUNDNESS_FILE};
 use crate::data::Mnist;
+use crate::experiments::evaluate;
 use crate::experiments::sweep::{self, NamedModel, SweepConfig, SweepResult};
 use crate::hashing::file_sha256;
 use crate::io_safety::{write_atomic, RunLock};
 use crate::models::committee::Committee;
 use crate::models::file::{load_model, save_model};
 use crate::models::gradient::{compare_rules, GradientRule, RuleComparison, WithGradient};
-use crate::models::pipeline::{Pipeline, Stage};
+use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
 use crate::models::{Classifier, DropoutRates, LeNet};
 use crate::train::{self, Event, Recipe, TrainOptions, TrainState, TrainingSet};
 use serde::{Deserialize, Serialize};
@@ -244,6 +245,24 @@ pub fn run_job(
                 .collect();
             at.join(", ")
         }
+        JobSpec::Soundness(spec) => {
+            let report = run_soundness(dir, spec, data, &job.name, key, progress)?;
+            let json = serde_json::to_string_pretty(&report).expect("plain data");
+            write_atomic(&jd.join(SOUNDNESS_FILE), json.as_bytes())
+                .map_err(|e| fail(&job.name, e))?;
+            let _ = std::fs::remove_file(jd.join(SOUNDNESS_PARTIAL));
+            let worst: Vec<String> = spec
+                .eps
+                .iter()
+                .map(|&e| format!("worst case {:.1}% at eps {e}", report.worst_error_pct(e)))
+                .collect();
+            format!(
+                "{}; {} of {} checks pass",
+                worst.join(", "),
+                report.verdicts.len() - report.warnings().len(),
+                report.verdicts.len()
+            )
+        }
     };
     let mut outputs = BTreeMap::new();
     for file in job.outputs() {
@@ -326,13 +345,9 @@ fn run_sweep(
     job: &str,
     progress: Progress<'_>,
 ) -> Result<(SweepResult, Option<RuleComparison>), ReproduceError> {
-    let load = |m: &super::plan::ModelRef| -> Result<LeNet<f32>, ReproduceError> {
-        load_model(&model_path(dir, m))
-            .map(|(n, _)| n)
-            .map_err(|e| fail(job, e))
-    };
-    let nets: Vec<LeNet<f32>> = spec.members.iter().map(load).collect::<Result<_, _>>()?;
+    let nets = load_members(dir, &spec.members, job)?;
     let rule = GradientRule::parse(&spec.gradient).map_err(|e| fail(job, e))?;
+    let stages = load_stages(dir, &spec.pre, spec.seed, job)?;
     let members: Vec<&dyn Classifier> = nets.iter().map(|n| n as &dyn Classifier).collect();
     // One model, with the gradient rule; or a committee (averaged softmax), with it too.
     let single;
@@ -349,20 +364,6 @@ fn run_sweep(
         committee = c;
         &committee
     };
-    let stages: Vec<Stage> = spec
-        .pre
-        .iter()
-        .map(|p| {
-            let text = match p {
-                PreSpec::Lowpass { size, noise } if *noise > 0.0 => {
-                    format!("lowpass:{size},noise={noise}")
-                }
-                PreSpec::Lowpass { size, .. } => format!("lowpass:{size}"),
-                PreSpec::Dae { model } => format!("dae:{}", model_path(dir, model).display()),
-            };
-            Stage::parse(&text, spec.seed).map_err(|e| fail(job, e))
-        })
-        .collect::<Result<_, _>>()?;
     let pipeline;
     let model: &dyn Classifier = if stages.is_empty() {
         classifier
@@ -370,7 +371,11 @@ fn run_sweep(
         pipeline = Pipeline::new(stages, classifier, spec.attack.through());
         &pipeline
     };
-    let source_net = spec.source.as_ref().map(load).transpose()?;
+    let source_net = spec
+        .source
+        .as_ref()
+        .map(|m| load_members(dir, std::slice::from_ref(m), job).map(|mut v| v.remove(0)))
+        .transpose()?;
     let source = source_net.as_ref().map(|n| NamedModel {
         name: "source".into(),
         model: n,
@@ -392,6 +397,139 @@ fn run_sweep(
     .map_err(|e| fail(job, e))?;
     let comparison = rule_comparison(&nets, spec.pre.is_empty(), rule, &test);
     Ok((result, comparison))
+}
+
+/// The LeNets of `members`, made by other jobs.
+fn load_members(
+    dir: &RunDir,
+    members: &[ModelRef],
+    job: &str,
+) -> Result<Vec<LeNet<f32>>, ReproduceError> {
+    members
+        .iter()
+        .map(|m| {
+            load_model(&model_path(dir, m))
+                .map(|(n, _)| n)
+                .map_err(|e| fail(job, e))
+        })
+        .collect()
+}
+
+/// The preprocessing stages of `pre`, their noise seeded by `seed`.
+fn load_stages(
+    dir: &RunDir,
+    pre: &[PreSpec],
+    seed: u64,
+    job: &str,
+) -> Result<Vec<Stage>, ReproduceError> {
+    pre.iter()
+        .map(|p| {
+            let text = match p {
+                PreSpec::Lowpass { size, noise } if *noise > 0.0 => {
+                    format!("lowpass:{size},noise={noise}")
+                }
+                PreSpec::Lowpass { size, .. } => format!("lowpass:{size}"),
+                PreSpec::Dae { model } => format!("dae:{}", model_path(dir, model).display()),
+            };
+            Stage::parse(&text, seed).map_err(|e| fail(job, e))
+        })
+        .collect()
+}
+
+/// The record of a soundness job in progress, in its folder: the evaluation's record after each
+/// attack, with the job's key, so that a killed job resumes only from its own partial results.
+const SOUNDNESS_PARTIAL: &str = "evaluate.partial.json";
+
+#[derive(Serialize, Deserialize)]
+struct SoundnessPartial {
+    key: String,
+    record: evaluate::Record,
+}
+
+/// Evaluates one Table 2 row (`experiments::evaluate`) white-box through everything it does,
+/// resuming from the partial record a killed run of the same job left.
+fn run_soundness(
+    dir: &RunDir,
+    spec: &SoundnessSpec,
+    data: &Mnist,
+    job: &str,
+    key: &str,
+    progress: Progress<'_>,
+) -> Result<evaluate::Report, ReproduceError> {
+    let nets = load_members(dir, &spec.members, job)?;
+    let source = load_members(dir, std::slice::from_ref(&spec.source), job)?.remove(0);
+    let stages = load_stages(dir, &spec.pre, spec.seed, job)?;
+    let members: Vec<&dyn Classifier> = nets.iter().map(|n| n as &dyn Classifier).collect();
+    let committee;
+    let classifier: &dyn Classifier = if members.len() == 1 {
+        members[0]
+    } else {
+        committee = Committee::new(members);
+        &committee
+    };
+    let pipeline;
+    let model: &dyn Classifier = if stages.is_empty() {
+        classifier
+    } else {
+        pipeline = Pipeline::new(stages.clone(), classifier, AttackThrough::Pipeline);
+        &pipeline
+    };
+    let settings = spec.settings();
+    if settings.eot_draws != model.eot_draws() {
+        return Err(fail(
+            job,
+            format!(
+                "the plan averages over {} draws, the model draws {}",
+                settings.eot_draws,
+                model.eot_draws()
+            ),
+        ));
+    }
+    let images = spec.scale.images.min(data.test.len());
+    let x = data.test.images.slice(ndarray::s![..images, .., .., ..]);
+    let labels = &data.test.labels[..images];
+    let partial = dir.job_dir(job).join(SOUNDNESS_PARTIAL);
+    let resumed = std::fs::read(&partial)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<SoundnessPartial>(&b).ok())
+        .filter(|p| p.key == key)
+        .map(|p| p.record);
+    let subject = evaluate::Subject {
+        model,
+        source: &source,
+    };
+    const SCALE: f64 = 1000.0;
+    let record = evaluate::evaluate(
+        &subject,
+        x,
+        labels,
+        &settings,
+        resumed,
+        |record, _| {
+            let p = SoundnessPartial {
+                key: key.into(),
+                record: record.clone(),
+            };
+            let json = serde_json::to_vec(&p).expect("plain data");
+            write_atomic(&partial, &json).map_err(|e| fail(job, e))
+        },
+        |_, done, total| progress((done * SCALE) as u64, (total * SCALE) as u64),
+    )?;
+    let evaluated = evaluate::Evaluated {
+        model,
+        lenets: nets.iter().collect(),
+        certifiable: (nets.len() == 1).then(|| &nets[0]),
+        stages: &stages,
+        attack_through_classifier: false,
+    };
+    Ok(evaluate::report(
+        job,
+        &format!("the independent LeNet of job {}", spec.source.job),
+        record,
+        &evaluated,
+        x,
+        labels,
+    ))
 }
 
 /// `gradients.json` of a `caffe-f32` sweep: the two rules compared on the bare model, never on
@@ -416,6 +554,91 @@ mod tests {
     use crate::data::IMAGE_SIDE;
     use crate::models::lenet::DropoutRates;
     use crate::train::TrainConfig;
+
+    /// A soundness job resumes from the partial record a killed run of the same job (same key)
+    /// left, and ignores one another job's key left: a partial record whose first attack was
+    /// altered shows which happened.
+    #[test]
+    fn a_soundness_job_resumes_only_from_its_own_partial_record() {
+        use crate::experiments::reproduce::plan::{ModelRef, SoundnessScale};
+        use crate::models::file::ModelMeta;
+        use crate::rng::{stream, Purpose};
+        let tmp = tempfile::TempDir::new().unwrap();
+        let dir = RunDir::new(tmp.path());
+        let meta = ModelMeta {
+            dropout: DropoutRates::NONE,
+            seed: 0,
+            iterations: 0,
+            data_sha256: "test".into(),
+            extra: Default::default(),
+        };
+        for (job, seed) in [("model", 4), ("source", 5)] {
+            let jd = dir.job_dir(job);
+            std::fs::create_dir_all(&jd).unwrap();
+            let net = LeNet::<f32>::xavier(&mut stream(seed, Purpose::Init, 0));
+            save_model(&jd.join("model.safetensors"), &net, &meta).unwrap();
+        }
+        let model = ModelRef {
+            job: "model".into(),
+            file: "model.safetensors".into(),
+        };
+        let images =
+            crate::testutil::random_array::<f32, ndarray::Ix4>((8, 1, IMAGE_SIDE, IMAGE_SIDE), 6)
+                .mapv(f32::abs);
+        let net: LeNet<f32> = load_model(&model_path(&dir, &model)).unwrap().0;
+        let labels = net.predict(images.view());
+        let test = crate::data::Dataset { images, labels };
+        let data = Mnist {
+            train: test.clone(),
+            test,
+            sha256: "test".into(),
+        };
+        let spec = SoundnessSpec {
+            members: vec![model],
+            pre: vec![],
+            source: ModelRef {
+                job: "source".into(),
+                file: "model.safetensors".into(),
+            },
+            eps: vec![0.02],
+            scale: SoundnessScale {
+                images: 8,
+                pgd_steps: 2,
+                iterations: 4,
+                targets: 1,
+                queries: 10,
+                stronger_restarts: 1,
+            },
+            restarts: 1,
+            seed: 3,
+        };
+        let job = "soundness-test";
+        std::fs::create_dir_all(dir.job_dir(job)).unwrap();
+        let run = |key: &str| run_soundness(&dir, &spec, &data, job, key, &mut |_, _| {}).unwrap();
+        let timeless = |mut r: evaluate::Report| {
+            for a in r.record.attacks.iter_mut().chain(&mut r.record.stronger) {
+                a.seconds = 0.0;
+            }
+            r.record.unbounded.as_mut().unwrap().seconds = 0.0;
+            r
+        };
+        let fresh = timeless(run("k1"));
+        // The partial record of a finished run, its first attack altered.
+        let partial = dir.job_dir(job).join(SOUNDNESS_PARTIAL);
+        let mut left: SoundnessPartial =
+            serde_json::from_slice(&std::fs::read(&partial).unwrap()).unwrap();
+        left.record.attacks[0].found = 999;
+        std::fs::write(&partial, serde_json::to_vec(&left).unwrap()).unwrap();
+        assert_eq!(
+            timeless(run("k2")),
+            fresh,
+            "another key's partial record is ignored"
+        );
+        std::fs::write(&partial, serde_json::to_vec(&left).unwrap()).unwrap();
+        let resumed = run("k1");
+        assert_eq!(resumed.record.attacks[0].found, 999, "its own is resumed");
+        assert_eq!(resumed.record.attacks.len(), fresh.record.attacks.len());
+    }
 
     /// On a model whose logits saturate (fc2 scaled up, so `p_y` rounds to 1 in f32 for images
     /// labelled with their top class), the sweep's comparison finds the sign differences that

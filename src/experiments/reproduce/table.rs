@@ -1,7 +1,7 @@
 //! Gathering finished sweeps into the study's Table 2, the checks beyond it, and the figures'
 //! curves. Pure data: `report::reproduce` lays it out.
 
-use super::plan::{AttackSetting, Plan, METHODS};
+use super::plan::{soundness_job, AttackSetting, Plan, METHODS, SOUNDNESS_FILE};
 use super::runner::RunDir;
 use crate::experiments::sweep::{interpolate, SweepResult, SweepRow};
 use crate::models::pipeline::AttackThrough;
@@ -52,6 +52,19 @@ pub struct Gathered {
     /// What Caffe's float32 gradient changes, per model with a `caffe-f32` sweep (first seed):
     /// (method label, `models::gradient::RuleComparison` as written by the job).
     pub gradients: Vec<(String, serde_json::Value)>,
+    /// The soundness table: every Table 2 row's evaluation, per repetition, in the study's
+    /// order.
+    pub soundness: Vec<SoundnessRow>,
+}
+
+/// One Table 2 row evaluated by every attack (`experiments::evaluate`), as its job wrote it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SoundnessRow {
+    pub key: String,
+    pub method: String,
+    pub base_seed: u64,
+    pub job: String,
+    pub report: crate::experiments::evaluate::Report,
 }
 
 fn read_sweep(dir: &RunDir, job: &str) -> Result<SweepResult, String> {
@@ -302,11 +315,33 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
             gradients.push((m.label.to_string(), value));
         }
     }
+    let mut soundness = Vec::new();
+    for m in &METHODS {
+        for b in plan.base_seeds() {
+            let job = soundness_job(m.key, b);
+            if plan.job(&job).is_none() {
+                continue;
+            }
+            let path = dir.job_dir(&job).join(SOUNDNESS_FILE);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            let report = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not an evaluation report: {e}", path.display()))?;
+            soundness.push(SoundnessRow {
+                key: m.key.into(),
+                method: m.label.into(),
+                base_seed: b,
+                job,
+                report,
+            });
+        }
+    }
     Ok(Gathered {
         table2,
         gaussian,
         beyond,
         gradients,
+        soundness,
     })
 }
 
