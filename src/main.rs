@@ -124,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gradcheck(a) => cli::audit::gradcheck(a, data),
         Command::Reproduce(a) => cli::reproduce::reproduce(a, data),
         Command::Advtrain(a) => cli::advtrain::advtrain(a, data),
+        Command::AdvtrainReport(a) => cli::advtrain_report::advtrain_report(a, data),
         Command::Gradients(a) => cli::models::gradients(a, data),
         Command::Committee(a) => cli::models::committee(a),
     })

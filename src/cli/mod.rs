@@ -4,6 +4,7 @@
 //! (the progress bar).
 
 pub mod advtrain;
+pub mod advtrain_report;
 pub mod args;
 pub mod audit;
 pub mod bench;
@@ -107,6 +108,15 @@ pub enum Command {
     ///
     /// Example: advmnist advtrain --out adv
     Advtrain(advtrain::AdvtrainArgs),
+    /// Diagnostics of a finished staged adversarial-training run, without training: per
+    /// snapshot its clean, own-gradient FGSM (distortion 0.1, 0.2), Gaussian and PGD errors
+    /// and the gradient signs it shares with the snapshot before; the transfer matrix between
+    /// snapshots; and each adversarial training set made again (its distortion, the scale of
+    /// Eq. 3's second step). Writes OUT/diagnostics.{json,md,svg}. See
+    /// docs/adversarial-training.md, "Diagnostics".
+    ///
+    /// Example: advmnist advtrain-report adv --out adv-report
+    AdvtrainReport(advtrain_report::AdvtrainReportArgs),
     /// How the exact and Caffe's float32 softmax cross-entropy gradients differ on the test set:
     /// images that lose the true class's term (dz_y == 0) under each, and gradient signs that
     /// differ (docs/committees.md).

@@ -1,6 +1,7 @@
 //! Experiments: compositions of models, attacks and evaluation (the study's figures and tables).
 //! They compute; `report` lays their results out.
 
+pub mod advtrain_diagnostics;
 pub mod evaluate;
 pub mod human_study;
 pub mod perturbed_digits;

@@ -5,6 +5,7 @@
 //! integration reliability::`.
 
 mod advtrain;
+mod advtrain_report;
 mod attacks;
 mod audit;
 mod bench_report;

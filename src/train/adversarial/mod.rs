@@ -54,7 +54,8 @@ pub use config::{AdvConfig, AdvOptions, StageRecipe};
 pub use eq3::{adversarial_examples, gradient_step, ADVERSARIAL_CHUNK, FORMULA};
 pub use pool::{images_sha256, AdversarialSet, PoolComposition};
 pub use record::{
-    snapshot_file, AdvRecord, SnapshotRecord, CHECKPOINT_FILE, RECORD_FILE, RECORD_FORMAT,
+    read_record, snapshot_file, AdvRecord, SnapshotRecord, CHECKPOINT_FILE, RECORD_FILE,
+    RECORD_FORMAT,
 };
 pub use run::{run_adversarial, AdvEvent, AdvOutcome};
 

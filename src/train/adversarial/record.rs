@@ -75,7 +75,8 @@ pub(super) fn write_record(path: &Path, record: &AdvRecord) -> Result<(), AdvErr
     Ok(())
 }
 
-pub(super) fn read_record(path: &Path) -> Result<AdvRecord, AdvError> {
+/// Reads and checks the format of a run's record (`advtrain.json`).
+pub fn read_record(path: &Path) -> Result<AdvRecord, AdvError> {
     let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
     let record: AdvRecord = serde_json::from_str(&text).map_err(|e| AdvError::BadRecord {
         path: path.into(),
