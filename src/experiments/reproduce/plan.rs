@@ -70,6 +70,9 @@ pub struct SoundnessScale {
     pub queries: usize,
     /// The checklist's stronger run: APGD-CE restarts.
     pub stronger_restarts: usize,
+    /// Draws of the injected noise every attack averages over (EOT), on the rows that inject
+    /// noise.
+    pub eot_draws: usize,
 }
 
 /// The soundness table's L-infinity budgets: the field's smallest and largest on MNIST.
@@ -97,9 +100,10 @@ impl Scale {
                 images: 1_000,
                 pgd_steps: 10,
                 iterations: 100,
-                targets: 3,
-                queries: 1_000,
-                stronger_restarts: 2,
+                targets: 1,
+                queries: 500,
+                stronger_restarts: 1,
+                eot_draws: 5,
             },
         }
     }
@@ -130,6 +134,7 @@ impl Scale {
                 targets: 1,
                 queries: 20,
                 stronger_restarts: 1,
+                eot_draws: 2,
             },
         }
     }
@@ -545,8 +550,7 @@ impl SoundnessSpec {
             .any(|p| matches!(p, PreSpec::Lowpass { noise, .. } if *noise > 0.0))
     }
 
-    /// The evaluation's settings: the EOT draws are the pipeline's default where a stage
-    /// injects noise.
+    /// The evaluation's settings: the scale's EOT draws where a stage injects noise, else 1.
     pub fn settings(&self) -> crate::experiments::evaluate::Settings {
         let s = &self.scale;
         crate::experiments::evaluate::Settings {
@@ -557,7 +561,7 @@ impl SoundnessSpec {
             queries: s.queries,
             stronger_restarts: s.stronger_restarts,
             eot_draws: if self.random() {
-                crate::models::pipeline::DEFAULT_EOT_SAMPLES as u64
+                s.eot_draws.max(1) as u64
             } else {
                 1
             },

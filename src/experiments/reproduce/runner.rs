@@ -471,7 +471,9 @@ fn run_soundness(
     let model: &dyn Classifier = if stages.is_empty() {
         classifier
     } else {
-        pipeline = Pipeline::new(stages.clone(), classifier, AttackThrough::Pipeline);
+        let mut p = Pipeline::new(stages.clone(), classifier, AttackThrough::Pipeline);
+        p.eot_samples = spec.scale.eot_draws;
+        pipeline = p;
         &pipeline
     };
     let settings = spec.settings();
@@ -608,6 +610,7 @@ mod tests {
                 targets: 1,
                 queries: 10,
                 stronger_restarts: 1,
+                eot_draws: 2,
             },
             restarts: 1,
             seed: 3,
