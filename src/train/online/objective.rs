@@ -19,8 +19,9 @@ pub const EXAMPLES: &str = "x_adv = clip(x + eps * sign(grad_x J(x, y)), 0, 1), 
 pub const EXAMPLES_RANDOM_START: &str = "x_adv = clip(clamp(x0 + 1.25 eps * sign(grad J(x0, y)), x - eps, x + eps), 0, 1), x0 = clip(x + U(-eps, eps), 0, 1) (Wong, Rice and Kolter 2020; evaluation mode)";
 
 /// The step of the random start's sign step, in units of eps: Wong, Rice and Kolter ("Fast is
-/// better than free", ICLR 2020, section 4 and their MNIST experiments) take 1.25 eps, a
-/// little more than the radius, so that a start anywhere in the ball can reach its boundary.
+/// better than free", ICLR 2020, section 4: alpha = 10/255 at eps = 8/255; their released
+/// `train_fgsm.py` likewise) take 1.25 eps, a little more than the radius, so that from a
+/// start anywhere in the ball most pixels still end, after the projection, on its boundary.
 pub const RANDOM_START_STEP: f32 = 1.25;
 
 /// Everything that decides the result of an on-line adversarial training run, beyond the data.
