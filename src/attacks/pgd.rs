@@ -12,9 +12,10 @@
 use crate::models::gradient::sign;
 use crate::models::Classifier;
 use crate::rng::{stream, Purpose};
-use ndarray::{Array4, ArrayView4, Axis, Zip};
+use ndarray::{Array4, ArrayView4, ArrayViewMut3, Axis, Zip};
 use ndarray_rand::rand_distr::Uniform;
 use ndarray_rand::RandomExt;
+use rand_chacha::ChaCha8Rng;
 
 /// Gradient steps per level when none are given: the command line's `--steps` default.
 pub const DEFAULT_STEPS: usize = 10;
@@ -90,17 +91,59 @@ fn run<'c>(
 ) -> Array4<f32> {
     let mut adv = x.to_owned();
     if let Some(seed) = shared.random_start {
-        for (i, mut img) in adv.axis_iter_mut(Axis(0)).enumerate() {
-            let eps = ball(i).eps;
-            let u = ndarray::Array3::<f32>::random_using(
-                img.raw_dim(),
-                Uniform::new_inclusive(-eps, eps).unwrap(),
-                &mut stream(seed, Purpose::RandomStart, shared.first_stream + i as u64),
-            );
-            img.zip_mut_with(&u, |a, &u| *a = (*a + u).clamp(0.0, 1.0));
+        for (i, img) in adv.axis_iter_mut(Axis(0)).enumerate() {
+            let rng = &mut stream(seed, Purpose::RandomStart, shared.first_stream + i as u64);
+            uniform_start(img, ball(i).eps, rng);
         }
     }
-    for _ in 0..shared.steps {
+    iterate(model, x, labels, adv, shared.steps, ball)
+}
+
+/// PGD's random start for one image `(1,28,28)`, in place: `clip(x + U, 0, 1)` with `U`
+/// uniform in `[-eps, eps]` per pixel, drawn from `rng` in pixel order.
+pub fn uniform_start(mut image: ArrayViewMut3<f32>, eps: f32, rng: &mut ChaCha8Rng) {
+    let u = ndarray::Array3::<f32>::random_using(
+        image.raw_dim(),
+        Uniform::new_inclusive(-eps, eps).expect("eps >= 0"),
+        rng,
+    );
+    image.zip_mut_with(&u, |a, &u| *a = (*a + u).clamp(0.0, 1.0));
+}
+
+/// `steps` steps of size `step_size` in the L-infinity ball of radius `eps` around `x`,
+/// from `start` (a point of that ball in [0, 1], e.g. made by [`uniform_start`]): the
+/// iterations of [`pgd`] after its start, for a caller that draws the start itself
+/// (on-line adversarial training's random start, from the training run's own streams).
+pub fn steps_from(
+    model: &dyn Classifier,
+    x: ArrayView4<f32>,
+    labels: &[u8],
+    start: Array4<f32>,
+    eps: f32,
+    steps: usize,
+    step_size: f32,
+) -> Array4<f32> {
+    assert_eq!(start.dim(), x.dim(), "the start has the images' shape");
+    let cfg = PgdConfig {
+        eps,
+        steps,
+        step_size,
+        random_start: None,
+        first_stream: 0,
+    };
+    iterate(model, x, labels, start, steps, |_| &cfg)
+}
+
+/// `steps` steps from `adv`, image `i` in the ball `ball(i)` around `x`.
+fn iterate<'c>(
+    model: &dyn Classifier,
+    x: ArrayView4<f32>,
+    labels: &[u8],
+    mut adv: Array4<f32>,
+    steps: usize,
+    ball: impl Fn(usize) -> &'c PgdConfig + Sync,
+) -> Array4<f32> {
+    for _ in 0..steps {
         let (_, grad) = model.input_gradient(adv.view(), labels);
         Zip::indexed(&mut adv)
             .and(&x)

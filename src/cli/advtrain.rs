@@ -1,5 +1,5 @@
-//! `advmnist advtrain`: staged adversarial training (`train::adversarial`), with a progress bar
-//! per phase.
+//! `advmnist advtrain`: staged adversarial training (`train::adversarial`, the default) or
+//! on-line adversarial training (`train::online`, `--mode online`), with a progress bar.
 
 use super::args::{at_most, whole_number};
 use super::outputs::{check_output_folder, refuse_overwrite};
@@ -7,58 +7,136 @@ use super::progress;
 use advmnist::data;
 use advmnist::limits::{MAX_ITERATIONS, MAX_STAGES};
 use advmnist::train::adversarial::{self as adv, AdvConfig, AdvEvent, AdvOptions};
+use advmnist::train::online::{self, OnlineConfig, OnlineEvent, OnlineOptions, OnlineOutcome};
 use advmnist::train::Event;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Which adversarial training `advtrain` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The study's staged training (sections 3.3, 4.1, Eq. 3): snapshots trained in stages on
+    /// a growing pool of adversarial sets
+    Staged,
+    /// Goodfellow et al.'s on-line training (2015, section 6): every batch's FGSM examples from
+    /// the current weights, loss alpha J(x) + (1 - alpha) J(x_adv)
+    Online,
+}
+
 #[derive(Args)]
 pub struct AdvtrainArgs {
+    /// Which adversarial training: staged (the study's, the default) or online (Goodfellow et
+    /// al. 2015, section 6; docs/adversarial-training.md).
+    #[arg(long, value_enum, default_value = "staged")]
+    mode: Mode,
     /// Output folder (created if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Adversarial stages after the natural model (the study: 5); K stages give K + 1 snapshots.
-    /// At most 20.
-    #[arg(long, default_value_t = AdvConfig::default().stages, value_name = "K", allow_negative_numbers = true, value_parser = at_most(MAX_STAGES))]
-    stages: usize,
-    /// Iterations per stage (the study: 5,000), at most 1,000,000.
-    #[arg(long, default_value_t = AdvConfig::default().stage_iterations, value_name = "N", allow_negative_numbers = true, value_parser = at_most(MAX_ITERATIONS))]
-    stage_iters: u64,
-    /// Iterations of the natural model, Caffe's LeNet recipe (the study: 10,000), at most
-    /// 1,000,000.
-    #[arg(long, default_value_t = AdvConfig::default().base_iterations, value_name = "N", allow_negative_numbers = true, value_parser = at_most(MAX_ITERATIONS))]
-    base_iters: u64,
-    /// Gradient-sign step of the adversarial images, in (0, 1]. The study gives none; 0.25 is
-    /// Goodfellow et al.'s MNIST value (docs/adversarial-training.md).
+    /// Staged mode: adversarial stages after the natural model (default and the study: 5); K
+    /// stages give K + 1 snapshots. At most 20.
+    #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = at_most(MAX_STAGES))]
+    stages: Option<usize>,
+    /// Staged mode: iterations per stage (default and the study: 5,000), at most 1,000,000.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = at_most(MAX_ITERATIONS))]
+    stage_iters: Option<u64>,
+    /// Staged mode: iterations of the natural model, Caffe's LeNet recipe (default and the
+    /// study: 10,000), at most 1,000,000.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = at_most(MAX_ITERATIONS))]
+    base_iters: Option<u64>,
+    /// Staged mode: scale of the gradient step from the gradient-sign image (>= 0; default
+    /// 0.2, which makes the step move the median image's most sensitive pixel by about eps,
+    /// measured). The study gives none.
+    #[arg(long, value_name = "C", allow_negative_numbers = true)]
+    c: Option<f32>,
+    /// Online mode: iterations (batches) of Caffe's LeNet recipe, as `advmnist train`
+    /// (default 10,000), at most 1,000,000.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = at_most(MAX_ITERATIONS))]
+    iterations: Option<u64>,
+    /// Online mode: weight of the natural images' loss, in [0, 1] (default 0.5, Goodfellow et
+    /// al.'s): alpha J(x) + (1 - alpha) J(x_adv).
+    #[arg(long, value_name = "A", allow_negative_numbers = true)]
+    alpha: Option<f32>,
+    /// Online mode: start each example at a uniform point of the eps-ball and take a sign step
+    /// of 1.25 eps (Wong, Rice and Kolter 2020), against catastrophic overfitting.
+    #[arg(long)]
+    random_start: bool,
+    /// Online mode: measure clean, FGSM and PGD error on the first 1,000 test images every N
+    /// iterations and at the end (default 1,000; 0: only at the end), at most 1,000,000.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = at_most(MAX_ITERATIONS))]
+    eval_every: Option<u64>,
+    /// Radius of the adversarial examples (the gradient-sign step), in (0, 1]. The study gives
+    /// none; 0.25 is Goodfellow et al.'s MNIST value (docs/adversarial-training.md).
     #[arg(long, default_value_t = AdvConfig::DEFAULT_EPS, value_name = "E", allow_negative_numbers = true)]
     eps: f32,
-    /// Scale of the gradient step from the gradient-sign image (>= 0). The study gives none;
-    /// 0.2 makes the step move the median image's most sensitive pixel by about eps (measured).
-    #[arg(long, default_value_t = AdvConfig::DEFAULT_C, value_name = "C", allow_negative_numbers = true)]
-    c: f32,
-    /// Seed of every random draw (initial weights, shuffling).
+    /// Seed of every random draw (initial weights, shuffling, random starts).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = whole_number::<u64>)]
     seed: u64,
-    /// Continue the run in --out: recorded snapshots are reused after checking their SHA-256,
-    /// the stage in progress continues from DIR/advtrain.ckpt, to the bytes of an uninterrupted run.
+    /// Continue the run in --out, to the bytes of an uninterrupted run. Staged: recorded
+    /// snapshots are reused after checking their SHA-256, the stage in progress continues from
+    /// DIR/advtrain.ckpt. Online: continues from DIR/online.ckpt and DIR/online.progress.json.
     #[arg(long)]
     resume: bool,
-    /// Checkpoint every N iterations (0: only at the end of each stage), at most 1,000,000.
+    /// Checkpoint every N iterations (0: staged, only at the end of each stage; online,
+    /// never), at most 1,000,000.
     #[arg(long, default_value_t = 1000, value_name = "N", value_parser = at_most(MAX_ITERATIONS))]
     checkpoint_every: u64,
 }
 
+impl AdvtrainArgs {
+    /// Refuses the flags of the other mode, naming the first one given.
+    fn refuse_other_modes_flags(&self) -> Result<()> {
+        let (given, other, own) = match self.mode {
+            Mode::Staged => (
+                [
+                    ("--iterations", self.iterations.is_some()),
+                    ("--alpha", self.alpha.is_some()),
+                    ("--random-start", self.random_start),
+                    ("--eval-every", self.eval_every.is_some()),
+                ],
+                "on-line training (--mode online)",
+                "staged training (--mode staged, the default) takes --stages, --stage-iters, --base-iters, --eps and --c",
+            ),
+            Mode::Online => (
+                [
+                    ("--stages", self.stages.is_some()),
+                    ("--stage-iters", self.stage_iters.is_some()),
+                    ("--base-iters", self.base_iters.is_some()),
+                    ("--c", self.c.is_some()),
+                ],
+                "staged training (--mode staged, the default)",
+                "on-line training (--mode online) takes --iterations, --alpha, --eps, --random-start and --eval-every",
+            ),
+        };
+        if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+            bail!("{flag} belongs to {other}; {own}");
+        }
+        Ok(())
+    }
+}
+
+/// `advmnist advtrain`: the mode's training.
 pub fn advtrain(a: AdvtrainArgs, data_dir: &Path) -> Result<()> {
+    a.refuse_other_modes_flags()?;
+    match a.mode {
+        Mode::Staged => staged(a, data_dir),
+        Mode::Online => online_training(a, data_dir),
+    }
+}
+
+/// Staged adversarial training (`train::adversarial`).
+fn staged(a: AdvtrainArgs, data_dir: &Path) -> Result<()> {
+    let defaults = AdvConfig::default();
     let cfg = AdvConfig {
         seed: a.seed,
-        base_iterations: a.base_iters,
-        stages: a.stages,
-        stage_iterations: a.stage_iters,
+        base_iterations: a.base_iters.unwrap_or(defaults.base_iterations),
+        stages: a.stages.unwrap_or(defaults.stages),
+        stage_iterations: a.stage_iters.unwrap_or(defaults.stage_iterations),
         eps: a.eps,
-        c: a.c,
-        ..AdvConfig::default()
+        c: a.c.unwrap_or(AdvConfig::DEFAULT_C),
+        ..defaults
     };
     cfg.validate()?;
     check_output_folder("--out", &a.out)?;
@@ -206,6 +284,129 @@ pub fn advtrain(a: AdvtrainArgs, data_dir: &Path) -> Result<()> {
             outcome.reused,
             outcome.record.display()
         );
+    }
+    Ok(())
+}
+
+/// On-line adversarial training (`train::online`): trains, then writes the model, the record
+/// and the curve's figure as one set and removes the checkpoint and the progress file.
+fn online_training(a: AdvtrainArgs, data_dir: &Path) -> Result<()> {
+    let defaults = OnlineConfig::new(a.seed);
+    let cfg = OnlineConfig {
+        iterations: a.iterations.unwrap_or(defaults.iterations),
+        alpha: a.alpha.unwrap_or(defaults.alpha),
+        eps: a.eps,
+        random_start: a.random_start,
+        eval_every: a.eval_every.unwrap_or(defaults.eval_every),
+        ..defaults
+    };
+    cfg.validate()?;
+    check_output_folder("--out", &a.out)?;
+    let outputs: Vec<PathBuf> = [
+        online::MODEL_FILE,
+        online::RECORD_FILE,
+        online::FIGURE_FILE,
+        online::CHECKPOINT_FILE,
+        online::PROGRESS_FILE,
+    ]
+    .iter()
+    .map(|f| a.out.join(f))
+    .chain([advmnist::io_safety::set_manifest(&a.out, online::SET_NAME)])
+    .collect();
+    let outputs: Vec<(&str, &Path)> = outputs.iter().map(|p| ("--out", p.as_path())).collect();
+    refuse_overwrite(&outputs, &[], data_dir)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let _lock = advmnist::io_safety::RunLock::acquire("--out", &a.out.join(online::RECORD_FILE))
+        .map_err(anyhow::Error::msg)?;
+    let data = data::load_mnist(data_dir)?;
+    eprintln!(
+        "on-line adversarial training into {}: {} iterations of batch {} + its {} adversarial examples; alpha {}, eps {}, {}seed {}, {} threads",
+        a.out.display(),
+        cfg.iterations,
+        cfg.batch,
+        cfg.batch,
+        cfg.alpha,
+        cfg.eps,
+        if cfg.random_start { "random start, " } else { "" },
+        cfg.seed,
+        rayon::current_num_threads()
+    );
+    let started = Instant::now();
+    let mut bar = ProgressBar::hidden();
+    let say = progress::say;
+    let outcome = online::run_online(
+        &cfg,
+        &data,
+        &a.out,
+        &OnlineOptions {
+            resume: a.resume,
+            checkpoint_every: a.checkpoint_every,
+            stop_after: None,
+        },
+        |event| match event {
+            OnlineEvent::Note(line) => say(&bar, line),
+            OnlineEvent::Started { iteration, to } => {
+                bar = progress::bar(to, "{bar:30} {pos}/{len} it  {msg}  {per_sec}  ETA {eta}")
+                    .with_position(iteration);
+            }
+            OnlineEvent::Train(Event::Iteration {
+                iteration,
+                loss,
+                lr,
+            }) => {
+                bar.set_position(iteration);
+                if iteration % 10 == 0 {
+                    bar.set_message(format!("loss {loss:.4}  lr {lr:.5}"));
+                }
+            }
+            OnlineEvent::Train(_) => {}
+            OnlineEvent::Evaluated(point) => {
+                let at = |attack: &str, eps: f32| {
+                    point
+                        .error_at(attack, eps)
+                        .map_or("-".to_string(), |e| format!("{e:.1}%"))
+                };
+                let mut line = format!(
+                    "iteration {}: clean error {:.2}%",
+                    point.iteration, point.clean_error_pct
+                );
+                for eps in online::CURVE_EPS {
+                    line.push_str(&format!(
+                        "; eps {eps}: FGSM {}, PGD {}",
+                        at("fgsm", eps),
+                        at("pgd", eps)
+                    ));
+                }
+                say(&bar, line);
+            }
+        },
+    );
+    bar.finish_and_clear();
+    match outcome? {
+        OnlineOutcome::Trained(run) => {
+            advmnist::report::online::write(&a.out, &run)?;
+            online::remove_run_files(&a.out)?;
+            eprintln!(
+                "wrote {}, {} and {} (test error {:.2}% on all {} test images) in {:.1} s",
+                a.out.join(online::MODEL_FILE).display(),
+                online::RECORD_FILE,
+                online::FIGURE_FILE,
+                run.record.test_error_pct,
+                data.test.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        OnlineOutcome::AlreadyDone(record) => {
+            online::remove_run_files(&a.out)?;
+            eprintln!(
+                "{} already holds this run, finished (test error {:.2}%): nothing to do",
+                a.out.display(),
+                record.test_error_pct
+            );
+        }
+        OnlineOutcome::Stopped { iteration } => {
+            bail!("the run stopped at iteration {iteration} without being asked to")
+        }
     }
     Ok(())
 }

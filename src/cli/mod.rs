@@ -106,7 +106,15 @@ pub enum Command {
     /// (every snapshot's SHA-256 and pool) and DIR/advtrain.ckpt. Memory: stage 5's pool holds
     /// 6 x 60,000 images, 1.13 GB in f32 (1.38 GB peak resident memory, measured). Time: docs/adversarial-training.md.
     ///
+    /// --mode online: Goodfellow et al.'s on-line training instead (2015, section 6): `advmnist
+    /// train`'s recipe, each batch's FGSM examples made from the current weights, the loss
+    /// alpha J(x) + (1 - alpha) J(x_adv) (--alpha, --eps, --random-start: Wong et al.'s random
+    /// start), with clean, FGSM and PGD error on 1,000 test images every 1,000 iterations.
+    /// Writes DIR/online.safetensors, DIR/online.json (record and curve) and DIR/online.svg.
+    ///
     /// Example: advmnist advtrain --out adv
+    ///
+    /// Example: advmnist advtrain --mode online --random-start --out online
     Advtrain(advtrain::AdvtrainArgs),
     /// Diagnostics of a finished staged adversarial-training run, without training: per
     /// snapshot its clean, own-gradient FGSM (distortion 0.1, 0.2), Gaussian and PGD errors

@@ -7,7 +7,10 @@
 //! logits cannot overflow; per-image loss `l_n = -log p[n, y_n] = logsumexp(z_n) - z_n[y_n]`.
 //! Backward: `dz[n, k] = scale * (p[n, k] - [k == y_n])` (docs/math.md, "Softmax and
 //! cross-entropy"). The caller chooses `scale`: `1/N` for the batch-mean loss that training
-//! minimises (Caffe's default `normalization: VALID`), `1` for each image's own loss.
+//! minimises (Caffe's default `normalization: VALID`), `1` for each image's own loss. A loss
+//! that weighs its images, `sum_n w_n l_n` (on-line adversarial training's
+//! `alpha J(x) + (1 - alpha) J(x_adv)`), has `dz[n, k] = w_n (p[n, k] - [k == y_n])`:
+//! [`backward_weighted`], of which [`backward`] is the case of equal weights.
 //!
 //! The true class's entry is computed as `p_y - 1 = -sum_{k != y} p_k`, not by subtracting 1
 //! from `p_y`: for a confident image `p_y` rounds to exactly 1.0 in f32, and `p_y - 1` would be
@@ -81,10 +84,22 @@ pub fn forward<T: Scalar>(
     )
 }
 
-/// `dL/dz (N, K) = scale * (p - onehot(y))`.
+/// `dL/dz (N, K) = scale * (p - onehot(y))`: [`backward_weighted`] with every weight `scale`
+/// (the same operations, so the same bits).
 pub fn backward<T: Scalar>(cache: &SoftmaxXentCache<T>, labels: &[u8], scale: T) -> Array2<T> {
+    backward_weighted(cache, labels, &vec![scale; labels.len()])
+}
+
+/// The gradient of the weighted loss `L = sum_n w_n l_n`: `dL/dz (N, K)`, row `n` being
+/// `w_n * (p[n, :] - onehot(y_n))`. `weights (N)`: one per image.
+pub fn backward_weighted<T: Scalar>(
+    cache: &SoftmaxXentCache<T>,
+    labels: &[u8],
+    weights: &[T],
+) -> Array2<T> {
+    assert_eq!(weights.len(), labels.len(), "one weight per image");
     let mut dz = cache.probs.clone();
-    for (mut row, &y) in dz.axis_iter_mut(Axis(0)).zip(labels) {
+    for ((mut row, &y), &scale) in dz.axis_iter_mut(Axis(0)).zip(labels).zip(weights) {
         let y = y as usize;
         // p_y - 1 = -(sum of the other probabilities), exact even when p_y rounds to 1.
         let others: T = row
@@ -197,6 +212,37 @@ mod tests {
             dz[[0, 0]]
         );
         assert!(dz.sum().abs() < 1e-18, "sum {}", dz.sum());
+    }
+
+    /// Weights `[w_0, w_1] = [0.75, 0.25]` on two images with equal logits `[1, 1]`, labels
+    /// 0 and 1: each row is `p - onehot = [-1/2, 1/2]` or `[1/2, -1/2]` times its weight, so
+    /// `dz = [[-0.375, 0.375], [0.125, -0.125]]`; a weight of 0 gives a row of zeros.
+    #[test]
+    fn weighted_backward_hand_worked() {
+        let z = ndarray::arr2(&[[1.0f64, 1.0], [1.0, 1.0]]);
+        let (_, cache) = forward(z.view(), &[0, 1]);
+        assert_eq!(
+            backward_weighted(&cache, &[0, 1], &[0.75, 0.25]),
+            ndarray::arr2(&[[-0.375, 0.375], [0.125, -0.125]])
+        );
+        let dz = backward_weighted(&cache, &[0, 1], &[0.5, 0.0]);
+        assert_eq!(dz.row(1).iter().map(|v| v.abs()).sum::<f64>(), 0.0);
+    }
+
+    /// The weighted gradient is the gradient of `sum_n w_n l_n` (central differences in f64).
+    #[test]
+    fn weighted_backward_is_the_weighted_losss_gradient() {
+        let z = random_array::<f64, Ix2>((4, 10), 91) * 3.0;
+        let labels = [3u8, 0, 9, 3];
+        let weights = [0.1, 0.4, 0.0, 0.5];
+        let (_, cache) = forward(z.view(), &labels);
+        let dz = backward_weighted(&cache, &labels, &weights);
+        let one = Array1::from_elem(1, 1.0);
+        let num = numeric_gradient(&z, &one, |z| {
+            let losses = forward(z.view(), &labels).0;
+            Array1::from_elem(1, losses.iter().zip(weights).map(|(l, w)| l * w).sum())
+        });
+        assert_gradient_matches("weighted softmax-xent dz", &dz.into_dyn(), &num);
     }
 
     #[test]

@@ -585,6 +585,39 @@ impl<T: Scalar> LeNet<T> {
         self.backward(d_logits.view(), &cache, Some(&mut grads), false);
         (losses.sum() * scale, grads)
     }
+
+    /// The weighted loss `sum_n w_n l_n` over the images of `x (N,1,28,28)` and its gradient
+    /// with respect to every parameter, `weights (N)` one per image; with `dropout`, training
+    /// mode (one stream per image), without, evaluation mode. A mean is the case `w_n = 1/N`;
+    /// on-line adversarial training (`train::online`) weighs a batch `[x; x_adv]` of `2B`
+    /// images by `alpha / B` and `(1 - alpha) / B`. An image of weight 0 adds nothing to the
+    /// gradient: its logits' gradient row is zero, so every sum over the batch it enters adds
+    /// zeros.
+    pub fn weighted_loss_and_gradients(
+        &self,
+        x: ArrayView4<T>,
+        labels: &[u8],
+        weights: &[T],
+        dropout: Option<Dropout<'_>>,
+    ) -> (T, LeNet<T>) {
+        let n = x.dim().0;
+        assert_eq!(labels.len(), n, "one label per image");
+        assert_eq!(weights.len(), n, "one weight per image");
+        if let Some(d) = &dropout {
+            assert_eq!(d.rngs.len(), n, "one random stream per image");
+        }
+        let (logits, cache) = self.forward(x, dropout);
+        let (losses, xent) = softmax_xent::forward(logits.view(), labels);
+        let d_logits = softmax_xent::backward_weighted(&xent, labels, weights);
+        let mut grads = LeNet::zeros();
+        self.backward(d_logits.view(), &cache, Some(&mut grads), false);
+        // In image order, so the loss does not depend on how the batch is split.
+        let loss = losses
+            .iter()
+            .zip(weights)
+            .fold(T::zero(), |sum, (&l, &w)| sum + w * l);
+        (loss, grads)
+    }
 }
 
 impl<T: Scalar> Parameters<T> for LeNet<T> {

@@ -7,7 +7,8 @@
 //!
 //! All randomness is drawn from ChaCha8 streams derived from `(seed, purpose, index)` (see
 //! [`crate::rng::stream`]): the initial weights, the shuffle of each epoch, and each image's
-//! dropout masks at each iteration. So the whole random state of a run at iteration `t` is just
+//! random stream at each iteration (its dropout masks, the autoencoder's corruption, the random
+//! start of an on-line adversarial example). So the whole random state of a run at iteration `t` is just
 //! `(seed, t)` (plus the hook's own state, which checkpoints carry): a checkpoint that stores the
 //! iteration restores the random state exactly, and no image's randomness depends on how the
 //! batch is split across threads.
@@ -16,6 +17,7 @@ pub mod adversarial;
 pub mod checkpoint;
 pub mod dae;
 pub mod driver;
+pub mod online;
 
 use crate::data::IMAGE_SIDE;
 use crate::data::{Dataset, Mnist};
@@ -42,7 +44,7 @@ pub trait Recipe: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Sync 
     /// Iteration 0's weights.
     fn initial_net(&self) -> Self::Net;
     /// The batch-mean loss and its gradient with respect to every parameter, in training mode;
-    /// `rngs[j]` is image `j`'s random stream (dropout, corruption).
+    /// `rngs[j]` is image `j`'s random stream (dropout, corruption, a random start).
     fn loss_and_gradients(
         &self,
         net: &Self::Net,

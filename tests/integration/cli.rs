@@ -383,6 +383,8 @@ fn every_count_flag_refuses_one_past_its_limit_by_name_before_any_work() {
         "advtrain --stage-iters",
         "advtrain --base-iters",
         "advtrain --checkpoint-every",
+        "advtrain --iterations",
+        "advtrain --eval-every",
         "eval --eot",
         "sweep --eot",
         "sweep --steps",

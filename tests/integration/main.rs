@@ -22,6 +22,7 @@ mod human_study;
 mod layering;
 mod lenet;
 mod model_file;
+mod online;
 mod reliability;
 mod reproduce;
 mod show;
