@@ -395,13 +395,13 @@ fn statistics_match_hand_computed_values_on_synthetic_subjects() {
     close(eps.summary.mean, 200.0 / 3.0, "eps mean");
     close(eps.summary.sd.unwrap(), 57.735_027, "eps sd");
     // Everything else was answered right by everyone: SD 0, and the interval is the pooled
-    // 45 images' Wilson interval at p = 1, [45 / (45 + z^2), 1] with z = t(0.975, 44) = 2.015368:
-    // 91.72 to 100 %, not a single point.
+    // 45 images' Wilson interval at p = 1, [45 / (45 + z^2), 1] with z = t(0.975, 44)
+    // = 2.015367574 (R's qt): 91.72 to 100 %, not a single point.
     let gauss = &scores[7].1;
     assert_eq!((gauss.summary.mean, gauss.summary.sd), (100.0, Some(0.0)));
     close(
         gauss.summary.ci95_low.unwrap(),
-        100.0 * 45.0 / (45.0 + 2.015_368_f64.powi(2)),
+        100.0 * 45.0 / (45.0 + 2.015_367_574_f64.powi(2)),
         "ci low, all right",
     );
     assert_eq!(gauss.summary.ci95_high, Some(100.0));
