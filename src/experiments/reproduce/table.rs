@@ -597,7 +597,7 @@ mod tests {
         assert_eq!(at_02.trials, vec![500, 500]);
         let (low, high) = (at_02.ci95_low.unwrap(), at_02.ci95_high.unwrap());
         assert!(
-            0.0 <= low && low < 51.0 && 51.0 < high && high <= 100.0,
+            (0.0..51.0).contains(&low) && 51.0 < high && high <= 100.0,
             "[{low}, {high}]"
         );
         let at_01 = &r.over_seeds["0.1"].as_ref().unwrap().values;
