@@ -18,6 +18,7 @@ use crate::experiments::human_study::{
 };
 use crate::io_safety::WriteError;
 use crate::report::plot::register_fonts;
+use crate::statistics::CI95_METHOD;
 use base64::Engine;
 use plotters::prelude::*;
 use std::fmt::Write;
@@ -95,10 +96,20 @@ fn fmt_opt(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.1}"))
 }
 
-fn cell(g: &GroupScores) -> String {
+/// A group's cell: mean ± SD [95% interval] and, after it, each member's accuracy as
+/// `units: a, b, ...` (`units` is "subjects" or "models").
+fn cell(g: &GroupScores, units: &str) -> String {
     let s = &g.summary;
     match (s.ci95_low, s.ci95_high) {
-        (Some(lo), Some(hi)) => format!("{:.1} ± {} [{lo:.1}, {hi:.1}]", s.mean, fmt_opt(s.sd)),
+        (Some(lo), Some(hi)) => {
+            let each: Vec<String> = s.values.iter().map(|v| format!("{v:.1}")).collect();
+            format!(
+                "{:.1} ± {} [{lo:.1}, {hi:.1}] ({units}: {})",
+                s.mean,
+                fmt_opt(s.sd),
+                each.join(", ")
+            )
+        }
         _ => format!("{:.1}", s.mean),
     }
 }
@@ -112,7 +123,8 @@ fn level_name(c: &ConditionScores) -> String {
     }
 }
 
-/// `human.md`: one table of accuracies (mean ± SD [95% CI], in %), and who was measured.
+/// `human.md`: one table of accuracies (mean ± SD [95% CI] (each member's), in %), and who
+/// was measured.
 pub fn human_markdown(a: &HumanAnalysis) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Human study: accuracy of humans and LeNet models\n");
@@ -127,8 +139,9 @@ pub fn human_markdown(a: &HumanAnalysis) -> String {
     );
     let _ = writeln!(
         s,
-        "Accuracy in %: mean ± standard deviation (n - 1) [95% confidence interval of the mean, \
-         Student's t with n - 1 degrees of freedom], across subjects or across models. \
+        "Accuracy in %: mean ± standard deviation (n - 1) [95% confidence interval of the mean] \
+         (each subject's or model's accuracy), across subjects or across models. The interval: \
+         {CI95_METHOD}; it lies within 0-100 (docs/human-study.md). \
          *White-box*: each model is attacked with its own gradient (the study's setting). \
          *Transfer*: each model classifies the very images the subjects saw, made on the source \
          model (white-box for the source itself, a transfer attack for every other model). For \
@@ -144,9 +157,9 @@ pub fn human_markdown(a: &HumanAnalysis) -> String {
             s,
             "| {} | {} | {} | {} | {:.0} |",
             level_name(c),
-            cell(&c.humans),
-            cell(&c.models_white_box),
-            cell(&c.models_transfer),
+            cell(&c.humans, "subjects"),
+            cell(&c.models_white_box, "models"),
+            cell(&c.models_transfer, "models"),
             c.human_mean_response_ms
         );
     }
@@ -201,8 +214,8 @@ fn curve(
 }
 
 /// `human.svg`: accuracy against noise level, gradient sign (left) and Gaussian (right), each
-/// group's mean line inside its shaded 95% confidence region (clipped to 0-100), as the study's
-/// Figure 8. Level 0 is the clean images.
+/// group's mean line inside its shaded 95% confidence region (which lies within 0-100; the
+/// clamp below only guards the axis), as the study's Figure 8. Level 0 is the clean images.
 pub fn human_svg(a: &HumanAnalysis) -> String {
     register_fonts();
     const HUMANS: RGBColor = RGBColor(31, 119, 180);

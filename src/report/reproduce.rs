@@ -6,6 +6,7 @@ use crate::experiments::reproduce::{JobRecord, Plan};
 use crate::io_safety::{write_set, WriteError};
 use crate::report::plot;
 use crate::report::table::{escape, Table};
+use crate::statistics::CI95_METHOD;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
@@ -14,14 +15,35 @@ fn cell(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
 }
 
-/// One table's cell text: the mean, with the 95% interval over seeds when there are several.
+/// One table's cell text: the mean; with several seeds also its 95% interval
+/// ([`CI95_METHOD`], named once in the report's introduction) and each seed's value, e.g.
+/// `2.90 [0.93, 8.71] (seeds: 1.80, 4.00)`.
 fn value_text(r: &TableRow, col: &str) -> String {
     match r.over_seeds.get(col).and_then(|s| s.as_ref()) {
         Some(s) => match (s.ci95_low, s.ci95_high) {
-            (Some(lo), Some(hi)) => format!("{:.2} [{lo:.2}, {hi:.2}]", s.mean),
+            (Some(lo), Some(hi)) => {
+                let seeds: Vec<String> = s.values.iter().map(|v| format!("{v:.2}")).collect();
+                format!(
+                    "{:.2} [{lo:.2}, {hi:.2}] (seeds: {})",
+                    s.mean,
+                    seeds.join(", ")
+                )
+            }
             _ => format!("{:.2}", s.mean),
         },
         None => "-".into(),
+    }
+}
+
+/// The introduction's account of a cell with several seeds (nothing with one).
+fn seeds_sentence(plan: &Plan) -> String {
+    if plan.seeds > 1 {
+        format!(
+            " Each cell: the mean over the seeds [its 95% confidence interval] (each seed's \
+             value); the interval: {CI95_METHOD}, within 0-100% (docs/reproduce.md)."
+        )
+    } else {
+        String::new()
     }
 }
 
@@ -59,13 +81,13 @@ pub fn table2_markdown(g: &Gathered, plan: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "# Table 2, reproduced ({} scale, {} seed{})\n\nError (%) on the first {} MNIST test images at average distortion per pixel 0, 0.1 and 0.2 (interpolated along each {}-level sweep){}.\n",
+        "# Table 2, reproduced ({} scale, {} seed{})\n\nError (%) on the first {} MNIST test images at average distortion per pixel 0, 0.1 and 0.2 (interpolated along each {}-level sweep).{}\n",
         plan.scale.name,
         plan.seeds,
         if plan.seeds == 1 { "" } else { "s" },
         plan.scale.test_images,
         plan.scale.levels,
-        if plan.seeds > 1 { "; mean [95% CI] over the seeds" } else { "" }
+        seeds_sentence(plan)
     );
     s.push_str("## Gradient-sign noise\n\n");
     s.push_str(&rows_table(&g.table2, true).markdown());
@@ -184,12 +206,13 @@ pub fn report_html(g: &Gathered, plan: &Plan, figures: &[(String, String)]) -> S
     );
     let _ = writeln!(
         s,
-        "<h1>Robustness of deep convolutional networks: the study reproduced</h1>\n<p>Uličný, Lundström and Byttner, ISICS 2016, reproduced by advmnist {} at the <b>{}</b> scale with {} seed(s): {} test images and {} levels per sweep. Errors are in %, at average distortion per pixel 0, 0.1 and 0.2, interpolated along each sweep.</p>",
+        "<h1>Robustness of deep convolutional networks: the study reproduced</h1>\n<p>Uličný, Lundström and Byttner, ISICS 2016, reproduced by advmnist {} at the <b>{}</b> scale with {} seed(s): {} test images and {} levels per sweep. Errors are in %, at average distortion per pixel 0, 0.1 and 0.2, interpolated along each sweep.{}</p>",
         env!("CARGO_PKG_VERSION"),
         plan.scale.name,
         plan.seeds,
         plan.scale.test_images,
-        plan.scale.levels
+        plan.scale.levels,
+        escape(&seeds_sentence(plan))
     );
     if plan.scale.name != "full" {
         s.push_str("<p><b>This is not the study's scale</b>: models are trained for a few hundred iterations and the sweeps are small, so the numbers say little; the rows and files are those of the full run.</p>\n");
@@ -353,4 +376,42 @@ pub fn manifest(
         })).collect::<Vec<_>>(),
         "total_job_wall_s": records.values().map(|r| r.wall_s).sum::<f64>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statistics::summarise_percentages;
+
+    fn row_of(summary: Option<crate::statistics::Summary>) -> TableRow {
+        TableRow {
+            key: "none".into(),
+            method: "No method".into(),
+            noise: "fgsm".into(),
+            attack: "own".into(),
+            gradient: "exact".into(),
+            error_pct: BTreeMap::from([("0".into(), summary.as_ref().map(|s| s.mean))]),
+            over_seeds: BTreeMap::from([("0".into(), summary)]),
+            paper: None,
+            jobs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn cells_show_the_mean_and_with_several_seeds_the_interval_and_each_seed() {
+        // One seed: the mean alone, as the one-seed report has always printed it.
+        let one = row_of(Some(summarise_percentages(&[2.9], &[500])));
+        assert_eq!(value_text(&one, "0"), "2.90");
+        // Two seeds: the mean, its interval (within 0-100 although Student's t on these two
+        // values reaches below 0) and each seed's value in the order of the seeds.
+        let s = summarise_percentages(&[1.8, 4.0], &[500, 500]);
+        let (low, high) = (s.ci95_low.unwrap(), s.ci95_high.unwrap());
+        assert!(0.0 < low && high < 100.0);
+        let two = row_of(Some(s));
+        assert_eq!(
+            value_text(&two, "0"),
+            format!("2.90 [{low:.2}, {high:.2}] (seeds: 1.80, 4.00)")
+        );
+        assert_eq!(value_text(&row_of(None), "0"), "-");
+    }
 }

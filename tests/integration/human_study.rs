@@ -20,7 +20,7 @@ use advmnist::experiments::human_study::{
 };
 use advmnist::models::file::load_model;
 use advmnist::models::lenet::LeNet;
-use advmnist::statistics::summarise;
+use advmnist::statistics::{student_t_quantile, summarise_percentages};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -328,8 +328,13 @@ fn close(got: f64, want: f64, what: &str) {
 fn statistics_match_hand_computed_values_on_synthetic_subjects() {
     // Three subjects whose clean accuracies are 15/15, 12/15 and 9/15 = 100, 80, 60 %:
     // mean 80; SD (n - 1) = sqrt((20^2 + 0 + 20^2) / 2) = 20;
-    // 95% CI = 80 -+ t(0.975, 2) * 20 / sqrt(3) = 80 -+ 4.302653 * 11.547005 = 80 -+ 49.682754
-    // (t(0.975, 2) = 4.302653 from R's qt: Student's t because the SD comes from 3 subjects).
+    // 95% CI (statistics::summarise_percentages), on the proportion scale: p = 0.8, variance of
+    // the mean v = 0.2^2 / 3, effective trials p (1 - p) / v = 12, shrunk for 2 df to
+    // 12 (t(0.975, 44) / t(0.975, 2))^2 = 2.63 < 45 images, so the cap does not bind and
+    // Wilson's w = z^2 / n_df = t(0.975, 2)^2 v / (p (1 - p)) = 18.512821 * 0.013333 / 0.16
+    // = 1.542735 (t(0.975, 2) = 4.302653 from R's qt); the interval
+    // (p + w / 2 -+ sqrt(w p (1 - p) + w^2 / 4)) / (1 + w) = [0.257143, 0.978824]: 25.71 to
+    // 97.88 %, where Student's t on the percentages gave 80 -+ 49.68, up to 129.68.
     // At gradient sign eps 0.07 they get 0, 15 and 15 of 15 right: mean 66.667, SD 57.735.
     let d = design(11);
     let dir = TempDir::new().unwrap();
@@ -380,28 +385,51 @@ fn statistics_match_hand_computed_values_on_synthetic_subjects() {
     );
     close(clean.summary.mean, 80.0, "mean");
     close(clean.summary.sd.unwrap(), 20.0, "sd");
-    close(clean.summary.ci95_low.unwrap(), 80.0 - 49.682_754, "ci low");
-    close(
-        clean.summary.ci95_high.unwrap(),
-        80.0 + 49.682_754,
-        "ci high",
-    );
+    close(clean.summary.ci95_low.unwrap(), 25.714_286, "ci low");
+    close(clean.summary.ci95_high.unwrap(), 97.882_353, "ci high");
+    // The summary carries each subject's accuracy and images.
+    assert_eq!(clean.summary.values, vec![100.0, 80.0, 60.0]);
+    assert_eq!(clean.summary.trials, vec![15, 15, 15]);
     let eps = &scores[1].1;
     assert_eq!(scores[1].0.level, 0.07);
     close(eps.summary.mean, 200.0 / 3.0, "eps mean");
     close(eps.summary.sd.unwrap(), 57.735_027, "eps sd");
-    // Everything else was answered right by everyone: SD 0, CI of width 0.
+    // Everything else was answered right by everyone: SD 0, and the interval is the pooled
+    // 45 images' Wilson interval at p = 1, [45 / (45 + z^2), 1] with z = t(0.975, 44)
+    // = 2.015367574 (R's qt): 91.72 to 100 %, not a single point.
     let gauss = &scores[7].1;
     assert_eq!((gauss.summary.mean, gauss.summary.sd), (100.0, Some(0.0)));
+    close(
+        gauss.summary.ci95_low.unwrap(),
+        100.0 * 45.0 / (45.0 + 2.015_367_574_f64.powi(2)),
+        "ci low, all right",
+    );
+    assert_eq!(gauss.summary.ci95_high, Some(100.0));
     // Mean response time: subject files give 500 + position ms, the same for all three.
     assert!(scores[0].2 > 500.0 && scores[0].2 < 705.0);
 
-    // Two values 0 and 100: mean 50, SD 70.710678, half-width t(0.975, 1) 12.706205 * 50 = 635.31.
-    let two = summarise(&[0.0, 100.0]);
+    // Two values 0 and 100 (of 15 images each): mean 50, SD 70.710678. On the proportion
+    // scale v = 0.707107^2 / 2 = 0.25 = p (1 - p): one effective trial, under the 30 images, so
+    // w = t(0.975, 1)^2 v / (p (1 - p)) = 161.447 and the interval
+    // (0.5 + w / 2 -+ sqrt(w / 4 + w^2 / 4)) / (1 + w) is 0.15 to 99.85 %, where Student's t
+    // reached from -585.31 to 685.31.
+    let two = summarise_percentages(&[0.0, 100.0], &[15, 15]);
     close(two.sd.unwrap(), 70.710_678, "sd of two");
-    close(two.ci95_high.unwrap(), 50.0 + 635.310_237, "ci of two");
+    let w = student_t_quantile(0.975, 1.0).powi(2);
+    let half = (w / 4.0 + w * w / 4.0).sqrt() / (1.0 + w);
+    close(
+        two.ci95_low.unwrap(),
+        100.0 * (0.5 - half),
+        "ci of two, low",
+    );
+    close(
+        two.ci95_high.unwrap(),
+        100.0 * (0.5 + half),
+        "ci of two, high",
+    );
+    assert!(two.ci95_low.unwrap() > 0.1 && two.ci95_high.unwrap() < 99.9);
     // One value: no spread, no interval.
-    let one = summarise(&[42.0]);
+    let one = summarise_percentages(&[42.0], &[15]);
     assert_eq!((one.mean, one.sd, one.ci95_low), (42.0, None, None));
 }
 
@@ -969,6 +997,11 @@ fn the_page_in_headless_chromium_answered_by_keys_and_clicks_survives_a_reload_a
     }
     let md = std::fs::read_to_string(out.join("human.md")).unwrap();
     assert!(md.contains("white-box") && md.contains("transfer"));
+    // The interval's method is named, and each of the three models' accuracies shown beside it.
+    assert!(
+        md.contains(advmnist::statistics::CI95_METHOD) && md.contains("(models: "),
+        "{md}"
+    );
     let svg = std::fs::read_to_string(out.join("human.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("gradient sign noise"));
 }

@@ -9,7 +9,7 @@ use super::images::{render_subject, to_batch};
 use crate::attacks::InvalidPerturbation;
 use crate::data::{Dataset, CLASSES};
 use crate::models::Classifier;
-use crate::statistics::{summarise, Summary};
+use crate::statistics::{summarise_percentages, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -265,8 +265,9 @@ pub struct GroupScores {
 
 fn group(members: Vec<(String, f64, usize)>) -> GroupScores {
     let values: Vec<f64> = members.iter().map(|m| m.1).collect();
+    let images: Vec<usize> = members.iter().map(|m| m.2).collect();
     GroupScores {
-        summary: summarise(&values),
+        summary: summarise_percentages(&values, &images),
         members,
     }
 }

@@ -1,11 +1,11 @@
 //! Gathering finished sweeps into the study's Table 2, the checks beyond it, and the figures'
 //! curves. Pure data: `report::reproduce` lays it out.
 
-use super::plan::{soundness_job, AttackSetting, Plan, METHODS, SOUNDNESS_FILE};
+use super::plan::{soundness_job, AttackSetting, JobSpec, Plan, METHODS, SOUNDNESS_FILE};
 use super::runner::RunDir;
 use crate::experiments::sweep::{interpolate, SweepResult, SweepRow};
 use crate::models::pipeline::AttackThrough;
-use crate::statistics::{summarise, Summary};
+use crate::statistics::{summarise_percentages, Summary};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -31,7 +31,8 @@ pub struct TableRow {
     pub gradient: String,
     /// Mean over seeds of the error (%) at each column's distortion (`None`: outside the sweep).
     pub error_pct: BTreeMap<String, Option<f64>>,
-    /// Per column: n, mean, SD and 95% CI over the seeds (SD and CI only with 2 or more).
+    /// Per column: n, mean, SD and 95% CI over the seeds (`statistics::summarise_percentages`),
+    /// with each seed's error and test images (SD, CI, values and images only with 2 or more).
     pub over_seeds: BTreeMap<String, Option<Summary>>,
     /// The study's numbers, for the study's setting only.
     pub paper: Option<BTreeMap<String, f64>>,
@@ -102,14 +103,17 @@ fn row(
     noise: &str,
     attack: &str,
     gradient: &str,
-    per_seed: Vec<(String, Vec<(f64, f64)>)>,
+    per_seed: Curves,
     paper: Option<[f64; 3]>,
 ) -> TableRow {
     let mut error_pct = BTreeMap::new();
     let mut over_seeds = BTreeMap::new();
+    let images: Vec<usize> = per_seed.iter().map(|(_, _, n)| *n).collect();
     for d in COLUMNS {
-        let values: Option<Vec<f64>> = per_seed.iter().map(|(_, c)| interpolate(c, d)).collect();
-        let summary = values.map(|v| summarise(&v));
+        let values: Option<Vec<f64>> = per_seed.iter().map(|(_, c, _)| interpolate(c, d)).collect();
+        // An interpolated error is a weighted mean of two errors on the same images, so it
+        // varies no more than a rate on that many images: the trials of the interval.
+        let summary = values.map(|v| summarise_percentages(&v, &images));
         error_pct.insert(column_key(d), summary.as_ref().map(|s| s.mean));
         over_seeds.insert(column_key(d), summary);
     }
@@ -128,12 +132,20 @@ fn row(
                 .map(|(&d, v)| (column_key(d), v))
                 .collect()
         }),
-        jobs: per_seed.into_iter().map(|(j, _)| j).collect(),
+        jobs: per_seed.into_iter().map(|(j, _, _)| j).collect(),
     }
 }
 
-/// Each seed's sweep job and its curve.
-type Curves = Vec<(String, Vec<(f64, f64)>)>;
+/// Each seed's sweep job, its curve, and the number of test images it was swept on.
+type Curves = Vec<(String, Vec<(f64, f64)>, usize)>;
+
+/// The test images of sweep `job` (0 if `job` is not a sweep of `plan`).
+fn sweep_images(plan: &Plan, job: &str) -> usize {
+    match plan.job(job).map(|j| &j.spec) {
+        Some(JobSpec::Sweep(s)) => s.test_images,
+        _ => 0,
+    }
+}
 
 /// Collects the curves of one (method, noise, attack, gradient, source) over the seeds.
 fn per_seed(
@@ -150,7 +162,11 @@ fn per_seed(
         let Some(job) = plan.sweep_of(method, b, noise, attack, gradient, source) else {
             return Ok(None);
         };
-        out.push((job.to_string(), curve(&read_sweep(dir, job)?)));
+        out.push((
+            job.to_string(),
+            curve(&read_sweep(dir, job)?),
+            sweep_images(plan, job),
+        ));
     }
     Ok(Some(out))
 }
@@ -170,7 +186,7 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
                 // A model without preprocessing has its white-box sweep among the checks beyond
                 // the study, on fewer images: it belongs to that table, not this one (for such a
                 // model the study's own-gradient row is already the white-box attack).
-                if !curves.iter().all(|(job, _)| plan.at_table_scale(job)) {
+                if !curves.iter().all(|(job, _, _)| plan.at_table_scale(job)) {
                     continue;
                 }
                 let paper = (i == 0).then_some(m.paper);
@@ -282,7 +298,8 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
             }
         }
         if !curves.is_empty() {
-            strongest_per_seed.push((jobs.join("+"), strongest(&curves)));
+            let images = sweep_images(plan, &jobs[0]);
+            strongest_per_seed.push((jobs.join("+"), strongest(&curves), images));
         }
     }
     if !strongest_per_seed.is_empty() {
@@ -556,8 +573,8 @@ mod tests {
             "own",
             "exact",
             vec![
-                ("a".into(), vec![(0.0, 1.0), (0.2, 41.0)]),
-                ("b".into(), vec![(0.0, 3.0), (0.2, 61.0)]),
+                ("a".into(), vec![(0.0, 1.0), (0.2, 41.0)], 500),
+                ("b".into(), vec![(0.0, 3.0), (0.2, 61.0)], 500),
             ],
             Some([0.83, 73.6, 96.1]),
         );
@@ -569,7 +586,24 @@ mod tests {
             "interpolated, then averaged"
         );
         assert_eq!(r.error_pct["0.2"], Some(51.0));
-        assert_eq!(r.over_seeds["0.2"].as_ref().unwrap().n, 2);
+        let at_02 = r.over_seeds["0.2"].as_ref().unwrap();
+        assert_eq!(at_02.n, 2);
+        // Each seed's error and images travel with the summary; the interval lies in [0, 100]
+        // around the mean.
+        assert_eq!(r.over_seeds["0"].as_ref().unwrap().values, vec![1.0, 3.0]);
+        for (got, want) in at_02.values.iter().zip([41.0, 61.0]) {
+            assert!((got - want).abs() < 1e-12, "{:?}", at_02.values);
+        }
+        assert_eq!(at_02.trials, vec![500, 500]);
+        let (low, high) = (at_02.ci95_low.unwrap(), at_02.ci95_high.unwrap());
+        assert!(
+            (0.0..51.0).contains(&low) && 51.0 < high && high <= 100.0,
+            "[{low}, {high}]"
+        );
+        let at_01 = &r.over_seeds["0.1"].as_ref().unwrap().values;
+        for (got, want) in at_01.iter().zip([21.0, 32.0]) {
+            assert!((got - want).abs() < 1e-12, "{at_01:?}");
+        }
         assert_eq!(r.paper.as_ref().unwrap()["0.1"], 73.6);
     }
 }
