@@ -447,6 +447,12 @@ mod tests {
             .iter()
             .zip(&l)
             .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0)));
+        // The committee's own path computes its members' logits once: the bits of the
+        // trait's default (logits, then the loss's gradient through `logits_vjp`).
+        let logits = committee.logits(x.view());
+        let (losses, d_logits) = loss.loss_and_gradient(0, logits.view());
+        let grad = committee.logits_vjp(x.view(), d_logits.view());
+        assert_eq!((&lg.logits, &lg.loss, &lg.grad), (&logits, &losses, &grad));
     }
 
     /// The same images and seed give the same outcome on 1 thread and on 3.

@@ -99,11 +99,11 @@ impl Scale {
             soundness: SoundnessScale {
                 images: 1_000,
                 pgd_steps: 10,
-                iterations: 100,
+                iterations: 50,
                 targets: 1,
-                queries: 500,
+                queries: 200,
                 stronger_restarts: 1,
-                eot_draws: 5,
+                eot_draws: 3,
             },
         }
     }
