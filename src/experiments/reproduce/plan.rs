@@ -488,15 +488,7 @@ impl Job {
                     + *stages as f64 * train_images.unwrap_or(60_000) as f64 * 2.0 / 1.5
             }
             JobSpec::Sweep(s) => {
-                let members = s.members.len() as f64;
-                let pre: f64 = s
-                    .pre
-                    .iter()
-                    .map(|p| match p {
-                        PreSpec::Dae { .. } => 0.6,
-                        PreSpec::Lowpass { .. } => 0.05,
-                    })
-                    .sum();
+                let (members, pre) = (s.members.len() as f64, stages_cost(&s.pre));
                 let infer = s.levels as f64 * s.test_images as f64 * (members / 3.0 + pre);
                 let gradients = match s.noise {
                     Noise::Gaussian => 0.0,
@@ -520,15 +512,7 @@ impl Job {
             // `evaluate::plan`'s cost is in gradient passes per image (EOT included), each
             // through every member and stage.
             JobSpec::Soundness(s) => {
-                let members = s.members.len() as f64;
-                let pre: f64 = s
-                    .pre
-                    .iter()
-                    .map(|p| match p {
-                        PreSpec::Dae { .. } => 0.6,
-                        PreSpec::Lowpass { .. } => 0.05,
-                    })
-                    .sum();
+                let (members, pre) = (s.members.len() as f64, stages_cost(&s.pre));
                 let passes: f64 = crate::experiments::evaluate::plan(&s.settings())
                     .iter()
                     .map(|(_, c)| c)
@@ -537,6 +521,17 @@ impl Job {
             }
         }
     }
+}
+
+/// The preprocessing's cost per image, in training-image equivalents (measured ratios, see
+/// [`Job::cost`]): the autoencoder's reconstruction 0.6, the low-pass filter 0.05.
+fn stages_cost(pre: &[PreSpec]) -> f64 {
+    pre.iter()
+        .map(|p| match p {
+            PreSpec::Dae { .. } => 0.6,
+            PreSpec::Lowpass { .. } => 0.05,
+        })
+        .sum()
 }
 
 /// The file a soundness job writes: `experiments::evaluate::Report`, serialised.
