@@ -282,6 +282,26 @@ pub enum TrainError {
     Hook(String),
 }
 
+impl TrainError {
+    /// `Err(Diverged)` naming the first non-finite weight of `net` at `iteration`, if any:
+    /// the check before a state is kept (checkpointed, or saved as a model).
+    pub fn check_weights<N: Parameters<f32>>(
+        net: &N,
+        iteration: u64,
+        last_checkpoint: Option<(PathBuf, u64)>,
+    ) -> Result<(), TrainError> {
+        match net.first_non_finite() {
+            Some((name, _, value)) => Err(TrainError::Diverged {
+                iteration,
+                what: format!("a weight of {name}"),
+                value: value as f32,
+                last_checkpoint,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The training-set indices of the images of iteration `t`'s batch: positions `t*B .. t*B+B` of
 /// the endless sequence of epoch permutations (a batch may straddle two epochs, as Caffe's data
 /// layer wraps around).
@@ -431,14 +451,7 @@ pub fn run<R: Recipe>(
             {
                 // A state whose weights went non-finite is not worth keeping: the previous
                 // checkpoint stays the last good one.
-                if let Some((name, _, value)) = state.net.first_non_finite() {
-                    return Err(TrainError::Diverged {
-                        iteration: state.iteration,
-                        what: format!("a weight of {name}"),
-                        value: value as f32,
-                        last_checkpoint,
-                    });
-                }
+                TrainError::check_weights(&state.net, state.iteration, last_checkpoint.clone())?;
                 state.hook_state = hook.state();
                 checkpoint::save(path, recipe, set.sha256, &state)?;
                 last_checkpoint = Some((path.clone(), state.iteration));

@@ -367,15 +367,7 @@ impl<'a> RunFolder<'a> {
                 observer(AdvEvent::Train { stage: k, event })
             },
         )?;
-        if let Some((name, _, value)) = state.net.first_non_finite() {
-            return Err(TrainError::Diverged {
-                iteration: state.iteration,
-                what: format!("a weight of {name}"),
-                value: value as f32,
-                last_checkpoint: None,
-            }
-            .into());
-        }
+        TrainError::check_weights(&state.net, state.iteration, None)?;
         // The checkpoint goes first: written after the snapshot, a kill in between would leave
         // a recorded snapshot without the momentum the next stage continues from.
         checkpoint::save(&self.checkpoint, &recipe, &self.data.sha256, &state)?;

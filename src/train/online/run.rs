@@ -214,15 +214,7 @@ pub fn run_online(
     if let Some(e) = write_error {
         return Err(e);
     }
-    if let Some((name, _, value)) = state.net.first_non_finite() {
-        return Err(TrainError::Diverged {
-            iteration: state.iteration,
-            what: format!("a weight of {name}"),
-            value: value as f32,
-            last_checkpoint: None,
-        }
-        .into());
-    }
+    TrainError::check_weights(&state.net, state.iteration, None)?;
     if state.iteration < cfg.iterations {
         // Stopped early: the checkpoint a kill right after it would leave.
         checkpoint::save(&checkpoint_path, &cfg.recipe(until), &data.sha256, &state)?;
