@@ -51,6 +51,20 @@ pub struct AdvtrainArgs {
     /// measured). The study gives none.
     #[arg(long, value_name = "C", allow_negative_numbers = true)]
     c: Option<f32>,
+    /// Staged mode, the declared ablation's variant: each stage restarts Caffe's learning rate
+    /// at 0.01 with zero momentum, as `caffe train --weights` from the previous snapshot would
+    /// (the study's procedure, and the default, continues one run across stages).
+    #[arg(long)]
+    restart: bool,
+    /// Staged mode, the declared ablation's variant: each stage trains on the natural images
+    /// and the newest adversarial set only (the default pools every earlier set).
+    #[arg(long)]
+    newest_only: bool,
+    /// Staged mode, the declared ablation's variant: every N iterations of a stage, its newest
+    /// adversarial set is made again by the current weights (default 0: never), at most
+    /// 1,000,000.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = at_most(MAX_ITERATIONS))]
+    refresh_every: Option<u64>,
     /// Online mode: iterations (batches) of Caffe's LeNet recipe, as `advmnist train`
     /// (default 10,000), at most 1,000,000.
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = at_most(MAX_ITERATIONS))]
@@ -90,21 +104,24 @@ impl AdvtrainArgs {
     fn refuse_other_modes_flags(&self) -> Result<()> {
         let (given, other, own) = match self.mode {
             Mode::Staged => (
-                [
+                vec![
                     ("--iterations", self.iterations.is_some()),
                     ("--alpha", self.alpha.is_some()),
                     ("--random-start", self.random_start),
                     ("--eval-every", self.eval_every.is_some()),
                 ],
                 "on-line training (--mode online)",
-                "staged training (--mode staged, the default) takes --stages, --stage-iters, --base-iters, --eps and --c",
+                "staged training (--mode staged, the default) takes --stages, --stage-iters, --base-iters, --eps, --c, --restart, --newest-only and --refresh-every",
             ),
             Mode::Online => (
-                [
+                vec![
                     ("--stages", self.stages.is_some()),
                     ("--stage-iters", self.stage_iters.is_some()),
                     ("--base-iters", self.base_iters.is_some()),
                     ("--c", self.c.is_some()),
+                    ("--restart", self.restart),
+                    ("--newest-only", self.newest_only),
+                    ("--refresh-every", self.refresh_every.is_some()),
                 ],
                 "staged training (--mode staged, the default)",
                 "on-line training (--mode online) takes --iterations, --alpha, --eps, --random-start and --eval-every",
@@ -136,6 +153,11 @@ fn staged(a: AdvtrainArgs, data_dir: &Path) -> Result<()> {
         stage_iterations: a.stage_iters.unwrap_or(defaults.stage_iterations),
         eps: a.eps,
         c: a.c.unwrap_or(AdvConfig::DEFAULT_C),
+        variant: adv::Variant {
+            restart: a.restart,
+            newest_only: a.newest_only,
+            refresh_every: a.refresh_every.unwrap_or(0),
+        },
         ..defaults
     };
     cfg.validate()?;
@@ -152,10 +174,10 @@ fn staged(a: AdvtrainArgs, data_dir: &Path) -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     let data = data::load_mnist(data_dir)?;
     eprintln!(
-        "adversarial training into {}: natural model {} iterations, then {} stages of {}; eps {}, c {}, seed {}, {} threads; the last pool holds {} images ({:.2} GB)",
-        a.out.display(), cfg.base_iterations, cfg.stages, cfg.stage_iterations, cfg.eps, cfg.c, cfg.seed,
+        "adversarial training into {}: natural model {} iterations, then {} stages of {}; eps {}, c {}, variant {}, seed {}, {} threads; the last pool holds {} images ({:.2} GB)",
+        a.out.display(), cfg.base_iterations, cfg.stages, cfg.stage_iterations, cfg.eps, cfg.c, cfg.variant.name(), cfg.seed,
         rayon::current_num_threads(),
-        (cfg.stages + 1) * data.train.len(),
+        cfg.pool_images(cfg.stages, data.train.len()),
         cfg.pool_bytes(cfg.stages, data.train.len()) as f64 / 1e9
     );
     let started = Instant::now();

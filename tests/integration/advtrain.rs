@@ -2,7 +2,8 @@
 //! images recomputed one by one, the pool's growth and order (the whole procedure re-derived
 //! from the generic training loop), bit-identical files across thread counts, exact resumption
 //! inside a stage and at a stage boundary, hash checks of reused snapshots, the snapshot
-//! metadata, and the command line's refusals.
+//! metadata, the command line's refusals, and the declared ablation's variants (restart, newest
+//! set only, a refreshed newest set), each re-derived by hand and resumed to the same bytes.
 //!
 //! Runs are small (a 512-image training set, stages of a few dozen iterations), so the file
 //! stays well under a minute.
@@ -14,9 +15,10 @@ use advmnist::models::lenet::{DropoutRates, LeNet};
 use advmnist::models::Classifier;
 use advmnist::train::adversarial::{
     adversarial_examples, images_sha256, run_adversarial, snapshot_file, AdvConfig, AdvError,
-    AdvEvent, AdvOptions, AdvOutcome, AdvRecord, PoolComposition, CHECKPOINT_FILE, RECORD_FILE,
+    AdvEvent, AdvOptions, AdvOutcome, AdvRecord, PoolComposition, Variant, CHECKPOINT_FILE,
+    FRESH_FILE, RECORD_FILE,
 };
-use advmnist::train::{self, TrainConfig, TrainOptions, TrainState, TrainingSet};
+use advmnist::train::{self, Recipe, TrainConfig, TrainOptions, TrainState, TrainingSet};
 use ndarray::{concatenate, s, Array1, Array2, Array4, ArrayView2, ArrayView4, Axis};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -517,5 +519,324 @@ fn the_command_line_explains_and_refuses_bad_flags_before_any_work() {
     assert!(
         !dir.path().join(RECORD_FILE).exists(),
         "nothing was written"
+    );
+}
+
+/// The declared ablation's variants of `cfg()`: restart, newest only, and the newest set made
+/// again every 8 iterations (segments of 8, 8 and 4 in each 20-iteration stage).
+fn variant_cfg(variant: Variant) -> AdvConfig {
+    AdvConfig { variant, ..cfg() }
+}
+
+fn restart() -> Variant {
+    Variant {
+        restart: true,
+        ..Variant::default()
+    }
+}
+
+fn newest() -> Variant {
+    Variant {
+        newest_only: true,
+        ..Variant::default()
+    }
+}
+
+fn fresh(every: u64) -> Variant {
+    Variant {
+        refresh_every: every,
+        ..Variant::default()
+    }
+}
+
+/// Caffe's LeNet recipe with the `inv` rate restarted at global iteration `start`: the
+/// `restart` variant's stage written out by hand.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Restarted {
+    lenet: TrainConfig,
+    start: u64,
+}
+
+impl Recipe for Restarted {
+    type Net = LeNet<f32>;
+    fn iterations(&self) -> u64 {
+        self.lenet.iterations
+    }
+    fn seed(&self) -> u64 {
+        self.lenet.seed
+    }
+    fn batch(&self) -> usize {
+        self.lenet.batch
+    }
+    fn initial_net(&self) -> LeNet<f32> {
+        self.lenet.initial_net()
+    }
+    fn loss_and_gradients(
+        &self,
+        net: &LeNet<f32>,
+        x: ArrayView4<f32>,
+        labels: &[u8],
+        rngs: &mut [rand_chacha::ChaCha8Rng],
+    ) -> (f32, LeNet<f32>) {
+        self.lenet.loss_and_gradients(net, x, labels, rngs)
+    }
+    fn update(
+        &self,
+        net: &mut LeNet<f32>,
+        grads: &LeNet<f32>,
+        velocity: &mut LeNet<f32>,
+        t: u64,
+    ) -> f64 {
+        self.lenet.update(net, grads, velocity, t - self.start)
+    }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        self.lenet.settings()
+    }
+}
+
+/// The staged procedure with `c.variant`, written out with the generic loop and
+/// `adversarial_examples`: the networks at the end of each stage.
+fn variant_by_hand(c: &AdvConfig) -> Vec<LeNet<f32>> {
+    let data = small();
+    let natural = &data.train;
+    let adv = |net: &LeNet<f32>| {
+        adversarial_examples(net, natural.images.view(), &natural.labels, c.eps, c.c)
+    };
+    let pool_of = |sets: &[Array4<f32>]| {
+        let mut images = natural.images.clone();
+        let mut labels = natural.labels.clone();
+        for set in sets {
+            images = concatenate![Axis(0), images, *set];
+            labels.extend_from_slice(&natural.labels);
+        }
+        Dataset { images, labels }
+    };
+    let recipe = |iterations| TrainConfig {
+        iterations,
+        ..TrainConfig::lenet(DropoutRates::NONE, c.seed)
+    };
+    let train_to = |pool: &Dataset, state: TrainState, until: u64, start: Option<u64>| {
+        let set = TrainingSet {
+            data: pool,
+            sha256: &data.sha256,
+        };
+        let (options, mut hook) = (TrainOptions::default(), train::NoHook);
+        match start {
+            Some(start) => train::run(
+                &Restarted {
+                    lenet: recipe(until),
+                    start,
+                },
+                set,
+                state,
+                &options,
+                None,
+                &mut hook,
+                |_| {},
+            ),
+            None => train::run(
+                &recipe(until),
+                set,
+                state,
+                &options,
+                None,
+                &mut hook,
+                |_| {},
+            ),
+        }
+        .unwrap()
+    };
+    let mut state = TrainState::start(LeNet::xavier(&mut advmnist::rng::stream(
+        c.seed,
+        advmnist::rng::Purpose::Init,
+        0,
+    )));
+    let mut sets: Vec<Array4<f32>> = Vec::new();
+    let mut nets = Vec::new();
+    for k in 0..=c.stages {
+        let (start, end) = (c.stage_start(k), c.stage_end(k));
+        let v = &c.variant;
+        if k > 0 {
+            if v.newest_only {
+                sets.clear();
+            }
+            sets.push(adv(&state.net));
+        }
+        let restart_at = (v.restart && k > 0).then_some(start);
+        if restart_at.is_some() {
+            state.velocity = LeNet::zeros();
+        }
+        if k > 0 && v.refresh_every > 0 {
+            let made_by_snapshot = sets.last().unwrap().clone();
+            let mut segment = start;
+            while segment < end {
+                if segment > start {
+                    *sets.last_mut().unwrap() = adv(&state.net);
+                }
+                let stop = (segment + v.refresh_every).min(end);
+                state = train_to(&pool_of(&sets), state, stop, restart_at);
+                segment = stop;
+            }
+            *sets.last_mut().unwrap() = made_by_snapshot;
+        } else {
+            state = train_to(&pool_of(&sets), state, end, restart_at);
+        }
+        nets.push(state.net.clone());
+    }
+    nets
+}
+
+#[test]
+fn each_variant_of_the_ablation_equals_its_procedure_done_by_hand() {
+    for variant in [restart(), newest(), fresh(8)] {
+        let c = variant_cfg(variant.clone());
+        let dir = TempDir::new().unwrap();
+        let outcome = in_pool(2, || {
+            run_adversarial(&c, small(), dir.path(), &options(false, None), |_| {})
+        })
+        .unwrap();
+        assert!(outcome.finished);
+        let hand = variant_by_hand(&c);
+        let rec = record(dir.path());
+        assert_eq!(rec.config.variant, variant);
+        for (k, net) in hand.iter().enumerate() {
+            let (file_net, _) = load_model(&dir.path().join(snapshot_file(k))).unwrap();
+            assert!(
+                file_net == *net,
+                "{}: snapshot {k} differs from the procedure done by hand",
+                variant.name()
+            );
+            let from: Vec<usize> = rec.snapshots[k]
+                .pool
+                .adversarial
+                .iter()
+                .map(|a| a.from_snapshot)
+                .collect();
+            let wanted: Vec<usize> = if variant.newest_only {
+                k.checked_sub(1).into_iter().collect()
+            } else {
+                (0..k).collect()
+            };
+            assert_eq!(from, wanted, "{}: snapshot {k}'s pool", variant.name());
+        }
+        assert!(
+            !dir.path().join(FRESH_FILE).exists(),
+            "{}: the refresh's weights are removed at the stage's end",
+            variant.name()
+        );
+        // Every variant changes the result from stage 1 on, none before it.
+        let (study_0, _) = load_model(&reference().join(snapshot_file(0))).unwrap();
+        let (study_2, _) = load_model(&reference().join(snapshot_file(2))).unwrap();
+        assert!(
+            hand[0] == study_0 && hand[2] != study_2,
+            "{}",
+            variant.name()
+        );
+    }
+}
+
+#[test]
+fn a_refresh_as_long_as_the_stage_is_the_study_s_procedure() {
+    let c = variant_cfg(fresh(cfg().stage_iterations));
+    for (k, net) in variant_by_hand(&c).iter().enumerate() {
+        let (study, _) = load_model(&reference().join(snapshot_file(k))).unwrap();
+        assert!(*net == study, "snapshot {k}");
+    }
+    // And the run itself, the variant named in its files: the same weights.
+    let dir = TempDir::new().unwrap();
+    in_pool(1, || {
+        run_adversarial(&c, small(), dir.path(), &options(false, None), |_| {})
+    })
+    .unwrap();
+    for k in 0..=c.stages {
+        let (run, meta) = load_model(&dir.path().join(snapshot_file(k))).unwrap();
+        let (study, _) = load_model(&reference().join(snapshot_file(k))).unwrap();
+        assert!(run == study, "snapshot {k}");
+        assert_eq!(
+            meta.extra.get("advtrain.variant").map(String::as_str),
+            Some("fresh20")
+        );
+    }
+}
+
+#[test]
+fn the_variants_resume_inside_a_stage_to_the_same_bytes() {
+    // Stopped at iteration 43, inside stage 1's second segment (38..46): the resumed run makes
+    // the newest set again from the weights kept at 38; then inside stage 2 and at its start.
+    for (variant, stops) in [
+        (fresh(8), vec![43, 50, 61]),
+        (restart(), vec![40, 50]),
+        (newest(), vec![50, 60]),
+    ] {
+        let c = variant_cfg(variant.clone());
+        let whole = TempDir::new().unwrap();
+        in_pool(2, || {
+            run_adversarial(&c, small(), whole.path(), &options(false, None), |_| {})
+        })
+        .unwrap();
+        let dir = TempDir::new().unwrap();
+        for (i, stop) in stops.iter().enumerate() {
+            let outcome = in_pool(1 + i % 2, || {
+                run_adversarial(
+                    &c,
+                    small(),
+                    dir.path(),
+                    &options(i > 0, Some(*stop)),
+                    |_| {},
+                )
+            })
+            .unwrap();
+            assert!(!outcome.finished, "{}: stopped at {stop}", variant.name());
+        }
+        in_pool(1, || {
+            run_adversarial(&c, small(), dir.path(), &options(true, None), |_| {})
+        })
+        .unwrap();
+        for name in (0..=c.stages)
+            .map(snapshot_file)
+            .chain([RECORD_FILE.to_string()])
+        {
+            let (a, b) = (
+                std::fs::read(whole.path().join(&name)).unwrap(),
+                std::fs::read(dir.path().join(&name)).unwrap(),
+            );
+            assert!(a == b, "{}: {name} differs after resuming", variant.name());
+        }
+    }
+}
+
+#[test]
+fn a_resumed_refresh_without_its_weights_is_refused_by_name() {
+    let c = variant_cfg(fresh(8));
+    let dir = TempDir::new().unwrap();
+    in_pool(2, || {
+        run_adversarial(&c, small(), dir.path(), &options(false, Some(43)), |_| {})
+    })
+    .unwrap();
+    std::fs::remove_file(dir.path().join(FRESH_FILE)).unwrap();
+    let err = in_pool(2, || {
+        run_adversarial(&c, small(), dir.path(), &options(true, None), |_| {})
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(FRESH_FILE) && err.contains("iteration 38"),
+        "{err}"
+    );
+    // Another variant's run in the folder is refused, naming the setting.
+    let err = in_pool(2, || {
+        run_adversarial(
+            &variant_cfg(newest()),
+            small(),
+            dir.path(),
+            &options(true, None),
+            |_| {},
+        )
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("the variant") && err.contains("fresh8"),
+        "{err}"
     );
 }

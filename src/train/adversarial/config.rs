@@ -27,6 +27,76 @@ pub struct AdvConfig {
     pub c: f32,
     /// Images per batch (Caffe's LeNet: 64).
     pub batch: usize,
+    /// The declared ablation's variations of the procedure (docs/adversarial-training.md, "The
+    /// declared ablation"); the study's procedure has none. Left out of the files when off, so
+    /// that a run of the study's procedure writes the bytes it always has.
+    #[serde(default, skip_serializing_if = "Variant::is_study")]
+    pub variant: Variant,
+}
+
+/// A variation of the staged procedure, for the declared ablation. Each one changes one thing;
+/// [`Variant::default`] is the study's procedure as this crate reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    /// Each stage restarts Caffe's `inv` learning rate at iteration 0 (0.01) with zero momentum:
+    /// what Caffe does when a stage is trained with `caffe train --weights` from the previous
+    /// snapshot (fine-tuning), rather than continued from its `.solverstate`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restart: bool,
+    /// Each stage trains on the natural images and the newest adversarial set only (the earlier
+    /// sets dropped), so the newest set is half the pool instead of `1 / (k + 1)` of it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub newest_only: bool,
+    /// Every this many iterations of a stage (counted from its start), the stage's newest set
+    /// is made again by the current weights, so the examples are never more than this many
+    /// iterations old; 0: never (the study's). At the stage's end the slot holds again the set
+    /// its snapshot made, so every later stage sees the sets the snapshots made.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refresh_every: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Variant {
+    /// Whether this is the study's procedure (no variation).
+    pub fn is_study(&self) -> bool {
+        *self == Variant::default()
+    }
+
+    /// The variant's name in the ablation (`study`, `restart`, `newest`, `fresh`, or a `+` of
+    /// several).
+    pub fn name(&self) -> String {
+        let mut parts = Vec::new();
+        if self.restart {
+            parts.push("restart".to_string());
+        }
+        if self.newest_only {
+            parts.push("newest".to_string());
+        }
+        if self.refresh_every > 0 {
+            parts.push(format!("fresh{}", self.refresh_every));
+        }
+        if parts.is_empty() {
+            "study".into()
+        } else {
+            parts.join("+")
+        }
+    }
+
+    /// The schedule in words, for the snapshots' metadata.
+    pub fn schedule(&self) -> String {
+        if self.restart {
+            "each stage restarts Caffe's inv learning rate at its iteration 0 with zero momentum (fine-tuning from the previous snapshot)".into()
+        } else {
+            "one SGD run: Caffe's inv learning rate at the global iteration, momentum carried across stages".into()
+        }
+    }
 }
 
 impl AdvConfig {
@@ -68,7 +138,18 @@ impl AdvConfig {
     /// Bytes of the pool stage `k` trains on, in f32: `(k + 1) * n` images of 784 pixels for a
     /// training set of `n` images (stage 5 of MNIST: 6 x 60,000 images, 1.13 GB).
     pub fn pool_bytes(&self, k: usize, n: usize) -> usize {
-        (k + 1) * n * PIXELS * std::mem::size_of::<f32>()
+        self.pool_images(k, n) * PIXELS * std::mem::size_of::<f32>()
+    }
+
+    /// Images of the pool stage `k` trains on, for a training set of `n` images: the natural
+    /// set and one set per earlier snapshot (with `newest_only`, the newest one only).
+    pub fn pool_images(&self, k: usize, n: usize) -> usize {
+        let sets = if self.variant.newest_only {
+            k.min(1)
+        } else {
+            k
+        };
+        (sets + 1) * n
     }
 
     /// Checks the settings, naming the command line's flag at fault.
@@ -85,6 +166,13 @@ impl AdvConfig {
         }
         if !(self.eps.is_finite() && self.eps > 0.0 && self.eps <= 1.0) {
             return bad("--eps", format!("must be in (0, 1], got {}", self.eps));
+        }
+        if self.variant.refresh_every > 0 && self.variant.newest_only {
+            return bad(
+                "--refresh-every",
+                "cannot be combined with --newest-only: the ablation varies one thing at a time"
+                    .into(),
+            );
         }
         if !(self.c.is_finite() && self.c >= 0.0) {
             return bad(
@@ -108,6 +196,7 @@ impl Default for AdvConfig {
             eps: Self::DEFAULT_EPS,
             c: Self::DEFAULT_C,
             batch: 64,
+            variant: Variant::default(),
         }
     }
 }
@@ -123,6 +212,8 @@ pub struct StageRecipe {
     pub stage_iterations: u64,
     pub eps: f32,
     pub c: f32,
+    #[serde(default, skip_serializing_if = "Variant::is_study")]
+    pub variant: Variant,
 }
 
 impl StageRecipe {
@@ -139,6 +230,18 @@ impl StageRecipe {
             stage_iterations: cfg.stage_iterations,
             eps: cfg.eps,
             c: cfg.c,
+            variant: cfg.variant.clone(),
+        }
+    }
+
+    /// The iteration count Caffe's `inv` rate is taken at for global iteration `t`: `t` itself
+    /// (one run across stages), or, with [`Variant::restart`], the iterations since the stage
+    /// began.
+    pub fn schedule_iteration(&self, t: u64) -> u64 {
+        if self.variant.restart && self.stage > 0 {
+            t - (self.base_iterations + (self.stage as u64 - 1) * self.stage_iterations)
+        } else {
+            t
         }
     }
 }
@@ -167,7 +270,7 @@ impl Recipe for StageRecipe {
         self.lenet.loss_and_gradients(net, x, labels, rngs)
     }
     /// Caffe's update with the `inv` rate at the global iteration `t`: the schedule runs on
-    /// across stages.
+    /// across stages (or restarts with each, [`StageRecipe::schedule_iteration`]).
     fn update(
         &self,
         net: &mut LeNet<f32>,
@@ -175,7 +278,8 @@ impl Recipe for StageRecipe {
         velocity: &mut LeNet<f32>,
         t: u64,
     ) -> f64 {
-        self.lenet.update(net, grads, velocity, t)
+        self.lenet
+            .update(net, grads, velocity, self.schedule_iteration(t))
     }
     fn settings(&self) -> Vec<(&'static str, String)> {
         let mut s = self.lenet.settings();
@@ -185,6 +289,7 @@ impl Recipe for StageRecipe {
             ("--stage-iters", self.stage_iterations.to_string()),
             ("--eps", self.eps.to_string()),
             ("--c", self.c.to_string()),
+            ("the variant", self.variant.name()),
         ]);
         s
     }

@@ -50,14 +50,14 @@ pub mod pool;
 pub mod record;
 pub mod run;
 
-pub use config::{AdvConfig, AdvOptions, StageRecipe};
+pub use config::{AdvConfig, AdvOptions, StageRecipe, Variant};
 pub use eq3::{adversarial_examples, gradient_step, ADVERSARIAL_CHUNK, FORMULA};
 pub use pool::{images_sha256, AdversarialSet, PoolComposition};
 pub use record::{
     read_record, snapshot_file, AdvRecord, SnapshotRecord, CHECKPOINT_FILE, RECORD_FILE,
     RECORD_FORMAT,
 };
-pub use run::{run_adversarial, AdvEvent, AdvOutcome};
+pub use run::{run_adversarial, AdvEvent, AdvOutcome, FRESH_FILE};
 
 use super::checkpoint::CheckpointError;
 use super::TrainError;

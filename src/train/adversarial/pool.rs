@@ -111,4 +111,62 @@ impl Pool {
         self.composition.adversarial.push(set.clone());
         set
     }
+
+    /// Drops every adversarial set, leaving the natural images (the `newest_only` variant, before
+    /// the newest set is added). The buffer keeps its room.
+    pub(super) fn drop_adversarial(&mut self) {
+        let n = self.composition.natural;
+        let old = std::mem::replace(
+            &mut self.data.images,
+            Array4::zeros((0, 1, IMAGE_SIDE, IMAGE_SIDE)),
+        );
+        let (mut pixels, _) = old.into_raw_vec_and_offset();
+        pixels.truncate(n * PIXELS);
+        self.data.images =
+            Array4::from_shape_vec((n, 1, IMAGE_SIDE, IMAGE_SIDE), pixels).expect("n images");
+        self.data.labels.truncate(n);
+        self.composition.adversarial.clear();
+    }
+
+    /// The pixels of the newest set (the last `natural` images of the pool).
+    pub(super) fn newest(&self) -> ArrayView4<'_, f32> {
+        let n = self.composition.natural;
+        let len = self.data.len();
+        self.data.images.slice(s![len - n.., .., .., ..])
+    }
+
+    /// Writes `pixels` (a copy of [`Pool::newest`]) back over the newest set.
+    pub(super) fn restore_newest(&mut self, pixels: ArrayView4<f32>) {
+        let n = self.composition.natural;
+        let len = self.data.len();
+        self.data
+            .images
+            .slice_mut(s![len - n.., .., .., ..])
+            .assign(&pixels);
+    }
+
+    /// Makes the newest set again with `model` (the `refresh_every` variant): Eq. 3 on the
+    /// natural images, as [`Pool::add_adversarial`] makes a set. Returns its SHA-256.
+    pub(super) fn remake_newest(
+        &mut self,
+        model: &LeNet<f32>,
+        eps: f32,
+        c: f32,
+        progress: impl FnMut(usize),
+    ) -> String {
+        let n = self.composition.natural;
+        let len = self.data.len();
+        assert!(len >= 2 * n, "the pool holds an adversarial set");
+        let (natural, mut rest) = self.data.images.view_mut().split_at(Axis(0), n);
+        fill_adversarial(
+            model,
+            natural.view(),
+            &self.data.labels[..n],
+            eps,
+            c,
+            rest.slice_mut(s![len - 2 * n.., .., .., ..]),
+            progress,
+        );
+        images_sha256(self.newest())
+    }
 }

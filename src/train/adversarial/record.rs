@@ -115,6 +115,7 @@ pub(super) fn check_record(
         ("--eps", theirs.eps.to_string(), cfg.eps.to_string()),
         ("--c", theirs.c.to_string(), cfg.c.to_string()),
         ("batch", theirs.batch.to_string(), cfg.batch.to_string()),
+        ("the variant", theirs.variant.name(), cfg.variant.name()),
         (
             "training data (SHA-256)",
             record.data_sha256.clone(),
@@ -225,10 +226,10 @@ pub(super) fn snapshot_meta(
             record.snapshots[k - 1].sha256.clone(),
         );
     }
-    put(
-        "schedule",
-        "one SGD run: Caffe's inv learning rate at the global iteration, momentum carried across stages".into(),
-    );
+    put("schedule", cfg.variant.schedule());
+    if !cfg.variant.is_study() {
+        put("variant", cfg.variant.name());
+    }
     put(
         "recipe",
         serde_json::to_string(&cfg.lenet(k)).expect("plain struct"),

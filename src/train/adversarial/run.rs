@@ -16,8 +16,8 @@ use super::AdvError;
 use crate::data::Mnist;
 use crate::hashing::sha256_hex;
 use crate::io_safety::write_atomic;
-use crate::models::file::{encode, tensors_of, ModelFileError};
-use crate::models::lenet::LeNet;
+use crate::models::file::{encode, tensors_of, ModelFileError, ModelMeta};
+use crate::models::lenet::{DropoutRates, LeNet};
 use crate::train::checkpoint;
 use crate::train::{run, test_error_pct, Event, NoHook, Recipe, TrainError, TrainOptions};
 use crate::train::{TrainState, TrainingSet};
@@ -126,15 +126,27 @@ pub fn run_adversarial(
     }
 
     for k in first..=cfg.stages {
-        if k > 0 && pool.composition.adversarial.len() < k {
+        let holds_newest = pool
+            .composition
+            .adversarial
+            .last()
+            .is_some_and(|set| set.from_snapshot + 1 == k);
+        if k > 0 && !holds_newest {
             let net = latest
                 .take()
                 .expect("the previous snapshot is loaded or just made");
+            if cfg.variant.newest_only {
+                pool.drop_adversarial();
+            }
             run.add_set(&mut pool, &net, k - 1, &mut record, &mut observer)?;
+        }
+        if cfg.variant.restart && k > 0 && state.iteration == cfg.stage_start(k) {
+            // Fine-tuning from the previous snapshot: Caffe's solver starts with zero history.
+            state.velocity = LeNet::zeros();
         }
         let end = cfg.stage_end(k);
         let (trained, last_evaluation) =
-            run.train_stage(k, &pool, state, options, &mut observer)?;
+            run.train_stage(k, &mut pool, state, options, &mut observer)?;
         state = trained;
         if state.iteration < end {
             return Ok(finish(snapshots, false));
@@ -151,6 +163,17 @@ pub fn run_adversarial(
         }
     }
     Ok(finish(snapshots, true))
+}
+
+/// The weights that made the newest set inside a stage of the `refresh_every` variant
+/// (removed at the stage's end).
+pub const FRESH_FILE: &str = "advtrain.fresh.safetensors";
+
+fn remove_if_present(path: &Path) -> Result<(), AdvError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(path, e)),
+        _ => Ok(()),
+    }
 }
 
 /// Checks the settings, and that a batch fits in the training set.
@@ -277,7 +300,12 @@ impl<'a> RunFolder<'a> {
         observer: &mut impl FnMut(AdvEvent),
     ) -> Result<(Pool, Option<LeNet<f32>>), AdvError> {
         let done = snapshots.len();
-        let mut pool = Pool::natural(&self.data.train, self.cfg.stages);
+        let sets_held = if self.cfg.variant.newest_only {
+            1
+        } else {
+            self.cfg.stages
+        };
+        let mut pool = Pool::natural(&self.data.train, sets_held);
         let mut latest: Option<LeNet<f32>> = None;
         for (k, path) in snapshots.iter().enumerate() {
             let net = load_recorded_snapshot(self.dir, record, k)?;
@@ -285,8 +313,9 @@ impl<'a> RunFolder<'a> {
                 stage: k,
                 path: path.clone(),
             });
-            if k + 1 < done {
-                // Snapshot k's set was made before stage k + 1, which is finished.
+            if k + 1 < done && !self.cfg.variant.newest_only {
+                // Snapshot k's set was made before stage k + 1, which is finished (with
+                // `newest_only` the next stage drops it).
                 self.add_set(&mut pool, &net, k, record, observer)?;
             }
             latest = Some(net);
@@ -323,20 +352,25 @@ impl<'a> RunFolder<'a> {
     /// Trains stage `k` on `pool` from `state` to the stage's end (or to `options.stop_after`),
     /// checks the weights are finite, and checkpoints. Returns the state and the last test
     /// error measured on the way (its global iteration and value).
+    ///
+    /// With [`Variant::refresh_every`](super::Variant) `R`, the stage runs in segments of `R`
+    /// iterations from its start; before each segment but the first the newest set is made
+    /// again by the weights at the segment's start, which are kept in [`FRESH_FILE`] (written
+    /// after the checkpoint of that iteration) so that a run resumed inside the segment makes
+    /// the same set. At the stage's end the newest set is put back as its snapshot made it.
     fn train_stage(
         &self,
         k: usize,
-        pool: &Pool,
-        state: TrainState,
+        pool: &mut Pool,
+        mut state: TrainState,
         options: &AdvOptions,
         observer: &mut impl FnMut(AdvEvent),
     ) -> Result<(TrainState, Option<(u64, f64)>), AdvError> {
         let cfg = self.cfg;
-        let end = cfg.stage_end(k);
+        let (start, end) = (cfg.stage_start(k), cfg.stage_end(k));
         let until = options
             .stop_after
             .map_or(end, |s| s.clamp(state.iteration, end));
-        let recipe = StageRecipe::new(cfg, k, until);
         observer(AdvEvent::Training {
             stage: k,
             stages: cfg.stages,
@@ -344,6 +378,60 @@ impl<'a> RunFolder<'a> {
             to: end,
             pool: pool.composition.clone(),
         });
+        let refresh = if k > 0 { cfg.variant.refresh_every } else { 0 };
+        if refresh == 0 {
+            return self.train_until(k, pool, state, until, options, observer);
+        }
+        let made_by_snapshot = pool.newest().to_owned();
+        let mut last_evaluation = None;
+        loop {
+            let segment = start + (state.iteration - start) / refresh * refresh;
+            if segment > start && state.iteration < until {
+                let net = if state.iteration == segment {
+                    self.write_fresh(&state.net, segment)?;
+                    state.net.clone()
+                } else {
+                    self.read_fresh(segment)?
+                };
+                let total = pool.composition.natural;
+                pool.remake_newest(&net, cfg.eps, cfg.c, |done| {
+                    observer(AdvEvent::MakingAdversarial {
+                        stage: k,
+                        stages: cfg.stages,
+                        from_snapshot: k - 1,
+                        done,
+                        total,
+                    })
+                });
+            }
+            let stop = (segment + refresh).min(until);
+            let (trained, evaluation) =
+                self.train_until(k, pool, state, stop, options, observer)?;
+            state = trained;
+            last_evaluation = evaluation.or(last_evaluation);
+            if state.iteration >= until {
+                break;
+            }
+        }
+        if state.iteration == end {
+            pool.restore_newest(made_by_snapshot.view());
+            remove_if_present(&self.dir.join(FRESH_FILE))?;
+        }
+        Ok((state, last_evaluation))
+    }
+
+    /// Trains stage `k` on `pool` from `state` to global iteration `until`, checks the weights
+    /// are finite, and checkpoints.
+    fn train_until(
+        &self,
+        k: usize,
+        pool: &Pool,
+        state: TrainState,
+        until: u64,
+        options: &AdvOptions,
+        observer: &mut impl FnMut(AdvEvent),
+    ) -> Result<(TrainState, Option<(u64, f64)>), AdvError> {
+        let recipe = StageRecipe::new(self.cfg, k, until);
         let evaluate = |net: &LeNet<f32>| self.test_error(net);
         let mut last_evaluation = None;
         let state = run(
@@ -372,6 +460,42 @@ impl<'a> RunFolder<'a> {
         // a recorded snapshot without the momentum the next stage continues from.
         checkpoint::save(&self.checkpoint, &recipe, &self.data.sha256, &state)?;
         Ok((state, last_evaluation))
+    }
+
+    /// Keeps the weights that make the newest set from global iteration `iteration` on.
+    fn write_fresh(&self, net: &LeNet<f32>, iteration: u64) -> Result<(), AdvError> {
+        let meta = ModelMeta {
+            dropout: DropoutRates::NONE,
+            seed: self.cfg.seed,
+            iterations: iteration,
+            data_sha256: self.data.sha256.clone(),
+            extra: Default::default(),
+        };
+        let bytes = encode(&tensors_of(net, ""), &meta.to_map());
+        write_atomic(&self.dir.join(FRESH_FILE), &bytes).map_err(ModelFileError::from)?;
+        Ok(())
+    }
+
+    /// The weights [`RunFolder::write_fresh`] kept at global iteration `iteration`.
+    fn read_fresh(&self, iteration: u64) -> Result<LeNet<f32>, AdvError> {
+        let path = self.dir.join(FRESH_FILE);
+        let inconsistent = |reason: String| AdvError::Inconsistent {
+            path: path.clone(),
+            reason,
+        };
+        if !path.exists() {
+            return Err(inconsistent(format!(
+                "the weights that made the newest set at iteration {iteration} are kept there, and the file is missing"
+            )));
+        }
+        let (net, meta) = crate::models::file::load_model(&path)?;
+        if meta.iterations != iteration || meta.seed != self.cfg.seed {
+            return Err(inconsistent(format!(
+                "it holds the weights of iteration {} (seed {}), but the run continues inside the segment that began at iteration {iteration} (seed {})",
+                meta.iterations, meta.seed, self.cfg.seed
+            )));
+        }
+        Ok(net)
     }
 
     /// Writes snapshot `k` (the finished stage's network) and records it. Returns its path.
