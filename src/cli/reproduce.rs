@@ -32,6 +32,29 @@ pub struct ReproduceArgs {
     /// Run only this job (its dependencies must be finished) and exit, without the report.
     #[arg(long, value_name = "NAME", conflicts_with = "list_jobs")]
     job: Option<String>,
+    /// Run a declared ablation instead of the study: `advtrain`, the grid of staged adversarial
+    /// training (eps x c, a learning-rate restart, the newest set only, a refreshed set) and
+    /// the on-line baseline, each measured on the same images; writes ablation-advtrain.md and
+    /// .json to DIR (docs/adversarial-training.md). Shares DIR with the study's run: the
+    /// default cell and the transfer source are the study's jobs.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    ablation: Option<Ablation>,
+    /// With --ablation and --seeds N: also repeat these cells with N seeds (comma-separated,
+    /// e.g. eps0.1-c0.2,fresh); the default cell and the on-line baseline always are.
+    #[arg(
+        long,
+        value_name = "CELLS",
+        value_delimiter = ',',
+        requires = "ablation"
+    )]
+    repeat: Vec<String>,
+}
+
+/// The ablations `reproduce` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Ablation {
+    /// Staged adversarial training's declared grid.
+    Advtrain,
 }
 
 pub fn reproduce(a: ReproduceArgs, data_dir: &Path) -> Result<()> {
@@ -43,16 +66,31 @@ pub fn reproduce(a: ReproduceArgs, data_dir: &Path) -> Result<()> {
     } else {
         Scale::full()
     };
-    let plan = reproduce::plan(&scale, a.seeds);
+    let plan = match a.ablation {
+        Some(Ablation::Advtrain) => {
+            reproduce::ablation::plan(&scale, a.seeds, &a.repeat).map_err(anyhow::Error::msg)?
+        }
+        None => reproduce::plan(&scale, a.seeds),
+    };
     if a.list_jobs {
         let flags = format!(
-            "--out {}{}{}",
+            "--out {}{}{}{}{}",
             a.out.display(),
             if a.quick { " --quick" } else { "" },
             if a.seeds > 1 {
                 format!(" --seeds {}", a.seeds)
             } else {
                 String::new()
+            },
+            if a.ablation.is_some() {
+                " --ablation advtrain"
+            } else {
+                ""
+            },
+            if a.repeat.is_empty() {
+                String::new()
+            } else {
+                format!(" --repeat {}", a.repeat.join(","))
             }
         );
         for job in &plan.jobs {
@@ -83,7 +121,12 @@ pub fn reproduce(a: ReproduceArgs, data_dir: &Path) -> Result<()> {
         "{bar:30} {percent:>3}%  {msg}  elapsed {elapsed}  ETA {eta}",
     );
     eprintln!(
-        "reproducing the study at the {} scale with {} seed(s): {} jobs in {}, {} threads",
+        "{} at the {} scale with {} seed(s): {} jobs in {}, {} threads",
+        if a.ablation.is_some() {
+            "running the declared ablation of staged adversarial training"
+        } else {
+            "reproducing the study"
+        },
         scale.name,
         a.seeds,
         plan.jobs.len(),
@@ -151,6 +194,18 @@ pub fn reproduce(a: ReproduceArgs, data_dir: &Path) -> Result<()> {
             "job {} finished; run `advmnist reproduce --out {}` to gather the report",
             a.job.as_deref().unwrap_or_default(),
             a.out.display()
+        );
+        return Ok(());
+    }
+    if a.ablation.is_some() {
+        let ablation = reproduce::ablation::gather(&plan, &dir).map_err(anyhow::Error::msg)?;
+        advmnist::report::ablation::write(&a.out, &ablation)?;
+        print!("{}", advmnist::report::ablation::markdown(&ablation));
+        eprintln!(
+            "wrote {} in {} ({:.1} s this run)",
+            advmnist::report::ablation::FILES.join(", "),
+            a.out.display(),
+            started.elapsed().as_secs_f64()
         );
         return Ok(());
     }

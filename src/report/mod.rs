@@ -3,6 +3,7 @@
 //! report of several files is written as one set with a manifest written last
 //! ([`crate::io_safety::write_set`]), so a reader can tell a complete set from a mix of two runs.
 
+pub mod ablation;
 pub mod advtrain_diagnostics;
 pub mod bench_page;
 pub mod bench_plots;

@@ -4,9 +4,12 @@
 //! - [`runner`]: runs a job once in a run folder, keyed by content, resumable, lockable, so that
 //!   several processes (or machines sharing the folder) can split the work.
 //! - [`table`]: gathers the finished sweeps into the study's Table 2 and the figures' curves.
+//! - [`ablation`]: the declared ablation of staged adversarial training, as jobs of the same
+//!   kind, and its gathering (`reproduce --ablation advtrain`).
 //!
 //! `report::reproduce` lays the gathered results out (Markdown, JSON, SVG, one HTML page).
 
+pub mod ablation;
 pub mod plan;
 pub mod runner;
 pub mod table;
@@ -177,29 +180,15 @@ fn run_here(
 /// `snapshot-0.safetensors` .. `snapshot-K.safetensors` and `advtrain.json`. With
 /// `train_images`, the stages see only the first N training images (quick runs), and the data's
 /// identity recorded in the files says so.
-#[allow(clippy::too_many_arguments)]
 fn adversarial_job(
     job: &str,
-    base_iterations: u64,
-    stages: usize,
-    stage_iterations: u64,
+    cfg: crate::train::adversarial::AdvConfig,
     train_images: Option<usize>,
-    (eps, c): (f32, f32),
-    seed: u64,
     data: &Mnist,
     dir: &Path,
     progress: runner::Progress<'_>,
 ) -> Result<String, ReproduceError> {
-    use crate::train::adversarial::{run_adversarial, AdvConfig, AdvError, AdvEvent, AdvOptions};
-    let cfg = AdvConfig {
-        seed,
-        base_iterations,
-        stages,
-        stage_iterations,
-        eps,
-        c,
-        ..AdvConfig::default()
-    };
+    use crate::train::adversarial::{run_adversarial, AdvError, AdvEvent, AdvOptions};
     let subset;
     let data = match train_images {
         Some(n) if n < data.train.len() => {
@@ -249,6 +238,68 @@ fn adversarial_job(
         outcome.snapshots.len(),
         outcome.reused
     ))
+}
+
+/// The on-line training job: `train::online` into the job's folder, which then holds
+/// `online.safetensors` and `online.json` (written as one set with `online.sha256`; the
+/// command's curve figure is left to `advmnist advtrain --mode online`). A killed job resumes
+/// from its checkpoint to the same bytes.
+fn online_job(
+    job: &str,
+    cfg: &crate::train::online::OnlineConfig,
+    data: &Mnist,
+    dir: &Path,
+    progress: runner::Progress<'_>,
+) -> Result<String, ReproduceError> {
+    use crate::train::online::{
+        remove_run_files, run_online, to_json, OnlineError, OnlineEvent, OnlineOptions,
+        OnlineOutcome, MODEL_FILE, RECORD_FILE, SET_NAME,
+    };
+    let total = cfg.iterations;
+    let options = OnlineOptions {
+        resume: true,
+        ..OnlineOptions::default()
+    };
+    let mut run = || {
+        run_online(cfg, data, dir, &options, |e| {
+            if let OnlineEvent::Train(crate::train::Event::Iteration { iteration, .. }) = e {
+                progress(iteration, total)
+            }
+        })
+    };
+    let outcome = match run() {
+        // The folder holds a run of other settings (another scale): start it afresh.
+        Err(
+            OnlineError::Mismatch { .. }
+            | OnlineError::BadRecord { .. }
+            | OnlineError::Checkpoint(_),
+        ) => {
+            clear_folder(dir).map_err(|e| fail_job(job, e))?;
+            run()
+        }
+        other => other,
+    }
+    .map_err(|e| fail_job(job, e))?;
+    let record = match outcome {
+        OnlineOutcome::Trained(run) => {
+            crate::io_safety::write_set(
+                dir,
+                SET_NAME,
+                &[
+                    (MODEL_FILE, run.model.as_slice()),
+                    (RECORD_FILE, to_json(&run.record).as_bytes()),
+                ],
+            )
+            .map_err(|e| fail_job(job, e))?;
+            run.record
+        }
+        OnlineOutcome::AlreadyDone(record) => *record,
+        OnlineOutcome::Stopped { iteration } => {
+            return Err(fail_job(job, format!("stopped at iteration {iteration}")))
+        }
+    };
+    remove_run_files(dir).map_err(|e| fail_job(job, e))?;
+    Ok(format!("clean test error {:.2}%", record.test_error_pct))
 }
 
 fn fail_job(job: &str, e: impl std::fmt::Display) -> ReproduceError {

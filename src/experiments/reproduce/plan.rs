@@ -23,6 +23,7 @@
 
 use crate::attacks::Noise;
 use crate::models::pipeline::AttackThrough;
+use crate::train::adversarial::Variant;
 use serde::{Deserialize, Serialize};
 
 /// The size of a run. [`Scale::full`] is the study's; [`Scale::quick`] the same jobs at a small
@@ -408,6 +409,22 @@ pub enum JobSpec {
         eps: f32,
         c: f32,
         seed: u64,
+        /// The declared ablation's variation of the procedure; absent for the study's, so the
+        /// study's jobs keep their keys.
+        #[serde(default, skip_serializing_if = "Variant::is_study")]
+        variant: Variant,
+    },
+    /// On-line adversarial training (`train::online`): Goodfellow et al.'s objective on Caffe's
+    /// LeNet recipe, examples from the current weights at every iteration.
+    Online {
+        iterations: u64,
+        alpha: f32,
+        eps: f32,
+        random_start: bool,
+        /// The training curve: every N iterations, on the first `eval_images` test images.
+        eval_every: u64,
+        eval_images: usize,
+        seed: u64,
     },
     Sweep(SweepSpec),
     Soundness(SoundnessSpec),
@@ -459,6 +476,7 @@ impl Job {
             JobSpec::Lenet { .. } => vec!["model.safetensors".into()],
             JobSpec::Dae { .. } => vec!["dae.safetensors".into()],
             JobSpec::Advtrain { stages, .. } => (0..=*stages).map(snapshot_file).collect(),
+            JobSpec::Online { .. } => vec![ONLINE_MODEL.into(), ONLINE_RECORD.into()],
             // The gradient Caffe computed also counts what it changes (`gradients.json`).
             JobSpec::Sweep(s) if s.gradient == "caffe-f32" => {
                 vec!["sweep.json".into(), "gradients.json".into()]
@@ -482,10 +500,32 @@ impl Job {
                 stages,
                 stage_iterations,
                 train_images,
+                variant,
                 ..
             } => {
+                // A refreshed set is made again every `refresh_every` iterations of a stage.
+                let sets_per_stage = match variant.refresh_every {
+                    0 => 1.0,
+                    r => stage_iterations.div_ceil(r) as f64,
+                };
                 (*base_iterations + *stages as u64 * stage_iterations) as f64 * 64.0
-                    + *stages as f64 * train_images.unwrap_or(60_000) as f64 * 2.0 / 1.5
+                    + *stages as f64 * sets_per_stage * train_images.unwrap_or(60_000) as f64 * 2.0
+                        / 1.5
+            }
+            // Each iteration trains on 128 images and makes 64 examples (one input gradient
+            // each, two with the random start); each point of the curve is about 21 input
+            // gradients per image (`train::online`).
+            JobSpec::Online {
+                iterations,
+                random_start,
+                eval_every,
+                eval_images,
+                ..
+            } => {
+                let gradients = if *random_start { 2.0 } else { 1.0 };
+                let points = iterations.checked_div(*eval_every).unwrap_or(0) + 1;
+                *iterations as f64 * 64.0 * (2.0 + gradients / 1.5)
+                    + points as f64 * *eval_images as f64 * 21.0 / 1.5
             }
             JobSpec::Sweep(s) => {
                 let (members, pre) = (s.members.len() as f64, stages_cost(&s.pre));
@@ -569,6 +609,10 @@ impl SoundnessSpec {
     }
 }
 
+/// The on-line training job's model file and record (`train::online`'s names).
+pub const ONLINE_MODEL: &str = crate::train::online::MODEL_FILE;
+pub const ONLINE_RECORD: &str = crate::train::online::RECORD_FILE;
+
 /// `snapshot-K.safetensors`: the adversarial-training job's model after stage K (0: natural).
 pub fn snapshot_file(k: usize) -> String {
     format!("snapshot-{k}.safetensors")
@@ -633,6 +677,31 @@ pub const METHODS: [Method; 9] = [
         paper: [0.65, 9.8, 36.5],
     },
 ];
+
+/// The on-line adversarial training baseline of repetition `base_seed`: Goodfellow et al.'s
+/// alpha 0.5 and eps 0.25, with Wong et al.'s random start, on Caffe's LeNet recipe at the
+/// scale's LeNet iterations (docs/adversarial-training.md, "On-line adversarial training").
+pub fn online_job(scale: &Scale, base_seed: u64) -> Job {
+    use crate::train::online::OnlineConfig;
+    let iterations = scale.lenet_iterations;
+    Job {
+        name: format!("online-s{base_seed}"),
+        spec: JobSpec::Online {
+            iterations,
+            alpha: OnlineConfig::DEFAULT_ALPHA,
+            eps: OnlineConfig::DEFAULT_EPS,
+            random_start: true,
+            eval_every: OnlineConfig::DEFAULT_EVAL_EVERY.min(iterations),
+            eval_images: OnlineConfig::DEFAULT_EVAL_IMAGES.min(scale.test_images),
+            seed: base_seed,
+        },
+        about: format!(
+            "on-line adversarial training (alpha {}, eps {}, random start; seed {base_seed}, {iterations} iterations)",
+            OnlineConfig::DEFAULT_ALPHA,
+            OnlineConfig::DEFAULT_EPS
+        ),
+    }
+}
 
 /// Whether `key` is one of Table 2's rows.
 fn is_table_row(key: &str) -> bool {
@@ -807,6 +876,7 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                     eps: crate::train::adversarial::AdvConfig::DEFAULT_EPS,
                     c: crate::train::adversarial::AdvConfig::DEFAULT_C,
                     seed: b,
+                    variant: Variant::default(),
                 },
                 about: format!(
                     "staged adversarial training (seed {b}, {} + {} x {} iterations)",
@@ -814,6 +884,9 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
                 ),
             },
         );
+
+        let online = online_job(scale, b);
+        add(&mut jobs, online.clone());
 
         // The defended classifiers, by method key.
         let dae_stage = PreSpec::Dae {
@@ -963,10 +1036,12 @@ pub fn plan(scale: &Scale, seeds: usize) -> Plan {
         }
         // Beyond the study: is the adversarial committee's robustness real?
         let independent = model(&lenet(b + 50));
+        let online_model = vec![ModelRef::new(&online.name, ONLINE_MODEL)];
         for (method, members) in [
             ("adv-committee", &adv_committee),
             ("adv", &adv_last),
             ("none", &standard),
+            ("online", &online_model),
         ] {
             // Gradient sign on the same images as the attacks below, for a fair comparison (for
             // a model or committee without preprocessing, white-box is the study's setting).
@@ -1140,8 +1215,9 @@ mod tests {
 
     /// Job keys are hashes of the specifications' JSON, so that JSON must never change: these
     /// are the SHA-256s of `serde_json::to_string` of the study's jobs (every job but the
-    /// soundness table's) as the plan wrote them when the noise and the attack setting were
-    /// still strings and a second enum, and before the soundness jobs joined the plan.
+    /// soundness table's and the on-line baseline's) as the plan wrote them when the noise and
+    /// the attack setting were still strings and a second enum, and before the soundness jobs
+    /// and the on-line baseline joined the plan.
     #[test]
     fn plans_serialise_as_they_always_have() {
         for (scale, seeds, want) in [
@@ -1157,7 +1233,10 @@ mod tests {
             ),
         ] {
             let mut jobs = plan(&scale, seeds).jobs;
-            jobs.retain(|j| !matches!(j.spec, JobSpec::Soundness(_)));
+            jobs.retain(|j| {
+                !matches!(j.spec, JobSpec::Soundness(_) | JobSpec::Online { .. })
+                    && !j.name.starts_with("sweep-online-")
+            });
             let text = serde_json::to_string(&jobs).unwrap();
             let got = crate::hashing::sha256_hex(text.as_bytes());
             assert_eq!(got, want, "{} scale, {seeds} seed(s)", scale.name);

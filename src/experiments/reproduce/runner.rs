@@ -28,6 +28,8 @@ use crate::models::file::{load_model, save_model};
 use crate::models::gradient::{compare_rules, GradientRule, RuleComparison, WithGradient};
 use crate::models::pipeline::{AttackThrough, Pipeline, Stage};
 use crate::models::{Classifier, DropoutRates, LeNet};
+use crate::train::adversarial::AdvConfig;
+use crate::train::online::OnlineConfig;
 use crate::train::{self, Event, Recipe, TrainOptions, TrainState, TrainingSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -213,14 +215,43 @@ pub fn run_job(
             eps,
             c,
             seed,
+            variant,
         } => super::adversarial_job(
             &job.name,
-            *base_iterations,
-            *stages,
-            *stage_iterations,
+            AdvConfig {
+                seed: *seed,
+                base_iterations: *base_iterations,
+                stages: *stages,
+                stage_iterations: *stage_iterations,
+                eps: *eps,
+                c: *c,
+                variant: variant.clone(),
+                ..AdvConfig::default()
+            },
             *train_images,
-            (*eps, *c),
-            *seed,
+            data,
+            &jd,
+            progress,
+        )?,
+        JobSpec::Online {
+            iterations,
+            alpha,
+            eps,
+            random_start,
+            eval_every,
+            eval_images,
+            seed,
+        } => super::online_job(
+            &job.name,
+            &OnlineConfig {
+                iterations: *iterations,
+                alpha: *alpha,
+                eps: *eps,
+                random_start: *random_start,
+                eval_every: *eval_every,
+                eval_images: *eval_images,
+                ..OnlineConfig::new(*seed)
+            },
             data,
             &jd,
             progress,

@@ -21,6 +21,10 @@ pub fn column_key(d: f64) -> String {
     }
 }
 
+/// The on-line adversarial training baseline's label (`plan::online_job`).
+pub const ONLINE_LABEL: &str =
+    "On-line adversarial training (Goodfellow et al.; alpha 0.5, eps 0.25, random start)";
+
 /// One row of the reproduced table: a method under one attack setting and gradient.
 #[derive(Clone, Debug, Serialize)]
 pub struct TableRow {
@@ -222,12 +226,12 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
         }
     }
     let mut beyond = Vec::new();
-    for key in ["adv-committee", "adv", "none"] {
+    for key in ["adv-committee", "adv", "none", "online"] {
         let label = METHODS
             .iter()
             .find(|m| m.key == key)
             .map(|m| m.label)
-            .unwrap_or(key);
+            .unwrap_or(ONLINE_LABEL);
         if let Some(c) = per_seed(
             plan,
             dir,

@@ -63,7 +63,8 @@ pub mod run;
 pub use curve::{evaluate, AttackError, CurvePoint, CURVE_EPS, CURVE_PGD_STEPS};
 pub use objective::{OnlineConfig, OnlineRecipe, OBJECTIVE, RANDOM_START_STEP};
 pub use record::{
-    OnlineRecord, CHECKPOINT_FILE, FIGURE_FILE, MODEL_FILE, PROGRESS_FILE, RECORD_FILE, SET_NAME,
+    to_json, OnlineRecord, CHECKPOINT_FILE, FIGURE_FILE, MODEL_FILE, PROGRESS_FILE, RECORD_FILE,
+    SET_NAME,
 };
 pub use run::{
     remove_run_files, run_online, FinishedRun, OnlineEvent, OnlineOptions, OnlineOutcome,
