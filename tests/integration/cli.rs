@@ -385,6 +385,7 @@ fn every_count_flag_refuses_one_past_its_limit_by_name_before_any_work() {
         "advtrain --checkpoint-every",
         "advtrain --iterations",
         "advtrain --eval-every",
+        "advtrain --refresh-every",
         "advtrain-report --test-images",
         "advtrain-report --pgd-images",
         "advtrain-report --levels",

@@ -302,6 +302,57 @@ fn bad_flags_are_refused_with_the_flag_named() {
     .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--job nope"));
+
+    // The ablation's flags: --repeat belongs to --ablation, and names a cell of the grid.
+    let out = advmnist(&["reproduce", "--out", "x", "--repeat", "fresh"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("--repeat") && e.contains("--ablation"), "{e}");
+    let out = advmnist(&[
+        "reproduce", "--out", "x", "--quick", "--ablation", "advtrain", "--repeat", "nope",
+    ])
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("--repeat nope") && e.contains("eps0.1-c0"), "{e}");
+}
+
+#[test]
+fn the_ablation_lists_its_grid_as_jobs_of_the_study_s_kind() {
+    let out = ok(advmnist(&[
+        "reproduce",
+        "--out",
+        "run",
+        "--quick",
+        "--ablation",
+        "advtrain",
+        "--seeds",
+        "2",
+        "--repeat",
+        "fresh",
+        "--list-jobs",
+    ])
+    .output()
+    .unwrap());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Every line is a command that runs one job of the same ablation.
+    assert!(lines
+        .iter()
+        .all(|l| l.contains("--ablation advtrain --repeat fresh") && l.contains("--seeds 2")));
+    let trained: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split("--job ").nth(1)?.split_whitespace().next())
+        .filter(|j| j.starts_with("adv-"))
+        .collect();
+    // 13 cells at the first seed; the default cell and the named one at the second.
+    assert_eq!(trained.len(), 15, "{trained:?}");
+    assert!(trained.contains(&"adv-s1") && trained.contains(&"adv-fresh-s101"));
+    assert!(trained.contains(&"adv-s101") && !trained.contains(&"adv-newest-s101"));
+    assert!(text.contains("--job online-s101"));
 }
 
 /// A damaged checkpoint in a job's folder (a disk filled mid-write by another tool, say) does

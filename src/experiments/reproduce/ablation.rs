@@ -400,6 +400,11 @@ fn read_sweep(dir: &RunDir, job: &str) -> Result<SweepResult, String> {
 /// The error (%) of sweep `job` at distortion `d`, interpolated along its levels, and its test
 /// images.
 fn error_at(plan: &Plan, dir: &RunDir, job: &str, d: f64) -> Result<(f64, usize), String> {
+    // Only a finished job of this specification counts (its record and outputs checked).
+    let spec = plan.job(job).ok_or_else(|| format!("{job}: not in the plan"))?;
+    if dir.verified_record(spec, None).is_none() {
+        return Err(format!("{job}: not finished in {}", dir.job_dir(job).display()));
+    }
     let result = read_sweep(dir, job)?;
     let curve: Vec<(f64, f64)> = result
         .rows

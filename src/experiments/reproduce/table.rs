@@ -60,6 +60,10 @@ pub struct Gathered {
     /// The soundness table: every Table 2 row's evaluation, per repetition, in the study's
     /// order.
     pub soundness: Vec<SoundnessRow>,
+    /// The declared ablation of staged adversarial training, when every one of its jobs (with
+    /// the run's seeds) is finished in the folder (`reproduce --ablation advtrain`).
+    #[serde(skip)]
+    pub ablation: Option<super::ablation::Ablation>,
 }
 
 /// One Table 2 row evaluated by every attack (`experiments::evaluate`), as its job wrote it.
@@ -357,12 +361,17 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Gathered, String> {
             });
         }
     }
+    // The ablation is optional: gathered only when each of its sweeps is in the folder.
+    let ablation = super::ablation::plan(&plan.scale, plan.seeds, &[])
+        .ok()
+        .and_then(|p| super::ablation::gather(&p, dir).ok());
     Ok(Gathered {
         table2,
         gaussian,
         beyond,
         gradients,
         soundness,
+        ablation,
     })
 }
 
