@@ -298,9 +298,9 @@ pub fn adv_row_verdict(g: &Gathered) -> String {
         .iter()
         .find(|r| r.key == "adv" && r.paper.is_some());
     let value = |r: &TableRow, col: &str| r.error_pct.get(col).copied().flatten();
-    let Some((clean, at01, at02)) = row.and_then(|r| {
-        Some((value(r, "0")?, value(r, "0.1")?, value(r, "0.2")?))
-    }) else {
+    let Some((clean, at01, at02)) =
+        row.and_then(|r| Some((value(r, "0")?, value(r, "0.1")?, value(r, "0.2")?)))
+    else {
         return "<p>The row's sweep did not reach distortion 0.2: no verdict.</p>\n".into();
     };
     let reproduced = (clean - STUDY_ROW[0]).abs() <= CLEAN_WITHIN

@@ -198,6 +198,35 @@ fn quick_reproduction_writes_every_file_and_row_and_splits_over_two_processes() 
     assert!(html.contains("<svg") && html.contains("Standard committee"));
     assert!(html.contains("Soundness: every row under every attack"));
     assert!(html.contains("On the adversarial committee at eps 0.1"));
+    // The on-line baseline among the checks beyond the study, and the verdict on the study's
+    // adversarial-training row with this run's numbers (the ablation has not run here).
+    let beyond: serde_json::Value = serde_json::from_str(&beyond).unwrap();
+    let online: Vec<&serde_json::Value> = beyond
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["key"] == "online")
+        .collect();
+    assert_eq!(online.len(), 3, "own gradient, PGD, transfer");
+    assert!(online[0]["error_pct"]["0.1"].is_number());
+    let verdict = html
+        .split("The one row that does not reproduce")
+        .nth(1)
+        .expect("the verdict's section")
+        .split("</p>")
+        .next()
+        .unwrap();
+    let adv = study_rows
+        .iter()
+        .find(|r| r["method"] == "Adversarial training after 5 stages")
+        .unwrap();
+    let at01 = format!("{:.1}", adv["error_pct"]["0.1"].as_f64().unwrap());
+    assert!(verdict.contains(&at01), "{at01}: {verdict}");
+    assert!(
+        verdict.contains("not reproduced") || verdict.contains("<b>reproduced</b>"),
+        "{verdict}"
+    );
+    assert!(verdict.contains("The on-line baseline") && verdict.contains("has not run here"));
     assert!(
         !html.contains("<script src") && !html.contains("<link "),
         "self-contained"
@@ -311,13 +340,23 @@ fn bad_flags_are_refused_with_the_flag_named() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("--repeat") && e.contains("--ablation"), "{e}");
     let out = advmnist(&[
-        "reproduce", "--out", "x", "--quick", "--ablation", "advtrain", "--repeat", "nope",
+        "reproduce",
+        "--out",
+        "x",
+        "--quick",
+        "--ablation",
+        "advtrain",
+        "--repeat",
+        "nope",
     ])
     .output()
     .unwrap();
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains("--repeat nope") && e.contains("eps0.1-c0"), "{e}");
+    assert!(
+        e.contains("--repeat nope") && e.contains("eps0.1-c0"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -76,7 +76,7 @@ pub struct SoundnessRow {
     pub report: crate::experiments::evaluate::Report,
 }
 
-fn read_sweep(dir: &RunDir, job: &str) -> Result<SweepResult, String> {
+pub(super) fn read_sweep(dir: &RunDir, job: &str) -> Result<SweepResult, String> {
     let path = dir.job_dir(job).join("sweep.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
