@@ -29,7 +29,8 @@ The recipe, as advmnist runs it (each point read from the file named):
   - The loss: softmax cross-entropy over the batch [x; x_adv] of 128 images, weights alpha/64
     for the natural images and (1 - alpha)/64 for the adversarial ones (OnlineRecipe::weights),
     alpha 0.5: the plain mean over the 128.
-  - A step whose loss is not finite changes nothing (src/train/mod.rs, Recipe::step).
+  - A loss that is not finite stops the run with an error naming the iteration, as advmnist's
+    training loop stops with TrainError::Diverged (src/train/mod.rs, `run`).
   - Caffe's SGD (src/optim/sgd.rs, Caffe's sgd_solver.cpp), by hand on the tensors, float32:
       g' = g + 5e-4 w          (weights and biases alike)
       v  = 0.9 v + lr lr_mult g'   (lr_mult 1 for weights, 2 for biases)
@@ -272,7 +273,7 @@ def train(w, x_train, y_train, a, log):
         torch.full((BATCH,), np.float32(a.alpha) / np.float32(BATCH)),
         torch.full((BATCH,), np.float32(1.0 - np.float32(a.alpha)) / np.float32(BATCH)),
     ])
-    curve, skipped, window = [], 0, []
+    curve, window = [], []
     start = time.perf_counter()
     for t in range(a.iterations):
         idx = sampler.indices(t, BATCH)
@@ -282,8 +283,10 @@ def train(w, x_train, y_train, a, log):
         labels = torch.cat([y, y])
         loss = (weights * F.cross_entropy(lenet(w, both), labels, reduction="none")).sum()
         if not torch.isfinite(loss):
-            skipped += 1  # Recipe::step: a step whose loss is not finite changes nothing
-            continue
+            # advmnist's loop stops here (TrainError::Diverged), its weights unchanged.
+            print(f"torch_online_advtrain: training diverged at iteration {t}: the loss is {float(loss)}",
+                  file=sys.stderr)
+            sys.exit(1)
         grads = dict(zip(w, torch.autograd.grad(loss, list(w.values()))))
         lr = sgd_step(w, grads, velocity, t)
         window.append(float(loss.detach()))
@@ -296,7 +299,7 @@ def train(w, x_train, y_train, a, log):
                 f"{point['seconds']:7.1f} s")
     for v in w.values():
         v.requires_grad_(False)
-    return curve, skipped, time.perf_counter() - start
+    return curve, time.perf_counter() - start
 
 
 def evaluate(w, x, y, seed):
@@ -405,7 +408,7 @@ def main():
     x_test, y_test = load_split(a.mnist, "t10k")
     log(f"torch {torch.__version__}, {a.threads} thread(s); seed {a.seed}, {a.iterations} iterations, "
         f"alpha {a.alpha}, eps {a.eps}, random start {a.random_start}")
-    curve, skipped, train_seconds = train(w, x_train, y_train, a, log)
+    curve, train_seconds = train(w, x_train, y_train, a, log)
     start = time.perf_counter()
     flags = evaluate(w, x_test, y_test, a.seed)
     eval_seconds = time.perf_counter() - start
@@ -422,7 +425,6 @@ def main():
         "eps": a.eps,
         "random_start": a.random_start,
         "threads": a.threads,
-        "skipped_steps": skipped,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "pgd": {"steps": PGD_STEPS, "step": f"{PGD_STEP_FACTOR} eps / {PGD_STEPS}", "random_start": True},
         "test": summary(flags, len(x_test)),
