@@ -8,7 +8,8 @@ against mnist/SHA256SUMS; the label from the labels file), and recomputes in flo
   |value|. An f64 trace must agree to 1e-12.
 - stage by stage: each tensor from the trace's own inputs to its stage (column "stage", same
   scale), which must be within that stage's rounding bound in the trace's precision (column
-  "bound": docs/math.md, section 10, "The rounding bound of one stage"), element by element.
+  "bound": docs/math.md, section 10, "The rounding bound of one stage"), element by element:
+  column "used", the largest |difference| over its element's bound, must be at most 1.
   Max-pool indices, the images and the label must be equal.
 Usage: python3 scripts/audit_numpy.py MODEL.safetensors TRACE.safetensors [TRACE ...]
 Needs numpy: python3 -m venv venv && venv/bin/pip install numpy
@@ -118,7 +119,8 @@ def lenet(w, x, label, u, given=lambda name, value: value):
     p = keep("forward.softmax", e / e.sum(), e / e.sum() * u * (14 - d - d.min()))
     l = math.log(sum(e))
     loss = l + z.max() - z[label]
-    keep("forward.loss", np.array([loss]), u * (11 - d.min() + 2 * l + abs(l + z.max()) + abs(loss)))
+    bound = u * (11 - d.min() + 2 * l + abs(l + z.max()) + abs(loss))
+    keep("forward.loss", np.array([loss]), bound)
     others = [k for k in range(10) if k != label]
     dz = p.copy()
     dz[label] = -sum(p[k] for k in others)  # p_y - 1 as -(sum of the others): math.md, section 2
@@ -142,7 +144,7 @@ def lenet(w, x, label, u, given=lambda name, value: value):
     return t
 
 
-def audit(w, path):  # {tensor: (end to end, stage, bound, PASS)}, and what the trace is
+def audit(w, path):  # {tensor: (end to end, stage, bound, used, PASS)}, and what the trace is
     trace, meta = read_safetensors(path)
     one_lenet = meta.get("format") == "advmnist-trace" and "forward.conv1" in trace
     if not one_lenet or meta.get("noise", "fgsm") != "fgsm":
@@ -159,13 +161,15 @@ def audit(w, path):  # {tensor: (end to end, stage, bound, PASS)}, and what the 
     theirs = {k: v.reshape(v.shape[k[0] in "fb" :]) for k, v in theirs.items()}
     ends = lenet(w, x, label, u)
     stages = lenet(w, x, label, u, given=lambda name, value: theirs[name])
-    rows = {"label (labels file)": (0.0, 0.0, 0.0, label == int(meta["label"]))}
+    rows = {"label (labels file)": (0.0, 0.0, 0.0, 0.0, label == int(meta["label"]))}
     for name, t in theirs.items():
         mine, bound = stages.get(name, (images.get(name), 0.0))
+        diff, bound = abs(t - mine), np.broadcast_to(bound, np.shape(mine))
+        used = np.divide(diff, bound, out=np.where(diff > 0, np.inf, 0.0), where=bound > 0).max()
         scale = abs(mine).max() or 1.0
         end = abs(t - ends.get(name, (mine,))[0]).max() / scale
-        ok = (abs(t - mine) <= bound).all() and (meta["precision"] == "f32" or end <= 1e-12)
-        rows[name] = (end, abs(t - mine).max() / scale, np.max(bound) / scale, bool(ok))
+        ok = used <= 1 and (meta["precision"] == "f32" or end <= 1e-12)
+        rows[name] = (end, diff.max() / scale, bound.max() / scale, used, bool(ok))
     what = f"{meta.get('noise', 'clean')} {meta.get('level', '')}".strip()
     return rows, f"image {meta['image']} ({what}), {meta['precision']}, label {label}"
 
@@ -179,12 +183,13 @@ if __name__ == "__main__":
     w, worst = {k: v.astype(float) for k, v in model.items()}, {}
     for path in sys.argv[2:]:
         rows, what = audit(w, path)
-        failed = [k for k, r in rows.items() if not r[3]]
+        failed = [k for k, r in rows.items() if not r[4]]
         print(f"{path}: {what}: " + ("PASS" if not failed else "FAIL (" + ", ".join(failed) + ")"))
         for k, r in rows.items():
-            old = worst.get(k, (0.0, 0.0, 0.0, True))
-            worst[k] = (*(max(a, b) for a, b in zip(r[:3], old[:3])), r[3] and old[3])
-    print(f"{'tensor':<22} {'end to end':>10} {'stage':>10} {'bound':>10}  (largest of {len(sys.argv) - 2})")
-    for k, (end, stage, bound, ok) in sorted(worst.items()):
-        print(f"{k:<22} {end:>10.2e} {stage:>10.2e} {bound:>10.2e}  {'PASS' if ok else 'FAIL'}")
-    sys.exit(0 if all(r[3] for r in worst.values()) else 1)
+            old = worst.get(k, (0.0, 0.0, 0.0, 0.0, True))
+            worst[k] = (*(max(a, b) for a, b in zip(r[:4], old[:4])), r[4] and old[4])
+    print(f"{'tensor':<22} {'end to end':>10} {'stage':>9} {'bound':>9} {'used':>9}", end="")
+    print(f"  (largest of {len(sys.argv) - 2})")
+    for k, (end, stage, bound, used, ok) in sorted(worst.items()):
+        print(f"{k:<22} {end:>10.2e} {stage:>9.2e} {bound:>9.2e} {used:>9.2e}  {'PASS' if ok else 'FAIL'}")
+    sys.exit(0 if all(r[4] for r in worst.values()) else 1)
