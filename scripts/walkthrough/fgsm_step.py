@@ -16,7 +16,7 @@ g, x = clean["backward.input"][0, 0], clean["forward.input"][0, 0]
 z = clean["forward.logits"][0]
 rows = {k: [] for k in ("eps", "moved by the whole step (x' = x + eps or x - eps in f32)",
                         "moved by less (clipped at 0 or 1 on the way)",
-                        "not moved at all", "distortion per pixel, mean of \\|delta\\|",
+                        "not moved at all", "distortion per pixel, mean of abs(delta)",
                         f"loss (clean: {clean['forward.loss'][0]:.3e})",
                         f"logit margin `z_{label} - z_{rival}` (clean: {z[label] - z[rival]:.3f})", "prediction")}
 notes = []
