@@ -19,7 +19,7 @@ the injected noise `pre{k}.noise` and a Gaussian `--noise` image (advmnist's own
 the FGSM image of a noisy filter (its gradient averages 10 draws, of which the trace holds one),
 and autoencoder stages (`dae:FILE`: scripts/peers has a PyTorch autoencoder, not this one).
 
-Names (docs/walkthrough.md, section 1): forward.X is stage X's output, backward.X =
+Names (docs/walkthrough.md, sections 1 and 10): forward.X is stage X's output, backward.X =
 dL/d(forward.X), grad.P = dL/dP; memberK.X for committee member K; preK.output and
 backward.preK = dL/d(input of stage K) for a pipeline.
 
