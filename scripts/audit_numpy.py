@@ -27,7 +27,7 @@ def read_safetensors(path):  # 8-byte little-endian header length, JSON header, 
     header = json.loads(raw[8 : 8 + n])
     meta, kind = header.pop("__metadata__", {}), {"F32": "<f4", "F64": "<f8", "I64": "<i8"}
     data = lambda v: raw[8 + n + v["data_offsets"][0] : 8 + n + v["data_offsets"][1]]
-    tensors = {k: np.frombuffer(data(v), kind[v["dtype"]]).reshape(v["shape"]) 
+    tensors = {k: np.frombuffer(data(v), kind[v["dtype"]]).reshape(v["shape"])
                for k, v in header.items()}
     return tensors, meta
 
