@@ -1,7 +1,8 @@
 """Recomputes `advmnist trace --out` files of one LeNet with numpy and the standard library alone.
 
-Reads the model and the traces (safetensors, parsed by hand) and the MNIST test files (checked
-against mnist/SHA256SUMS; the label from the labels file), and recomputes in float64 twice
+Reads the model and the traces (safetensors, parsed by hand) and the bundled MNIST test files
+(checked against mnist/SHA256SUMS; the label from the labels file: a trace made with `--data`
+fails), and recomputes in float64 twice
 (docs/math.md, sections 2 to 8):
 - end to end: the test image forward and back, for a `--noise fgsm` trace the FGSM image first,
   from the clean one. Column "end to end": the largest |difference| over the tensor's largest
