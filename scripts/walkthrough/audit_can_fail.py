@@ -48,7 +48,17 @@ for name in ("forward.conv2", "forward.softmax", "backward.logits", "backward.in
              "grad.conv1.weight", "grad.fc1.weight"):
     print(f"{name}, largest value's sign flipped: FAIL {audit_with(name, flip_largest)}")
     print(f"{name}, median value's sign flipped: FAIL {audit_with(name, flip_median)}")
-print(f"forward.pool1.indices, one winner moved: FAIL {audit_with('forward.pool1.indices', lambda v: v.__setitem__(0, v[0] + 1))}")
-print(f"forward.input, last pixel + 1/255: FAIL {audit_with('forward.input', lambda v: v.__setitem__(-1, v[-1] + 1 / 255))}")
+
+
+def move_first_winner(v):
+    v[0] += 1
+
+
+def brighten_last_pixel(v):
+    v[-1] += 1 / 255
+
+
+print(f"forward.pool1.indices, one winner moved: FAIL {audit_with('forward.pool1.indices', move_first_winner)}")
+print(f"forward.input, last pixel + 1/255: FAIL {audit_with('forward.input', brighten_last_pixel)}")
 wrong = (int(header["__metadata__"]["label"]) + 1) % 10
 print(f"the metadata's label set to {wrong}: FAIL {audit_with('forward.input', lambda v: None, label=wrong)}")

@@ -22,7 +22,8 @@ rows = {k: [] for k in ("eps", "moved by the whole step (x' = x + eps or x - eps
 notes = []
 for path in sys.argv[2:]:
     t, m = load(path)
-    eps, before, after = np.float32(m["level"]), *(t[k][0, 0].astype(np.float32) for k in ("image.clean", "image.perturbed"))
+    eps = np.float32(m["level"])
+    before, after = (t[k][0, 0].astype(np.float32) for k in ("image.clean", "image.perturbed"))
     whole = (after == before + eps) | (after == before - eps)  # in f32, as the step was taken
     delta = after.astype(float) - before
     moved = np.abs(delta)

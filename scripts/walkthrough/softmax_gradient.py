@@ -20,4 +20,5 @@ print(f"1 - p[{label}] from the stored p[{label}]: {1 - p[label]:.4e}; "
       f"the sum of the other nine: {others.sum():.4e}; apart by {1 - (1 - p[label]) / others.sum():.2%}")
 print(f"d_logits[{label}] = {dz[label]:.4e}")
 rival = int(np.argmax(np.where(np.arange(10) == label, -1, p)))
-print(f"largest rival: class {rival}, p = {p[rival]:.3e}, {p[rival] / others.sum():.0%} of the {others.sum():.3e} left over")
+print(f"largest rival: class {rival}, p = {p[rival]:.3e}, "
+      f"{p[rival] / others.sum():.0%} of the {others.sum():.3e} left over")
