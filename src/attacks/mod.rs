@@ -11,7 +11,7 @@
 //! use advmnist::attacks::{distortion::distortion_per_pixel, Noise, Perturbation};
 //! use advmnist::data::{default_data_dir, load_mnist};
 //! use advmnist::models::lenet::error_pct;
-//! use advmnist::models::DropoutRates;
+//! use advmnist::models::{Classifier, DropoutRates};
 //! use advmnist::train::{self, TrainConfig, TrainOptions, TrainState};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,7 +23,8 @@
 //!     ..TrainConfig::lenet(DropoutRates::NONE, 1)
 //! };
 //! let state = TrainState::new(config.seed);
-//! let model = train::train(&config, &data, state, &TrainOptions::default(), |_| {})?.net;
+//! let net = train::train(&config, &data, state, &TrainOptions::default(), |_| {})?.net;
+//! let model: &dyn Classifier = &net; // an attack sees a model only as a `Classifier`
 //!
 //! let test = data.test.subset(0..100);
 //! let x = test.images.view();
@@ -33,7 +34,7 @@
 //! // A noise's text form is its name, as on the command line.
 //! for noise in ["fgsm".parse::<Noise>()?, Noise::Gaussian] {
 //!     // Prepared once: FGSM's sign(dL/dx) or the Gaussian field serves every level.
-//!     let perturbation = Perturbation::new(noise, &model, x, &test.labels, 0);
+//!     let perturbation = Perturbation::new(noise, model, x, &test.labels, 0);
 //!     for level in [0.1, 0.2] {
 //!         let perturbed = perturbation.at(level)?; // clipped to [0, 1], checked by `validate`
 //!         let error = error_pct(&model.predict(perturbed.view()), &test.labels);

@@ -39,9 +39,9 @@
 //!     let e = z.mapv(f32::exp);
 //!     &e / e.sum()
 //! };
-//! let (za, zb, z) = (a.logits(x), b.logits(x), committee.logits(x));
-//! let average = (softmax(za.row(0)) + softmax(zb.row(0))) / 2.0;
-//! let difference = &softmax(z.row(0)) - &average;
+//! let image_0 = |model: &dyn Classifier| softmax(model.logits(x).row(0));
+//! let average = (image_0(committee.members[0]) + image_0(committee.members[1])) / 2.0;
+//! let difference = image_0(&committee) - &average;
 //! assert!(difference.iter().all(|d| d.abs() < 1e-6));
 //!
 //! // White-box: FGSM through the committee's gradient (each member's own backward pass);
