@@ -64,14 +64,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(parsed)
 }
 
-/// The members: the model files' LeNets, or three quickly trained ones.
-fn members(paths: &[PathBuf], data: &Mnist) -> Result<Vec<LeNet<f32>>, String> {
-    if !paths.is_empty() {
-        return paths
-            .iter()
-            .map(|p| load_model(p).map(|(net, _)| net).map_err(|e| e.to_string()))
-            .collect();
-    }
+/// Three LeNets trained for [`QUICK_ITERATIONS`] iterations each with Caffe's recipe.
+fn quick_members(data: &Mnist) -> Result<Vec<LeNet<f32>>, String> {
     (1..=3)
         .map(|seed| {
             println!("training member {seed}: {QUICK_ITERATIONS} iterations, seed {seed}");
@@ -104,12 +98,18 @@ fn fgsm_sets(
 fn row(name: &str, model: &dyn Classifier, sets: &[Array4<f32>], labels: &[u8]) {
     let errors: String = sets
         .iter()
-        .map(|set| format!("{:>7.1}%", error_pct(&model.predict(set.view()), labels)))
+        .map(|set| format!("{:>9.1}%", error_pct(&model.predict(set.view()), labels)))
         .collect();
     println!("{name:<44}{errors}");
 }
 
 fn run(args: Args) -> Result<(), String> {
+    // The model files first, so that a file which is not a model fails before any work.
+    let loaded: Vec<LeNet<f32>> = args
+        .models
+        .iter()
+        .map(|p| load_model(p).map(|(net, _)| net).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
     let data = load_mnist(&default_data_dir()).map_err(|e| e.to_string())?;
     if args.images > data.test.len() {
         return Err(format!(
@@ -118,7 +118,11 @@ fn run(args: Args) -> Result<(), String> {
             data.test.len()
         ));
     }
-    let nets = members(&args.models, &data)?;
+    let nets = if loaded.is_empty() {
+        quick_members(&data)?
+    } else {
+        loaded
+    };
     let committee = Committee::new(nets.iter().map(|n| n as &dyn Classifier).collect());
     let test = data.test.subset(0..args.images);
     let (x, labels) = (&test.images, &test.labels[..]);
@@ -126,7 +130,7 @@ fn run(args: Args) -> Result<(), String> {
     println!("\nFGSM, error on the first {} test images", args.images);
     let header: String = EPS
         .iter()
-        .map(|eps| format!("{:>8}", format!("eps {eps}")))
+        .map(|eps| format!("{:>10}", format!("eps {eps}")))
         .collect();
     println!(
         "{:<44}{header}",

@@ -73,14 +73,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(parsed)
 }
 
-/// The model of the file, or a quickly trained one.
-fn model(path: Option<&PathBuf>, data: &Mnist) -> Result<LeNet<f32>, String> {
-    if let Some(path) = path {
-        println!("model: {}", path.display());
-        return load_model(path)
-            .map(|(net, _)| net)
-            .map_err(|e| e.to_string());
-    }
+/// A LeNet trained for [`QUICK_ITERATIONS`] iterations with Caffe's recipe.
+fn quick_model(data: &Mnist) -> Result<LeNet<f32>, String> {
     println!("no model file given: training LeNet for {QUICK_ITERATIONS} iterations of 64 images");
     let config = TrainConfig {
         iterations: QUICK_ITERATIONS,
@@ -113,6 +107,15 @@ fn describe(model: &dyn Classifier, x: ArrayView4<f32>, label: &[u8]) -> String 
 }
 
 fn run(args: Args) -> Result<(), String> {
+    // The model file first, so that a file which is not a model fails before any work.
+    let loaded = match &args.model {
+        Some(path) => {
+            let (net, _) = load_model(path).map_err(|e| e.to_string())?;
+            println!("model: {}", path.display());
+            Some(net)
+        }
+        None => None,
+    };
     let data = load_mnist(&default_data_dir()).map_err(|e| e.to_string())?;
     if args.image >= data.test.len() {
         return Err(format!(
@@ -122,7 +125,10 @@ fn run(args: Args) -> Result<(), String> {
             data.test.len() - 1
         ));
     }
-    let net = model(args.model.as_ref(), &data)?;
+    let net = match loaded {
+        Some(net) => net,
+        None => quick_model(&data)?,
+    };
     let model: &dyn Classifier = &net;
 
     let n = args.image;
@@ -138,7 +144,8 @@ fn run(args: Args) -> Result<(), String> {
     );
     let shade = |p: f32| match p {
         p if p > 0.5 => '#',
-        p if p > 0.0 => '+',
+        p if p > 0.2 => '+',
+        p if p > 0.0 => ':',
         _ => '.',
     };
     let sign_mark = |g: f32| match sign(g) {
@@ -157,9 +164,16 @@ fn run(args: Args) -> Result<(), String> {
         let a: String = a.iter().map(|&p| shade(p)).collect();
         println!("{d}  {g}  {a}");
     }
-    println!("(# above 0.5, + above 0, . zero; in the sign map 0 marks an exactly zero gradient)");
+    println!("(pixels: # above 0.5, + above 0.2, : above 0, . zero; signs: 0 where dL/dx is 0)");
 
+    // A pixel stays where it is when its gradient is 0 (sign 0), or when the step pushes it
+    // out of [0, 1] from the bound it sits on (clipped back).
     let zero = gradient.iter().filter(|&&g| g == 0.0).count();
+    let clipped = x
+        .iter()
+        .zip(gradient.iter())
+        .filter(|&(&p, &g)| (p == 0.0 && g < 0.0) || (p == 1.0 && g > 0.0))
+        .count();
     let moved = x
         .iter()
         .zip(adversarial.iter())
@@ -168,10 +182,11 @@ fn run(args: Args) -> Result<(), String> {
     println!("\nbefore: {}", describe(model, x, label));
     println!("after:  {}", describe(model, adversarial.view(), label));
     println!(
-        "distortion per pixel {:.4} (eps {}): {moved} of 784 pixels moved; {zero} have a zero \
-         gradient, and clipping to [0, 1] holds back the rest",
+        "distortion per pixel {:.4} (eps {}): of {} pixels, {moved} moved, {zero} have a zero \
+         gradient, {clipped} are held at 0 or 1 by clipping",
         distortion_per_pixel(x, adversarial.view()),
-        args.eps
+        args.eps,
+        x.len()
     );
     Ok(())
 }
