@@ -2,6 +2,67 @@
 //! adversarial robustness (Uličný, Lundström, Byttner, "Robustness of Deep Convolutional Neural
 //! Networks for Image Recognition", ISICS 2016).
 //!
+//! # Example
+//!
+//! One test digit from end to end: train a LeNet for a few iterations on the bundled MNIST, write
+//! it to a model file and read it back, compute the digit's input gradient, make its
+//! gradient-sign (FGSM) image and predict both. The same as a program, with a picture of the
+//! gradient's signs: `cargo run --release --example fgsm_one_digit` (and `train_few_iterations`,
+//! `attack_committee`).
+//!
+//! ```
+//! use advmnist::attacks::{distortion::distortion_per_pixel, fgsm};
+//! use advmnist::data::{default_data_dir, load_mnist};
+//! use advmnist::models::file::{load_model, save_model};
+//! use advmnist::models::{Classifier, DropoutRates};
+//! use advmnist::train::{self, TrainConfig, TrainOptions, TrainState};
+//! use ndarray::s;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data = load_mnist(&default_data_dir())?; // the bundled mnist/ folder, or $ADVMNIST_DATA
+//!
+//! // Caffe's LeNet recipe, cut to 60 iterations of 32 images (the study trains 10,000 of 64).
+//! let config = TrainConfig {
+//!     iterations: 60,
+//!     batch: 32,
+//!     ..TrainConfig::lenet(DropoutRates::NONE, 1)
+//! };
+//! let state = TrainState::new(config.seed); // xavier weights drawn from the seed
+//! let trained = train::train(&config, &data, state, &TrainOptions::default(), |_| {})?;
+//!
+//! // A model file is safetensors, with PyTorch's tensor names: PyTorch and numpy read it too.
+//! let folder = tempfile::tempdir()?;
+//! let path = folder.path().join("lenet.safetensors");
+//! let meta = train::model_meta(&config, &data, trained.iteration); // seed, data hash, ...
+//! save_model(&path, &trained.net, &meta)?;
+//! let (model, read) = load_model(&path)?;
+//! assert_eq!(read.iterations, 60);
+//!
+//! // Test image 0 (a 7) as a batch of one, (N, C, H, W) = (1, 1, 28, 28), pixels in [0, 1].
+//! let x = data.test.images.slice(s![0..1, .., .., ..]);
+//! let label = &data.test.labels[0..1];
+//! let model: &dyn Classifier = &model; // what every attack sees of a model
+//!
+//! // The image's cross-entropy loss and its gradient dL/dx, by LeNet's own backward pass.
+//! let (loss, gradient) = model.input_gradient(x, label);
+//! assert_eq!(gradient.shape(), &[1, 1, 28, 28]);
+//!
+//! // FGSM (the study's Eq. 1): x' = clip(x + eps sign(dL/dx), 0, 1), here with eps = 0.1.
+//! let adversarial = fgsm::fgsm(model, x, label, 0.1);
+//! let (loss_after, _) = model.input_gradient(adversarial.view(), label);
+//! let distortion = distortion_per_pixel(x, adversarial.view());
+//! let (before, after) = (model.predict(x)[0], model.predict(adversarial.view())[0]);
+//! println!("label {}: predicted {before}, loss {:.3}", label[0], loss[0]);
+//! println!("FGSM: predicted {after}, loss {:.3}, distortion {distortion:.4}", loss_after[0]);
+//! assert!(loss_after[0] > loss[0]); // the step climbs the loss
+//! // Most pixels sit at 0 or 1, where clipping to [0, 1] absorbs the step: distortion < eps.
+//! assert!(distortion > 0.0 && distortion < 0.1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The modules
+//!
 //! What it does: reads MNIST (`data`), trains LeNet as Caffe's example does and the study's
 //! denoising autoencoder (`train`, `optim`), with every layer's forward and backward pass
 //! written out (`layers`, on the fast paths of `kernels`); attacks the trained models with

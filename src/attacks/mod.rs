@@ -2,6 +2,56 @@
 //! Gaussian noise, the fast gradient sign method, and, beyond the study, projected gradient
 //! descent in the L-infinity ball. Attacks see a model only through `models::Classifier`.
 //!
+//! # Example
+//!
+//! A quickly trained LeNet under the gradient-sign attack and under Gaussian noise, each
+//! prepared once as a [`Perturbation`] and applied at two levels.
+//!
+//! ```
+//! use advmnist::attacks::{distortion::distortion_per_pixel, Noise, Perturbation};
+//! use advmnist::data::{default_data_dir, load_mnist};
+//! use advmnist::models::lenet::error_pct;
+//! use advmnist::models::{Classifier, DropoutRates};
+//! use advmnist::train::{self, TrainConfig, TrainOptions, TrainState};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data = load_mnist(&default_data_dir())?;
+//! // A quickly trained LeNet (40 iterations of 32 images: about 80% right).
+//! let config = TrainConfig {
+//!     iterations: 40,
+//!     batch: 32,
+//!     ..TrainConfig::lenet(DropoutRates::NONE, 1)
+//! };
+//! let state = TrainState::new(config.seed);
+//! let net = train::train(&config, &data, state, &TrainOptions::default(), |_| {})?.net;
+//! let model: &dyn Classifier = &net; // an attack sees a model only as a `Classifier`
+//!
+//! let test = data.test.subset(0..100);
+//! let x = test.images.view();
+//! let clean = error_pct(&model.predict(x), &test.labels);
+//! println!("clean: error {clean:.1}%");
+//! let mut errors = Vec::new();
+//! // A noise's text form is its name, as on the command line.
+//! for noise in ["fgsm".parse::<Noise>()?, Noise::Gaussian] {
+//!     // Prepared once: FGSM's sign(dL/dx) or the Gaussian field serves every level.
+//!     let perturbation = Perturbation::new(noise, model, x, &test.labels, 0);
+//!     for level in [0.1, 0.2] {
+//!         let perturbed = perturbation.at(level)?; // clipped to [0, 1], checked by `validate`
+//!         let error = error_pct(&model.predict(perturbed.view()), &test.labels);
+//!         let distortion = distortion_per_pixel(x, perturbed.view());
+//!         let symbol = noise.level_symbol();
+//!         println!("{noise} {symbol} {level}: distortion {distortion:.4}, error {error:.1}%");
+//!         errors.push(error);
+//!     }
+//! }
+//! // At the same level the gradient's sign does far more harm than random noise.
+//! assert!(errors[1] > clean && errors[1] > errors[3]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Valid images
+//!
 //! Every perturbed set is clipped to the valid image range [0, 1] (the study's images live in
 //! (0, 1); a pixel outside is no image at all) and checked by [`validate`] before use.
 

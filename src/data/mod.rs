@@ -1,5 +1,46 @@
 //! Data: reading IDX files and loading the MNIST database, with checksums.
 //!
+//! # Example
+//!
+//! The bundled test set, its shapes and labels, one digit drawn as text, and the message a wrong
+//! folder gets.
+//!
+//! ```
+//! use advmnist::data::{default_data_dir, load_split, DataError, Split, IMAGE_SIDE};
+//! use std::path::Path;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The test split of the bundled copy (checked against mnist/SHA256SUMS as it loads);
+//! // `load_mnist` loads both splits.
+//! let test = load_split(&default_data_dir(), Split::Test)?;
+//! assert_eq!(test.images.shape(), &[10_000, 1, IMAGE_SIDE, IMAGE_SIDE]); // (N, C, H, W)
+//! assert_eq!(test.labels[..5], [7, 2, 1, 0, 4]);
+//! assert!(test.images.iter().all(|&p| (0.0..=1.0).contains(&p))); // pixel / 255
+//!
+//! // Test image 0, drawn with one character per pixel.
+//! let shade = |p: f32| match p {
+//!     p if p > 0.5 => '#',
+//!     p if p > 0.0 => '+',
+//!     _ => '.',
+//! };
+//! for row in test.images.slice(ndarray::s![0, 0, .., ..]).rows() {
+//!     println!("{}", row.iter().map(|&p| shade(p)).collect::<String>());
+//! }
+//!
+//! // The first 100 images, as a quick experiment takes them.
+//! let first = test.subset(0..100);
+//! assert_eq!((first.len(), first.labels[0]), (100, 7));
+//!
+//! // A wrong folder is an error that names it.
+//! let missing = load_split(Path::new("no-such-folder"), Split::Test).unwrap_err();
+//! assert!(matches!(missing, DataError::MissingFolder { .. }));
+//! assert!(missing.to_string().starts_with("no-such-folder: data folder not found"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Parts
+//!
 //! `idx` knows the file format and nothing of MNIST; `mnist` knows the four file names, the
 //! SHA256SUMS check, the 28x28 image size and the ten classes, and builds the `Dataset`s the
 //! models train and are attacked on.

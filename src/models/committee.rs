@@ -4,6 +4,63 @@
 //! the gradient of the cross-entropy of the averaged prediction through every member's own
 //! backward pass (docs/math.md, section 11).
 //!
+//! # Example
+//!
+//! Two quickly trained LeNets as a committee: its output is the average of theirs, and the
+//! gradient-sign attack follows its own gradient (white-box) or one member's (transfer).
+//!
+//! ```
+//! use advmnist::attacks::fgsm;
+//! use advmnist::data::{default_data_dir, load_mnist};
+//! use advmnist::models::lenet::error_pct;
+//! use advmnist::models::{Classifier, Committee, DropoutRates};
+//! use advmnist::train::{self, TrainConfig, TrainOptions, TrainState};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data = load_mnist(&default_data_dir())?;
+//! // Two members, trained alike from different seeds (30 iterations of 32 images each).
+//! let member = |seed| {
+//!     let config = TrainConfig {
+//!         iterations: 30,
+//!         batch: 32,
+//!         ..TrainConfig::lenet(DropoutRates::NONE, seed)
+//!     };
+//!     let state = TrainState::new(seed);
+//!     train::train(&config, &data, state, &TrainOptions::default(), |_| {}).map(|s| s.net)
+//! };
+//! let (a, b) = (member(1)?, member(2)?);
+//! let committee = Committee::new(vec![&a as &dyn Classifier, &b]);
+//!
+//! let test = data.test.subset(0..100);
+//! let (x, labels) = (test.images.view(), &test.labels[..]);
+//!
+//! // The committee's output is the average of its members' softmax outputs.
+//! let softmax = |z: ndarray::ArrayView1<f32>| {
+//!     let e = z.mapv(f32::exp);
+//!     &e / e.sum()
+//! };
+//! let image_0 = |model: &dyn Classifier| softmax(model.logits(x).row(0));
+//! let average = (image_0(committee.members[0]) + image_0(committee.members[1])) / 2.0;
+//! let difference = image_0(&committee) - &average;
+//! assert!(difference.iter().all(|d| d.abs() < 1e-6));
+//!
+//! // White-box: FGSM through the committee's gradient (each member's own backward pass);
+//! // transfer: the examples crafted on member a alone.
+//! let error = |images: ndarray::ArrayView4<f32>| error_pct(&committee.predict(images), labels);
+//! let white_box = fgsm::fgsm(&committee, x, labels, 0.1);
+//! let transfer = fgsm::fgsm(&a, x, labels, 0.1);
+//! let (clean, attacked, transferred) =
+//!     (error(x), error(white_box.view()), error(transfer.view()));
+//! println!(
+//!     "committee error: clean {clean:.1}%, FGSM {attacked:.1}%, transferred {transferred:.1}%"
+//! );
+//! assert!(attacked > clean && transferred > clean);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The output and its gradient
+//!
 //! Dimension legend: `M` members, `N` images, `K` classes.
 //!
 //! - `logits` are `log pbar (N, K)`, so `softmax(logits) = pbar` and their argmax is the

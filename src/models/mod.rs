@@ -1,4 +1,79 @@
 //! Models built from the layers: LeNet, the denoising autoencoder, and their model files.
+//!
+//! # Example
+//!
+//! A LeNet (untrained here: its weights are Caffe's initial ones), written to a model file and
+//! read back, and used through [`Classifier`], the one view of a model every attack takes: its
+//! logits and each image's input gradient, which central differences confirm.
+//!
+//! ```
+//! use advmnist::data::{default_data_dir, load_split, Split};
+//! use advmnist::models::file::{load_model, save_model, ModelMeta};
+//! use advmnist::models::{Classifier, DropoutRates, LeNet};
+//! use advmnist::rng::{stream, Purpose};
+//! use ndarray::s;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // An untrained LeNet: Caffe's xavier weights, drawn from seed 7's stream.
+//! let net = LeNet::<f32>::xavier(&mut stream(7, Purpose::Init, 0));
+//! for p in net.parameters() {
+//!     println!("{:<12} {:?}", p.name, p.data.shape()); // conv1.weight [20, 1, 5, 5], ...
+//! }
+//!
+//! // Written to a model file and read back, bit for bit.
+//! let meta = ModelMeta {
+//!     dropout: DropoutRates::NONE,
+//!     seed: 7,
+//!     iterations: 0,
+//!     data_sha256: "none: not trained".into(),
+//!     extra: Default::default(),
+//! };
+//! let folder = tempfile::tempdir()?;
+//! let path = folder.path().join("initial.safetensors");
+//! save_model(&path, &net, &meta)?;
+//! let (loaded, loaded_meta) = load_model(&path)?;
+//! assert_eq!(loaded, net);
+//! assert_eq!(loaded_meta.seed, 7);
+//!
+//! // A file that is not a model is refused, and the message names it.
+//! let notes = folder.path().join("notes.txt");
+//! std::fs::write(&notes, "not a model")?;
+//! assert!(load_model(&notes).unwrap_err().to_string().contains("notes.txt"));
+//!
+//! // As a `Classifier`: the logits, and each image's loss and input gradient.
+//! let test = load_split(&default_data_dir(), Split::Test)?;
+//! let x = test.images.slice(s![0..4, .., .., ..]);
+//! let labels = &test.labels[0..4];
+//! let model: &dyn Classifier = &loaded;
+//! assert_eq!(model.logits(x).shape(), &[4, 10]);
+//! let (loss, gradient) = model.input_gradient(x, labels);
+//! assert_eq!(gradient.shape(), x.shape()); // (4, 1, 28, 28): dL_n/dx_n
+//!
+//! // A partial derivative against central differences, (L(x + h e_i) - L(x - h e_i)) / 2h with
+//! // h = 1e-3: image 0's largest on the stroke (off it, blank max-pool windows tie, and the tie
+//! // rule's derivative is one-sided).
+//! let (x0, g) = (x.slice(s![0, 0, .., ..]), gradient.slice(s![0, 0, .., ..]));
+//! let ((row, col), &g_i) = g
+//!     .indexed_iter()
+//!     .filter(|&(at, _)| x0[at] > 0.5)
+//!     .max_by(|p, q| p.1.abs().total_cmp(&q.1.abs()))
+//!     .unwrap();
+//! let loss_at = |h: f32| {
+//!     let mut x0 = x.slice(s![0..1, .., .., ..]).to_owned();
+//!     x0[[0, 0, row, col]] += h;
+//!     model.input_gradient(x0.view(), &labels[0..1]).0[0]
+//! };
+//! let numeric = (loss_at(1e-3) - loss_at(-1e-3)) / 2e-3;
+//! println!(
+//!     "loss {:.4}; dL/dx at ({row}, {col}): {g_i:.5}, by differences {numeric:.5}",
+//!     loss[0]
+//! );
+//! // f32 rounding of the loss (about 2.5, an ulp of 2.4e-7) alone moves the quotient by about
+//! // 1e-4, 0.1% of this derivative; 1% leaves room for the rest.
+//! assert!((numeric - g_i).abs() < 0.01 * g_i.abs());
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod assemble;
 pub mod autoencoder;

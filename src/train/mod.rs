@@ -5,6 +5,57 @@
 //! must agree on) is its [`Recipe`]: Caffe's LeNet recipe is [`TrainConfig`], the autoencoder's
 //! is `models::autoencoder`'s `DaeConfig` (in `train::dae`).
 //!
+//! # Example
+//!
+//! LeNet trained for 40 iterations with Caffe's recipe through the generic loop [`run`],
+//! watching its loss and its test error as it goes ([`train`] is the same loop with the test
+//! error on the whole test set).
+//!
+//! ```
+//! use advmnist::data::{default_data_dir, load_mnist};
+//! use advmnist::models::{DropoutRates, LeNet};
+//! use advmnist::train::{self, Event, NoHook, TrainConfig, TrainOptions, TrainState, TrainingSet};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data = load_mnist(&default_data_dir())?;
+//! // Caffe's recipe (momentum SGD, the `inv` policy, xavier weights) for 40 iterations of 32.
+//! let config = TrainConfig {
+//!     iterations: 40,
+//!     batch: 32,
+//!     ..TrainConfig::lenet(DropoutRates::NONE, 3)
+//! };
+//!
+//! // The test error on 500 test images, every 20 iterations.
+//! let check = data.test.subset(0..500);
+//! let evaluate =
+//!     |net: &LeNet<f32>| train::test_error_pct(net, check.images.view(), &check.labels);
+//! let options = TrainOptions { eval_every: 20, ..TrainOptions::default() };
+//!
+//! let (mut losses, mut errors) = (Vec::new(), Vec::new());
+//! let state = train::run(
+//!     &config,
+//!     TrainingSet::of(&data),
+//!     TrainState::new(config.seed), // iteration 0: xavier weights from the seed, zero momentum
+//!     &options,
+//!     Some(&evaluate),
+//!     &mut NoHook, // a hook may change each batch (adversarial training does)
+//!     |event| match event {
+//!         Event::Iteration { loss, .. } => losses.push(loss),
+//!         Event::Evaluated { iteration, value } => errors.push((iteration, value)),
+//!         Event::Checkpointed { .. } => {}
+//!     },
+//! )?;
+//! println!("loss {:.3} -> {:.3}; test error (iteration, %) {errors:?}", losses[0], losses[39]);
+//! assert_eq!((state.iteration, losses.len()), (40, 40));
+//! let mean = |l: &[f32]| l.iter().sum::<f32>() / l.len() as f32;
+//! assert!(mean(&losses[30..]) < mean(&losses[..10]) / 2.0);
+//! assert!(errors[1].1 < errors[0].1 && errors[1].1 < 30.0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Randomness
+//!
 //! All randomness is drawn from ChaCha8 streams derived from `(seed, purpose, index)` (see
 //! [`crate::rng::stream`]): the initial weights, the shuffle of each epoch, and each image's
 //! random stream at each iteration (its dropout masks, the autoencoder's corruption, the random
