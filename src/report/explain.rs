@@ -444,7 +444,8 @@ fn panel(step: &StepText, extra: &str) -> String {
     )
 }
 
-/// A number for the page's text: 4 significant digits, in exponent form outside 1e-3..1e4.
+/// A number for the page's text: 4 significant digits with trailing zeros dropped, in exponent
+/// form outside 1e-3..1e4 (the page's script formats its numbers the same way).
 pub fn number(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
@@ -452,9 +453,23 @@ pub fn number(v: f64) -> String {
     let a = v.abs();
     if (1e-3..1e4).contains(&a) {
         let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
-        format!("{v:.decimals$}")
+        let text = format!("{v:.decimals$}");
+        match text.contains('.') {
+            true => text.trim_end_matches('0').trim_end_matches('.').to_string(),
+            false => text,
+        }
     } else {
         format!("{v:.3e}")
+    }
+}
+
+/// A probability for the page's text: 6 decimals once it is above 0.999, so that a confident
+/// digit's `p` does not read as 1.
+fn probability(p: f64) -> String {
+    if p > 0.999 {
+        format!("{p:.6}")
+    } else {
+        number(p)
     }
 }
 
@@ -585,7 +600,7 @@ fn warm_up_html(w: &LinearWarmUp) -> String {
     for step in steps {
         let _ = writeln!(s, "<li>{step}</li>");
     }
-    let _ = writeln!(s, "</ol>");
+    let _ = writeln!(s, "</ol>\n<div class=\"grid\">");
     let picture = StepText {
         map: "warm_up",
         kind: "warmup",
@@ -597,6 +612,7 @@ fn warm_up_html(w: &LinearWarmUp) -> String {
                the clip pulls it back into the square of valid images.",
     };
     s.push_str(&panel(&picture, ""));
+    s.push_str("</div>\n");
     s
 }
 
@@ -615,7 +631,7 @@ fn header_html(e: &Explanation, model: &ExplainedModel) -> String {
         e.image,
         e.label,
         e.predicted,
-        number(p),
+        probability(p),
         number(f64::from(e.loss)),
         escape(&model.file_name),
         &model.sha256[..model.sha256.len().min(16)],
@@ -730,11 +746,33 @@ mod tests {
     #[test]
     fn numbers_are_written_with_four_significant_digits() {
         assert_eq!(number(0.0), "0");
-        assert_eq!(number(1.2), "1.200");
+        assert_eq!(number(1.2), "1.2");
+        assert_eq!(number(-0.2), "-0.2");
+        assert_eq!(number(3.0), "3");
         assert_eq!(number(-0.401_312_34), "-0.4013");
         assert_eq!(number(1234.4), "1234");
         assert_eq!(number(2.289e-5), "2.289e-5");
         assert_eq!(number(-12_346.0), "-1.235e4");
+    }
+
+    #[test]
+    fn the_steps_draw_the_explained_tensors_in_order_each_in_its_own_panel() {
+        use crate::experiments::explain::{BACKWARD_TENSORS, FORWARD_TENSORS};
+        let maps = |steps: &[StepText]| steps.iter().map(|s| s.map).collect::<Vec<_>>();
+        assert_eq!(maps(&FORWARD_STEPS), FORWARD_TENSORS);
+        assert_eq!(maps(&BACKWARD_STEPS), BACKWARD_TENSORS);
+        let mut ids: Vec<String> = FORWARD_STEPS
+            .iter()
+            .chain(&BACKWARD_STEPS)
+            .chain(&ATTACK_STEPS)
+            .chain(&SLIDER_STEPS)
+            .chain(&RULE_STEPS)
+            .map(|s| panel_id(s.map))
+            .collect();
+        let all = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), all, "two panels share an id");
     }
 
     #[test]

@@ -265,7 +265,7 @@ fn the_pages_numbers_are_the_traces_tensors_and_the_attacks_images() {
             &format!("{what}: margin"),
             level["margin"].as_f64().unwrap(),
             margin,
-            0.0,
+            1e-15,
             0.0,
         );
         let delta: Vec<f64> = image
@@ -304,7 +304,7 @@ fn the_pages_numbers_are_the_traces_tensors_and_the_attacks_images() {
             &format!("{what}: m(x') - m(x)"),
             level["margin_change"].as_f64().unwrap(),
             margin - clean_margin,
-            0.0,
+            1e-15,
             0.0,
         );
         // delta has the sign of g wherever it is not 0, so the loss's first order never falls.
@@ -324,24 +324,35 @@ fn the_pages_numbers_are_the_traces_tensors_and_the_attacks_images() {
         .map(|n| f[n].as_u64().unwrap())
         .sum();
         assert_eq!(total, 784, "{what}");
-        if (margin - clean_margin - margin_first_order).abs() <= 0.1 * margin_first_order.abs() {
-            margin_held_for = k;
+        // What the page is for. The margin is piecewise linear in the logits, so its first
+        // order is off only by what changes on the way (ReLUs, max-pool winners); the loss of a
+        // confident digit is about exp(-m) of a falling margin, convex, so its first order
+        // misses more at every step, and by far once the digit is fooled.
+        if k > 0 {
+            let relative = |change: f64, first: f64| (change - first).abs() / first.abs();
+            let loss_error = relative(loss - clean_loss, loss_first_order);
+            let margin_error = relative(margin - clean_margin, margin_first_order);
+            assert!(
+                loss_error > margin_error,
+                "{what}: the loss's first order is off by {loss_error}, the margin's by {margin_error}"
+            );
+            if margin_error <= 0.1 {
+                margin_held_for = k;
+            }
         }
     }
-    // What the page is for: at the first step the margin's first order is within 10% of the
-    // truth, while the loss's first order of this confident digit misses by far.
     assert!(
         margin_held_for >= 1,
-        "the margin's first order held for no step"
+        "the margin's first order was within 10% at no eps"
     );
-    let l1 = &levels[1];
+    let last = &levels[30];
     let (change, first) = (
-        l1["loss_change"].as_f64().unwrap(),
-        l1["loss_first_order"].as_f64().unwrap(),
+        last["loss_change"].as_f64().unwrap(),
+        last["loss_first_order"].as_f64().unwrap(),
     );
     assert!(
-        change > 2.0 * first,
-        "at eps 0.01 the loss rose by {change}, its first order said {first}"
+        change > 10.0 * first,
+        "at eps 0.3 the loss rose by {change}, its first order said {first}"
     );
 
     // --compare-f32: Caffe's gradient is `WithGradient`'s, and the differing signs are
@@ -475,6 +486,13 @@ fn bad_input_is_refused_by_name_before_any_work() {
     let e = run(&labels, "0", &out);
     assert!(
         e.contains("t10k-labels-idx1-ubyte.gz") && e.contains("not a readable safetensors file"),
+        "{e}"
+    );
+    let trace = dir.path().join("trace.safetensors");
+    ok(&["trace", "--model", s(m), "--image", "0", "--out", s(&trace)]);
+    let e = run(&trace, "0", &out);
+    assert!(
+        e.contains("trace.safetensors") && e.contains("dtype I64"),
         "{e}"
     );
     // The page cannot go to a missing folder, onto a folder, or over the model.
