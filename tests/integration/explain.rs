@@ -21,6 +21,7 @@ use advmnist::models::file::load_model;
 use advmnist::models::gradient::{compare_rules, GradientRule, WithGradient};
 use advmnist::models::lenet::LeNet;
 use advmnist::models::Classifier;
+use advmnist::report::digits_png::{DIVERGING_NEGATIVE, DIVERGING_POSITIVE};
 use advmnist::report::explain::{
     math_sections, panel_id, ATTACK_STEPS, BACKWARD_STEPS, FORWARD_STEPS, RULE_STEPS, SLIDER_STEPS,
 };
@@ -443,8 +444,7 @@ fn every_link_of_the_page_names_a_heading_of_math_md() {
     let mut links = 0;
     for part in html.split("href=\"").skip(1) {
         let href = &part[..part.find('"').unwrap()];
-        if href.starts_with('#') {
-            let id = &href[1..];
+        if let Some(id) = href.strip_prefix('#') {
             assert!(html.contains(&format!("id=\"{id}\"")), "no element #{id}");
             continue;
         }
@@ -586,6 +586,18 @@ fn the_page_in_headless_chromium_draws_every_panel_and_its_slider_moves_the_atta
     );
     b.wait_for("document.readyState === 'complete' && document.body.dataset.ready === '1'");
     assert_eq!(b.eval("window.__errors"), json!([]), "script errors");
+
+    // The sign map is drawn in `show`'s two end colours, exactly.
+    let (pos, neg) = (DIVERGING_POSITIVE, DIVERGING_NEGATIVE);
+    let colours = b.eval(&format!(
+        "(() => {{ const c = document.querySelector('#panel-attack-sign canvas'); \
+           const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+           const has = (r, g, b) => {{ for (let i = 0; i < d.length; i += 4) \
+             if (d[i] === r && d[i + 1] === g && d[i + 2] === b) return true; return false; }}; \
+           return [has({}, {}, {}), has({}, {}, {})]; }})()",
+        pos.0, pos.1, pos.2, neg.0, neg.1, neg.2
+    ));
+    assert_eq!(colours, json!([true, true]), "sign map colours");
 
     // Laptop width: every panel drawn, nothing wider than the window.
     let laptop = check_panels(&mut b);
