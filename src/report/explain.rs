@@ -728,6 +728,13 @@ pub fn explain_html(e: &Explanation, model: &ExplainedModel) -> String {
         .replace("{{ATTACK}}", &attack)
         .replace("{{SLIDER}}", &slider)
         .replace("{{RULES}}", &rules_html(e))
+        .replace(
+            "{{RULES_NAV}}",
+            match e.rules {
+                Some(_) => "<a href=\"#compare-f32\">4. The float32 rule</a>",
+                None => "",
+            },
+        )
         .replace("{{MATH_FGSM}}", &math_link("the-fast-gradient-sign-method"))
         .replace(
             "{{MATH_LENET}}",
