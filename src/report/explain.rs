@@ -626,8 +626,10 @@ fn header_html(e: &Explanation, model: &ExplainedModel) -> String {
         "<p class=\"lede\">Test image <strong>{}</strong> of MNIST, true label <strong>{}</strong>, \
          predicted <strong>{}</strong> (p = {}), loss <code>L = {}</code>. Model \
          <code>{}</code> (SHA-256 <code>{}</code>). Every number on this page was computed by \
-         advmnist {} in float32, the tensors of <code>advmnist trace --model {} --image {}</code>; \
-         the page only draws them. Hover over (or tap) a picture to read its values.</p>",
+         advmnist {}: the network in float32, as the attacks run it (the tensors of \
+         <code>advmnist trace --model {} --image {}</code>), the slider's losses and \
+         probabilities in float64 from its logits; the page only draws them. Hover over (or \
+         tap) a picture to read its values.</p>",
         e.image,
         e.label,
         e.predicted,

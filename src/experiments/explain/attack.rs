@@ -33,14 +33,14 @@ use crate::models::lenet::argmax_rows;
 use crate::models::Classifier;
 use ndarray::{Array4, ArrayView4, Axis};
 
-/// The slider's levels: eps from 0 to `SLIDER_STEPS / 100` in steps of 0.01.
-pub const SLIDER_STEPS: usize = 30;
+/// The slider's largest eps in hundredths: eps runs from 0 to 0.30 in steps of 0.01.
+pub const SLIDER_MAX_HUNDREDTHS: usize = 30;
 
-/// The slider's eps values: `k / 100` for `k = 0..=SLIDER_STEPS`, each the f32 nearest to
-/// `k / 100` (a correctly rounded division of two exact f32s), so that `explain` and a test
-/// calling `attacks::fgsm` at "0.07" use the same number.
+/// The slider's eps values: `k / 100` for `k = 0..=SLIDER_MAX_HUNDREDTHS`, each the f32
+/// nearest to `k / 100` (a correctly rounded division of two exact f32s), so that `explain` and
+/// a test calling `attacks::fgsm` at "0.07" use the same number.
 pub fn slider_eps() -> Vec<f32> {
-    (0..=SLIDER_STEPS).map(|k| k as f32 / 100.0).collect()
+    (0..=SLIDER_MAX_HUNDREDTHS).map(|k| k as f32 / 100.0).collect()
 }
 
 /// What the step did to the pixels at one eps (the table of docs/walkthrough.md, section 7).
