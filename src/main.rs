@@ -121,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::HumanReport(a) => cli::human::human_report(a, data),
         Command::Dae(a) => cli::train::dae(a, data),
         Command::Trace(a) => cli::audit::trace(a, data),
+        Command::Explain(a) => cli::explain::explain_command(a, data),
         Command::Gradcheck(a) => cli::audit::gradcheck(a, data),
         Command::Reproduce(a) => cli::reproduce::reproduce(a, data),
         Command::Advtrain(a) => cli::advtrain::advtrain(a, data),

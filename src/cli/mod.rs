@@ -10,6 +10,7 @@ pub mod audit;
 pub mod bench;
 pub mod eval;
 pub mod evaluate;
+pub mod explain;
 pub mod human;
 pub mod models;
 pub mod outputs;
@@ -83,6 +84,19 @@ pub enum Command {
     ///
     /// Example: advmnist trace --model lenet.safetensors --image 0 --noise fgsm --level 0.1
     Trace(audit::TraceArgs),
+    /// One test digit explained on one self-contained HTML page, for teaching (no server, no
+    /// network): the forward pass (the digit, every layer's feature maps, the logits and the
+    /// softmax as bars); the backward pass layer by layer from dL/dz to dL/dx, each gradient a
+    /// signed heat map with its values on hover and one line of math linking to docs/math.md;
+    /// the input gradient, its sign and an eps slider (0 to 0.3 in steps of 0.01, every step
+    /// computed here, with the attack `sweep` uses) showing the adversarial digit, its
+    /// probabilities, the distortion and the first-order predictions g . delta of the changes
+    /// in the loss and in the logit margin beside the true changes; a warm-up working the same
+    /// steps by hand on a two-pixel linear model. Every picture can be saved as a PNG. The
+    /// numbers are those of `advmnist trace` for the same model and image.
+    ///
+    /// Example: advmnist explain --model lenet.safetensors --image 0 --out pages/digit0.html
+    Explain(explain::ExplainArgs),
     /// Checks the model's hand-written input gradient and a sample of its weight gradients
     /// against central finite differences in f64 on real test images; exits non-zero on FAIL.
     /// --committee checks a committee's input gradient (and its d/d(member logits)); --pre
@@ -305,6 +319,7 @@ mod tests {
             "sweep --steps",
             "show --count",
             "trace --image",
+            "explain --image",
             "gradcheck --params",
             "human-study --subjects",
         ] {

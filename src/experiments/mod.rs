@@ -3,6 +3,7 @@
 
 pub mod advtrain_diagnostics;
 pub mod evaluate;
+pub mod explain;
 pub mod human_study;
 pub mod perturbed_digits;
 pub mod reproduce;

@@ -57,9 +57,11 @@ const BAR_HEIGHT: i32 = 10; // the legend's colour bar
 const MIN_WIDTH: i32 = 820; // so the subtitle and legend fit even with a single level
 
 /// Colours of the diverging map at -1 and +1: the ends of ColorBrewer's RdBu scheme
-/// (one step in from the darkest), so both read clearly against white at zero.
-const NEGATIVE: (u8, u8, u8) = (33, 102, 172);
-const POSITIVE: (u8, u8, u8) = (178, 24, 43);
+/// (one step in from the darkest), so both read clearly against white at zero. `explain`'s page
+/// draws with the same two colours.
+pub const DIVERGING_NEGATIVE: (u8, u8, u8) = (33, 102, 172);
+/// The red end of the diverging map (see [`DIVERGING_NEGATIVE`]).
+pub const DIVERGING_POSITIVE: (u8, u8, u8) = (178, 24, 43);
 const WRONG: RGBColor = RGBColor(200, 0, 0);
 const FRAME: RGBColor = RGBColor(170, 170, 170);
 const FAINT: RGBColor = RGBColor(90, 90, 90);
@@ -75,11 +77,15 @@ pub fn figure_size(digits: usize, levels: usize) -> (u32, u32) {
     (width as u32, height as u32)
 }
 
-/// The diverging colour of `v` in [-1, 1]: linear from white at 0 to the RdBu blue (`NEGATIVE`) at -1 and
-/// the RdBu red (`POSITIVE`) at +1. Values outside are clamped.
+/// The diverging colour of `v` in [-1, 1]: linear from white at 0 to the RdBu blue (`DIVERGING_NEGATIVE`) at -1 and
+/// the RdBu red (`DIVERGING_POSITIVE`) at +1. Values outside are clamped.
 pub fn diverging_colour(v: f32) -> RGBColor {
     let v = v.clamp(-1.0, 1.0);
-    let (r, g, b) = if v < 0.0 { NEGATIVE } else { POSITIVE };
+    let (r, g, b) = if v < 0.0 {
+        DIVERGING_NEGATIVE
+    } else {
+        DIVERGING_POSITIVE
+    };
     let t = v.abs();
     let mix = |end: u8| (255.0 + t * (end as f32 - 255.0)).round() as u8;
     RGBColor(mix(r), mix(g), mix(b))

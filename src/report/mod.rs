@@ -9,6 +9,7 @@ pub mod bench_page;
 pub mod bench_plots;
 pub mod digits_png;
 pub mod evaluate;
+pub mod explain;
 pub mod human;
 pub mod online;
 pub mod plot;

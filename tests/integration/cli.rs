@@ -407,6 +407,7 @@ fn every_count_flag_refuses_one_past_its_limit_by_name_before_any_work() {
         "show --count",
         "show --first",
         "trace --image",
+        "explain --image",
         "gradcheck --images",
         "gradcheck --first",
         "gradcheck --params",
