@@ -40,7 +40,9 @@ pub const SLIDER_MAX_HUNDREDTHS: usize = 30;
 /// nearest to `k / 100` (a correctly rounded division of two exact f32s), so that `explain` and
 /// a test calling `attacks::fgsm` at "0.07" use the same number.
 pub fn slider_eps() -> Vec<f32> {
-    (0..=SLIDER_MAX_HUNDREDTHS).map(|k| k as f32 / 100.0).collect()
+    (0..=SLIDER_MAX_HUNDREDTHS)
+        .map(|k| k as f32 / 100.0)
+        .collect()
 }
 
 /// What the step did to the pixels at one eps (the table of docs/walkthrough.md, section 7).
