@@ -152,6 +152,25 @@ pub fn at_least_one(flag: &str, value: usize) -> Result<usize> {
     Ok(value)
 }
 
+/// Test image `--image N` of the data in `data_dir` (a one-image data set, its label), or an error
+/// naming the flag when the test set has no such image: what `trace` and `explain` audit.
+pub fn test_digit(
+    data_dir: &std::path::Path,
+    image: usize,
+) -> Result<(advmnist::data::Dataset, u8)> {
+    let test = advmnist::data::load_split(data_dir, advmnist::data::Split::Test)?;
+    if image >= test.len() {
+        bail!(
+            "--image {image} is out of range: the test set has {} images (0 to {})",
+            test.len(),
+            test.len() - 1
+        );
+    }
+    let digit = test.subset(image..image + 1);
+    let label = digit.labels[0];
+    Ok((digit, label))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! `advmnist trace` and `advmnist gradcheck`: the audits of a LeNet, a committee or a pipeline
 //! (`audit::target::AuditTarget`).
 
-use super::args::{at_most, trace_noise, whole_number};
+use super::args::{at_most, test_digit, trace_noise, whole_number};
 use super::outputs::{check_writable_target, refuse_overwrite};
 use advmnist::attacks::Noise;
 use advmnist::audit::target::AuditTarget;
@@ -139,17 +139,7 @@ pub fn trace(a: TraceArgs, data_dir: &Path) -> Result<()> {
         }
         _ => None,
     };
-    let test = data::load_split(data_dir, Split::Test)?;
-    if a.image >= test.len() {
-        bail!(
-            "--image {} is out of range: the test set has {} images (0 to {})",
-            a.image,
-            test.len(),
-            test.len() - 1
-        );
-    }
-    let digit = test.subset(a.image..a.image + 1);
-    let label = digit.labels[0];
+    let (digit, label) = test_digit(data_dir, a.image)?;
     let t = target.trace(digit.images.view(), label, perturbation, a.double)?;
     let predicted = t.predicted();
     let stats = t.stats();

@@ -2,14 +2,13 @@
 //! on it, as one self-contained HTML page (`experiments::explain` computes, `report::explain`
 //! lays out).
 
-use super::args::at_most;
+use super::args::{at_most, test_digit};
 use super::outputs::{check_writable_target, refuse_overwrite};
-use advmnist::data::{self, Split};
 use advmnist::experiments::explain::explain;
 use advmnist::limits::MAX_IMAGE_INDEX;
 use advmnist::models::file::load_model;
 use advmnist::report::explain::{explain_html, ExplainedModel};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -38,17 +37,7 @@ pub fn explain_command(a: ExplainArgs, data_dir: &Path) -> Result<()> {
     check_writable_target("--out", &a.out)?;
     refuse_overwrite(&[("--out", &a.out)], &[("--model", &a.model)], data_dir)?;
     let (model, _) = load_model(&a.model)?;
-    let test = data::load_split(data_dir, Split::Test)?;
-    if a.image >= test.len() {
-        bail!(
-            "--image {} is out of range: the test set has {} images (0 to {})",
-            a.image,
-            test.len(),
-            test.len() - 1
-        );
-    }
-    let digit = test.subset(a.image..a.image + 1);
-    let label = digit.labels[0];
+    let (digit, label) = test_digit(data_dir, a.image)?;
     let explanation = explain(&model, a.image, digit.images.view(), label, a.compare_f32)?;
     let explained = ExplainedModel {
         file_name: a.model.file_name().map_or_else(
