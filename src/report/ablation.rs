@@ -94,6 +94,17 @@ fn spread(r: &AblationRow) -> Option<f64> {
     })
 }
 
+/// For a row with several seeds: whether each of the study's three numbers (clean, 0.1, 0.2)
+/// lies within the row's 95% interval of the last snapshot, with the interval.
+pub(crate) fn within_intervals(r: &AblationRow) -> Option<[(bool, f64, f64); 3]> {
+    let mut out = [(false, 0.0, 0.0); 3];
+    for (i, s) in r.last.iter().enumerate() {
+        let (lo, hi) = (s.ci95_low?, s.ci95_high?);
+        out[i] = ((lo..=hi).contains(&STUDY_ROW[i]), lo, hi);
+    }
+    Some(out)
+}
+
 /// The verdict, one sentence per declared question, from the numbers.
 pub fn verdict(a: &Ablation) -> Vec<String> {
     let row = |key: &str| a.rows.iter().find(|r| r.key == key);
@@ -129,6 +140,40 @@ pub fn verdict(a: &Ablation) -> Vec<String> {
             "The seeds' spread is not measured in this run (one seed): differences below are single runs."
                 .into(),
         ),
+    }
+    // The study's row against every interval over seeds (the rule above reads the mean; a
+    // single staged run is one draw, and the seeds say how far one draw goes).
+    let mut inside_all = Vec::new();
+    for r in a.rows.iter().filter(|r| r.cell.is_some()) {
+        let Some(judged) = within_intervals(r) else {
+            continue;
+        };
+        let words: Vec<String> = judged
+            .iter()
+            .zip(["clean", "0.1", "0.2"])
+            .zip(STUDY_ROW)
+            .map(|(((inside, lo, hi), level), study)| {
+                format!(
+                    "{study} at {level} {} [{lo:.1}, {hi:.1}]",
+                    if *inside { "inside" } else { "outside" }
+                )
+            })
+            .collect();
+        out.push(format!(
+            "The study's row against {}'s intervals over {} seeds: {}.",
+            r.key,
+            r.base_seeds.len(),
+            words.join(", ")
+        ));
+        if judged[1].0 && judged[2].0 {
+            inside_all.push(r.key.clone());
+        }
+    }
+    if !inside_all.is_empty() {
+        out.push(format!(
+            "At distortion 0.1 and 0.2 the study's row is within what {} gives from seed to seed: one staged run's last snapshot cannot tell it apart from the study's.",
+            inside_all.join(" and ")
+        ));
     }
     let effect = |d: f64| match spread {
         Some(s) => d.abs() > s,
@@ -236,4 +281,186 @@ pub fn write(dir: &Path, a: &Ablation) -> Result<(), WriteError> {
         "ablation-advtrain",
         &[(FILES[0], md.as_bytes()), (FILES[1], json.as_bytes())],
     )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::experiments::reproduce::ablation::{cells, Cell};
+    use crate::experiments::reproduce::Scale;
+    use crate::statistics::summarise_percentages;
+
+    /// A row whose last snapshot errs on `last` (one value per seed, each level) and whose
+    /// other measures are plain, on 10,000 test images per seed.
+    pub(crate) fn row(
+        cell: Option<Cell>,
+        last: [&[f64]; 3],
+        pgd: f64,
+        gaussian: f64,
+    ) -> AblationRow {
+        let s = |v: &[f64]| summarise_percentages(v, &vec![10_000; v.len()]);
+        let n = last[0].len();
+        let reproduces = cell.is_some()
+            && (s(last[0]).mean - STUDY_ROW[0]).abs() <= CLEAN_WITHIN
+            && (s(last[1]).mean - STUDY_ROW[1]).abs() <= REPRODUCES_WITHIN
+            && (s(last[2]).mean - STUDY_ROW[2]).abs() <= REPRODUCES_WITHIN;
+        AblationRow {
+            key: cell.as_ref().map_or("online".into(), |c| c.key.clone()),
+            default: cell.as_ref().is_some_and(Cell::is_default),
+            cell,
+            base_seeds: [1, 101, 201][..n].to_vec(),
+            last: [s(last[0]), s(last[1]), s(last[2])],
+            committee: None,
+            gaussian: s(&vec![gaussian; n]),
+            transfer: s(&vec![5.0; n]),
+            pgd: s(&vec![pgd; n]),
+            reproduces,
+        }
+    }
+
+    pub(crate) fn ablation(rows: Vec<AblationRow>) -> Ablation {
+        let closest = rows
+            .iter()
+            .filter(|r| r.cell.is_some())
+            .min_by(|a, b| a.distance_at_01().total_cmp(&b.distance_at_01()))
+            .map(|r| r.key.clone())
+            .unwrap_or_default();
+        let reproducing = rows
+            .iter()
+            .filter(|r| r.reproduces)
+            .map(|r| r.key.clone())
+            .collect();
+        Ablation {
+            scale: "test".into(),
+            rows,
+            closest,
+            reproducing,
+            ci95_method: crate::statistics::CI95_METHOD,
+        }
+    }
+
+    pub(crate) fn cell(key: &str) -> Cell {
+        cells(&Scale::full())
+            .into_iter()
+            .find(|c| c.key == key)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_default_whose_seeds_straddle_the_study_is_called_indistinguishable_not_reproducing() {
+        let a = ablation(vec![
+            row(
+                Some(cell("eps0.25-c0.2")),
+                [
+                    &[1.29, 1.45, 1.11],
+                    &[73.9, 47.2, 53.5],
+                    &[89.5, 68.6, 69.1],
+                ],
+                99.7,
+                18.7,
+            ),
+            row(
+                Some(cell("eps0.1-c0")),
+                [&[0.69], &[23.1], &[93.9]],
+                67.6,
+                0.9,
+            ),
+            row(
+                Some(cell("restart")),
+                [&[1.51], &[78.9], &[86.2]],
+                99.3,
+                7.4,
+            ),
+        ]);
+        let v = verdict(&a);
+        let all = v.join("\n");
+        assert!(v[0].starts_with("**No cell reproduces"), "{all}");
+        assert!(v[1].contains("eps0.25-c0.2 at 58.2%"), "{all}");
+        // The clean error is outside the default's interval, 0.1 and 0.2 inside.
+        let line = v
+            .iter()
+            .find(|l| {
+                l.starts_with("The study's row against eps0.25-c0.2's intervals over 3 seeds")
+            })
+            .unwrap_or_else(|| panic!("{all}"));
+        assert!(line.contains("0.87 at clean outside"), "{line}");
+        assert!(
+            line.contains("44.5 at 0.1 inside") && line.contains("92.1 at 0.2 inside"),
+            "{line}"
+        );
+        assert!(
+            all.contains("within what eps0.25-c0.2 gives from seed to seed"),
+            "{all}"
+        );
+        // A variant 20.7 points above the default's mean lies within its 26.7-point spread.
+        assert!(all.contains("over 26.7 points across its 3 seeds"), "{all}");
+        assert!(
+            all.contains(
+                "(restart): 78.9% at 0.1, +20.7 points from the default, within the seeds' spread"
+            ),
+            "{all}"
+        );
+        // One seed per cell cannot exclude eps when the seeds spread wider than the rule.
+        assert!(all.contains("not excluded on one seed per cell"), "{all}");
+        // PGD 41.5 points above the default's mean and 44.5 above eps0.1-c0's: both named as masking.
+        assert!(
+            all.contains("more than 40 points above it): eps0.25-c0.2, eps0.1-c0"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn a_cell_within_the_declared_distances_reproduces_and_a_narrow_default_excludes_effects() {
+        let a = ablation(vec![
+            row(
+                Some(cell("eps0.25-c0.2")),
+                [&[1.3, 1.3, 1.3], &[70.0, 71.0, 72.0], &[89.0, 89.5, 90.0]],
+                80.0,
+                5.0,
+            ),
+            row(
+                Some(cell("eps0.1-c0")),
+                [&[0.9], &[46.0], &[90.0]],
+                60.0,
+                1.0,
+            ),
+            row(Some(cell("newest")), [&[1.0], &[50.0], &[95.0]], 60.0, 1.0),
+        ]);
+        let v = verdict(&a);
+        let all = v.join("\n");
+        assert_eq!(
+            v[0], "**Cells that reproduce the study's row**: eps0.1-c0.",
+            "{all}"
+        );
+        assert!(v[1].contains("eps0.1-c0 at 46.0%"), "{all}");
+        assert!(all.contains("44.5 at 0.1 outside"), "{all}");
+        assert!(!all.contains("from seed to seed"), "{all}");
+        assert!(
+            all.contains("eps: within 5 points of 44.5% at 0.1: eps0.1-c0."),
+            "{all}"
+        );
+        // -21 points against a 2-point spread is an effect: no "within the seeds' spread".
+        assert!(
+            all.contains("(newest): 50.0% at 0.1, -21.0 points from the default."),
+            "{all}"
+        );
+        assert!(!all.contains("masked"), "{all}");
+    }
+
+    #[test]
+    fn one_seed_everywhere_says_the_spread_is_not_measured() {
+        let a = ablation(vec![row(
+            Some(cell("eps0.25-c0.2")),
+            [&[1.29], &[73.9], &[89.5]],
+            99.96,
+            13.3,
+        )]);
+        let all = verdict(&a).join("\n");
+        assert!(all.contains("not measured in this run (one seed)"), "{all}");
+        assert!(!all.contains("intervals over"), "{all}");
+        assert!(
+            all.contains("the unstated eps is excluded as the cause"),
+            "{all}"
+        );
+    }
 }

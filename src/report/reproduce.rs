@@ -353,6 +353,39 @@ pub fn adv_row_verdict(g: &Gathered) -> String {
                     ))
                     .unwrap_or_default()
             );
+            let default = a.rows.iter().find(|r| r.default);
+            if let Some((d, j)) =
+                default.and_then(|d| Some((d, crate::report::ablation::within_intervals(d)?)))
+            {
+                let at = |i: usize| {
+                    format!(
+                        "{:.1} [{:.1}, {:.1}]",
+                        d.last[i].mean, j[i].1, j[i].2
+                    )
+                };
+                let _ = write!(
+                    s,
+                    " Over {} seeds the default cell's last snapshot errs on {} at 0.1 and {} at 0.2 (95% intervals), with a clean error of {:.2} [{:.2}, {:.2}]: the study's {} and {} lie {} these intervals{}.",
+                    d.base_seeds.len(),
+                    at(1),
+                    at(2),
+                    d.last[0].mean,
+                    j[0].1,
+                    j[0].2,
+                    STUDY_ROW[1],
+                    STUDY_ROW[2],
+                    match (j[1].0, j[2].0) {
+                        (true, true) => "within",
+                        (false, false) => "outside",
+                        _ => "partly within",
+                    },
+                    if j[1].0 && j[2].0 {
+                        ", so one staged run's last snapshot cannot be told apart from the study's at 0.1 and 0.2"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         None => s.push_str(" The declared ablation (<code>advmnist reproduce --ablation advtrain</code> on this folder) has not run here; docs/adversarial-training.md gives its full-scale result."),
     }
@@ -497,5 +530,73 @@ mod tests {
             format!("2.90 [{low:.2}, {high:.2}] (seeds: 1.80, 4.00)")
         );
         assert_eq!(value_text(&row_of(None), "0"), "-");
+    }
+
+    #[test]
+    fn the_verdict_paragraph_reads_the_ablation_s_seed_intervals_when_it_ran_in_the_folder() {
+        use crate::report::ablation::tests::{ablation, cell, row};
+        let adv = TableRow {
+            key: "adv".into(),
+            method: "Adversarial training after 5 stages".into(),
+            error_pct: BTreeMap::from([
+                ("0".into(), Some(1.29)),
+                ("0.1".into(), Some(73.9)),
+                ("0.2".into(), Some(89.5)),
+            ]),
+            paper: Some(BTreeMap::from([("0.1".into(), 44.5)])),
+            ..row_of(None)
+        };
+        let mut g = Gathered {
+            table2: vec![adv],
+            gaussian: Vec::new(),
+            beyond: Vec::new(),
+            gradients: Vec::new(),
+            soundness: Vec::new(),
+            ablation: None,
+        };
+        let alone = adv_row_verdict(&g);
+        assert!(
+            alone.contains("1.29 / 73.9 / 89.5%") && alone.contains("<b>not reproduced</b>"),
+            "{alone}"
+        );
+        assert!(alone.contains("has not run here"), "{alone}");
+        // The default cell over three seeds straddles the study's 44.5 and 92.1.
+        g.ablation = Some(ablation(vec![
+            row(
+                Some(cell("eps0.25-c0.2")),
+                [
+                    &[1.29, 1.45, 1.11],
+                    &[73.9, 47.2, 53.5],
+                    &[89.5, 68.6, 69.1],
+                ],
+                99.7,
+                18.7,
+            ),
+            row(
+                Some(cell("eps0.3-c0")),
+                [&[1.23], &[50.5], &[53.3]],
+                96.8,
+                22.2,
+            ),
+        ]));
+        let both = adv_row_verdict(&g);
+        assert!(both.contains("no cell reproduces the row; the closest at 0.1 is eps0.3-c0 with 1.23 / 50.5 / 53.3%"), "{both}");
+        assert!(
+            both.contains("Over 3 seeds the default cell's last snapshot errs on 58.2 ["),
+            "{both}"
+        );
+        assert!(both.contains("lie within these intervals, so one staged run's last snapshot cannot be told apart"), "{both}");
+        // Three seeds close together, far from the study's numbers: outside, and no such claim.
+        g.ablation = Some(ablation(vec![row(
+            Some(cell("eps0.25-c0.2")),
+            [&[1.3, 1.3, 1.3], &[70.0, 71.0, 72.0], &[80.0, 80.5, 81.0]],
+            99.7,
+            18.7,
+        )]));
+        let narrow = adv_row_verdict(&g);
+        assert!(
+            narrow.contains("lie outside these intervals.") && !narrow.contains("told apart"),
+            "{narrow}"
+        );
     }
 }
