@@ -534,7 +534,7 @@ mod tests {
 
     #[test]
     fn the_verdict_paragraph_reads_the_ablation_s_seed_intervals_when_it_ran_in_the_folder() {
-        use crate::report::ablation::tests::{ablation, cell, row};
+        use crate::report::ablation::tests::{ablation, cell, measured_default, row};
         let adv = TableRow {
             key: "adv".into(),
             method: "Adversarial training after 5 stages".into(),
@@ -562,16 +562,7 @@ mod tests {
         assert!(alone.contains("has not run here"), "{alone}");
         // The default cell over three seeds straddles the study's 44.5 and 92.1.
         g.ablation = Some(ablation(vec![
-            row(
-                Some(cell("eps0.25-c0.2")),
-                [
-                    &[1.29, 1.45, 1.11],
-                    &[73.9, 47.2, 53.5],
-                    &[89.5, 68.6, 69.1],
-                ],
-                99.7,
-                18.7,
-            ),
+            measured_default(),
             row(
                 Some(cell("eps0.3-c0")),
                 [&[1.23], &[50.5], &[53.3]],

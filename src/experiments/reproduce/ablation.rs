@@ -451,10 +451,7 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Ablation, String> {
             Some(_) => Some(three(&key, Measure::FgsmCommittee)?),
             None => None,
         };
-        let reproduces = cell.is_some()
-            && (last[0].mean - STUDY_ROW[0]).abs() <= CLEAN_WITHIN
-            && (last[1].mean - STUDY_ROW[1]).abs() <= REPRODUCES_WITHIN
-            && (last[2].mean - STUDY_ROW[2]).abs() <= REPRODUCES_WITHIN;
+        let reproduces = cell.is_some() && meets_the_declared_rule(&last);
         rows.push(AblationRow {
             default: cell.as_ref().is_some_and(Cell::is_default),
             base_seeds: seeds_of(&key),
@@ -468,24 +465,39 @@ pub fn gather(plan: &Plan, dir: &RunDir) -> Result<Ablation, String> {
             reproduces,
         });
     }
-    let closest = rows
-        .iter()
-        .filter(|r| r.cell.is_some())
-        .min_by(|a, b| a.distance_at_01().total_cmp(&b.distance_at_01()))
-        .map(|r| r.key.clone())
-        .unwrap_or_default();
-    let reproducing = rows
-        .iter()
-        .filter(|r| r.reproduces)
-        .map(|r| r.key.clone())
-        .collect();
-    Ok(Ablation {
-        scale: plan.scale.name.clone(),
-        rows,
-        closest,
-        reproducing,
-        ci95_method: crate::statistics::CI95_METHOD,
-    })
+    Ok(Ablation::new(plan.scale.name.clone(), rows))
+}
+
+/// The declared rule on a last snapshot's error at distortion 0 / 0.1 / 0.2: its means within
+/// [`CLEAN_WITHIN`] of the study's clean error and [`REPRODUCES_WITHIN`] of its 0.1 and 0.2.
+pub fn meets_the_declared_rule(last: &[Summary; 3]) -> bool {
+    (last[0].mean - STUDY_ROW[0]).abs() <= CLEAN_WITHIN
+        && (last[1].mean - STUDY_ROW[1]).abs() <= REPRODUCES_WITHIN
+        && (last[2].mean - STUDY_ROW[2]).abs() <= REPRODUCES_WITHIN
+}
+
+impl Ablation {
+    /// The ablation of these rows: the closest cell and the reproducing ones found from them.
+    pub fn new(scale: String, rows: Vec<AblationRow>) -> Ablation {
+        let closest = rows
+            .iter()
+            .filter(|r| r.cell.is_some())
+            .min_by(|a, b| a.distance_at_01().total_cmp(&b.distance_at_01()))
+            .map(|r| r.key.clone())
+            .unwrap_or_default();
+        let reproducing = rows
+            .iter()
+            .filter(|r| r.reproduces)
+            .map(|r| r.key.clone())
+            .collect();
+        Ablation {
+            scale,
+            rows,
+            closest,
+            reproducing,
+            ci95_method: crate::statistics::CI95_METHOD,
+        }
+    }
 }
 
 #[cfg(test)]
