@@ -423,6 +423,21 @@ pub fn panel_id(map: &str) -> String {
     format!("panel-{}", map.replace(['.', '_'], "-"))
 }
 
+/// Every panel the page can hold, in page order of its steps: the forward, backward, attack,
+/// slider and float32-rule steps' (the last only with `--compare-f32`), then the warm-up's.
+pub fn panel_ids() -> Vec<String> {
+    let mut ids: Vec<String> = FORWARD_STEPS
+        .iter()
+        .chain(&BACKWARD_STEPS)
+        .chain(&ATTACK_STEPS)
+        .chain(&SLIDER_STEPS)
+        .chain(&RULE_STEPS)
+        .map(|step| panel_id(step.map))
+        .collect();
+    ids.push(panel_id("warm_up"));
+    ids
+}
+
 /// One panel: a canvas the script paints from map `step.map`, its caption (title, math, link,
 /// note and `extra`, already HTML), a readout for hovered values and a button saving the PNG.
 fn panel(step: &StepText, extra: &str) -> String {
@@ -770,14 +785,7 @@ mod tests {
         let maps = |steps: &[StepText]| steps.iter().map(|s| s.map).collect::<Vec<_>>();
         assert_eq!(maps(&FORWARD_STEPS), FORWARD_TENSORS);
         assert_eq!(maps(&BACKWARD_STEPS), BACKWARD_TENSORS);
-        let mut ids: Vec<String> = FORWARD_STEPS
-            .iter()
-            .chain(&BACKWARD_STEPS)
-            .chain(&ATTACK_STEPS)
-            .chain(&SLIDER_STEPS)
-            .chain(&RULE_STEPS)
-            .map(|s| panel_id(s.map))
-            .collect();
+        let mut ids = panel_ids();
         let all = ids.len();
         ids.sort();
         ids.dedup();

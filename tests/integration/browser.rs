@@ -47,6 +47,18 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A browser whose downloads go to `downloads`, with page events enabled: what a page test
+    /// that saves files starts from.
+    pub fn launch_saving_to(binary: &Path, downloads: &Path) -> Browser {
+        let mut b = Browser::launch(binary);
+        b.browser_call(
+            "Browser.setDownloadBehavior",
+            serde_json::json!({"behavior": "allow", "downloadPath": downloads.to_str().unwrap()}),
+        );
+        b.call("Page.enable", serde_json::json!({}));
+        b
+    }
+
     pub fn launch(binary: &Path) -> Browser {
         use std::os::unix::process::CommandExt;
         let profile = TempDir::new().unwrap();

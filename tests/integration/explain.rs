@@ -22,9 +22,7 @@ use advmnist::models::gradient::{compare_rules, GradientRule, WithGradient};
 use advmnist::models::lenet::LeNet;
 use advmnist::models::Classifier;
 use advmnist::report::digits_png::{DIVERGING_NEGATIVE, DIVERGING_POSITIVE};
-use advmnist::report::explain::{
-    math_sections, panel_id, ATTACK_STEPS, BACKWARD_STEPS, FORWARD_STEPS, RULE_STEPS, SLIDER_STEPS,
-};
+use advmnist::report::explain::{math_sections, panel_ids};
 use ndarray::{Array2, Array4, ArrayView4};
 use safetensors::SafeTensors;
 use serde_json::{json, Value};
@@ -509,20 +507,6 @@ fn bad_input_is_refused_by_name_before_any_work() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--image"));
 }
 
-/// The panels the page holds: every step's, the warm-up's, and the rules' with --compare-f32.
-fn panel_ids() -> Vec<String> {
-    let mut ids: Vec<String> = FORWARD_STEPS
-        .iter()
-        .chain(&BACKWARD_STEPS)
-        .chain(&ATTACK_STEPS)
-        .chain(&SLIDER_STEPS)
-        .chain(&RULE_STEPS)
-        .map(|step| panel_id(step.map))
-        .collect();
-    ids.push(panel_id("warm_up"));
-    ids
-}
-
 /// Whether every panel is on the page, drawn, and within the viewport's width, and the page
 /// scrolls no wider than the viewport: `[missing or bad panels, page width, viewport width]`.
 fn check_panels(b: &mut Browser) -> Value {
@@ -565,12 +549,7 @@ fn the_page_in_headless_chromium_draws_every_panel_and_its_slider_moves_the_atta
     std::fs::create_dir(&downloads).unwrap();
     let shots = std::env::var_os("ADVMNIST_SCREENSHOT_DIR").map(PathBuf::from);
 
-    let mut b = Browser::launch(&chromium);
-    b.browser_call(
-        "Browser.setDownloadBehavior",
-        json!({"behavior": "allow", "downloadPath": s(&downloads)}),
-    );
-    b.call("Page.enable", json!({}));
+    let mut b = Browser::launch_saving_to(&chromium, &downloads);
     // Every uncaught error and console.error of the page, collected from before its script.
     b.call(
         "Page.addScriptToEvaluateOnNewDocument",

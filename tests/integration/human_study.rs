@@ -574,12 +574,7 @@ fn the_page_in_headless_chromium_answered_by_keys_and_clicks_survives_a_reload_a
     std::fs::create_dir(&downloads).unwrap();
     let shots = std::env::var_os("ADVMNIST_SCREENSHOT_DIR").map(PathBuf::from);
 
-    let mut b = Browser::launch(&chromium);
-    b.browser_call(
-        "Browser.setDownloadBehavior",
-        json!({"behavior": "allow", "downloadPath": s(&downloads)}),
-    );
-    b.call("Page.enable", json!({}));
+    let mut b = Browser::launch_saving_to(&chromium, &downloads);
     b.call(
         "Page.navigate",
         json!({"url": format!("file://{}", s(&page))}),
