@@ -13,7 +13,15 @@ use std::process::ExitCode;
 /// "Robustness of Deep Convolutional Neural Networks for Image Recognition"
 /// (Uličný, Lundström, Byttner, ISICS 2016), reproduced and audited.
 #[derive(Parser)]
-#[command(version, about, long_about = None, propagate_version = true)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Environment: ADVMNIST_KERNELS=generic|avx2|avx512|auto forces the vector \
+                  instructions of advmnist's own kernels (default auto: the widest this CPU \
+                  runs; a level the CPU lacks is refused). Every level gives the same bits."
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -81,6 +89,9 @@ fn parse_cli() -> Cli {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Before any kernel runs: a level the CPU lacks, or a misspelt one, is an error here
+    // rather than a panic (`kernels::isa::selected`) in the middle of the work.
+    advmnist::kernels::isa::from_env().map_err(anyhow::Error::msg)?;
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(t) = cli.global.threads {
         if t == 0 {

@@ -3,6 +3,7 @@
 //! the vector path each hand-written kernel takes on this CPU, and what the binary was built
 //! from (version, git commit and rustc, recorded by `build.rs`).
 
+use crate::kernels::isa::{self, Isa};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -171,7 +172,7 @@ fn caches(dir: &Path) -> Vec<Cache> {
     found
 }
 
-/// Files under `src/` whose kernels choose a path at run time (`is_x86_feature_detected!`),
+/// Files under `src/` whose kernels choose a path at run time (through `isa::selected()`),
 /// each described by [`kernel_paths`]. A test keeps this list complete.
 pub const RUN_TIME_DISPATCH: [&str; 4] = [
     "src/kernels/conv_fma.rs",
@@ -180,11 +181,14 @@ pub const RUN_TIME_DISPATCH: [&str; 4] = [
     "src/kernels/window_sums.rs",
 ];
 
-/// The path each kernel that chooses at run time takes on this CPU, and `matrixmultiply`'s
-/// sgemm kernel. Where a kernel's choice is a function of its own (`conv_fma::chosen`), it is
-/// asked; the others mirror the conditions written at each `source`, which decide, repeated
-/// here so that reporting them changes no kernel.
+/// The path each kernel that chooses at run time takes in this process (at the level
+/// `kernels::isa::selected` gives: the CPU's widest, or what `ADVMNIST_KERNELS` forces), and
+/// `matrixmultiply`'s sgemm kernel, which chooses for itself from the CPU alone. Where a
+/// kernel's choice is a function of its own (`conv_fma::chosen`), it is asked; the others
+/// mirror the conditions written at each `source`, repeated here so that reporting them
+/// changes no kernel.
 pub fn kernel_paths() -> Vec<KernelPath> {
+    let level = isa::selected();
     let has = |feature: &str| -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -207,14 +211,12 @@ pub fn kernel_paths() -> Vec<KernelPath> {
     } else {
         "baseline (portable)"
     };
-    let direct = if has("avx512f") {
-        "AVX-512F"
-    } else if has("avx2") {
-        "AVX2"
-    } else {
-        baseline
+    let direct = match level {
+        Isa::Avx512 => "AVX-512F",
+        Isa::Avx2 => "AVX2",
+        Isa::Generic => baseline,
     };
-    let window_sums = if has("avx2") { "AVX2" } else { baseline };
+    let window_sums = if level >= Isa::Avx2 { "AVX2" } else { baseline };
     // matrixmultiply 0.3.11 (`sgemm_kernel::detect`): AVX-512F when compiled in (its default
     // `avx512` feature, with rustc 1.89 or later), else FMA + AVX2, else AVX, else SSE2.
     let avx512_compiled = rustc_at_least(env!("ADVMNIST_RUSTC_VERSION"), 1, 89);
@@ -239,12 +241,12 @@ pub fn kernel_paths() -> Vec<KernelPath> {
             kernel: "conv2 forward, direct convolution with the GEMM's bits".into(),
             source: "src/kernels/conv_fma.rs (chosen)".into(),
             // Asked of the kernel's own tests of the CPU, rather than mirrored here.
-            path: if crate::kernels::conv_fma::chosen() {
-                "AVX2 + FMA".into()
-            } else if crate::kernels::conv_fma::available() {
-                "not taken on AVX-512: im2col + sgemm".into()
+            path: if !crate::kernels::conv_fma::chosen() {
+                format!("not taken at level {level}: im2col + sgemm")
+            } else if level >= Isa::Avx512 {
+                "AVX-512F".into()
             } else {
-                "not taken without AVX2 + FMA: im2col + sgemm".into()
+                "AVX2 + FMA".into()
             },
         },
         KernelPath {
@@ -335,29 +337,39 @@ mod tests {
     /// have lost its choice: otherwise the report would name a path no kernel takes.
     #[test]
     fn every_run_time_dispatch_in_src_is_reported() {
-        fn walk(dir: &Path, found: &mut Vec<String>) {
+        fn walk(dir: &Path, found: &mut Vec<String>, asks_cpu: &mut Vec<String>) {
             for entry in std::fs::read_dir(dir).expect("src/ is readable") {
                 let path = entry.expect("entry").path();
                 if path.is_dir() {
-                    walk(&path, found);
+                    walk(&path, found, asks_cpu);
                 } else if path.extension().is_some_and(|e| e == "rs") {
                     let text = std::fs::read_to_string(&path).expect("readable source");
                     // Code before the tests module: a test's own feature checks do not count.
                     let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+                    let relative = path.strip_prefix(root).expect("under the crate");
+                    let relative = relative.to_string_lossy().into_owned();
+                    if code.contains(concat!("isa::", "selected()")) {
+                        found.push(relative.clone());
+                    }
                     if code.contains(concat!("is_x86_feature", "_detected!")) {
-                        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-                        let relative = path.strip_prefix(root).expect("under the crate");
-                        found.push(relative.to_string_lossy().into_owned());
+                        asks_cpu.push(relative);
                     }
                 }
             }
         }
-        let mut found = Vec::new();
+        let (mut found, mut asks_cpu) = (Vec::new(), Vec::new());
         walk(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
             &mut found,
+            &mut asks_cpu,
         );
+        // The kernels ask the CPU in one place, the switch (`kernels::isa`); this file asks
+        // it again only to name `matrixmultiply`'s own choice.
+        asks_cpu.sort();
+        assert_eq!(asks_cpu, ["src/bench/machine.rs", "src/kernels/isa.rs"]);
         found.retain(|f| f != "src/bench/machine.rs");
+
         found.sort();
         assert_eq!(found, RUN_TIME_DISPATCH.to_vec());
         for file in RUN_TIME_DISPATCH {

@@ -31,6 +31,9 @@
 //! changed only through its `constconf` feature, which nothing here enables, and `Cargo.lock`
 //! pins its version: the bit-for-bit test would catch either change on an AVX2 + FMA machine.
 
+use crate::kernels::isa::{self, Isa};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::scratch::with_scratch;
 use std::mem::MaybeUninit;
 
 /// Output positions per row that this kernel handles: one AVX2 register of f32.
@@ -60,33 +63,24 @@ pub fn applies(c: usize, h: usize, w: usize, o: usize, k: usize) -> bool {
         && o % CHANNELS_AT_ONCE == 0
 }
 
-/// Whether this CPU runs the kernel, and `matrixmultiply` (for which the bits are matched)
-/// takes one of its fused multiply-add kernels.
+/// Whether this CPU runs the AVX2 + FMA kernel (and, since the AVX-512 kernel needs AVX2 + FMA
+/// too, whether it runs any), and `matrixmultiply` (for which the bits are matched) takes one
+/// of its fused multiply-add kernels. Asks the CPU, not the switch: the tests run every path
+/// the CPU has.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    isa::detected() >= Isa::Avx2
 }
 
-/// Whether `conv::infer` takes this kernel: where it is [`available`], except on CPUs with
-/// AVX-512. There `matrixmultiply`'s kernel is 16 floats wide against this one's 8, and the
-/// kernel was measured only on an AVX2 machine (docs/performance.md); since both paths give the
-/// same bits, the choice is a matter of speed alone. The tests run the kernel wherever it is
-/// available, AVX-512 machines included.
+/// Whether this CPU runs the AVX-512 kernel ([`conv_image`] on [`Isa::Avx512`]).
+pub fn available_avx512() -> bool {
+    isa::detected() >= Isa::Avx512
+}
+
+/// Whether `conv::infer` takes this kernel: at every level with a kernel of its own
+/// (`isa::selected()` at AVX2 or above). [`conv_image`] takes the AVX-512 kernel at
+/// [`Isa::Avx512`] and the AVX2 one below it; without AVX2 + FMA the GEMM path is kept.
 pub fn chosen() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        available() && !std::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    isa::selected() >= Isa::Avx2
 }
 
 /// The shape of one image's convolution: `c` input channels of `h x w`, kernel `k`.
@@ -126,8 +120,9 @@ impl Shape {
 }
 
 /// `y (O, H-K+1, 8) = conv(x (C, H, W), weight (O, C, K, K)) + bias (O)` for one image, with
-/// the GEMM path's bits. [`available`] must be true and the shape must satisfy [`applies`].
-/// Every element of `y` is written, so it may be uninitialised (`writes_every_output`).
+/// the GEMM path's bits, on the kernel of the selected level (`isa::selected()`): AVX-512 or
+/// AVX2 + FMA. [`chosen`] must be true and the shape must satisfy [`applies`]. Every element of
+/// `y` is written, so it may be uninitialised (`writes_every_output`).
 pub fn conv_image(
     x: &[f32],
     shape: Shape,
@@ -135,13 +130,33 @@ pub fn conv_image(
     bias: &[f32],
     y: &mut [MaybeUninit<f32>],
 ) {
+    conv_image_at(isa::selected(), x, shape, weight, bias, y)
+}
+
+/// [`conv_image`] on the kernel of `level`, which the CPU must run and must be AVX2 or above.
+pub fn conv_image_at(
+    level: Isa,
+    x: &[f32],
+    shape: Shape,
+    weight: &[f32],
+    bias: &[f32],
+    y: &mut [MaybeUninit<f32>],
+) {
     shape.check(x.len(), weight.len(), bias.len(), y.len());
-    assert!(available(), "conv_fma: this CPU has no AVX2 + FMA");
+    assert!(
+        level >= Isa::Avx2 && level <= isa::detected(),
+        "conv_fma: no kernel at level {level} on this CPU (widest {})",
+        isa::detected()
+    );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX2 and FMA are present (just checked), and the slices' lengths match the
-    // shape (`check`), which is all the kernel's pointer arithmetic relies on.
+    // SAFETY: the CPU runs `level` (just checked), and the slices' lengths match the shape
+    // (`check`), which is all the kernels' pointer arithmetic relies on.
     unsafe {
-        conv_image_avx2(x, shape, weight, bias, y)
+        if level >= Isa::Avx512 {
+            conv_image_avx512(x, shape, weight, bias, y)
+        } else {
+            conv_image_avx2(x, shape, weight, bias, y)
+        }
     }
 }
 
@@ -246,6 +261,165 @@ unsafe fn blocks<const K: usize>(
     }
 }
 
+/// Output channels and pairs of output rows summed side by side by the AVX-512 kernel: 5 x 4
+/// = 20 registers of 16 sums (two output rows of 8 each), plus 4 input vectors and 1
+/// broadcast weight: 25 of AVX-512's 32 registers. Per step, 4 loads and 5 broadcasts for 20
+/// fused multiply-adds. LeNet's conv2 (50 channels, 8 output rows) is 10 x 1 such blocks.
+pub const CHANNELS_AT_ONCE_512: usize = 5;
+pub const ROW_PAIRS_AT_ONCE_512: usize = 4;
+
+/// The AVX-512 kernel. A register holds two output rows of 8 (16 lanes), so its input vector
+/// is two input rows of 8, which are not adjacent in the image (rows are `w` = 12 wide): for
+/// each input channel in turn, the image's `k` column shifts are first copied into `shifted
+/// (K, H, 8)` (`shifted[kj][r][j] = x[ci][r][kj + j]`, 1.9 KB for conv2), where rows `r` and
+/// `r + 1` of a shift are 16 adjacent floats: one load. The running chains live in `chains
+/// (O, OH, 8)` between input channels (each block loads its 20 registers, runs the channel's
+/// K*K steps, stores them: 40 moves per 500 fused multiply-adds); `y` holds the bias plus the
+/// blocks of [`KC`] already added, exactly as in the AVX2 kernel, so the bits are the same.
+/// All of it (chains 12.8 KB, shifts, the channel's weights) stays in L1.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn conv_image_avx512(
+    x: &[f32],
+    shape: Shape,
+    weight: &[f32],
+    bias: &[f32],
+    y: &mut [MaybeUninit<f32>],
+) {
+    use std::arch::x86_64::*;
+    let Shape { c, h, w, k } = shape;
+    let (o, oh) = (bias.len(), shape.out_height());
+    let plane = oh * OUT_WIDTH;
+    let yp = y.as_mut_ptr() as *mut f32;
+    for (q, &b) in bias.iter().enumerate() {
+        for v in 0..plane {
+            yp.add(q * plane + v).write(b);
+        }
+    }
+    with_scratch(o * plane + k * h * OUT_WIDTH, |buffer: &mut [f32]| {
+        let (chains, shifted) = buffer.split_at_mut(o * plane);
+        chains.fill(0.0);
+        for ci in 0..c {
+            for kj in 0..k {
+                for r in 0..h {
+                    shifted[(kj * h + r) * OUT_WIDTH..][..OUT_WIDTH]
+                        .copy_from_slice(&x[(ci * h + r) * w + kj..][..OUT_WIDTH]);
+                }
+            }
+            let at = Block {
+                ci,
+                shape,
+                shifted: shifted.as_ptr(),
+                weight: weight.as_ptr(),
+                chains: chains.as_mut_ptr(),
+                y: yp,
+            };
+            if k == 5 {
+                channel_blocks::<5>(&at, o, oh / 2);
+            } else {
+                channel_blocks::<0>(&at, o, oh / 2);
+            }
+        }
+        // y += the last chains: every output's final rounding.
+        for (v, chain) in chains.chunks_exact(16).enumerate() {
+            let p = yp.add(v * 16);
+            _mm512_storeu_ps(
+                p,
+                _mm512_add_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(chain.as_ptr())),
+            );
+        }
+    })
+}
+
+/// What every block of one input channel shares.
+#[cfg(target_arch = "x86_64")]
+struct Block {
+    ci: usize,
+    shape: Shape,
+    shifted: *const f32, // (K, H, 8)
+    weight: *const f32,  // (O, C*K*K)
+    chains: *mut f32,    // (O, OH, 8)
+    y: *mut f32,         // (O, OH, 8)
+}
+
+/// Input channel `at.ci` for every block of channels x row pairs: whole blocks of
+/// [`CHANNELS_AT_ONCE_512`] x [`ROW_PAIRS_AT_ONCE_512`], then the channels and pairs left over
+/// (shapes other than conv2's) in narrower blocks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn channel_blocks<const K: usize>(at: &Block, o: usize, pairs: usize) {
+    const CH: usize = CHANNELS_AT_ONCE_512;
+    const RP: usize = ROW_PAIRS_AT_ONCE_512;
+    let (whole_ch, whole_rp) = (o - o % CH, pairs - pairs % RP);
+    for p0 in (0..whole_rp).step_by(RP) {
+        for o0 in (0..whole_ch).step_by(CH) {
+            block::<CH, RP, K>(at, o0, p0);
+        }
+        for o0 in whole_ch..o {
+            block::<1, RP, K>(at, o0, p0);
+        }
+    }
+    for p0 in whole_rp..pairs {
+        for o0 in (0..whole_ch).step_by(CH) {
+            block::<CH, 1, K>(at, o0, p0);
+        }
+        for o0 in whole_ch..o {
+            block::<1, 1, K>(at, o0, p0);
+        }
+    }
+}
+
+/// One block: channels `o0..o0 + CH`, row pairs `p0..p0 + RP`, input channel `at.ci`'s K*K
+/// steps in im2col's order, with `y += chain` at every multiple of [`KC`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn block<const CH: usize, const RP: usize, const K: usize>(
+    at: &Block,
+    o0: usize,
+    p0: usize,
+) {
+    use std::arch::x86_64::*;
+    let Shape { h, .. } = at.shape;
+    let k = if K == 0 { at.shape.k } else { K };
+    let (oh, inner) = (at.shape.out_height(), at.shape.inner());
+    // Rows 2(p0 + p) and 2(p0 + p) + 1 of channel o0 + q: 16 adjacent floats.
+    let offset = |q: usize, p: usize| ((o0 + q) * oh + 2 * (p0 + p)) * OUT_WIDTH;
+    let mut acc: [[__m512; RP]; CH] = std::array::from_fn(|q| {
+        std::array::from_fn(|p| _mm512_loadu_ps(at.chains.add(offset(q, p))))
+    });
+    let w_rows: [*const f32; CH] = std::array::from_fn(|q| at.weight.add((o0 + q) * inner));
+    let mut step = at.ci * k * k;
+    for ki in 0..k {
+        for kj in 0..k {
+            if step != 0 && step % KC == 0 {
+                for (q, acc_q) in acc.iter_mut().enumerate() {
+                    for (p, a) in acc_q.iter_mut().enumerate() {
+                        let yq = at.y.add(offset(q, p));
+                        _mm512_storeu_ps(yq, _mm512_add_ps(_mm512_loadu_ps(yq), *a));
+                        *a = _mm512_setzero_ps();
+                    }
+                }
+            }
+            let xv: [__m512; RP] = std::array::from_fn(|p| {
+                _mm512_loadu_ps(at.shifted.add((kj * h + 2 * (p0 + p) + ki) * OUT_WIDTH))
+            });
+            for (acc_q, w_row) in acc.iter_mut().zip(&w_rows) {
+                let wv = _mm512_set1_ps(*w_row.add(step));
+                for (a, &xr) in acc_q.iter_mut().zip(&xv) {
+                    *a = _mm512_fmadd_ps(wv, xr, *a);
+                }
+            }
+            step += 1;
+        }
+    }
+    for (q, acc_q) in acc.iter().enumerate() {
+        for (p, a) in acc_q.iter().enumerate() {
+            _mm512_storeu_ps(at.chains.add(offset(q, p)), *a);
+        }
+    }
+}
+
 /// The naive twin: every output on its own, by the same rule (bias, then each [`KC`] block's
 /// chain of fused multiply-adds from +0.0 added in). `f32::mul_add` is fused on every target
 /// (in software where the CPU lacks FMA), so this runs anywhere and defines the bits.
@@ -317,10 +491,21 @@ pub(crate) mod tests {
         y
     }
 
-    fn fast(x: &[f32], shape: Shape, w: &[f32], b: &[f32], y: &mut [f32]) {
-        // SAFETY: `MaybeUninit<f32>` has f32's layout, and the kernel only writes f32 values.
-        let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
-        conv_image(x, shape, w, b, y)
+    /// The kernel of `level`, as `run` calls it.
+    fn fast(level: Isa) -> impl Fn(&[f32], Shape, &[f32], &[f32], &mut [f32]) {
+        move |x, shape, w, b, y| {
+            // SAFETY: `MaybeUninit<f32>` has f32's layout, and the kernel only writes f32 values.
+            let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
+            conv_image_at(level, x, shape, w, b, y)
+        }
+    }
+
+    /// The levels with a kernel that this CPU runs.
+    fn levels() -> Vec<Isa> {
+        [Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&l| l <= isa::detected())
+            .collect()
     }
 
     /// The reference against the naive convolution in f64: the same products, rounded in
@@ -352,42 +537,45 @@ pub(crate) mod tests {
         }
     }
 
-    /// The kernel against its reference, bit for bit. The point of both, that the GEMM path
-    /// gives the reference's bits too, is tested where that path lives:
-    /// `layers::conv::tests::gemm_path_gives_the_conv_fma_reference_bits`.
+    /// Each kernel this CPU runs (AVX2 + FMA, AVX-512) against the reference, bit for bit. The
+    /// point of all, that the GEMM path gives the reference's bits too, is tested where that
+    /// path lives: `layers::conv::tests::gemm_path_gives_the_conv_fma_reference_bits`.
     #[test]
     fn kernel_and_reference_agree_bit_for_bit() {
         if !available() {
             eprintln!("skipped: no AVX2 + FMA on this CPU (nor a fused matrixmultiply kernel)");
             return;
         }
-        for (c, h, k, o, seed) in SHAPES {
-            let x = random_array::<f32, Ix4>((5, c, h, k + 7), seed);
-            let (w, b) = params(c, k, o, seed);
-            let reference = run(&x, &w, &b, conv_image_reference);
-            let differ = differing_bits(&run(&x, &w, &b, fast), &reference);
-            assert_eq!(
-                differ, 0,
-                "{c}x{h}, k={k}: kernel: {differ} outputs differ in bits"
-            );
+        // Besides `SHAPES`, shapes that leave channels (6 = 5 + 1) and row pairs (2 of the
+        // AVX-512 kernel's 4) over, and one of two whole blocks of channels (10).
+        let extra = [(1, 9, 6, 6, 8), (3, 11, 4, 10, 9)];
+        for level in levels() {
+            for (c, h, k, o, seed) in SHAPES.into_iter().chain(extra) {
+                let x = random_array::<f32, Ix4>((5, c, h, k + 7), seed);
+                let (w, b) = params(c, k, o, seed);
+                let reference = run(&x, &w, &b, conv_image_reference);
+                let differ = differing_bits(&run(&x, &w, &b, fast(level)), &reference);
+                assert_eq!(
+                    differ, 0,
+                    "{level}, {c}x{h}, k={k}: kernel: {differ} outputs differ in bits"
+                );
+            }
         }
     }
 
     #[test]
     fn writes_every_output() {
-        if !available() {
-            eprintln!("skipped: no AVX2 + FMA on this CPU");
-            return;
-        }
         let (c, h, k, o) = (20, 12, 5, 50);
         let x = random_array::<f32, Ix4>((1, c, h, w_of(k)), 4);
         let (w, b) = params(c, k, o, 4);
-        // `run` fills with NaN first; random inputs give no NaN of their own.
-        let y = run(&x, &w, &b, fast);
-        assert!(
-            y.iter().all(|v| v.is_finite()),
-            "an output was left unwritten"
-        );
+        for level in levels() {
+            // `run` fills with NaN first; random inputs give no NaN of their own.
+            let y = run(&x, &w, &b, fast(level));
+            assert!(
+                y.iter().all(|v| v.is_finite()),
+                "{level}: an output was left unwritten"
+            );
+        }
     }
 
     fn w_of(k: usize) -> usize {

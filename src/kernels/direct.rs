@@ -23,6 +23,8 @@
 //! docs/performance.md, "What was done").
 
 use crate::data::IMAGE_SIDE;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::isa::{self, Isa};
 use crate::kernels::scalar::Scalar;
 use std::mem::MaybeUninit;
 
@@ -55,12 +57,13 @@ pub fn applies(c: usize, h: usize, w: usize, o: usize, k: usize) -> bool {
 pub fn conv_image<T: Scalar>(x: &[T], weight: &[T], bias: &[T], y: &mut [MaybeUninit<T>]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above; that is the only
-            // requirement `conv_image_avx512` adds to `conv_image_portable`.
+        let level = isa::selected();
+        if level >= Isa::Avx512 {
+            // SAFETY: the CPU supports AVX-512F (`isa::selected` never exceeds the CPU); that
+            // is the only requirement `conv_image_avx512` adds to `conv_image_portable`.
             return unsafe { conv_image_avx512(x, weight, bias, y) };
         }
-        if std::is_x86_feature_detected!("avx2") {
+        if level >= Isa::Avx2 {
             // SAFETY: as above, for AVX2.
             return unsafe { conv_image_avx2(x, weight, bias, y) };
         }

@@ -22,6 +22,9 @@
 //! logistic under 4e-7 (a few f32 ulps). Clamping changes the logistic only where it is already
 //! within 1e-38 of 0 or 1.
 
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::isa::{self, Isa};
+
 /// The naive logistic, element by element with the C library's `exp`.
 pub fn logistic_naive(v: &mut [f32]) {
     for x in v {
@@ -62,12 +65,13 @@ fn exp_cephes(x: f32) -> f32 {
 pub fn logistic(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above; that is the only
-            // requirement `logistic_avx512` adds to `logistic_portable`.
+        let level = isa::selected();
+        if level >= Isa::Avx512 {
+            // SAFETY: the CPU supports AVX-512F (`isa::selected` never exceeds the CPU); that
+            // is the only requirement `logistic_avx512` adds to `logistic_portable`.
             return unsafe { logistic_avx512(v) };
         }
-        if std::is_x86_feature_detected!("avx2") {
+        if level >= Isa::Avx2 {
             // SAFETY: as above, for AVX2.
             return unsafe { logistic_avx2(v) };
         }

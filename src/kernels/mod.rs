@@ -1,5 +1,6 @@
 //! Low-level kernels, each fast path beside the naive loop it is tested against, and every
-//! SIMD path of the crate: `scalar`, the element type and what each type (f32, f64) picks;
+//! SIMD path of the crate: `isa`, the one place the CPU is asked which vector instructions it
+//! has, and the switch (`ADVMNIST_KERNELS`) that forces a narrower path; `scalar`, the element type and what each type (f32, f64) picks;
 //! GEMM (`gemm`, `matrixmultiply`) and im2col/col2im for convolutions (`im2col`); a direct
 //! convolution for conv1's shape (`direct`) and one for output rows of 8 that keeps the GEMM
 //! path's bits (`conv_fma`, conv2); the weight gradient summed over max-pool windows
@@ -12,6 +13,7 @@ pub mod conv_fma;
 pub mod direct;
 pub mod gemm;
 pub mod im2col;
+pub mod isa;
 pub mod logistic;
 pub mod par_build;
 pub mod parallel;

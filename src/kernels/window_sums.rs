@@ -11,6 +11,8 @@
 //! CPU with AVX2 (detected at run time), as one 256-bit operation; any other kernel size takes
 //! [`window_sums_any_k`], its naive twin: the same sums in the same order.
 
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::isa::{self, Isa};
 use crate::kernels::scalar::Scalar;
 
 /// Columns of padding that let [`window_sums_5`] read 8 values from any patch row.
@@ -41,8 +43,8 @@ pub fn window_sums_5<T: Scalar>(
     sums: &mut [[T; 8]; 5],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above; that is the only requirement
+    if isa::selected() >= Isa::Avx2 {
+        // SAFETY: the CPU supports AVX2 (`isa::selected` never exceeds the CPU); that is the only requirement
         // `window_sums_5_avx2` adds to `window_sums_5_portable`.
         return unsafe { window_sums_5_avx2(g, argmax, x, w, pw, sums) };
     }

@@ -84,8 +84,8 @@ pub fn forward<'a, T: Scalar>(
 
 /// The forward pass, on the fastest path that applies to the shape: LeNet's conv1 (one input
 /// channel, 5x5, 28 columns) takes `kernels::direct`, image by image; a convolution with
-/// output rows of 8 (LeNet's conv2), on a CPU with AVX2 + FMA and without AVX-512
-/// (`conv_fma::chosen`), takes `kernels::conv_fma`, which gives
+/// output rows of 8 (LeNet's conv2), on a CPU with AVX2 + FMA (`conv_fma::chosen`), takes
+/// `kernels::conv_fma` (its AVX-512 or its AVX2 kernel), which gives
 /// [`infer_gemm`]'s bits without building `cols` or packing; every other shape takes
 /// [`infer_gemm`].
 pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {

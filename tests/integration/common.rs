@@ -6,9 +6,15 @@ use std::process::{Command, Output};
 /// Runs `advmnist ARGS` and returns what it printed. RAYON_NUM_THREADS is removed, so a
 /// developer's setting never changes a test's thread count.
 pub fn advmnist(args: &[&str]) -> Output {
+    advmnist_with(args, &[])
+}
+
+/// [`advmnist`] with environment variables `vars` set (`ADVMNIST_KERNELS`, say).
+pub fn advmnist_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_advmnist"))
         .args(args)
         .env_remove("RAYON_NUM_THREADS")
+        .envs(vars.iter().copied())
         .output()
         .expect("the advmnist binary runs")
 }

@@ -144,23 +144,50 @@ fn batches_cover_each_epoch_exactly_once() {
 /// and checks nothing, since another rounding is not a fault there.
 const TRAIN_300_SHA256: &str = "153cae5bcad9311c5bf2d9411b91cdc885c112772175cb63f9ddef126115a34f";
 
+/// Under every level of vector instructions this CPU runs (`ADVMNIST_KERNELS`), since each
+/// kernel path must give the same bits.
 #[test]
 fn a_300_iteration_model_keeps_its_pinned_bytes() {
-    #[cfg(target_arch = "x86_64")]
-    let defined = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    let defined = false;
-    if !defined {
+    use advmnist::kernels::isa::{self, Isa};
+    if isa::detected() < Isa::Avx2 {
         eprintln!("skipped: the pinned bytes are those of x86-64 CPUs with AVX2 and FMA");
         return;
     }
     let dir = TempDir::new().unwrap();
-    let out = dir.path().join("m.safetensors");
-    crate::common::ok(&["train", "--out", crate::common::s(&out), "--iters", "300"]);
-    let bytes = std::fs::read(&out).unwrap();
-    let got = advmnist::hashing::sha256_hex(&bytes);
-    assert_eq!(
-        got, TRAIN_300_SHA256,
-        "a 300-iteration `train` changed its bytes: every result of the crate may have changed"
-    );
+    for level in Isa::ALL.into_iter().filter(|&l| l <= isa::detected()) {
+        let out = dir.path().join(format!("m-{level}.safetensors"));
+        let args = ["train", "--out", crate::common::s(&out), "--iters", "300"];
+        let run = crate::common::advmnist_with(&args, &[(isa::VARIABLE, level.name())]);
+        assert!(
+            run.status.success(),
+            "{level}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let got = advmnist::hashing::sha256_hex(&std::fs::read(&out).unwrap());
+        assert_eq!(
+            got, TRAIN_300_SHA256,
+            "a 300-iteration `train` at level {level} changed its bytes: every result of the crate may have changed"
+        );
+    }
+}
+
+/// A level the CPU lacks, or a misspelt one, is refused before any work, naming the variable.
+#[test]
+fn a_kernel_level_the_cpu_lacks_is_refused() {
+    use advmnist::kernels::isa::{self, Isa};
+    let args = ["eval", "--model", "no-such-file.safetensors"];
+    let mut refused = vec!["sse9"];
+    if isa::detected() < Isa::Avx512 {
+        refused.push("avx512");
+    }
+    for value in refused {
+        let run = crate::common::advmnist_with(&args, &[(isa::VARIABLE, value)]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{value} was accepted");
+        assert!(
+            stderr.contains(&format!("ADVMNIST_KERNELS={value}"))
+                && !stderr.contains("no-such-file"),
+            "{value}: {stderr}"
+        );
+    }
 }
