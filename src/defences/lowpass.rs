@@ -99,7 +99,7 @@ impl LowPassFilter {
     /// the flipped kernel differ, so a backward that forgets the flip is caught. Not reachable
     /// from the command line; `variance` is NaN and the name `lowpass:custom`.
     pub fn custom(kernel_1d: Array1<f32>, noise: f32, seed: u64) -> Result<Self, String> {
-        if kernel_1d.len() % 2 == 0 || kernel_1d.iter().any(|v| !v.is_finite()) {
+        if kernel_1d.len().is_multiple_of(2) || kernel_1d.iter().any(|v| !v.is_finite()) {
             return Err(format!(
                 "a custom low-pass kernel needs an odd number of finite values, got {kernel_1d}"
             ));

@@ -59,8 +59,8 @@ pub fn applies(c: usize, h: usize, w: usize, o: usize, k: usize) -> bool {
         && k >= 1
         && h >= k
         && w + 1 == k + OUT_WIDTH
-        && (h - k + 1) % ROWS_AT_ONCE == 0
-        && o % CHANNELS_AT_ONCE == 0
+        && (h - k + 1).is_multiple_of(ROWS_AT_ONCE)
+        && o.is_multiple_of(CHANNELS_AT_ONCE)
 }
 
 /// Whether this CPU runs the AVX2 + FMA kernel (and, since the AVX-512 kernel needs AVX2 + FMA
@@ -392,7 +392,7 @@ unsafe fn block<const CH: usize, const RP: usize, const K: usize>(
     let mut step = at.ci * k * k;
     for ki in 0..k {
         for kj in 0..k {
-            if step != 0 && step % KC == 0 {
+            if step != 0 && step.is_multiple_of(KC) {
                 for (q, acc_q) in acc.iter_mut().enumerate() {
                     for (p, a) in acc_q.iter_mut().enumerate() {
                         let yq = at.y.add(offset(q, p));

@@ -45,8 +45,8 @@ pub fn applies(c: usize, h: usize, w: usize, o: usize, k: usize) -> bool {
         && k == K
         && w == WIDTH
         && h >= K
-        && (h - K + 1) % ROWS_AT_ONCE == 0
-        && o % CHANNELS_AT_ONCE == 0
+        && (h - K + 1).is_multiple_of(ROWS_AT_ONCE)
+        && o.is_multiple_of(CHANNELS_AT_ONCE)
 }
 
 /// `y (O, H-4, 24) = conv(x (H, 28), weight (O, 1, 5, 5)) + bias (O)` for one image, on the
@@ -109,11 +109,11 @@ fn conv_image_blocked<T: Scalar, const CH: usize, const RO: usize>(
     let h = x.len() / WIDTH;
     let oh = h - K + 1;
     assert!(
-        x.len() % WIDTH == 0 && applies(1, h, WIDTH, o, K),
+        x.len().is_multiple_of(WIDTH) && applies(1, h, WIDTH, o, K),
         "direct conv: unsupported shape"
     );
     assert!(
-        CHANNELS_AT_ONCE % CH == 0 && ROWS_AT_ONCE % RO == 0,
+        CHANNELS_AT_ONCE.is_multiple_of(CH) && ROWS_AT_ONCE.is_multiple_of(RO),
         "direct conv: a block divides the shapes `applies` admits"
     );
     assert_eq!(

@@ -26,7 +26,7 @@ pub struct MaxPoolCache {
 
 fn check_even(h: usize, w: usize) {
     assert!(
-        h % 2 == 0 && w % 2 == 0,
+        h.is_multiple_of(2) && w.is_multiple_of(2),
         "max-pool 2x2/2 needs even input sizes, got {h}x{w}"
     );
 }

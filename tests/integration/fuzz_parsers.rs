@@ -205,7 +205,7 @@ fn edit_safetensors(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
     let parsed = bytes
         .get(8..8usize.saturating_add(n))
         .and_then(|h| serde_json::from_slice::<serde_json::Map<String, Value>>(h).ok());
-    let Some(header) = parsed.filter(|_| field % 16 != 0) else {
+    let Some(header) = parsed.filter(|_| !field.is_multiple_of(16)) else {
         let mut b = bytes.to_vec();
         b[..8].copy_from_slice(&v.to_le_bytes());
         return b;
@@ -304,7 +304,7 @@ fn edit_safetensors_header(
 /// A safetensors file from its header and data.
 fn reassemble(header: &serde_json::Map<String, Value>, data: &[u8]) -> Vec<u8> {
     let mut text = serde_json::to_string(header).unwrap();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
@@ -323,7 +323,7 @@ fn edit_json(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
     };
     let v = value.as_u64();
     let edit = move |old: &Value| -> Value {
-        if v % 7 == 0 {
+        if v.is_multiple_of(7) {
             return value.as_json();
         }
         match old {
@@ -343,7 +343,7 @@ fn edit_json(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
             Value::Array(a) if !a.is_empty() => {
                 let mut a = a.clone();
                 let k = v as usize % a.len();
-                if v % 2 == 0 {
+                if v.is_multiple_of(2) {
                     a.remove(k);
                 } else {
                     a.push(a[k].clone());
@@ -353,7 +353,7 @@ fn edit_json(bytes: &[u8], field: usize, value: &FieldValue) -> Vec<u8> {
             Value::Object(o) if !o.is_empty() => {
                 let mut o = o.clone();
                 let key = o.keys().nth(v as usize % o.len()).unwrap().clone();
-                if v % 2 == 0 {
+                if v.is_multiple_of(2) {
                     o.remove(&key);
                 } else {
                     o.insert(format!("{key}_unknown"), Value::from(1));

@@ -158,7 +158,7 @@ pub fn run_online(
         &data.test.labels[..n],
     );
     let is_curve_point =
-        |t: u64| t == cfg.iterations || (cfg.eval_every > 0 && t % cfg.eval_every == 0);
+        |t: u64| t == cfg.iterations || (cfg.eval_every > 0 && t.is_multiple_of(cfg.eval_every));
     // The generic loop's evaluator sees only the weights: the observer hands it the iteration
     // (the loop reports an iteration before evaluating it), and it hands back the point.
     let current = AtomicU64::new(state.iteration);
