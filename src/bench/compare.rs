@@ -96,6 +96,7 @@ pub(crate) mod tests {
                 gflop_per_s: None,
                 gb_per_s: None,
                 share_of_peak: None,
+                share_of_fma_peak: None,
                 ceiling: None,
                 ceiling_rate: None,
                 share_of_ceiling: None,

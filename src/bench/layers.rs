@@ -129,7 +129,11 @@ pub fn layer_measurements(
     let mut conv2_grads = conv::ConvParams::zeros(50, 20, 5);
     add(
         "conv2/forward",
-        "conv2 forward (im2col + sgemm)",
+        if crate::kernels::conv_fma::chosen() {
+            "conv2 forward (direct, conv_fma)"
+        } else {
+            "conv2 forward (im2col + sgemm)"
+        },
         Work::flop(flop_of("conv2/forward"), p1s + w2 + y2s),
         &mut || {
             black_box(conv::forward(p1.view(), &net.conv2));
@@ -137,7 +141,11 @@ pub fn layer_measurements(
     );
     add(
         "conv2/weight_gradient",
-        "conv2 weight gradient (im2col + sgemm)",
+        if crate::kernels::conv_wgrad::chosen() {
+            "conv2 weight gradient (direct, conv_wgrad)"
+        } else {
+            "conv2 weight gradient (im2col + sgemm)"
+        },
         Work::flop(flop_of("conv2/weight_gradient"), y2s + p1s + 2.0 * w2),
         &mut || conv::backward_params(dy2.view(), &cache2, &mut conv2_grads),
     );

@@ -76,3 +76,103 @@ pub fn triad_measurement(level: &str, elements: usize, seconds: f64) -> Measurem
         },
     )
 }
+
+/// Independent accumulators of the FMA-throughput loop: more than the FMA units' latency times
+/// their count on any x86-64 core of the project's kind (4 cycles x 2 units = 8), so the loop
+/// is limited by issue, not by latency; 24 of AVX-512's 32 registers, 12 of AVX2's 16.
+const FMA_CHAINS_512: usize = 24;
+const FMA_CHAINS_256: usize = 12;
+/// Steps of each chain per call: about half a millisecond on a 3 GHz core.
+const FMA_STEPS: usize = 20_000;
+
+/// The FMA-throughput peak: on each of `threads` threads, [`FMA_STEPS`] steps of independent
+/// chains `a = a * m + c` at the widest vector level the kernels take (`isa::selected`):
+/// fused multiply-adds of 16 floats (AVX-512) or 8 (AVX2 + FMA); at the generic level a
+/// multiply and an add of the baseline's vectors. Counts 2 FLOPs per lane and step. This is
+/// the most floating-point work the cores do, whatever the memory: the ceiling no kernel can
+/// pass, where sgemm's 1024^3 is the one a good GEMM reaches.
+pub fn fma_peak_measurement(seconds: f64) -> Measurement {
+    let t = rayon::current_num_threads();
+    let level = crate::kernels::isa::selected();
+    let (lanes, chains) = match level {
+        crate::kernels::isa::Isa::Avx512 => (16, FMA_CHAINS_512),
+        crate::kernels::isa::Isa::Avx2 => (8, FMA_CHAINS_256),
+        crate::kernels::isa::Isa::Generic => (4, FMA_CHAINS_256),
+    };
+    let flop = 2.0 * (lanes * chains * FMA_STEPS) as f64;
+    let mut sinks = vec![0.0f32; t];
+    measure(
+        format!("fma/t{t}"),
+        "fma",
+        format!("FMA throughput: {chains} independent chains of {lanes}-float fused multiply-adds ({level})"),
+        Work::flop(flop * t as f64, 0.0),
+        seconds,
+        || {
+            sinks
+                .par_iter_mut()
+                .for_each(|s| *s = black_box(fma_chains(level, black_box(0.999))));
+        },
+    )
+}
+
+/// [`FMA_STEPS`] steps of the chains at `level`; returns a sum of them so none is optimised
+/// away. `m` < 1 keeps every value between 0 and 1: no overflow and no subnormal slows a step.
+fn fma_chains(level: crate::kernels::isa::Isa, m: f32) -> f32 {
+    use crate::kernels::isa::Isa;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `isa::selected` never exceeds what the CPU runs.
+        if level >= Isa::Avx512 {
+            return unsafe { fma_chains_avx512(m) };
+        }
+        if level >= Isa::Avx2 {
+            return unsafe { fma_chains_avx2(m) };
+        }
+    }
+    let _ = level;
+    let mut acc = [[0.5f32; 4]; FMA_CHAINS_256];
+    for _ in 0..FMA_STEPS {
+        for a in acc.iter_mut() {
+            for v in a.iter_mut() {
+                *v = *v * m + 0.001;
+            }
+        }
+    }
+    acc.iter().flatten().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn fma_chains_avx512(m: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (mv, c) = (_mm512_set1_ps(m), _mm512_set1_ps(0.001));
+    let mut acc = [_mm512_set1_ps(0.5); FMA_CHAINS_512];
+    for _ in 0..FMA_STEPS {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, mv, c);
+        }
+    }
+    let sum = acc
+        .iter()
+        .fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a));
+    _mm512_reduce_add_ps(sum)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains_avx2(m: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (mv, c) = (_mm256_set1_ps(m), _mm256_set1_ps(0.001));
+    let mut acc = [_mm256_set1_ps(0.5); FMA_CHAINS_256];
+    for _ in 0..FMA_STEPS {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, mv, c);
+        }
+    }
+    let mut out = [0.0f32; 8];
+    let sum = acc
+        .iter()
+        .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+    _mm256_storeu_ps(out.as_mut_ptr(), sum);
+    out.iter().sum()
+}

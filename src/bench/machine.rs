@@ -174,8 +174,9 @@ fn caches(dir: &Path) -> Vec<Cache> {
 
 /// Files under `src/` whose kernels choose a path at run time (through `isa::selected()`),
 /// each described by [`kernel_paths`]. A test keeps this list complete.
-pub const RUN_TIME_DISPATCH: [&str; 4] = [
+pub const RUN_TIME_DISPATCH: [&str; 5] = [
     "src/kernels/conv_fma.rs",
+    "src/kernels/conv_wgrad.rs",
     "src/kernels/direct.rs",
     "src/kernels/logistic.rs",
     "src/kernels/window_sums.rs",
@@ -247,6 +248,15 @@ pub fn kernel_paths() -> Vec<KernelPath> {
                 "AVX-512F".into()
             } else {
                 "AVX2 + FMA".into()
+            },
+        },
+        KernelPath {
+            kernel: "conv2 weight gradient, direct with the GEMM's bits".into(),
+            source: "src/kernels/conv_wgrad.rs (chosen)".into(),
+            path: if crate::kernels::conv_wgrad::chosen() {
+                "AVX-512F".into()
+            } else {
+                format!("not taken at level {level}: im2col + sgemm")
             },
         },
         KernelPath {

@@ -58,7 +58,7 @@ pub fn sample(seconds: f64, mut step: impl FnMut()) -> Vec<f64> {
 pub struct Measurement {
     /// Stable name, e.g. `sgemm/50x500x256/t2`, `layer/conv2/forward`, `workload/train/t1`.
     pub id: String,
-    /// `sgemm`, `bandwidth`, `layer`, `update` or `workload`.
+    /// `sgemm`, `fma`, `bandwidth`, `layer`, `update` or `workload`.
     pub group: String,
     pub what: String,
     pub threads: usize,
@@ -81,6 +81,10 @@ pub struct Measurement {
     pub gb_per_s: Option<f64>,
     /// GFLOP/s as a share of sgemm at 1024^3 on as many threads.
     pub share_of_peak: Option<f64>,
+    /// GFLOP/s as a share of the FMA-throughput peak (`fma/tT`) on as many threads. Absent
+    /// from reports written before it was measured.
+    #[serde(default)]
+    pub share_of_fma_peak: Option<f64>,
     /// What this figure is compared with, and that figure's rate (GFLOP/s or GB/s).
     pub ceiling: Option<String>,
     pub ceiling_rate: Option<f64>,
@@ -153,6 +157,7 @@ pub fn measure(
         gflop_per_s: per_second(work.flop),
         gb_per_s: per_second(work.bytes),
         share_of_peak: None,
+        share_of_fma_peak: None,
         ceiling: None,
         ceiling_rate: None,
         share_of_ceiling: None,

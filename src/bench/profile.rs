@@ -21,7 +21,9 @@
 
 use super::for_each_workload;
 use super::layers::layer_measurements;
-use super::limits::{sgemm_measurement, triad_measurement, CACHE_TRIAD_BYTES, LARGE_SQUARE};
+use super::limits::{
+    fma_peak_measurement, sgemm_measurement, triad_measurement, CACHE_TRIAD_BYTES, LARGE_SQUARE,
+};
 use super::machine::Machine;
 use super::measure::{measure, on_threads, Measurement, Work, SAMPLES};
 use super::shapes::{lenet_gemm_shapes, workload_products, GemmShape};
@@ -58,6 +60,12 @@ pub struct Settings {
 pub struct Ceilings {
     pub sgemm_peak_gflop_per_s: f64,
     pub sgemm_peak_figure: String,
+    /// The FMA-throughput peak (`limits::fma_peak_measurement`). Absent (0 and empty) from
+    /// reports written before it was measured.
+    #[serde(default)]
+    pub fma_peak_gflop_per_s: f64,
+    #[serde(default)]
+    pub fma_peak_figure: String,
     /// The triad from memory (arrays twice the largest cache).
     pub bandwidth_gb_per_s: f64,
     pub bandwidth_figure: String,
@@ -107,6 +115,9 @@ pub fn run(
     for t in 1..=cfg.max_threads {
         figures.extend(on_threads(t, || {
             let mut done = Vec::new();
+            let f = fma_peak_measurement(seconds);
+            progress(&f);
+            done.push(f);
             for shape in &unique {
                 let f = sgemm_measurement(shape, seconds);
                 progress(&f);
@@ -164,6 +175,7 @@ fn assemble(
     };
     let square = format!("{LARGE_SQUARE}x{LARGE_SQUARE}x{LARGE_SQUARE}");
     let peak_id = |t: usize| format!("sgemm/{square}/t{t}");
+    let fma_id = |t: usize| format!("fma/t{t}");
     let shapes = lenet_gemm_shapes(cfg.batch);
     let largest_cache = machine.largest_cache_bytes().unwrap_or(0) as f64;
     let snapshot = figures.clone();
@@ -171,6 +183,9 @@ fn assemble(
         let t = f.threads;
         if let (Some(g), Some(peak)) = (f.gflop_per_s, rate_of(&snapshot, &peak_id(t))) {
             f.share_of_peak = Some(g / peak);
+        }
+        if let (Some(g), Some(fma)) = (f.gflop_per_s, rate_of(&snapshot, &fma_id(t))) {
+            f.share_of_fma_peak = Some(g / fma);
         }
         let ceiling: Option<(String, Option<f64>)> = match f.group.as_str() {
             "layer" | "update" => {
@@ -264,6 +279,8 @@ fn assemble(
         ceilings: Ceilings {
             sgemm_peak_gflop_per_s: peak,
             sgemm_peak_figure: peak_id(n),
+            fma_peak_gflop_per_s: rate_of(&figures, &fma_id(n)).unwrap_or(0.0),
+            fma_peak_figure: fma_id(n),
             bandwidth_gb_per_s: bandwidth,
             bandwidth_figure: format!("bandwidth/memory/t{n}"),
             cache_bandwidth_gb_per_s: cache_bandwidth,

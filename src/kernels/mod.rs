@@ -10,6 +10,7 @@
 //! the layout `matrixmultiply` packs fastest.
 
 pub mod conv_fma;
+pub mod conv_wgrad;
 pub mod direct;
 pub mod gemm;
 pub mod im2col;

@@ -140,6 +140,13 @@ pub fn as_f32<T: Scalar>(v: &[T]) -> Option<&[f32]> {
         .then(|| unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) })
 }
 
+/// [`as_f32`] for an output to be overwritten.
+pub fn as_f32_mut<T: Scalar>(v: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: when T is f32 the slice already is a `[f32]` of that length.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut f32, v.len()) })
+}
+
 /// [`as_f32`] for an output that is still to be written.
 pub fn as_f32_uninit<T: Scalar>(v: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeUninit<f32>]> {
     // SAFETY: when T is f32 the slice already is a `[MaybeUninit<f32>]` of that length.

@@ -14,10 +14,10 @@ use crate::kernels::gemm::gemm;
 use crate::kernels::im2col::{col2im_add, im2col_group, out_size};
 use crate::kernels::par_build::{par_build, par_build_uninit, par_zeros};
 use crate::kernels::parallel::{images_per_product, min_pieces_per_job, IMAGES_PER_SUM};
-use crate::kernels::scalar::{as_f32, as_f32_uninit, Scalar};
+use crate::kernels::scalar::{as_f32, as_f32_mut, as_f32_uninit, Scalar};
 use crate::kernels::scratch::with_scratch;
 use crate::kernels::window_sums::{window_sums_5, window_sums_any_k, PAD};
-use crate::kernels::{conv_fma, direct};
+use crate::kernels::{conv_fma, conv_wgrad, direct};
 use ndarray::{
     s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis,
     CowArray, Ix4,
@@ -191,7 +191,58 @@ pub fn infer_gemm<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
 /// `x (G, C, H, W)`: `dW_g (O, C*K*K) = dY_g (O, G*P) x cols_g^T (G*P, C*K*K)` and
 /// `db_g[o] = sum` of `dY_g`'s row `o` (the bias is added at every position of every image).
 /// Used per fixed group of [`IMAGES_PER_SUM`] images, whose results are then summed in order.
+///
+/// A convolution with output rows of 8 and at most 64 output channels (LeNet's conv2) takes
+/// `kernels::conv_wgrad` for `dW_g` at the AVX-512 level (`conv_wgrad::chosen`): the same bits
+/// as the GEMM without building `cols` or packing. Every other case takes
+/// [`group_param_gradients_gemm`].
 pub fn group_param_gradients<T: Scalar>(
+    d_out: ArrayView4<T>,
+    x: ArrayView4<T>,
+    k: usize,
+) -> (Array2<T>, Array1<T>) {
+    let (g, o, oh, ow) = d_out.dim();
+    let (_, c, h, w) = x.dim();
+    if conv_wgrad::applies(c, h, w, o, k) && conv_wgrad::chosen() {
+        let (d_out, x) = (d_out.as_standard_layout(), x.as_standard_layout());
+        let (dys, xs) = (
+            as_f32(d_out.as_slice().expect("standard layout")),
+            as_f32(x.as_slice().expect("standard layout")),
+        );
+        if let (Some(dys), Some(xs)) = (dys, xs) {
+            let mut dw = Array2::<T>::zeros((o, c * k * k));
+            let dw_f32 =
+                as_f32_mut(dw.as_slice_mut().expect("standard layout")).expect("T is f32: x was");
+            let shape = conv_wgrad::Shape { g, c, h, w, o, k };
+            conv_wgrad::weight_gradient(dys, xs, shape, dw_f32);
+            return (dw, bias_gradient(d_out.view(), o, oh * ow));
+        }
+    }
+    group_param_gradients_gemm(d_out, x, k)
+}
+
+/// `db_g[o] = sum` of `dY_g`'s row `o`, with `dY_g (O, G*P)` laid out as the GEMM path lays it
+/// out and summed by the same call, so both paths give the same bits.
+fn bias_gradient<T: Scalar>(d_out: ArrayView4<T>, o: usize, p: usize) -> Array1<T> {
+    let g = d_out.dim().0;
+    with_scratch(o * g * p, |dy_buffer| {
+        let mut dy = ArrayViewMut2::from_shape((o, g * p), dy_buffer).expect("sizes agree");
+        lay_out_group(d_out, &mut dy, p);
+        dy.sum_axis(Axis(1))
+    })
+}
+
+/// `dY_g (O, G*P)`: image i's (O, P) block is column block i, as in `cols`.
+fn lay_out_group<T: Scalar>(d_out: ArrayView4<T>, dy: &mut ArrayViewMut2<T>, p: usize) {
+    let o = d_out.dim().1;
+    for (i, dyi) in d_out.outer_iter().enumerate() {
+        dy.slice_mut(s![.., i * p..(i + 1) * p])
+            .assign(&dyi.into_shape_with_order((o, p)).expect("contiguous d_out"));
+    }
+}
+
+/// [`group_param_gradients`] through im2col and `matrixmultiply`, for every shape.
+pub fn group_param_gradients_gemm<T: Scalar>(
     d_out: ArrayView4<T>,
     x: ArrayView4<T>,
     k: usize,
@@ -202,12 +253,8 @@ pub fn group_param_gradients<T: Scalar>(
     with_scratch(c * k * k * g * p, |buffer| {
         let cols = im2col_group(x, k, buffer);
         with_scratch(o * g * p, |dy_buffer| {
-            // dY_g laid out like cols: image i's (O, P) block is column block i.
             let mut dy = ArrayViewMut2::from_shape((o, g * p), dy_buffer).expect("sizes agree");
-            for (i, dyi) in d_out.outer_iter().enumerate() {
-                dy.slice_mut(s![.., i * p..(i + 1) * p])
-                    .assign(&dyi.into_shape_with_order((o, p)).expect("contiguous d_out"));
-            }
+            lay_out_group(d_out, &mut dy, p);
             let mut dw = Array2::zeros((o, c * k * k));
             // beta = 0: dW_g is written, not accumulated.
             gemm(T::one(), dy.view(), cols.t(), T::zero(), dw.view_mut());
@@ -508,6 +555,42 @@ mod tests {
                 differ, 0,
                 "{c}x{h}, k={k}: GEMM path: {differ} outputs differ in bits"
             );
+        }
+    }
+
+    /// The point of `kernels::conv_wgrad`: [`group_param_gradients_gemm`] (im2col +
+    /// `matrixmultiply`) gives the bits of the kernel's reference (which the kernel matches:
+    /// `conv_wgrad::tests::kernel_and_reference_agree_bit_for_bit`), for groups of 8 images
+    /// (two KC blocks, as in training) and 3, and the dispatching function gives them too,
+    /// bias gradient included.
+    #[test]
+    fn gemm_weight_gradient_gives_the_conv_wgrad_reference_bits() {
+        use crate::kernels::conv_wgrad::{weight_gradient_reference, Shape};
+        use crate::testutil::differing_bits;
+        if !conv_fma::available() {
+            eprintln!("skipped: no AVX2 + FMA on this CPU (nor a fused matrixmultiply kernel)");
+            return;
+        }
+        for (g, c, h, k, o, seed) in [(8, 20, 12, 5, 50, 60), (3, 4, 12, 5, 9, 61)] {
+            let w = k + 7;
+            let x = random_array::<f32, Ix4>((g, c, h, w), seed);
+            let dy = random_array::<f32, Ix4>((g, o, h - k + 1, 8), seed + 1);
+            let mut reference = Array2::<f32>::zeros((o, c * k * k));
+            weight_gradient_reference(
+                dy.as_slice().unwrap(),
+                x.as_slice().unwrap(),
+                Shape { g, c, h, w, o, k },
+                reference.as_slice_mut().unwrap(),
+            );
+            let (gemm_w, gemm_b) = group_param_gradients_gemm(dy.view(), x.view(), k);
+            let differ = differing_bits(&gemm_w, &reference);
+            assert_eq!(
+                differ, 0,
+                "{g} images, {o} channels: GEMM path: {differ} differ"
+            );
+            let (w_any, b_any) = group_param_gradients(dy.view(), x.view(), k);
+            assert_eq!(differing_bits(&w_any, &reference), 0, "dispatched dW");
+            assert_eq!(differing_bits(&b_any, &gemm_b), 0, "dispatched db");
         }
     }
 

@@ -88,6 +88,8 @@ fn report_has_every_documented_key_and_compares_with_a_copy() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     for id in [
+        "fma/t1",
+        "fma/t2",
         "sgemm/1024x1024x1024/t1",
         "sgemm/1024x1024x1024/t2",
         "sgemm/50x500x256/t2",
@@ -104,6 +106,27 @@ fn report_has_every_documented_key_and_compares_with_a_copy() {
         "workload/dae_infer/t1",
     ] {
         assert!(ids.contains(&id), "no figure {id} in {ids:?}");
+    }
+    // Every GFLOP/s figure's share of the FMA peak is its rate over `fma/tT`'s.
+    let figures = json["figures"].as_array().unwrap();
+    let rate = |id: &str| {
+        figures.iter().find(|f| f["id"] == id).unwrap()["rate"]["median"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        json["ceilings"]["fma_peak_gflop_per_s"].as_f64(),
+        Some(rate("fma/t2"))
+    );
+    for f in figures.iter().filter(|f| f["gflop_per_s"].is_number()) {
+        let t = f["threads"].as_u64().unwrap();
+        let want = f["gflop_per_s"].as_f64().unwrap() / rate(&format!("fma/t{t}"));
+        let got = f["share_of_fma_peak"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-12 * want,
+            "{}: {got} vs {want}",
+            f["id"]
+        );
     }
     let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
     for part in [
@@ -157,6 +180,7 @@ fn report_has_every_documented_key_and_compares_with_a_copy() {
         .lines()
         .filter(|l| {
             l.starts_with("| sgemm/")
+                || l.starts_with("| fma/")
                 || l.starts_with("| layer/")
                 || l.starts_with("| workload/")
                 || l.starts_with("| bandwidth/")

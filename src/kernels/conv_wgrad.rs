@@ -1,0 +1,377 @@
+//! A direct weight gradient for LeNet's conv2 (any convolution whose output rows are 8 wide and
+//! that has at most 64 output channels) on AVX-512 that gives **the same bits as the im2col +
+//! GEMM path** it replaces (`layers::conv::group_param_gradients`). Its naive twin is
+//! [`weight_gradient_reference`]; `im2col::conv2d_naive_backward` checks both to rounding.
+//!
+//! For a group of `G` images the GEMM path computes `dW (O, C*K*K) = dY (O, G*P) x cols^T
+//! (G*P, C*K*K)` with `matrixmultiply`, `beta = 0`. Its rule per element (`sgemm_kernel.rs`,
+//! `kernel_target_avx512`, and `gemm.rs`'s loop 4): the inner dimension, here the group's
+//! positions `r = image * P + p` in order, is cut into blocks of [`KC`] = 256; each block's
+//! products are one chain of fused multiply-adds from +0.0; the first block's chain is written
+//! (`beta = 0`: `c = 1 * ab`), each later block's added (`c = c + ab`, one rounding). This
+//! kernel does exactly that.
+//!
+//! Why: on the 2-core AVX-512 Xeon the GEMM path's weight gradient ran at 62% of sgemm at its
+//! own shape (`advmnist bench --report`, 2026-12-07): it builds `cols` (im2col, 1 MB per group
+//! of 8 images) which `matrixmultiply` then copies again into packed panels, and conv2's 50
+//! output channels fill 50/64 of its 16 x 16 tiles anyway. Here the output channels are the
+//! vector lanes (4 registers of 16 hold 64 lanes, 50 used: the same waste as the GEMM's tiles),
+//! each step of the chain broadcasts one input value `x[c, i + ki, j + kj]` straight from the
+//! image, and the output gradient is transposed once per image to `dY^T (P, 64)` (16 KB). No
+//! im2col, no packing; per image the image, `dY^T` and the running chains of one input row
+//! stay in L1 and L2.
+//!
+//! Register blocking: for one input channel `c` and kernel row `ki`, the 5 taps `kj` x 4
+//! vectors of channels = 20 registers of sums, plus 4 of `dY^T` and 1 broadcast: 25 of 32.
+//! Per position, 4 loads and 5 broadcasts for 20 fused multiply-adds. The chains of all
+//! `C*K*K` weights live in a buffer `chains (C*K*K, 64)` between positions' runs (each block
+//! loads its 20 registers, runs a run of positions, stores them).
+
+use crate::kernels::isa::{self, Isa};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::scratch::with_scratch;
+
+/// Output positions per row: as in `conv_fma`.
+pub const OUT_WIDTH: usize = 8;
+/// `matrixmultiply`'s block of the inner dimension for f32 (as in `conv_fma`).
+pub const KC: usize = crate::kernels::conv_fma::KC;
+/// The most output channels the kernel holds as lanes: 4 registers of 16.
+pub const MAX_CHANNELS: usize = 64;
+/// Taps of one kernel row summed side by side.
+pub const TAPS_AT_ONCE: usize = 5;
+
+/// The shape of a group's convolution: `g` images of `c` input channels of `h x w`, `o`
+/// output channels, kernel `k` (stride 1, no padding).
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub g: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub k: usize,
+}
+
+impl Shape {
+    fn out_height(&self) -> usize {
+        self.h - self.k + 1
+    }
+    fn positions(&self) -> usize {
+        self.out_height() * OUT_WIDTH
+    }
+    fn inner(&self) -> usize {
+        self.c * self.k * self.k
+    }
+    fn check(&self, dy: usize, x: usize, dw: usize) {
+        let Shape { g, c, h, w, o, k } = *self;
+        assert!(
+            applies(c, h, w, o, k),
+            "conv_wgrad: unsupported shape {self:?}"
+        );
+        assert_eq!(
+            dy,
+            g * o * self.positions(),
+            "conv_wgrad: dy is (G, O, OH, 8)"
+        );
+        assert_eq!(x, g * c * h * w, "conv_wgrad: x is (G, C, H, W)");
+        assert_eq!(dw, o * self.inner(), "conv_wgrad: dw is (O, C*K*K)");
+    }
+}
+
+/// Whether [`weight_gradient`] handles a convolution of this shape: `c` input channels of
+/// `h x w`, `o` output channels, kernel `k`, output rows of 8.
+pub fn applies(c: usize, h: usize, w: usize, o: usize, k: usize) -> bool {
+    c >= 1 && k >= 1 && h >= k && w + 1 == k + OUT_WIDTH && (1..=MAX_CHANNELS).contains(&o)
+}
+
+/// Whether `conv::group_param_gradients` takes the kernel: at the AVX-512 level
+/// (`isa::selected()`). Elsewhere the GEMM path is kept.
+pub fn chosen() -> bool {
+    isa::selected() >= Isa::Avx512
+}
+
+/// Whether this CPU runs the kernel (for the tests, which run it whatever the switch says).
+pub fn available() -> bool {
+    isa::detected() >= Isa::Avx512
+}
+
+/// `dw (O, C*K*K) = sum over the group's images and positions of dy x patch`, with the GEMM
+/// path's bits. [`available`] must be true and the shape must satisfy [`applies`]. Every
+/// element of `dw` is written.
+pub fn weight_gradient(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
+    shape.check(dy.len(), x.len(), dw.len());
+    assert!(available(), "conv_wgrad: this CPU has no AVX-512");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU runs AVX-512 (just checked), and the slices' lengths match the shape
+    // (`check`), which is all the kernel's pointer arithmetic relies on.
+    unsafe {
+        weight_gradient_avx512(dy, x, shape, dw)
+    }
+}
+
+/// The kernel: image by image, each image's positions in runs that end at the group's
+/// multiples of [`KC`]; after each such run (and after the last) the chains go into the
+/// output (written the first time, added after) and restart from zero.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
+    let Shape { g, c, h, w, o, .. } = shape;
+    let (p, inner) = (shape.positions(), shape.inner());
+    let vectors = o.div_ceil(16);
+    let lanes = vectors * 16;
+    with_scratch(p * lanes + 2 * inner * lanes, |buffer: &mut [f32]| {
+        let (dyt, rest) = buffer.split_at_mut(p * lanes);
+        let (chains, out) = rest.split_at_mut(inner * lanes);
+        chains.fill(0.0);
+        dyt.fill(0.0); // the lanes past `o` stay zero
+        let mut written = false;
+        let mut flush = |chains: &mut [f32], out: &mut [f32]| {
+            if written {
+                for (d, s) in out.iter_mut().zip(chains.iter()) {
+                    *d += *s;
+                }
+            } else {
+                out.copy_from_slice(chains);
+                written = true;
+            }
+            chains.fill(0.0);
+        };
+        let mut r = 0; // the group's position index: image * P + position
+        for image in 0..g {
+            // dY^T (P, lanes) of this image.
+            for (q, row) in dy[image * o * p..][..o * p].chunks_exact(p).enumerate() {
+                for (pos, &v) in row.iter().enumerate() {
+                    dyt[pos * lanes + q] = v;
+                }
+            }
+            let xi = &x[image * c * h * w..][..c * h * w];
+            let mut start = 0;
+            while start < p {
+                let end = p.min(start + (KC - r % KC));
+                let run = Run {
+                    shape,
+                    lanes,
+                    x: xi.as_ptr(),
+                    dyt: dyt.as_ptr(),
+                    chains: chains.as_mut_ptr(),
+                    start,
+                    end,
+                };
+                match vectors {
+                    1 => rows::<1>(&run),
+                    2 => rows::<2>(&run),
+                    3 => rows::<3>(&run),
+                    _ => rows::<4>(&run),
+                }
+                r += end - start;
+                start = end;
+                if r % KC == 0 {
+                    flush(chains, out);
+                }
+            }
+        }
+        if r % KC != 0 {
+            flush(chains, out);
+        }
+        // out (C*K*K, lanes) -> dw (O, C*K*K)
+        for (q, dw_row) in dw.chunks_exact_mut(inner).enumerate() {
+            for (s, d) in dw_row.iter_mut().enumerate() {
+                *d = out[s * lanes + q];
+            }
+        }
+    })
+}
+
+/// One run of positions `start..end` of one image, and what every block shares.
+#[cfg(target_arch = "x86_64")]
+struct Run {
+    shape: Shape,
+    lanes: usize,
+    x: *const f32,    // (C, H, W): this image
+    dyt: *const f32,  // (P, lanes): this image
+    chains: *mut f32, // (C*K*K, lanes)
+    start: usize,
+    end: usize,
+}
+
+/// Every input channel and kernel row of one run, in blocks of [`TAPS_AT_ONCE`] taps (and the
+/// taps left over one at a time, for kernels other than 5 wide).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn rows<const V: usize>(run: &Run) {
+    let Shape { c, k, .. } = run.shape;
+    let whole = k - k % TAPS_AT_ONCE;
+    for ci in 0..c {
+        for ki in 0..k {
+            for kj0 in (0..whole).step_by(TAPS_AT_ONCE) {
+                taps::<V, TAPS_AT_ONCE>(run, ci, ki, kj0);
+            }
+            for kj0 in whole..k {
+                taps::<V, 1>(run, ci, ki, kj0);
+            }
+        }
+    }
+}
+
+/// The chains of weights `(ci, ki, kj0..kj0 + T)` for all channels (`V` vectors of 16), over
+/// the run's positions in order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn taps<const V: usize, const T: usize>(run: &Run, ci: usize, ki: usize, kj0: usize) {
+    use std::arch::x86_64::*;
+    let Shape { h, w, k, .. } = run.shape;
+    let s0 = (ci * k + ki) * k + kj0;
+    let chain = |t: usize, v: usize| run.chains.add((s0 + t) * run.lanes + v * 16);
+    let mut acc: [[__m512; V]; T] =
+        std::array::from_fn(|t| std::array::from_fn(|v| _mm512_loadu_ps(chain(t, v))));
+    for pos in run.start..run.end {
+        let (i, j) = (pos / OUT_WIDTH, pos % OUT_WIDTH);
+        let dv: [__m512; V] =
+            std::array::from_fn(|v| _mm512_loadu_ps(run.dyt.add(pos * run.lanes + v * 16)));
+        let xrow = run.x.add((ci * h + i + ki) * w + j + kj0);
+        for (t, acc_t) in acc.iter_mut().enumerate() {
+            let xb = _mm512_set1_ps(*xrow.add(t));
+            for (a, &d) in acc_t.iter_mut().zip(&dv) {
+                *a = _mm512_fmadd_ps(d, xb, *a);
+            }
+        }
+    }
+    for (t, acc_t) in acc.iter().enumerate() {
+        for (v, a) in acc_t.iter().enumerate() {
+            _mm512_storeu_ps(chain(t, v), *a);
+        }
+    }
+}
+
+/// The naive twin: every weight's gradient on its own, by the same rule (each [`KC`] block of
+/// the group's positions a chain of fused multiply-adds from +0.0; the first block's chain
+/// written, each later one added). `f32::mul_add` is fused on every target, so this runs
+/// anywhere and defines the bits.
+pub fn weight_gradient_reference(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
+    shape.check(dy.len(), x.len(), dw.len());
+    let Shape { g, c, h, w, o, k } = shape;
+    let (p, inner) = (shape.positions(), shape.inner());
+    for q in 0..o {
+        for s in 0..inner {
+            let (ci, ki, kj) = (s / (k * k), s / k % k, s % k);
+            let (mut out, mut chain) = (None::<f32>, 0.0f32);
+            for r in 0..g * p {
+                if r != 0 && r % KC == 0 {
+                    out = Some(out.map_or(chain, |v| v + chain));
+                    chain = 0.0;
+                }
+                let (image, pos) = (r / p, r % p);
+                let (i, j) = (pos / OUT_WIDTH, pos % OUT_WIDTH);
+                let d = dy[(image * o + q) * p + pos];
+                let xv = x[((image * c + ci) * h + i + ki) * w + j + kj];
+                chain = d.mul_add(xv, chain);
+            }
+            dw[q * inner + s] = out.map_or(chain, |v| v + chain);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::im2col::conv2d_naive_backward;
+    use crate::testutil::{differing_bits, random_array};
+    use ndarray::{Array2, Array4, Ix4};
+
+    /// (g, c, h, k, o, seed), w = k + 7: LeNet's conv2 over a group of 8 images (two KC blocks
+    /// at an image boundary) and of 3 (one block, not full); blocks that end inside an image
+    /// (P = 72: 256 = 3 * 72 + 40); a kernel of 7 (taps 5 + 1 + 1); 1 to 4 vectors of channels.
+    const SHAPES: [(usize, usize, usize, usize, usize, u64); 6] = [
+        (8, 20, 12, 5, 50, 1),
+        (3, 20, 12, 5, 50, 2),
+        (5, 2, 13, 5, 17, 3),
+        (2, 3, 12, 7, 6, 4),
+        (4, 1, 9, 5, 64, 5),
+        (9, 4, 12, 5, 33, 6),
+    ];
+
+    fn inputs(
+        (g, c, h, k, o, seed): (usize, usize, usize, usize, usize, u64),
+    ) -> (Array4<f32>, Array4<f32>, Shape) {
+        let w = k + OUT_WIDTH - 1;
+        let x = random_array::<f32, Ix4>((g, c, h, w), seed);
+        let dy = random_array::<f32, Ix4>((g, o, h - k + 1, OUT_WIDTH), seed + 100);
+        (dy, x, Shape { g, c, h, w, o, k })
+    }
+
+    fn run(
+        dy: &Array4<f32>,
+        x: &Array4<f32>,
+        shape: Shape,
+        f: fn(&[f32], &[f32], Shape, &mut [f32]),
+    ) -> Array2<f32> {
+        // NaN first: an output the kernel failed to write would show.
+        let mut dw = Array2::from_elem((shape.o, shape.inner()), f32::NAN);
+        f(
+            dy.as_slice().unwrap(),
+            x.as_slice().unwrap(),
+            shape,
+            dw.as_slice_mut().unwrap(),
+        );
+        dw
+    }
+
+    /// The reference against the naive loops in f64, within the bound for a sum of `G*P`
+    /// products rounded in f32 (every fused step and every block's addition rounds once):
+    /// `|error| <= n * 2^-24 * sum of |terms|`, `n = G*P + 1`.
+    #[test]
+    fn reference_matches_naive_loops() {
+        for case in SHAPES {
+            let (dy, x, shape) = inputs(case);
+            let got = run(&dy, &x, shape, weight_gradient_reference);
+            let f64s = |a: &Array4<f32>| a.mapv(f64::from);
+            let w0 = ndarray::Array4::<f64>::zeros((shape.o, shape.c, shape.k, shape.k));
+            let (_, want, _) = conv2d_naive_backward(f64s(&dy).view(), f64s(&x).view(), w0.view());
+            let abs = |a: &Array4<f32>| a.mapv(|v| f64::from(v.abs()));
+            let (_, magnitude, _) =
+                conv2d_naive_backward(abs(&dy).view(), abs(&x).view(), w0.view());
+            let n = (shape.g * shape.positions() + 1) as f64;
+            let want = want
+                .into_shape_with_order((shape.o, shape.inner()))
+                .unwrap();
+            let magnitude = magnitude
+                .into_shape_with_order((shape.o, shape.inner()))
+                .unwrap();
+            for ((a, e), m) in got.iter().zip(want.iter()).zip(magnitude.iter()) {
+                let tol = n * f64::from(f32::EPSILON) / 2.0 * m;
+                assert!(
+                    (f64::from(*a) - e).abs() <= tol,
+                    "{shape:?}: {a} vs {e} (tolerance {tol})"
+                );
+            }
+        }
+    }
+
+    /// The kernel against its reference, bit for bit (and every output written). That the
+    /// GEMM path gives the reference's bits too is tested where that path lives:
+    /// `layers::conv::tests::gemm_weight_gradient_gives_the_conv_wgrad_reference_bits`.
+    #[test]
+    fn kernel_and_reference_agree_bit_for_bit() {
+        if !available() {
+            eprintln!("skipped: no AVX-512 on this CPU");
+            return;
+        }
+        for case in SHAPES {
+            let (dy, x, shape) = inputs(case);
+            let reference = run(&dy, &x, shape, weight_gradient_reference);
+            let fast = run(&dy, &x, shape, weight_gradient);
+            assert!(fast.iter().all(|v| v.is_finite()), "{shape:?}: unwritten");
+            let differ = differing_bits(&fast, &reference);
+            assert_eq!(differ, 0, "{shape:?}: {differ} weights differ in bits");
+        }
+    }
+
+    #[test]
+    fn applies_to_rows_of_eight_and_at_most_64_channels() {
+        assert!(applies(20, 12, 12, 50, 5)); // LeNet's conv2
+        assert!(!applies(1, 28, 28, 20, 5)); // conv1: rows of 24
+        assert!(!applies(20, 12, 12, 65, 5)); // 65 channels: more than 4 vectors
+        assert!(applies(20, 11, 12, 7, 5)); // any number of output rows
+    }
+}
