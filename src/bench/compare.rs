@@ -120,6 +120,8 @@ pub(crate) mod tests {
                 ceilings: Ceilings {
                     sgemm_peak_gflop_per_s: 1.0,
                     sgemm_peak_figure: "x".into(),
+                    fma_peak_gflop_per_s: 1.0,
+                    fma_peak_figure: "f".into(),
                     bandwidth_gb_per_s: 1.0,
                     bandwidth_figure: "y".into(),
                     cache_bandwidth_gb_per_s: 1.0,

@@ -378,7 +378,9 @@ mod tests {
         // it again only to name `matrixmultiply`'s own choice.
         asks_cpu.sort();
         assert_eq!(asks_cpu, ["src/bench/machine.rs", "src/kernels/isa.rs"]);
-        found.retain(|f| f != "src/bench/machine.rs");
+        // This file reports the choices; `bench/limits.rs`'s FMA-throughput loop measures the
+        // level itself (the report names the level in the figure's `what`).
+        found.retain(|f| f != "src/bench/machine.rs" && f != "src/bench/limits.rs");
 
         found.sort();
         assert_eq!(found, RUN_TIME_DISPATCH.to_vec());
