@@ -38,9 +38,31 @@ fn layers(c: &mut Criterion) {
         });
         // The im2col + GEMM path that `kernels::conv_fma` replaces for conv2 (same bits), to
         // show what the direct kernel gains on this machine.
+        // The same for `kernels::conv_wgrad`: the GEMM path of one group's weight gradient,
+        // group by group as `backward_params` runs it.
         if name == "conv2" {
             g.bench_function(BenchmarkId::new("forward_gemm", name), |b| {
                 b.iter(|| black_box(conv::infer_gemm(x.view(), p)))
+            });
+            g.bench_function(BenchmarkId::new("backward_params_gemm", name), |b| {
+                b.iter(|| {
+                    for (dyg, xg) in dy
+                        .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
+                        .zip(x.axis_chunks_iter(Axis(0), IMAGES_PER_SUM))
+                    {
+                        black_box(conv::group_param_gradients_gemm(dyg, xg, 5));
+                    }
+                })
+            });
+            g.bench_function(BenchmarkId::new("group_param_gradients", name), |b| {
+                b.iter(|| {
+                    for (dyg, xg) in dy
+                        .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
+                        .zip(x.axis_chunks_iter(Axis(0), IMAGES_PER_SUM))
+                    {
+                        black_box(conv::group_param_gradients(dyg, xg, 5));
+                    }
+                })
             });
         }
     }

@@ -119,29 +119,60 @@ impl Shape {
     }
 }
 
+/// The weights `(O, C*K*K)` as the kernel of one level reads them, prepared once for all the
+/// images of a call: at the AVX-512 level, each whole block of [`CHANNELS_AT_ONCE_512`]
+/// channels is interleaved step by step, `(O / 5, C*K*K, 5)`, so that a step's 5 broadcasts
+/// read one cache line through one pointer (with the 5 rows apart, the kernel ran out of
+/// registers for their pointers and reloaded them from the stack at every step). Other levels
+/// read the weights as they are. Only the layout changes: the bits do not depend on it.
+pub struct Weights<'a> {
+    level: Isa,
+    weight: &'a [f32],
+    blocked: Vec<f32>,
+}
+
+impl<'a> Weights<'a> {
+    /// `weight (O, C*K*K)` for the kernel of `level`, with `o` output channels.
+    pub fn new(level: Isa, weight: &'a [f32], o: usize) -> Self {
+        assert!(
+            o > 0 && weight.len() % o == 0,
+            "conv_fma: weight is (O, C*K*K)"
+        );
+        let inner = weight.len() / o;
+        let mut blocked = Vec::new();
+        if level >= Isa::Avx512 {
+            const CH: usize = CHANNELS_AT_ONCE_512;
+            let whole = o - o % CH;
+            blocked.reserve_exact(whole * inner);
+            for o0 in (0..whole).step_by(CH) {
+                for step in 0..inner {
+                    for q in 0..CH {
+                        blocked.push(weight[(o0 + q) * inner + step]);
+                    }
+                }
+            }
+        }
+        Weights {
+            level,
+            weight,
+            blocked,
+        }
+    }
+}
+
 /// `y (O, H-K+1, 8) = conv(x (C, H, W), weight (O, C, K, K)) + bias (O)` for one image, with
-/// the GEMM path's bits, on the kernel of the selected level (`isa::selected()`): AVX-512 or
-/// AVX2 + FMA. [`chosen`] must be true and the shape must satisfy [`applies`]. Every element of
-/// `y` is written, so it may be uninitialised (`writes_every_output`).
+/// the GEMM path's bits, on the kernel of the weights' level (AVX-512 or AVX2 + FMA; for the
+/// selected one, `isa::selected()`, which [`chosen`] must allow). The shape must satisfy
+/// [`applies`]. Every element of `y` is written, so it may be uninitialised
+/// (`writes_every_output`).
 pub fn conv_image(
     x: &[f32],
     shape: Shape,
-    weight: &[f32],
+    weights: &Weights,
     bias: &[f32],
     y: &mut [MaybeUninit<f32>],
 ) {
-    conv_image_at(isa::selected(), x, shape, weight, bias, y)
-}
-
-/// [`conv_image`] on the kernel of `level`, which the CPU must run and must be AVX2 or above.
-pub fn conv_image_at(
-    level: Isa,
-    x: &[f32],
-    shape: Shape,
-    weight: &[f32],
-    bias: &[f32],
-    y: &mut [MaybeUninit<f32>],
-) {
+    let (level, weight) = (weights.level, weights.weight);
     shape.check(x.len(), weight.len(), bias.len(), y.len());
     assert!(
         level >= Isa::Avx2 && level <= isa::detected(),
@@ -149,11 +180,12 @@ pub fn conv_image_at(
         isa::detected()
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU runs `level` (just checked), and the slices' lengths match the shape
-    // (`check`), which is all the kernels' pointer arithmetic relies on.
+    // SAFETY: the CPU runs `level` (just checked), the slices' lengths match the shape
+    // (`check`), and `blocked` was built for this weight at this level, which is all the
+    // kernels' pointer arithmetic relies on.
     unsafe {
         if level >= Isa::Avx512 {
-            conv_image_avx512(x, shape, weight, bias, y)
+            conv_image_avx512(x, shape, weights, bias, y)
         } else {
             conv_image_avx2(x, shape, weight, bias, y)
         }
@@ -267,22 +299,27 @@ unsafe fn blocks<const K: usize>(
 /// fused multiply-adds. LeNet's conv2 (50 channels, 8 output rows) is 10 x 1 such blocks.
 pub const CHANNELS_AT_ONCE_512: usize = 5;
 pub const ROW_PAIRS_AT_ONCE_512: usize = 4;
+/// Input channels whose steps a block runs between loading and storing its chains: 4 (100
+/// steps for conv2), which cut the chains' loads and stores to a quarter of one channel at a
+/// time (`cargo bench -- forward/conv2`, one thread: see docs/performance.md).
+pub const INPUT_CHANNELS_AT_ONCE_512: usize = 4;
 
 /// The AVX-512 kernel. A register holds two output rows of 8 (16 lanes), so its input vector
 /// is two input rows of 8, which are not adjacent in the image (rows are `w` = 12 wide): for
-/// each input channel in turn, the image's `k` column shifts are first copied into `shifted
-/// (K, H, 8)` (`shifted[kj][r][j] = x[ci][r][kj + j]`, 1.9 KB for conv2), where rows `r` and
-/// `r + 1` of a shift are 16 adjacent floats: one load. The running chains live in `chains
-/// (O, OH, 8)` between input channels (each block loads its 20 registers, runs the channel's
-/// K*K steps, stores them: 40 moves per 500 fused multiply-adds); `y` holds the bias plus the
-/// blocks of [`KC`] already added, exactly as in the AVX2 kernel, so the bits are the same.
-/// All of it (chains 12.8 KB, shifts, the channel's weights) stays in L1.
+/// each group of [`INPUT_CHANNELS_AT_ONCE_512`] input channels in turn, the image's `k` column
+/// shifts are first copied into `shifted (n, K, H, 8)` (`shifted[cl][kj][r][j] = x[c0 + cl][r]
+/// [kj + j]`, 1.9 KB per channel for conv2), where rows `r` and `r + 1` of a shift are 16
+/// adjacent floats: one load. The running chains live in `chains (O, OH, 8)` between groups
+/// (each block loads its 20 registers, runs the group's n*K*K steps, stores them: 40 moves per
+/// 2,000 fused multiply-adds); `y` holds the bias plus the blocks of [`KC`] already added,
+/// exactly as in the AVX2 kernel, so the bits are the same. All of it (chains 12.8 KB, shifts
+/// 7.7 KB, the weights in use) stays in L1.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn conv_image_avx512(
     x: &[f32],
     shape: Shape,
-    weight: &[f32],
+    weights: &Weights,
     bias: &[f32],
     y: &mut [MaybeUninit<f32>],
 ) {
@@ -296,53 +333,64 @@ unsafe fn conv_image_avx512(
             yp.add(q * plane + v).write(b);
         }
     }
-    with_scratch(o * plane + k * h * OUT_WIDTH, |buffer: &mut [f32]| {
-        let (chains, shifted) = buffer.split_at_mut(o * plane);
-        chains.fill(0.0);
-        for ci in 0..c {
-            for kj in 0..k {
-                for r in 0..h {
-                    shifted[(kj * h + r) * OUT_WIDTH..][..OUT_WIDTH]
-                        .copy_from_slice(&x[(ci * h + r) * w + kj..][..OUT_WIDTH]);
+    let group = INPUT_CHANNELS_AT_ONCE_512.min(c);
+    with_scratch(
+        o * plane + group * k * h * OUT_WIDTH,
+        |buffer: &mut [f32]| {
+            let (chains, shifted) = buffer.split_at_mut(o * plane);
+            chains.fill(0.0);
+            for c0 in (0..c).step_by(group) {
+                let channels = group.min(c - c0);
+                for cl in 0..channels {
+                    for kj in 0..k {
+                        for r in 0..h {
+                            shifted[((cl * k + kj) * h + r) * OUT_WIDTH..][..OUT_WIDTH]
+                                .copy_from_slice(&x[((c0 + cl) * h + r) * w + kj..][..OUT_WIDTH]);
+                        }
+                    }
+                }
+                let at = Block {
+                    c0,
+                    channels,
+                    shape,
+                    shifted: shifted.as_ptr(),
+                    weight: weights.weight.as_ptr(),
+                    blocked: weights.blocked.as_ptr(),
+                    chains: chains.as_mut_ptr(),
+                    y: yp,
+                };
+                if k == 5 {
+                    channel_blocks::<5>(&at, o, oh / 2);
+                } else {
+                    channel_blocks::<0>(&at, o, oh / 2);
                 }
             }
-            let at = Block {
-                ci,
-                shape,
-                shifted: shifted.as_ptr(),
-                weight: weight.as_ptr(),
-                chains: chains.as_mut_ptr(),
-                y: yp,
-            };
-            if k == 5 {
-                channel_blocks::<5>(&at, o, oh / 2);
-            } else {
-                channel_blocks::<0>(&at, o, oh / 2);
+            // y += the last chains: every output's final rounding.
+            for (v, chain) in chains.chunks_exact(16).enumerate() {
+                let p = yp.add(v * 16);
+                _mm512_storeu_ps(
+                    p,
+                    _mm512_add_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(chain.as_ptr())),
+                );
             }
-        }
-        // y += the last chains: every output's final rounding.
-        for (v, chain) in chains.chunks_exact(16).enumerate() {
-            let p = yp.add(v * 16);
-            _mm512_storeu_ps(
-                p,
-                _mm512_add_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(chain.as_ptr())),
-            );
-        }
-    })
+        },
+    )
 }
 
-/// What every block of one input channel shares.
+/// What every block of one group of input channels shares.
 #[cfg(target_arch = "x86_64")]
 struct Block {
-    ci: usize,
+    c0: usize,       // the group's first input channel
+    channels: usize, // and how many it has
     shape: Shape,
-    shifted: *const f32, // (K, H, 8)
+    shifted: *const f32, // (channels, K, H, 8)
     weight: *const f32,  // (O, C*K*K)
+    blocked: *const f32, // (O / 5, C*K*K, 5): `Weights`
     chains: *mut f32,    // (O, OH, 8)
     y: *mut f32,         // (O, OH, 8)
 }
 
-/// Input channel `at.ci` for every block of channels x row pairs: whole blocks of
+/// The group of input channels `at` for every block of output channels x row pairs: whole blocks of
 /// [`CHANNELS_AT_ONCE_512`] x [`ROW_PAIRS_AT_ONCE_512`], then the channels and pairs left over
 /// (shapes other than conv2's) in narrower blocks.
 #[cfg(target_arch = "x86_64")]
@@ -369,8 +417,10 @@ unsafe fn channel_blocks<const K: usize>(at: &Block, o: usize, pairs: usize) {
     }
 }
 
-/// One block: channels `o0..o0 + CH`, row pairs `p0..p0 + RP`, input channel `at.ci`'s K*K
-/// steps in im2col's order, with `y += chain` at every multiple of [`KC`].
+/// One block: output channels `o0..o0 + CH`, row pairs `p0..p0 + RP`, the group of input
+/// channels' n*K*K steps in im2col's order, with `y += chain` at each multiple of [`KC`] that
+/// falls among them (for conv2 at most one: 100 steps). The steps between run as loops with
+/// no test inside.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
@@ -382,37 +432,61 @@ unsafe fn block<const CH: usize, const RP: usize, const K: usize>(
     use std::arch::x86_64::*;
     let Shape { h, .. } = at.shape;
     let k = if K == 0 { at.shape.k } else { K };
-    let (oh, inner) = (at.shape.out_height(), at.shape.inner());
+    let (oh, inner, kk) = (at.shape.out_height(), at.shape.inner(), k * k);
     // Rows 2(p0 + p) and 2(p0 + p) + 1 of channel o0 + q: 16 adjacent floats.
     let offset = |q: usize, p: usize| ((o0 + q) * oh + 2 * (p0 + p)) * OUT_WIDTH;
     let mut acc: [[__m512; RP]; CH] = std::array::from_fn(|q| {
         std::array::from_fn(|p| _mm512_loadu_ps(at.chains.add(offset(q, p))))
     });
-    let w_rows: [*const f32; CH] = std::array::from_fn(|q| at.weight.add((o0 + q) * inner));
-    let mut step = at.ci * k * k;
-    for ki in 0..k {
-        for kj in 0..k {
-            if step != 0 && step.is_multiple_of(KC) {
-                for (q, acc_q) in acc.iter_mut().enumerate() {
-                    for (p, a) in acc_q.iter_mut().enumerate() {
-                        let yq = at.y.add(offset(q, p));
-                        _mm512_storeu_ps(yq, _mm512_add_ps(_mm512_loadu_ps(yq), *a));
-                        *a = _mm512_setzero_ps();
-                    }
-                }
-            }
-            let xv: [__m512; RP] = std::array::from_fn(|p| {
-                _mm512_loadu_ps(at.shifted.add((kj * h + 2 * (p0 + p) + ki) * OUT_WIDTH))
-            });
-            for (acc_q, w_row) in acc.iter_mut().zip(&w_rows) {
-                let wv = _mm512_set1_ps(*w_row.add(step));
+    // Weight (o0 + q, step) is at `w + step * w_step + q * w_channel`: the interleaved block
+    // for whole blocks, the weight's own row for a channel left over.
+    let (w, w_step, w_channel) = if CH == CHANNELS_AT_ONCE_512 {
+        (at.blocked.add(o0 * inner), CH, 1)
+    } else {
+        (at.weight.add(o0 * inner), 1, inner)
+    };
+    let (base, total) = (at.c0 * kk, at.channels * kk);
+    let rows = at.shifted.add(2 * p0 * OUT_WIDTH);
+    // Steps base + t for t in from..to: input channel c0 + cl, kernel tap (ki, kj).
+    let steps = |acc: &mut [[__m512; RP]; CH], from: usize, to: usize| {
+        let (mut cl, mut ki, mut kj) = (from / kk, from % kk / k, from % k);
+        for t in from..to {
+            let xs = rows.add(((cl * k + kj) * h + ki) * OUT_WIDTH);
+            let xv: [__m512; RP] =
+                std::array::from_fn(|p| _mm512_loadu_ps(xs.add(2 * p * OUT_WIDTH)));
+            let wt = w.add((base + t) * w_step);
+            for (q, acc_q) in acc.iter_mut().enumerate() {
+                let wv = _mm512_set1_ps(*wt.add(q * w_channel));
                 for (a, &xr) in acc_q.iter_mut().zip(&xv) {
                     *a = _mm512_fmadd_ps(wv, xr, *a);
                 }
             }
-            step += 1;
+            kj += 1;
+            if kj == k {
+                kj = 0;
+                ki += 1;
+                if ki == k {
+                    ki = 0;
+                    cl += 1;
+                }
+            }
         }
+    };
+    // Each multiple of KC past step 0 among these steps: the chains go into y there.
+    let (mut from, mut boundary) = (0, base.div_ceil(KC).max(1) * KC);
+    while boundary < base + total {
+        steps(&mut acc, from, boundary - base);
+        for (q, acc_q) in acc.iter_mut().enumerate() {
+            for (p, a) in acc_q.iter_mut().enumerate() {
+                let yq = at.y.add(offset(q, p));
+                _mm512_storeu_ps(yq, _mm512_add_ps(_mm512_loadu_ps(yq), *a));
+                *a = _mm512_setzero_ps();
+            }
+        }
+        from = boundary - base;
+        boundary += KC;
     }
+    steps(&mut acc, from, total);
     for (q, acc_q) in acc.iter().enumerate() {
         for (p, a) in acc_q.iter().enumerate() {
             _mm512_storeu_ps(at.chains.add(offset(q, p)), *a);
@@ -496,7 +570,7 @@ pub(crate) mod tests {
         move |x, shape, w, b, y| {
             // SAFETY: `MaybeUninit<f32>` has f32's layout, and the kernel only writes f32 values.
             let y = unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) };
-            conv_image_at(level, x, shape, w, b, y)
+            conv_image(x, shape, &Weights::new(level, w, b.len()), b, y)
         }
     }
 
