@@ -135,7 +135,7 @@ impl<'a> Weights<'a> {
     /// `weight (O, C*K*K)` for the kernel of `level`, with `o` output channels.
     pub fn new(level: Isa, weight: &'a [f32], o: usize) -> Self {
         assert!(
-            o > 0 && weight.len() % o == 0,
+            o > 0 && weight.len().is_multiple_of(o),
             "conv_fma: weight is (O, C*K*K)"
         );
         let inner = weight.len() / o;
