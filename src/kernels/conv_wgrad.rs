@@ -110,8 +110,9 @@ pub fn weight_gradient(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
 }
 
 /// The kernel: image by image, each image's positions in runs that end at the group's
-/// multiples of [`KC`]; after each such run (and after the last) the chains go into the
-/// output (written the first time, added after) and restart from zero.
+/// multiples of [`KC`]; a run that ends a KC block (or the group) leaves its chains in the
+/// output (written the first time, added after) instead of in `chains`, and the next run
+/// starts its chains from zero: no pass over the buffers of its own.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
@@ -122,20 +123,8 @@ unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [
     with_scratch(p * lanes + 2 * inner * lanes, |buffer: &mut [f32]| {
         let (dyt, rest) = buffer.split_at_mut(p * lanes);
         let (chains, out) = rest.split_at_mut(inner * lanes);
-        chains.fill(0.0);
         dyt.fill(0.0); // the lanes past `o` stay zero
-        let mut written = false;
-        let mut flush = |chains: &mut [f32], out: &mut [f32]| {
-            if written {
-                for (d, s) in out.iter_mut().zip(chains.iter()) {
-                    *d += *s;
-                }
-            } else {
-                out.copy_from_slice(chains);
-                written = true;
-            }
-            chains.fill(0.0);
-        };
+        let total = g * p;
         let mut r = 0; // the group's position index: image * P + position
         for image in 0..g {
             // dY^T (P, lanes) of this image.
@@ -148,14 +137,24 @@ unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [
             let mut start = 0;
             while start < p {
                 let end = p.min(start + (KC - r % KC));
+                let ends_block = (r + end - start) % KC == 0 || r + end - start == total;
                 let run = Run {
                     shape,
                     lanes,
                     x: xi.as_ptr(),
                     dyt: dyt.as_ptr(),
                     chains: chains.as_mut_ptr(),
+                    out: out.as_mut_ptr(),
                     start,
                     end,
+                    starts_block: r % KC == 0,
+                    ends: if !ends_block {
+                        End::Keep
+                    } else if r < KC {
+                        End::Write
+                    } else {
+                        End::Add
+                    },
                 };
                 match vectors {
                     1 => rows::<1>(&run),
@@ -165,13 +164,7 @@ unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [
                 }
                 r += end - start;
                 start = end;
-                if r % KC == 0 {
-                    flush(chains, out);
-                }
             }
-        }
-        if r % KC != 0 {
-            flush(chains, out);
         }
         // out (C*K*K, lanes) -> dw (O, C*K*K)
         for (q, dw_row) in dw.chunks_exact_mut(inner).enumerate() {
@@ -189,9 +182,25 @@ struct Run {
     lanes: usize,
     x: *const f32,    // (C, H, W): this image
     dyt: *const f32,  // (P, lanes): this image
-    chains: *mut f32, // (C*K*K, lanes)
+    chains: *mut f32, // (C*K*K, lanes): the chains between runs of one KC block
+    out: *mut f32,    // (C*K*K, lanes): the sum of the finished KC blocks
     start: usize,
     end: usize,
+    /// The run starts a KC block: the chains start from +0.0 rather than from `chains`.
+    starts_block: bool,
+    ends: End,
+}
+
+/// Where a run leaves its chains.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    /// In `chains`, for the next run of the same KC block.
+    Keep,
+    /// The first KC block ends here: `out = chain` (the GEMM's `beta = 0`).
+    Write,
+    /// A later KC block ends here: `out = out + chain`, rounded once.
+    Add,
 }
 
 /// Every input channel and kernel row of one run, in blocks of [`TAPS_AT_ONCE`] taps (and the
@@ -223,8 +232,15 @@ unsafe fn taps<const V: usize, const T: usize>(run: &Run, ci: usize, ki: usize, 
     let Shape { h, w, k, .. } = run.shape;
     let s0 = (ci * k + ki) * k + kj0;
     let chain = |t: usize, v: usize| run.chains.add((s0 + t) * run.lanes + v * 16);
-    let mut acc: [[__m512; V]; T] =
-        std::array::from_fn(|t| std::array::from_fn(|v| _mm512_loadu_ps(chain(t, v))));
+    let mut acc: [[__m512; V]; T] = std::array::from_fn(|t| {
+        std::array::from_fn(|v| {
+            if run.starts_block {
+                _mm512_setzero_ps()
+            } else {
+                _mm512_loadu_ps(chain(t, v))
+            }
+        })
+    });
     for pos in run.start..run.end {
         let (i, j) = (pos / OUT_WIDTH, pos % OUT_WIDTH);
         let dv: [__m512; V] =
@@ -237,9 +253,16 @@ unsafe fn taps<const V: usize, const T: usize>(run: &Run, ci: usize, ki: usize, 
             }
         }
     }
+    let out = |t: usize, v: usize| run.out.add((s0 + t) * run.lanes + v * 16);
     for (t, acc_t) in acc.iter().enumerate() {
         for (v, a) in acc_t.iter().enumerate() {
-            _mm512_storeu_ps(chain(t, v), *a);
+            match run.ends {
+                End::Keep => _mm512_storeu_ps(chain(t, v), *a),
+                End::Write => _mm512_storeu_ps(out(t, v), *a),
+                End::Add => {
+                    _mm512_storeu_ps(out(t, v), _mm512_add_ps(_mm512_loadu_ps(out(t, v)), *a))
+                }
+            }
         }
     }
 }
