@@ -9,7 +9,7 @@ use advmnist::models::lenet::{DropoutRates, LeNet};
 use advmnist::rng::{stream, Purpose};
 use advmnist::testutil::random_array;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use ndarray::{Axis, Ix1, Ix2, Ix4};
+use ndarray::{Array1, Array2, ArrayView4, Axis, Ix1, Ix2, Ix4};
 use std::hint::black_box;
 
 const BATCH: usize = 64;
@@ -36,34 +36,32 @@ fn layers(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("backward_input", name), |b| {
             b.iter(|| black_box(conv::backward_input(dy.view(), &cache, p)))
         });
-        // The im2col + GEMM path that `kernels::conv_fma` replaces for conv2 (same bits), to
-        // show what the direct kernel gains on this machine.
-        // The same for `kernels::conv_wgrad`: the GEMM path of one group's weight gradient,
-        // group by group as `backward_params` runs it.
+        // The im2col + GEMM paths that `kernels::conv_fma` (forward) and `kernels::conv_wgrad`
+        // (weight gradient) replace for conv2 with the same bits, to show what the direct
+        // kernels gain on this machine: the weight gradient group by group as
+        // `backward_params` runs it, through the GEMM and through the dispatching function.
         if name == "conv2" {
             g.bench_function(BenchmarkId::new("forward_gemm", name), |b| {
                 b.iter(|| black_box(conv::infer_gemm(x.view(), p)))
             });
-            g.bench_function(BenchmarkId::new("backward_params_gemm", name), |b| {
-                b.iter(|| {
-                    for (dyg, xg) in dy
-                        .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
-                        .zip(x.axis_chunks_iter(Axis(0), IMAGES_PER_SUM))
-                    {
-                        black_box(conv::group_param_gradients_gemm(dyg, xg, 5));
-                    }
-                })
-            });
-            g.bench_function(BenchmarkId::new("group_param_gradients", name), |b| {
-                b.iter(|| {
-                    for (dyg, xg) in dy
-                        .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
-                        .zip(x.axis_chunks_iter(Axis(0), IMAGES_PER_SUM))
-                    {
-                        black_box(conv::group_param_gradients(dyg, xg, 5));
-                    }
-                })
-            });
+            type GroupGradients =
+                fn(ArrayView4<f32>, ArrayView4<f32>, usize) -> (Array2<f32>, Array1<f32>);
+            let paths: [(&str, GroupGradients); 2] = [
+                ("backward_params_gemm", conv::group_param_gradients_gemm),
+                ("group_param_gradients", conv::group_param_gradients),
+            ];
+            for (id, path) in paths {
+                g.bench_function(BenchmarkId::new(id, name), |b| {
+                    b.iter(|| {
+                        for (dyg, xg) in dy
+                            .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
+                            .zip(x.axis_chunks_iter(Axis(0), IMAGES_PER_SUM))
+                        {
+                            black_box(path(dyg, xg, 5));
+                        }
+                    })
+                });
+            }
         }
     }
     for (name, shape) in [("pool1", (BATCH, 20, 24, 24)), ("pool2", (BATCH, 50, 8, 8))] {
