@@ -137,6 +137,11 @@ pub struct Weights<'a> {
 }
 
 impl<'a> Weights<'a> {
+    /// `weight (O, C*K*K)` for the kernel of the selected level (`isa::selected()`).
+    pub fn for_selected(weight: &'a [f32], o: usize) -> Self {
+        Weights::new(isa::selected(), weight, o)
+    }
+
     /// `weight (O, C*K*K)` for the kernel of `level`, with `o` output channels.
     pub fn new(level: Isa, weight: &'a [f32], o: usize) -> Self {
         assert!(

@@ -10,8 +10,8 @@
 //! [`detected`].
 //!
 //! Every path of every kernel gives the same bits (each kernel's tests), so the switch changes
-//! speed only: `tests/integration/kernels.rs` trains under each level this CPU has and checks
-//! the model's hash against the pinned one.
+//! speed only: `tests/integration/train.rs` (`a_300_iteration_model_keeps_its_pinned_bytes`)
+//! trains under each level this CPU has and checks the model's hash against the pinned one.
 //!
 //! The switch covers advmnist's own kernels. `matrixmultiply` chooses its sgemm kernel for
 //! itself (`sgemm_kernel::detect`) and is not forced; the kernels that match its bits

@@ -1,9 +1,10 @@
 //! Low-level kernels, each fast path beside the naive loop it is tested against, and every
 //! SIMD path of the crate: `isa`, the one place the CPU is asked which vector instructions it
-//! has, and the switch (`ADVMNIST_KERNELS`) that forces a narrower path; `scalar`, the element type and what each type (f32, f64) picks;
-//! GEMM (`gemm`, `matrixmultiply`) and im2col/col2im for convolutions (`im2col`); a direct
-//! convolution for conv1's shape (`direct`) and one for output rows of 8 that keeps the GEMM
-//! path's bits (`conv_fma`, conv2); the weight gradient summed over max-pool windows
+//! has, and the switch (`ADVMNIST_KERNELS`) that forces a narrower level; `scalar`, the element
+//! type and what each type (f32, f64) picks; GEMM (`gemm`, `matrixmultiply`) and im2col/col2im
+//! for convolutions (`im2col`); a direct convolution for conv1's shape (`direct`), and for
+//! output rows of 8 a forward pass (`conv_fma`) and a weight gradient (`conv_wgrad`) that keep
+//! the GEMM path's bits (conv2); the weight gradient summed over max-pool windows
 //! (`window_sums`); the logistic function (`logistic`); `par_build` builds new arrays in
 //! parallel pieces without a zero-filling pass of their own; `parallel` holds the fixed
 //! partitions; `scratch` keeps each thread's working buffers; `transpose` turns a weight into

@@ -119,7 +119,7 @@ pub fn infer<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
         );
         if let (Some(xs), Some(weight), Some(bias)) = (xs, weight, bias) {
             let shape = conv_fma::Shape { c, h, w, k };
-            let weights = conv_fma::Weights::new(crate::kernels::isa::selected(), weight, o);
+            let weights = conv_fma::Weights::for_selected(weight, o);
             // SAFETY: `conv_image` writes every element of its image's output (`conv_fma::
             // writes_every_output`), and each piece is one image's output.
             return unsafe {
