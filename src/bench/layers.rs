@@ -151,7 +151,11 @@ pub fn layer_measurements(
     );
     add(
         "conv2/input_gradient",
-        "conv2 input gradient (sgemm + col2im)",
+        if crate::kernels::conv_igrad::chosen() {
+            "conv2 input gradient (direct, conv_igrad)"
+        } else {
+            "conv2 input gradient (sgemm + col2im)"
+        },
         Work::flop(flop_of("conv2/input_gradient"), y2s + w2 + p1s),
         &mut || {
             black_box(conv::backward_input(dy2.view(), &cache2, &net.conv2));

@@ -174,8 +174,9 @@ fn caches(dir: &Path) -> Vec<Cache> {
 
 /// Files under `src/` whose kernels choose a path at run time (through `isa::selected()`),
 /// each described by [`kernel_paths`]. A test keeps this list complete.
-pub const RUN_TIME_DISPATCH: [&str; 5] = [
+pub const RUN_TIME_DISPATCH: [&str; 6] = [
     "src/kernels/conv_fma.rs",
+    "src/kernels/conv_igrad.rs",
     "src/kernels/conv_wgrad.rs",
     "src/kernels/direct.rs",
     "src/kernels/logistic.rs",
@@ -257,6 +258,15 @@ pub fn kernel_paths() -> Vec<KernelPath> {
                 "AVX-512F".into()
             } else {
                 format!("not taken at level {level}: im2col + sgemm")
+            },
+        },
+        KernelPath {
+            kernel: "conv2 input gradient, direct with the GEMM + col2im path's bits".into(),
+            source: "src/kernels/conv_igrad.rs (chosen)".into(),
+            path: if crate::kernels::conv_igrad::chosen() {
+                "AVX-512F".into()
+            } else {
+                format!("not taken at level {level}: sgemm + col2im")
             },
         },
         KernelPath {

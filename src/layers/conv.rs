@@ -17,7 +17,7 @@ use crate::kernels::parallel::{images_per_product, min_pieces_per_job, IMAGES_PE
 use crate::kernels::scalar::{as_f32, as_f32_mut, as_f32_uninit, Scalar};
 use crate::kernels::scratch::with_scratch;
 use crate::kernels::window_sums::{window_sums_5, window_sums_any_k, PAD};
-use crate::kernels::{conv_fma, conv_wgrad, direct};
+use crate::kernels::{conv_fma, conv_igrad, conv_wgrad, direct};
 use ndarray::{
     s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis,
     CowArray, Ix4,
@@ -385,7 +385,9 @@ pub fn backward_params<T: Scalar>(
 }
 
 /// The input gradient `dL/dx (N, C, H, W)`: per image `dcols = W^T dY`, then `dx = col2im(dcols)`;
-/// images in parallel, each worker reusing one `dcols` buffer.
+/// images in parallel, each worker reusing one `dcols` buffer. A convolution with 8 x 8 outputs
+/// (LeNet's conv2) takes `kernels::conv_igrad` at the AVX-512 level (`conv_igrad::chosen`):
+/// the same bits without building `dcols` or packing.
 pub fn backward_input<T: Scalar>(
     d_out: ArrayView4<T>,
     cache: &ConvCache<T>,
@@ -394,6 +396,21 @@ pub fn backward_input<T: Scalar>(
     let (_, o, oh, ow) = d_out.dim();
     let (_, c, k, _) = p.weight.dim();
     let (n, _, h, w) = cache.input.dim();
+    if conv_igrad::applies(c, h, w, o, k) && conv_igrad::chosen() && oh * ow == 64 {
+        let d_out = d_out.as_standard_layout();
+        let (dys, weight) = (
+            as_f32(d_out.as_slice().expect("standard layout")),
+            as_f32(p.weight.as_slice().expect("standard layout")),
+        );
+        if let (Some(dys), Some(weight)) = (dys, weight) {
+            let shape = conv_igrad::Shape { c, h, w, o, k };
+            // dx is zeroed piece by piece in the workers, then the kernel adds into it.
+            return par_build((n, c, h, w), c * h * w, |i, dxi| {
+                let dxi = as_f32_mut(dxi).expect("T is f32: dy was");
+                conv_igrad::input_gradient(&dys[i * o * 64..][..o * 64], weight, shape, dxi)
+            });
+        }
+    }
     // dx is zeroed piece by piece in the workers (`kernels::par_build`), then col2im adds into it.
     par_build((n, c, h, w), c * h * w, |i, dxi| {
         with_scratch(c * k * k * oh * ow, |buffer| {
@@ -592,6 +609,57 @@ mod tests {
             let (w_any, b_any) = group_param_gradients(dy.view(), x.view(), k);
             assert_eq!(differing_bits(&w_any, &reference), 0, "dispatched dW");
             assert_eq!(differing_bits(&b_any, &gemm_b), 0, "dispatched db");
+        }
+    }
+
+    /// The point of `kernels::conv_igrad`: the GEMM + col2im path gives the bits of the
+    /// kernel's reference (which the kernel matches), and `backward_input` does too.
+    #[test]
+    fn gemm_input_gradient_gives_the_conv_igrad_reference_bits() {
+        use crate::kernels::conv_igrad::{input_gradient_reference, Shape};
+        use crate::testutil::differing_bits;
+        if !conv_fma::available() {
+            eprintln!("skipped: no AVX2 + FMA on this CPU (nor a fused matrixmultiply kernel)");
+            return;
+        }
+        for (n, c, k, o, seed) in [(3, 20, 5, 50, 70), (2, 3, 4, 9, 71)] {
+            let side = k + 7;
+            let weight = random_array::<f32, Ix4>((o, c, k, k), seed);
+            let p = ConvParams {
+                weight,
+                bias: Array1::zeros(o),
+            };
+            let cache = ConvCache {
+                input: Array4::<f32>::zeros((n, c, side, side)),
+            };
+            let dy = random_array::<f32, Ix4>((n, o, 8, 8), seed + 1);
+            let mut reference = Array4::<f32>::zeros((n, c, side, side));
+            for (dyi, mut dxi) in dy.outer_iter().zip(reference.outer_iter_mut()) {
+                input_gradient_reference(
+                    dyi.as_standard_layout().as_slice().unwrap(),
+                    p.weight.as_slice().unwrap(),
+                    Shape {
+                        c,
+                        h: side,
+                        w: side,
+                        o,
+                        k,
+                    },
+                    dxi.as_slice_mut().unwrap(),
+                );
+            }
+            // The GEMM + col2im path, image by image as `backward_input` runs it there.
+            let mut gemm_dx = Array4::<f32>::zeros((n, c, side, side));
+            for (dyi, dxi) in dy.outer_iter().zip(gemm_dx.outer_iter_mut()) {
+                let mut dcols = Array2::<f32>::zeros((c * k * k, 64));
+                let dyi = dyi.into_shape_with_order((o, 64)).unwrap();
+                gemm(1.0, p.weight_matrix().t(), dyi, 0.0, dcols.view_mut());
+                col2im_add(dcols.view(), k, dxi);
+            }
+            let differ = differing_bits(&gemm_dx, &reference);
+            assert_eq!(differ, 0, "{c} channels, k {k}: GEMM path: {differ} differ");
+            let dispatched = backward_input(dy.view(), &cache, &p);
+            assert_eq!(differing_bits(&dispatched, &reference), 0, "dispatched dx");
         }
     }
 
