@@ -1,6 +1,6 @@
 //! A direct input gradient for LeNet's conv2 (a convolution with 8 x 8 outputs, input rows of at
-//! most 16 and at most [`KC`] output channels) on AVX-512 that gives **the same bits as the GEMM
-//! + col2im path** it replaces (`layers::conv::backward_input`). Its naive twin is
+//! most 16 and at most [`KC`] output channels) on AVX-512 that gives **the same bits as the
+//! GEMM and col2im path** it replaces (`layers::conv::backward_input`). Its naive twin is
 //! [`input_gradient_reference`]; `im2col::conv2d_naive_backward` checks both to rounding.
 //!
 //! The GEMM path computes, per image, `dcols (C*K*K, P) = W^T (C*K*K, O) x dY (O, P)` with
