@@ -534,7 +534,7 @@ pub fn conv_image_reference(x: &[f32], shape: Shape, weight: &[f32], bias: &[f32
 pub(crate) mod tests {
     use super::*;
     use crate::kernels::im2col::conv2d_naive;
-    use crate::testutil::{differing_bits, random_array};
+    use crate::testutil::{assert_within_rounded_sum_bound, differing_bits, random_array};
     use ndarray::{Array1, Array4, Ix1, Ix4};
 
     /// LeNet's conv2 (inner dimension 500: two KC blocks), one of a single block (C*K*K = 75),
@@ -611,13 +611,13 @@ pub(crate) mod tests {
                 b.mapv(|v| f64::from(v.abs())).view(),
             );
             let n = (c * k * k + 2) as f64;
-            for ((a, e), m) in y.iter().zip(naive.iter()).zip(magnitude.iter()) {
-                let tol = n * f64::from(f32::EPSILON) / 2.0 * m;
-                assert!(
-                    (f64::from(*a) - e).abs() <= tol,
-                    "{c}x{h}, k={k}: {a} vs {e} (tolerance {tol})"
-                );
-            }
+            assert_within_rounded_sum_bound(
+                &format!("{c}x{h}, k={k}"),
+                y.iter(),
+                naive.iter(),
+                magnitude.iter(),
+                n,
+            );
         }
     }
 

@@ -190,7 +190,7 @@ pub fn input_gradient_reference(dy: &[f32], weight: &[f32], shape: Shape, dx: &m
 mod tests {
     use super::*;
     use crate::kernels::im2col::conv2d_naive_backward;
-    use crate::testutil::{differing_bits, random_array};
+    use crate::testutil::{assert_within_rounded_sum_bound, differing_bits, random_array};
     use ndarray::{Array3, Ix1};
 
     /// (c, k, o, seed), h = w = k + 7: LeNet's conv2; a kernel of 7 (taps 5 + 1 + 1) with one
@@ -252,13 +252,13 @@ mod tests {
                 as4(&abs(&w), (o, c, k, k)).view(),
             );
             let n = (o + k * k) as f64;
-            for ((a, e), m) in got.iter().zip(want.iter()).zip(magnitude.iter()) {
-                let tol = n * f64::from(f32::EPSILON) / 2.0 * m;
-                assert!(
-                    (f64::from(*a) - e).abs() <= tol,
-                    "{shape:?}: {a} vs {e} (tolerance {tol})"
-                );
-            }
+            assert_within_rounded_sum_bound(
+                &format!("{shape:?}"),
+                got.iter(),
+                want.iter(),
+                magnitude.iter(),
+                n,
+            );
         }
     }
 

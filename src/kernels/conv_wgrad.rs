@@ -299,7 +299,7 @@ pub fn weight_gradient_reference(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [
 mod tests {
     use super::*;
     use crate::kernels::im2col::conv2d_naive_backward;
-    use crate::testutil::{differing_bits, random_array};
+    use crate::testutil::{assert_within_rounded_sum_bound, differing_bits, random_array};
     use ndarray::{Array2, Array4, Ix4};
 
     /// (g, c, h, k, o, seed), w = k + 7: LeNet's conv2 over a group of 8 images (two KC blocks
@@ -361,13 +361,13 @@ mod tests {
             let magnitude = magnitude
                 .into_shape_with_order((shape.o, shape.inner()))
                 .unwrap();
-            for ((a, e), m) in got.iter().zip(want.iter()).zip(magnitude.iter()) {
-                let tol = n * f64::from(f32::EPSILON) / 2.0 * m;
-                assert!(
-                    (f64::from(*a) - e).abs() <= tol,
-                    "{shape:?}: {a} vs {e} (tolerance {tol})"
-                );
-            }
+            assert_within_rounded_sum_bound(
+                &format!("{shape:?}"),
+                got.iter(),
+                want.iter(),
+                magnitude.iter(),
+                n,
+            );
         }
     }
 

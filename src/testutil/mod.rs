@@ -56,6 +56,26 @@ pub fn assert_close<T: Scalar>(
     }
 }
 
+/// Every f32 result in `got` within the textbook bound of a sum of `n` terms rounded in f32 of
+/// its exact (f64) value in `want`: `|got - want| <= n * 2^-24 * magnitude`, where `magnitude`
+/// is the sum of the terms' absolute values (the same loops on |inputs|). The kernels' naive
+/// twins are checked against naive f64 loops with it.
+pub fn assert_within_rounded_sum_bound<'a>(
+    what: &str,
+    got: impl IntoIterator<Item = &'a f32>,
+    want: impl IntoIterator<Item = &'a f64>,
+    magnitude: impl IntoIterator<Item = &'a f64>,
+    n: f64,
+) {
+    for ((a, e), m) in got.into_iter().zip(want).zip(magnitude) {
+        let tol = n * f64::from(f32::EPSILON) / 2.0 * m;
+        assert!(
+            (f64::from(*a) - e).abs() <= tol,
+            "{what}: {a} vs {e} (tolerance {tol})"
+        );
+    }
+}
+
 /// How many elements of `got` and `want` differ in their bits (so +0.0 and -0.0 differ, and a
 /// NaN equals only the same NaN): for the kernels that promise another path's exact results.
 pub fn differing_bits<D: Dimension>(got: &Array<f32, D>, want: &Array<f32, D>) -> usize {
