@@ -85,8 +85,8 @@ const FMA_CHAINS_256: usize = 12;
 /// Steps of each chain per call: about half a millisecond on a 3 GHz core.
 const FMA_STEPS: usize = 20_000;
 
-/// The FMA-throughput peak: on each of `threads` threads, [`FMA_STEPS`] steps of independent
-/// chains `a = a * m + c` at the widest vector level the kernels take (`isa::selected`):
+/// The FMA-throughput peak: on each of `threads` threads, 20,000 steps (`FMA_STEPS`) of
+/// independent chains `a = a * m + c` at the widest vector level the kernels take (`isa::selected`):
 /// fused multiply-adds of 16 floats (AVX-512) or 8 (AVX2 + FMA); at the generic level a
 /// multiply and an add of the baseline's vectors. Counts 2 FLOPs per lane and step. This is
 /// the most floating-point work the cores do, whatever the memory: the ceiling no kernel can

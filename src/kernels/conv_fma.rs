@@ -76,11 +76,6 @@ pub fn available() -> bool {
     isa::detected() >= Isa::Avx2
 }
 
-/// Whether this CPU runs the AVX-512 kernel ([`conv_image`] on [`Isa::Avx512`]).
-pub fn available_avx512() -> bool {
-    isa::detected() >= Isa::Avx512
-}
-
 /// Whether `conv::infer` takes this kernel: at every level with a kernel of its own
 /// (`isa::selected()` at AVX2 or above). [`conv_image`] takes the AVX-512 kernel at
 /// [`Isa::Avx512`] and the AVX2 one below it; without AVX2 + FMA the GEMM path is kept.
