@@ -332,6 +332,8 @@ impl<T: Scalar> LeNet<T> {
             Some(r) => r.chunks_mut(FEATURE_CHUNK).map(Some).collect(),
             None => (0..n.div_ceil(FEATURE_CHUNK)).map(|_| None).collect(),
         };
+        // conv2's weights in its kernel's layout, made once for every chunk of the batch.
+        let conv2 = conv::Prepared::new(&self.conv2);
         let features = flat
             .axis_chunks_iter_mut(Axis(0), FEATURE_CHUNK)
             .into_par_iter()
@@ -342,7 +344,7 @@ impl<T: Scalar> LeNet<T> {
                     rates: &rates,
                     rngs,
                 });
-                serial(|| self.features_forward(xc, dropout, out))
+                serial(|| self.features_forward(xc, dropout, &conv2, out))
             })
             .collect();
         drop(chunk_rngs);
@@ -367,11 +369,12 @@ impl<T: Scalar> LeNet<T> {
     }
 
     /// conv1 .. pool2 (with their dropouts) for one chunk `x (n,1,28,28)`, the flattened
-    /// features written to `out (n,800)`.
+    /// features written to `out (n,800)`; `conv2` is `self.conv2` prepared for the batch.
     fn features_forward(
         &self,
         x: ArrayView4<T>,
         mut dropout: Option<Dropout<'_>>,
+        conv2: &conv::Prepared<'_, T>,
         mut out: ArrayViewMut2<T>,
     ) -> FeatureCache<T> {
         let rates = dropout
@@ -384,7 +387,7 @@ impl<T: Scalar> LeNet<T> {
         let (h, conv1) = conv::forward(h, &self.conv1);
         let (h, pool1) = maxpool::forward(h.view());
         let (h, conv1_dropout) = maybe_dropout(h, rates.conv1, &mut dropout);
-        let (h, conv2) = conv::forward(h, &self.conv2);
+        let (h, conv2) = conv::forward_prepared(h, conv2);
         let (h, pool2) = maxpool::forward(h.view());
         let (h, conv2_dropout) = maybe_dropout(h, rates.conv2, &mut dropout);
         out.assign(
@@ -514,10 +517,15 @@ impl<T: Scalar> LeNet<T> {
 
     /// Logits of a (sub-)batch in evaluation mode, without caches, on the calling thread.
     pub fn logits_serial(&self, x: ArrayView4<T>) -> Array2<T> {
+        self.logits_serial_prepared(x, &conv::Prepared::new(&self.conv2))
+    }
+
+    /// [`LeNet::logits_serial`] with `conv2` (`self.conv2`) prepared once for several calls.
+    fn logits_serial_prepared(&self, x: ArrayView4<T>, conv2: &conv::Prepared<'_, T>) -> Array2<T> {
         serial(|| {
             let n = x.dim().0;
             let h = maxpool::infer(conv::infer(x, &self.conv1).view());
-            let h = maxpool::infer(conv::infer(h.view(), &self.conv2).view());
+            let h = maxpool::infer(conv::infer_prepared(h.view(), conv2).view());
             let flat = h.into_shape_with_order((n, 800)).expect("contiguous");
             let h = relu::infer(dense::infer(flat.view(), &self.fc1).view());
             dense::infer(h.view(), &self.fc2)
@@ -528,10 +536,11 @@ impl<T: Scalar> LeNet<T> {
     pub fn logits(&self, x: ArrayView4<T>) -> Array2<T> {
         let n = x.dim().0;
         let mut out = Array2::zeros((n, crate::data::CLASSES));
+        let conv2 = conv::Prepared::new(&self.conv2);
         out.axis_chunks_iter_mut(Axis(0), INFERENCE_CHUNK)
             .into_par_iter()
             .zip(x.axis_chunks_iter(Axis(0), INFERENCE_CHUNK).into_par_iter())
-            .for_each(|(mut o, xc)| o.assign(&self.logits_serial(xc)));
+            .for_each(|(mut o, xc)| o.assign(&self.logits_serial_prepared(xc, &conv2)));
         out
     }
 
