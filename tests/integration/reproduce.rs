@@ -270,6 +270,39 @@ fn quick_reproduction_writes_every_file_and_row_and_splits_over_two_processes() 
     );
     assert_eq!(std::fs::read(run.join("table2.json")).unwrap(), before);
 
+    // The committees' Gaussian sweeps read the logits their member's own sweep cached; the
+    // results are the same without the cache, and with it in the order that makes it hit.
+    let cache = run.join("cache/logits");
+    assert!(cache.is_dir(), "the shared Gaussian logits were cached");
+    let gaussian = std::fs::read(run.join("gaussian.json")).unwrap();
+    let (alone, committee) = (
+        "sweep-none-gaussian-random-exact-s1",
+        "sweep-committee-gaussian-random-exact-s1",
+    );
+    assert!(jobs.iter().any(|j| j == alone) && jobs.iter().any(|j| j == committee));
+    let forget = |job: &str| std::fs::remove_file(run.join("jobs").join(job).join("record.json"));
+    std::fs::remove_dir_all(&cache).unwrap();
+    forget(committee).unwrap();
+    let without = ok(advmnist(&["reproduce", "--out", run_s, "--quick"])
+        .output()
+        .unwrap());
+    assert_eq!(ran(&without.stderr), [committee]);
+    assert!(!cache.exists(), "a committee's sweep only reads the cache");
+    assert_eq!(std::fs::read(run.join("gaussian.json")).unwrap(), gaussian);
+    forget(alone).unwrap();
+    forget(committee).unwrap();
+    for job in [alone, committee] {
+        ok(advmnist(&["reproduce", "--out", run_s, "--quick", "--job", job])
+            .output()
+            .unwrap());
+    }
+    assert!(cache.read_dir().unwrap().count() > 0, "written by {alone}");
+    ok(advmnist(&["reproduce", "--out", run_s, "--quick"])
+        .output()
+        .unwrap());
+    assert_eq!(std::fs::read(run.join("gaussian.json")).unwrap(), gaussian);
+    assert_eq!(std::fs::read(run.join("table2.json")).unwrap(), before);
+
     // A tampered model is noticed by its hash: its job and everything that reads it run again.
     let model = run.join("jobs/all-s1/model.safetensors");
     let mut bytes = std::fs::read(&model).unwrap();

@@ -3,6 +3,8 @@
 //! - [`plan`](mod@plan): the jobs (models to train, sweeps to run) and their dependencies.
 //! - [`runner`]: runs a job once in a run folder, keyed by content, resumable, lockable, so that
 //!   several processes (or machines sharing the folder) can split the work.
+//! - [`logits_cache`]: logits one sweep computed and a committee's sweep needs again, kept in
+//!   the run folder, keyed by model and images.
 //! - [`table`]: gathers the finished sweeps into the study's Table 2 and the figures' curves.
 //! - [`ablation`]: the declared ablation of staged adversarial training, as jobs of the same
 //!   kind, and its gathering (`reproduce --ablation advtrain`).
@@ -10,6 +12,7 @@
 //! `report::reproduce` lays the gathered results out (Markdown, JSON, SVG, one HTML page).
 
 pub mod ablation;
+pub mod logits_cache;
 pub mod plan;
 pub mod runner;
 pub mod table;
@@ -92,7 +95,7 @@ pub fn run_all(
                         "--job {name}: another process is running this job"
                     )));
                 };
-                let record = run_here(dir, job, &key, data, (1, 1), observer)?;
+                let record = run_here(dir, plan, job, &key, data, (1, 1), observer)?;
                 finished.insert(name.into(), record);
                 Ok(finished)
             }
@@ -133,7 +136,8 @@ pub fn run_all(
                         progressed = true;
                         continue;
                     }
-                    let record = run_here(dir, job, &key, data, (index + 1, total), observer)?;
+                    let record =
+                        run_here(dir, plan, job, &key, data, (index + 1, total), observer)?;
                     finished.insert(job.name.clone(), record);
                     progressed = true;
                 }
@@ -158,6 +162,7 @@ pub fn run_all(
 /// `(index, total)` places it in the run.
 fn run_here(
     dir: &RunDir,
+    plan: &Plan,
     job: &Job,
     key: &str,
     data: &Mnist,
@@ -165,7 +170,8 @@ fn run_here(
     observer: &mut dyn FnMut(RunEvent<'_>),
 ) -> Result<JobRecord, ReproduceError> {
     observer(RunEvent::Started { index, total, job });
-    let record = runner::run_job(dir, job, key, data, &mut |d, t| {
+    let shared = plan.shared_gaussian_logits();
+    let record = runner::run_job(dir, job, key, data, &shared, &mut |d, t| {
         observer(RunEvent::Progress { done: d, total: t })
     })?;
     observer(RunEvent::Finished {

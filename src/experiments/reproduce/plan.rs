@@ -25,6 +25,7 @@ use crate::attacks::Noise;
 use crate::models::pipeline::AttackThrough;
 use crate::train::adversarial::Variant;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 /// The size of a run. [`Scale::full`] is the study's; [`Scale::quick`] the same jobs at a small
 /// scale, for a first look and for the test suite.
@@ -752,6 +753,31 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The models whose Gaussian-noise logits one sweep computes and another reads
+    /// (`logits_cache`): the members of a committee swept under Gaussian noise without
+    /// preprocessing that are also swept so alone (the standard committee's first member, the
+    /// plain LeNet; the adversarial committee's last, the `adv` row's snapshot).
+    pub fn shared_gaussian_logits(&self) -> HashSet<ModelRef> {
+        let gaussian_sweeps = || {
+            self.jobs.iter().filter_map(|j| match &j.spec {
+                JobSpec::Sweep(s) if matches!(s.noise, Noise::Gaussian) && s.pre.is_empty() => {
+                    Some(&s.members)
+                }
+                _ => None,
+            })
+        };
+        let alone: HashSet<&ModelRef> = gaussian_sweeps()
+            .filter(|m| m.len() == 1)
+            .map(|m| &m[0])
+            .collect();
+        gaussian_sweeps()
+            .filter(|m| m.len() > 1)
+            .flatten()
+            .filter(|m| alone.contains(m))
+            .cloned()
+            .collect()
+    }
+
     pub fn job(&self, name: &str) -> Option<&Job> {
         self.jobs.iter().find(|j| j.name == name)
     }
@@ -1145,6 +1171,21 @@ mod tests {
                     assert!(at < i, "{} needs {d}, planned later", job.name);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn each_committee_shares_the_gaussian_logits_of_the_one_member_swept_alone() {
+        for seeds in [1, 2] {
+            let shared = plan(&Scale::full(), seeds).shared_gaussian_logits();
+            let mut want = HashSet::new();
+            for b in plan(&Scale::full(), seeds).base_seeds() {
+                // The standard committee's first member is the plain LeNet of its repetition;
+                // the adversarial committee's last is the snapshot the `adv` row sweeps.
+                want.insert(ModelRef::new(&format!("lenet-s{b}"), "model.safetensors"));
+                want.insert(ModelRef::new(&format!("adv-s{b}"), "snapshot-5.safetensors"));
+            }
+            assert_eq!(shared, want, "{seeds} seeds");
         }
     }
 

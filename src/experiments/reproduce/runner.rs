@@ -17,7 +17,9 @@
 //! job holds an exclusive lock (`io_safety::RunLock` on its record) while it runs, and a process
 //! skips a job another one holds, coming back to it later.
 
+use super::logits_cache::{Cached, LogitsCache, Use};
 use super::plan::{Job, JobSpec, ModelRef, PreSpec, SoundnessSpec, SweepSpec, SOUNDNESS_FILE};
+use crate::attacks::Noise;
 use crate::data::Mnist;
 use crate::experiments::evaluate;
 use crate::experiments::sweep::{self, NamedModel, SweepConfig, SweepResult};
@@ -32,7 +34,7 @@ use crate::train::adversarial::AdvConfig;
 use crate::train::online::OnlineConfig;
 use crate::train::{self, Event, Recipe, TrainOptions, TrainState, TrainingSet};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// A failed job or an unreadable run folder, with the job or file named.
@@ -161,11 +163,16 @@ pub fn try_lock(dir: &RunDir, job: &Job) -> Result<Option<RunLock>, ReproduceErr
 }
 
 /// Runs `job` (its dependencies finished, its lock held) and writes its record last.
+///
+/// `shared` names the models whose Gaussian-noise logits a committee's sweep will read
+/// ([`Plan::shared_gaussian_logits`](super::plan::Plan::shared_gaussian_logits)): a sweep of one
+/// of them alone writes its logits to the run's [`LogitsCache`].
 pub fn run_job(
     dir: &RunDir,
     job: &Job,
     key: &str,
     data: &Mnist,
+    shared: &HashSet<ModelRef>,
     progress: Progress<'_>,
 ) -> Result<JobRecord, ReproduceError> {
     let started = std::time::Instant::now();
@@ -257,7 +264,7 @@ pub fn run_job(
             progress,
         )?,
         JobSpec::Sweep(spec) => {
-            let (result, comparison) = run_sweep(dir, spec, data, &job.name, progress)?;
+            let (result, comparison) = run_sweep(dir, spec, data, &job.name, shared, progress)?;
             let json = serde_json::to_string_pretty(&result).expect("plain data");
             write_atomic(&jd.join("sweep.json"), json.as_bytes())
                 .map_err(|e| fail(&job.name, e))?;
@@ -369,17 +376,51 @@ fn model_path(dir: &RunDir, m: &super::plan::ModelRef) -> PathBuf {
 }
 
 /// Runs a sweep; with the `caffe-f32` gradient also compares the two gradients on its images.
+///
+/// Under Gaussian noise without preprocessing, the members named in `shared` go through the
+/// run's [`LogitsCache`]: a sweep of one of them alone writes its logits there, a committee's
+/// sweep reads them (module `logits_cache`: the same bits either way).
 fn run_sweep(
     dir: &RunDir,
     spec: &SweepSpec,
     data: &Mnist,
     job: &str,
+    shared: &HashSet<ModelRef>,
     progress: Progress<'_>,
 ) -> Result<(SweepResult, Option<RuleComparison>), ReproduceError> {
     let nets = load_members(dir, &spec.members, job)?;
     let rule = GradientRule::parse(&spec.gradient).map_err(|e| fail(job, e))?;
     let stages = load_stages(dir, &spec.pre, spec.seed, job)?;
-    let members: Vec<&dyn Classifier> = nets.iter().map(|n| n as &dyn Classifier).collect();
+    let cache = LogitsCache::new(&dir.root);
+    let use_cache = matches!(spec.noise, Noise::Gaussian) && stages.is_empty();
+    let mode = if spec.members.len() == 1 {
+        Use::ReadWrite
+    } else {
+        Use::Read
+    };
+    let cached: Vec<Option<Cached<'_>>> = nets
+        .iter()
+        .zip(&spec.members)
+        .map(|(net, m)| {
+            (use_cache && shared.contains(m))
+                .then(|| Cached::new(net, &model_path(dir, m), &cache, mode))
+                .transpose()
+                .map_err(|e| {
+                    fail(
+                        job,
+                        format!("cannot read {}: {e}", model_path(dir, m).display()),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let members: Vec<&dyn Classifier> = nets
+        .iter()
+        .zip(&cached)
+        .map(|(n, c)| match c {
+            Some(c) => c as &dyn Classifier,
+            None => n as &dyn Classifier,
+        })
+        .collect();
     // One model, with the gradient rule; or a committee (averaged softmax), with it too.
     let single;
     let committee;
