@@ -49,6 +49,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         file_name.to_string_lossy(),
         std::process::id()
     ));
+    let _in_flight = InFlight::new(&tmp);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -260,6 +261,9 @@ impl RunLock {
                 _ => false,
             };
             if same {
+                if let Ok(mut held) = HELD_LOCKS.lock() {
+                    held.push(path.clone());
+                }
                 return Ok(RunLock { path, _file: file });
             }
         }
@@ -271,6 +275,53 @@ impl Drop for RunLock {
         // Removed while still locked (the file closes after this), so no other run can lock
         // this inode and believe it holds the output.
         let _ = std::fs::remove_file(&self.path);
+        if let Ok(mut held) = HELD_LOCKS.lock() {
+            held.retain(|p| p != &self.path);
+        }
+    }
+}
+
+/// The lock files of this process's [`RunLock`]s, for [`tidy_up_before_exit`].
+static HELD_LOCKS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// The temporary files this process's writes are filling right now, for
+/// [`tidy_up_before_exit`].
+static IN_FLIGHT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A temporary file listed in [`IN_FLIGHT`] while it lives.
+struct InFlight(PathBuf);
+
+impl InFlight {
+    fn new(tmp: &Path) -> InFlight {
+        if let Ok(mut list) = IN_FLIGHT.lock() {
+            list.push(tmp.to_path_buf());
+        }
+        InFlight(tmp.to_path_buf())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut list) = IN_FLIGHT.lock() {
+            list.retain(|p| p != &self.0);
+        }
+    }
+}
+
+/// Removes the temporary files of the writes in progress and the lock files of every
+/// [`RunLock`] this process holds, for a process about to end without running its destructors
+/// (stopped by SIGINT or SIGTERM: `std::process::exit`). A write whose temporary is removed
+/// under it fails, and its target keeps its previous version, as after a kill; a lock file is
+/// removed while still locked, as a drop would. Without this the files would stay until a
+/// later run reclaimed them (`remove_stale_temporaries`, the next lock), which is harmless, but
+/// a stopped command should leave its folder as a finished one does, bar its progress files.
+pub fn tidy_up_before_exit() {
+    for list in [&IN_FLIGHT, &HELD_LOCKS] {
+        if let Ok(list) = list.lock() {
+            for path in list.iter() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 }
 
@@ -318,6 +369,7 @@ fn write_set_observed(
     let manifest = set_manifest(dir, name);
     let mut listing = String::new();
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut in_flight = Vec::new();
     let discard = |staged: &[(PathBuf, PathBuf)]| {
         for (tmp, _) in staged {
             let _ = std::fs::remove_file(tmp);
@@ -328,6 +380,7 @@ fn write_set_observed(
         let target = dir.join(file);
         remove_stale_temporaries(dir, file);
         let tmp = dir.join(format!(".{file}.tmp-{}", std::process::id()));
+        in_flight.push(InFlight::new(&tmp));
         let written = std::fs::File::create(&tmp).and_then(|mut f| {
             f.write_all(bytes)?;
             f.sync_all()

@@ -46,7 +46,8 @@ struct Global {
 fn main() -> ExitCode {
     end_quietly_when_the_reader_goes();
     advmnist::tune_allocator();
-    let cli = parse_cli();
+    let (cli, command) = parse_cli();
+    cli::interrupt::install(&command);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -81,11 +82,19 @@ fn end_quietly_when_the_reader_goes() {
 }
 
 /// The command line, with negative numbers reaching each flag's range check
-/// (`advmnist::limits::numbers_may_be_negative`).
-fn parse_cli() -> Cli {
+/// (`advmnist::limits::numbers_may_be_negative`), and the command's name as typed (`train`,
+/// `dae train`), for messages.
+fn parse_cli() -> (Cli, String) {
     use clap::{CommandFactory, FromArgMatches};
     let matches = advmnist::limits::numbers_may_be_negative(Cli::command()).get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let mut name = Vec::new();
+    let mut level = &matches;
+    while let Some((sub, m)) = level.subcommand() {
+        name.push(sub.to_string());
+        level = m;
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (cli, name.join(" "))
 }
 
 fn run(cli: Cli) -> Result<()> {

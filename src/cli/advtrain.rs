@@ -172,6 +172,11 @@ fn staged(a: AdvtrainArgs, data_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let _lock = advmnist::io_safety::RunLock::acquire("--out", &a.out.join(adv::RECORD_FILE))
         .map_err(anyhow::Error::msg)?;
+    super::interrupt::how_to_go_on(format!(
+        "{} keeps the finished snapshots and the stage in progress up to its last checkpoint: \
+         run the same command with --resume to continue from there.",
+        a.out.display()
+    ));
     let data = data::load_mnist(data_dir)?;
     eprintln!(
         "adversarial training into {}: natural model {} iterations, then {} stages of {}; eps {}, c {}, variant {}, seed {}, {} threads; the last pool holds {} images ({:.2} GB)",
@@ -340,6 +345,10 @@ fn online_training(a: AdvtrainArgs, data_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let _lock = advmnist::io_safety::RunLock::acquire("--out", &a.out.join(online::RECORD_FILE))
         .map_err(anyhow::Error::msg)?;
+    super::interrupt::how_to_go_on(format!(
+        "{} holds its checkpoint: run the same command with --resume to continue from there.",
+        a.out.join(online::CHECKPOINT_FILE).display()
+    ));
     let data = data::load_mnist(data_dir)?;
     eprintln!(
         "on-line adversarial training into {}: {} iterations of batch {} + its {} adversarial examples; alpha {}, eps {}, {}seed {}, {} threads",

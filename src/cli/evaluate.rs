@@ -156,6 +156,10 @@ pub fn evaluate(a: EvaluateArgs, data_dir: &Path) -> Result<()> {
     // Every input read and checked: now the output folder, locked against a second run.
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let _lock = RunLock::acquire("--out", &a.out.join(PARTIAL)).map_err(anyhow::Error::msg)?;
+    super::interrupt::how_to_go_on(format!(
+        "{} holds the attacks already finished: run the same command to continue from there.",
+        a.out.join(PARTIAL).display()
+    ));
 
     // The transfer source: given, or trained once into --out.
     if a.source.is_none() && !source_file.exists() {

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod evaluate;
 pub mod explain;
 pub mod human;
+pub mod interrupt;
 pub mod models;
 pub mod outputs;
 pub mod progress;

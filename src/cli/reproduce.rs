@@ -112,6 +112,11 @@ pub fn reproduce(a: ReproduceArgs, data_dir: &Path) -> Result<()> {
     check_output_folder("--out", &a.out)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("--out {}: cannot create the folder", a.out.display()))?;
+    super::interrupt::how_to_go_on(format!(
+        "{} keeps every finished job, and a training job's checkpoint: run the same command to \
+         continue from there.",
+        a.out.display()
+    ));
     let data = data::load_mnist(data_dir)?;
     let dir = RunDir::new(&a.out);
     let started = Instant::now();

@@ -258,6 +258,18 @@ fn train_and_save<R: Recipe>(c: TrainingCommand<'_, R>, data_dir: &Path) -> Resu
         data_dir,
     )
     .map_err(anyhow::Error::msg)?;
+    super::interrupt::how_to_go_on(if flags.checkpoint_every == 0 {
+        "It saves no checkpoint (--checkpoint-every 0): run the same command again to start over."
+            .to_string()
+    } else {
+        format!(
+            "Its checkpoint {} holds the iterations up to its last save (every {} iterations): \
+             run the same command with --resume to continue from there, to the bytes of an \
+             uninterrupted run.",
+            files.checkpoint().display(),
+            flags.checkpoint_every
+        )
+    });
     let data = data::load_mnist(data_dir)?;
     check_batch(c.recipe.batch(), &data, c.bytes_per_image).map_err(anyhow::Error::msg)?;
     let evaluate = |net: &R::Net| (c.evaluate)(net, &data.test);

@@ -18,6 +18,7 @@ mod data;
 mod defences;
 mod evaluate;
 mod explain;
+mod faults;
 mod fuzz_parsers;
 mod gradients;
 mod human_study;

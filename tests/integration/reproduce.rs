@@ -292,9 +292,11 @@ fn quick_reproduction_writes_every_file_and_row_and_splits_over_two_processes() 
     forget(alone).unwrap();
     forget(committee).unwrap();
     for job in [alone, committee] {
-        ok(advmnist(&["reproduce", "--out", run_s, "--quick", "--job", job])
-            .output()
-            .unwrap());
+        ok(
+            advmnist(&["reproduce", "--out", run_s, "--quick", "--job", job])
+                .output()
+                .unwrap(),
+        );
     }
     assert!(cache.read_dir().unwrap().count() > 0, "written by {alone}");
     ok(advmnist(&["reproduce", "--out", run_s, "--quick"])

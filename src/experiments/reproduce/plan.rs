@@ -1183,7 +1183,10 @@ mod tests {
                 // The standard committee's first member is the plain LeNet of its repetition;
                 // the adversarial committee's last is the snapshot the `adv` row sweeps.
                 want.insert(ModelRef::new(&format!("lenet-s{b}"), "model.safetensors"));
-                want.insert(ModelRef::new(&format!("adv-s{b}"), "snapshot-5.safetensors"));
+                want.insert(ModelRef::new(
+                    &format!("adv-s{b}"),
+                    "snapshot-5.safetensors",
+                ));
             }
             assert_eq!(shared, want, "{seeds} seeds");
         }
