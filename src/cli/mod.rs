@@ -323,6 +323,11 @@ mod tests {
             "explain --image",
             "gradcheck --params",
             "human-study --subjects",
+            "evaluate --queries",
+            "evaluate --restarts",
+            "evaluate --stronger-restarts",
+            "evaluate --eot",
+            "evaluate --iterations",
         ] {
             assert!(
                 checked.iter().any(|c| c == flag),
