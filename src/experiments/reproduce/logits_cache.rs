@@ -43,10 +43,11 @@ const CLASSES: usize = crate::data::CLASSES;
 const KEY_BLOCK: usize = 1000;
 
 /// The images' part of a cache key: the SHA-256 of the SHA-256s of consecutive blocks of
-/// [`KEY_BLOCK`] images (each block's little-endian f32 values, as `images_sha256` hashes a
-/// set; the last block may be shorter), in hex. The blocks are hashed in parallel: one SHA-256
-/// over a sweep level's 31 MB was a tenth of the time of the sweep that writes the cache. The
-/// blocks depend on the number of images alone, so the key does not depend on the threads.
+/// 1,000 images (`KEY_BLOCK`; each block's little-endian f32 values, as `images_sha256` hashes
+/// a set; the last block may be shorter), in hex. The blocks are hashed in parallel: hashing
+/// each level's 31 MB in one piece, on one thread, was a tenth of a `perf` profile of the sweep
+/// that writes the cache. The blocks depend on the number of images alone, so the key does not
+/// depend on the threads.
 pub fn images_key(x: ArrayView4<f32>) -> String {
     let blocks: Vec<String> = x
         .axis_chunks_iter(Axis(0), KEY_BLOCK)
