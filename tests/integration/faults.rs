@@ -455,11 +455,11 @@ impl Draws {
     }
 }
 
-/// What a harness run counted.
+/// What a harness run counted. Every fault counted was survived: a fault the command does not
+/// survive fails the test where it is checked, so there is no separate count of survivors.
 #[derive(Default, Debug)]
 struct Count {
     faults: usize,
-    survived: usize,
     /// Failed writes the command went on after by design (`Case::tolerated`).
     tolerated: usize,
 }
@@ -521,7 +521,6 @@ fn kills(case: &Case, root: &Path, signal: i32, kills: usize, seed: u64) -> Coun
     assert!(out.status.success(), "{}: {}", case.name, text(&out));
     check_folder(case, &dir, &inputs, &want, After::Finish)
         .unwrap_or_else(|e| panic!("{} after its last run (signal {signal}): {e}", case.name));
-    count.survived = count.faults;
     count
 }
 
@@ -601,7 +600,6 @@ fn write_faults(case: &Case, root: &Path, errno: &str, points: &[usize]) -> Coun
                 panic!("{} with write {n} ({errno}) tolerated: {e}", case.name)
             });
             count.tolerated += 1;
-            count.survived += 1;
             std::fs::remove_dir_all(&dir).unwrap();
             continue;
         }
@@ -637,7 +635,6 @@ fn write_faults(case: &Case, root: &Path, errno: &str, points: &[usize]) -> Coun
                 case.name
             )
         });
-        count.survived += 1;
         std::fs::remove_dir_all(&dir).unwrap();
     }
     count
@@ -662,7 +659,6 @@ fn kills_in_short() {
         for signal in [libc::SIGKILL, libc::SIGINT, libc::SIGTERM] {
             let c = kills(case, dir.path(), signal, 1, 7 + signal as u64);
             total.faults += c.faults;
-            total.survived += c.survived;
         }
     }
     eprintln!("kills (short form): {total:?}");
@@ -670,7 +666,6 @@ fn kills_in_short() {
         total.faults >= 10,
         "most kills landed while the commands ran: {total:?}"
     );
-    assert_eq!(total.faults, total.survived);
 }
 
 /// The short form: every write of `train` and of `evaluate` failed in turn, with ENOSPC.
@@ -686,10 +681,8 @@ fn write_faults_in_short() {
         assert!(n >= 3, "{}: only {n} writes counted", case.name);
         let c = write_faults(case, dir.path(), "ENOSPC", &(1..=n).collect::<Vec<_>>());
         total.faults += c.faults;
-        total.survived += c.survived;
     }
     eprintln!("failed writes (short form): {total:?}");
-    assert_eq!(total.faults, total.survived);
 }
 
 /// A write past the file-size limit (`RLIMIT_FSIZE`, SIGXFSZ ignored) fails with EFBIG in the
@@ -763,7 +756,6 @@ fn faults_in_full() {
             let seed = 100 * k as u64 + signal as u64;
             let c = kills(case, dir.path(), signal, per_signal, seed);
             killed.faults += c.faults;
-            killed.survived += c.survived;
         }
         if !kinds.contains("writes") {
             eprintln!("{}: so far {killed:?} kills", case.name);
@@ -781,7 +773,6 @@ fn faults_in_full() {
         for errno in ["ENOSPC", "EACCES"] {
             let c = write_faults(case, dir.path(), errno, &tried);
             written.faults += c.faults;
-            written.survived += c.survived;
             written.tolerated += c.tolerated;
         }
         eprintln!(
@@ -791,14 +782,11 @@ fn faults_in_full() {
         );
     }
     eprintln!(
-        "{} kills over {} commands, {} resumed to identical bytes; {} write points (each with ENOSPC and with EACCES), {} failed writes, {} survived",
+        "{} kills over {} commands, each resumed to identical bytes; {} write points (each with ENOSPC and with EACCES), {} failed writes, each survived ({} of them tolerated by design)",
         killed.faults,
         all.len(),
-        killed.survived,
         points,
         written.faults,
-        written.survived
+        written.tolerated
     );
-    assert_eq!(killed.faults, killed.survived);
-    assert_eq!(written.faults, written.survived);
 }
