@@ -174,10 +174,11 @@ fn caches(dir: &Path) -> Vec<Cache> {
 
 /// Files under `src/` whose kernels choose a path at run time (through `isa::selected()`),
 /// each described by [`kernel_paths`]. A test keeps this list complete.
-pub const RUN_TIME_DISPATCH: [&str; 6] = [
+pub const RUN_TIME_DISPATCH: [&str; 7] = [
     "src/kernels/conv_fma.rs",
     "src/kernels/conv_igrad.rs",
     "src/kernels/conv_wgrad.rs",
+    "src/kernels/dense_fma.rs",
     "src/kernels/direct.rs",
     "src/kernels/logistic.rs",
     "src/kernels/window_sums.rs",
@@ -267,6 +268,17 @@ pub fn kernel_paths() -> Vec<KernelPath> {
                 "AVX-512F".into()
             } else {
                 format!("not taken at level {level}: sgemm + col2im")
+            },
+        },
+        KernelPath {
+            kernel: "dense layers' products (forward, weight and input gradients), the GEMM's bits without packing".into(),
+            source: "src/kernels/dense_fma.rs (chosen)".into(),
+            path: if !crate::kernels::dense_fma::chosen() {
+                format!("not taken at level {level}: sgemm")
+            } else if level >= Isa::Avx512 {
+                "AVX-512F".into()
+            } else {
+                "AVX2 + FMA".into()
             },
         },
         KernelPath {

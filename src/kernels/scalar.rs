@@ -154,3 +154,32 @@ pub fn as_f32_uninit<T: Scalar>(v: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeU
         std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut MaybeUninit<f32>, v.len())
     })
 }
+
+/// A view of `T` as a view of f32 if `T` is f32 (the same elements, shape and strides), else
+/// `None`: [`as_f32`] for views that are not contiguous (a layer's parallel piece).
+pub fn as_f32_view<'a, T: Scalar, D: ndarray::Dimension>(
+    v: ndarray::ArrayView<'a, T, D>,
+) -> Option<ndarray::ArrayView<'a, f32, D>> {
+    // SAFETY: when T is f32 the two types are the same type; a view owns nothing, so reading
+    // it as the other type and forgetting the original moves it.
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe {
+        let v = std::mem::ManuallyDrop::new(v);
+        std::ptr::read(
+            &*v as *const ndarray::ArrayView<'a, T, D> as *const ndarray::ArrayView<'a, f32, D>,
+        )
+    })
+}
+
+/// [`as_f32_view`] for a mutable view.
+pub fn as_f32_view_mut<'a, T: Scalar, D: ndarray::Dimension>(
+    v: ndarray::ArrayViewMut<'a, T, D>,
+) -> Option<ndarray::ArrayViewMut<'a, f32, D>> {
+    // SAFETY: as in `as_f32_view`; the mutable borrow moves with the view.
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe {
+        let v = std::mem::ManuallyDrop::new(v);
+        std::ptr::read(
+            &*v as *const ndarray::ArrayViewMut<'a, T, D>
+                as *const ndarray::ArrayViewMut<'a, f32, D>,
+        )
+    })
+}

@@ -6,10 +6,11 @@
 //! Backward (docs/math.md, "Dense"):
 //!   `dW (O, I) += dY^T (O, N) x X (N, I)`,  `db += sum_n dY[n, :]`,  `dX (N, I) = dY (N, O) x W (O, I)`.
 
+use crate::kernels::dense_fma;
 use crate::kernels::gemm::gemm;
 use crate::kernels::par_build::par_zeros;
 use crate::kernels::parallel::{min_pieces_per_job, piece_len};
-use crate::kernels::scalar::Scalar;
+use crate::kernels::scalar::{as_f32_view, as_f32_view_mut, Scalar};
 use ndarray::{
     Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, CowArray, Ix2,
 };
@@ -38,7 +39,9 @@ impl<T: Scalar> DenseParams<T> {
 }
 
 /// `y (N, O)` without a cache. The outputs are cut into pieces ([`piece_len`]) computed in
-/// parallel: each piece packs its own rows of `W` and the whole (small) batch `X`.
+/// parallel, each from its own rows of `W` and the whole (small) batch `X`: through
+/// `kernels::dense_fma` where the CPU has AVX2 + FMA (f32), else through `matrixmultiply`,
+/// with the same bits either way.
 pub fn infer<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
     let n = x.nrows();
     let outputs = p.bias.len();
@@ -49,12 +52,26 @@ pub fn infer<T: Scalar>(x: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
         .expect("bias broadcast")
         .to_owned();
     let piece = piece_len(outputs, n * x.ncols() * outputs);
-    y.axis_chunks_iter_mut(Axis(1), piece)
+    let pieces = y
+        .axis_chunks_iter_mut(Axis(1), piece)
         .into_par_iter()
         .zip(p.weight.axis_chunks_iter(Axis(0), piece).into_par_iter())
-        .with_min_len(min_pieces_per_job())
+        .with_min_len(min_pieces_per_job());
+    // With AVX2 + FMA, f32 goes through `dense_fma`, which reads W where it lies instead of
+    // packing its transposed view element by element, and gives the GEMM's bits.
+    let level = dense_fma::chosen_level().filter(|_| unit_columns(&p.weight.view()));
+    match (as_f32_view(x), level) {
+        (Some(x32), Some(level)) => {
+            let batch = dense_fma::Batch::new(x32);
+            pieces.for_each(|(yc, wc)| {
+                let (yc, wc) = (as_f32_view_mut(yc), as_f32_view(wc));
+                let (yc, wc) = (yc.expect("T is f32: x was"), wc.expect("T is f32: x was"));
+                dense_fma::forward(level, &batch, wc, yc)
+            })
+        }
         // Y[:, o] (N, o) += X (N, I) x W[o, :]^T (I, o)
-        .for_each(|(yc, wc)| gemm(T::one(), x, wc.t(), T::one(), yc));
+        _ => pieces.for_each(|(yc, wc)| gemm(T::one(), x, wc.t(), T::one(), yc)),
+    }
     y
 }
 
@@ -114,8 +131,32 @@ pub fn backward_params<T: Scalar>(
         .zip(d_out.axis_chunks_iter(Axis(1), piece).into_par_iter())
         .with_min_len(min_pieces_per_job())
         // dW[o, :] (o, I) += dY[:, o]^T (o, N) x X (N, I)
-        .for_each(|(dw, dy)| gemm(T::one(), dy.t(), cache.input.view(), T::one(), dw));
+        .for_each(|(dw, dy)| accumulate_weight_gradient(dy, cache.input.view(), dw));
     grads.bias += &d_out.sum_axis(Axis(0));
+}
+
+/// Whether a matrix's rows are contiguous, as `dense_fma` needs of the operands it reads or
+/// writes by rows (a layer's own arrays always are; a caller's transposed view may not be).
+fn unit_columns<T>(m: &ArrayView2<T>) -> bool {
+    m.ncols() <= 1 || m.strides()[1] == 1
+}
+
+/// `dw (o, I) += dy^T (o, N) x x (N, I)` for one piece of the rows: with AVX2 + FMA, f32 goes
+/// through `dense_fma::product`, which reads `x` where it lies instead of packing it for
+/// every piece, and gives the GEMM's bits.
+fn accumulate_weight_gradient<T: Scalar>(
+    dy: ArrayView2<T>,
+    x: ArrayView2<T>,
+    dw: ArrayViewMut2<T>,
+) {
+    let level = dense_fma::chosen_level().filter(|_| unit_columns(&x) && unit_columns(&dw.view()));
+    match (as_f32_view(dy), as_f32_view(x), level) {
+        (Some(dy), Some(x), Some(level)) => {
+            let dw = as_f32_view_mut(dw).expect("T is f32: dy was");
+            dense_fma::product(level, dy.t(), x, dw, dense_fma::Beta::One)
+        }
+        _ => gemm(T::one(), dy.t(), x, T::one(), dw),
+    }
 }
 
 /// [`backward_params`] fused with a solver's update, for a training step that never holds the
@@ -148,13 +189,7 @@ pub fn backward_params_then_update<T: Scalar>(
         .for_each(|((w, v), dy)| {
             let mut dw = Array2::zeros(w.raw_dim());
             // dW[o, :] (o, I) += dY[:, o]^T (o, N) x X (N, I)
-            gemm(
-                T::one(),
-                dy.t(),
-                cache.input.view(),
-                T::one(),
-                dw.view_mut(),
-            );
+            accumulate_weight_gradient(dy, cache.input.view(), dw.view_mut());
             update_weight(w, dw.view(), v);
         });
     // Onto zeros, as `backward_params` accumulates into a zeroed gradient: the same bits.
@@ -168,12 +203,26 @@ pub fn backward_params_then_update<T: Scalar>(
 pub fn backward_input<T: Scalar>(d_out: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
     let mut dx = Array2::zeros((d_out.nrows(), p.weight.ncols()));
     let piece = piece_len(p.weight.ncols(), d_out.nrows() * p.weight.len());
-    dx.axis_chunks_iter_mut(Axis(1), piece)
+    let pieces = dx
+        .axis_chunks_iter_mut(Axis(1), piece)
         .into_par_iter()
         .zip(p.weight.axis_chunks_iter(Axis(1), piece).into_par_iter())
-        .with_min_len(min_pieces_per_job())
+        .with_min_len(min_pieces_per_job());
+    // With AVX2 + FMA, f32 goes through `dense_fma`, which reads W where it lies instead of
+    // copying it into panels first, and gives the GEMM's bits.
+    let level = dense_fma::chosen_level().filter(|_| unit_columns(&p.weight.view()));
+    match (as_f32_view(d_out), level) {
+        (Some(dy), Some(level)) => pieces.for_each(|(dxc, wc)| {
+            let (dxc, wc) = (as_f32_view_mut(dxc), as_f32_view(wc));
+            let (dxc, wc) = (
+                dxc.expect("T is f32: dY was"),
+                wc.expect("T is f32: dY was"),
+            );
+            dense_fma::product(level, dy, wc, dxc, dense_fma::Beta::Zero)
+        }),
         // dX[:, i] (N, i) = dY (N, O) x W[:, i] (O, i)
-        .for_each(|(dxc, wc)| gemm(T::one(), d_out, wc, T::zero(), dxc));
+        _ => pieces.for_each(|(dxc, wc)| gemm(T::one(), d_out, wc, T::zero(), dxc)),
+    }
     dx
 }
 
