@@ -579,8 +579,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// The levels with a kernel that this CPU runs.
-    fn levels() -> Vec<Isa> {
+    /// The levels with a kernel that this CPU runs (AVX2 + FMA, AVX-512).
+    pub(crate) fn levels() -> Vec<Isa> {
         [Isa::Avx2, Isa::Avx512]
             .into_iter()
             .filter(|&l| l <= isa::detected())

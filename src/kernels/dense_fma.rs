@@ -207,26 +207,47 @@ pub fn product(
         c.fill(0.0);
         return;
     }
-    let (rsa, csa, ldb, ldc) = (
-        a.strides()[0],
-        a.strides()[1],
-        b.strides()[0],
-        c.strides()[0],
-    );
+    let operands = Operands {
+        k,
+        a: a.as_ptr(),
+        rsa: a.strides()[0],
+        csa: a.strides()[1],
+        b: b.as_ptr(),
+        ldb: b.strides()[0],
+        c: c.as_mut_ptr(),
+        ldc: c.strides()[0],
+        width: n,
+        add: beta == Beta::One,
+    };
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU runs `level` (checked above); every element reached is inside one of the
     // three views, through its own strides, with `b`'s and `c`'s rows contiguous (checked).
     unsafe {
-        let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-        let shape = (m, k, n, beta == Beta::One);
         if level >= Isa::Avx512 {
-            avx512::product(shape, ap, rsa, csa, bp, ldb, cp, ldc)
+            avx512::product(m, operands)
         } else {
-            avx2::product(shape, ap, rsa, csa, bp, ldb, cp, ldc)
+            avx2::product(m, operands)
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no level above generic off x86-64: {rsa} {csa} {ldb} {ldc}");
+    unreachable!("no level above generic off x86-64: {m} {}", operands.k);
+}
+
+/// [`product`]'s operands as its tiles take them: `a (M, k)` through its strides, `b (k, width)`
+/// and `c (M, width)` with contiguous rows, each pointer at the block's first element; `add`
+/// is [`Beta::One`].
+#[derive(Clone, Copy)]
+struct Operands {
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    ldb: isize,
+    c: *mut f32,
+    ldc: isize,
+    width: usize,
+    add: bool,
 }
 
 /// The naive twin of [`product`]: every element on its own, each block's chain stored (the
@@ -261,10 +282,10 @@ pub fn product_reference(
 macro_rules! tiles {
     ($feature:literal, $vec:ty, $lanes:literal, [$($v:literal),+],
      $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $add:ident) => {
-        use super::{Batch, KC, OUTPUTS_AT_ONCE};
+        use super::{Batch, Operands, KC, OUTPUTS_AT_ONCE};
         use std::arch::x86_64::*;
 
-        /// The batch in groups of up to `$vectors` vectors of images, each group through every
+        /// The batch in groups of up to `$v[0]` vectors of images, each group through every
         /// tile of outputs.
         #[target_feature(enable = $feature)]
         pub(super) unsafe fn forward(
@@ -388,27 +409,21 @@ macro_rules! tiles {
         /// [`super::product`]'s loops: `c`'s columns in tiles of up to `$v[0]` whole
         /// vectors, then a last tile of one partial vector; in each, the rows `R` at a time.
         #[target_feature(enable = $feature)]
-        #[allow(clippy::too_many_arguments)]
-        pub(super) unsafe fn product(
-            (m, k, n, add): (usize, usize, usize, bool),
-            a: *const f32,
-            rsa: isize,
-            csa: isize,
-            b: *const f32,
-            ldb: isize,
-            c: *mut f32,
-            ldc: isize,
-        ) {
+        pub(super) unsafe fn product(m: usize, all: Operands) {
             let mut j0 = 0;
-            while j0 < n {
-                let vectors = ((n - j0) / $lanes).min([$($v),+][0]);
-                let width = if vectors == 0 { n - j0 } else { vectors * $lanes };
-                let (b, c) = (b.add(j0), c.add(j0));
+            while j0 < all.width {
+                let vectors = ((all.width - j0) / $lanes).min([$($v),+][0]);
+                let width = if vectors == 0 { all.width - j0 } else { vectors * $lanes };
                 let mut m0 = 0;
                 while m0 < m {
                     let r = (m - m0).min(OUTPUTS_AT_ONCE);
-                    let (a, c) = (a.offset(m0 as isize * rsa), c.offset(m0 as isize * ldc));
-                    let args = Tile { k, a, rsa, csa, b, ldb, c, ldc, width, add };
+                    let args = Operands {
+                        a: all.a.offset(m0 as isize * all.rsa),
+                        b: all.b.add(j0),
+                        c: all.c.offset(m0 as isize * all.ldc).add(j0),
+                        width,
+                        ..all
+                    };
                     match (r, vectors) {
                         $((OUTPUTS_AT_ONCE, $v) => product_tile::<OUTPUTS_AT_ONCE, $v>(args),)+
                         (OUTPUTS_AT_ONCE, _) => product_tile::<OUTPUTS_AT_ONCE, 0>(args),
@@ -429,27 +444,12 @@ macro_rules! tiles {
             }
         }
 
-        /// One tile's operands: `a` at its first row, `b` and `c` at its first column.
-        #[derive(Clone, Copy)]
-        struct Tile {
-            k: usize,
-            a: *const f32,
-            rsa: isize,
-            csa: isize,
-            b: *const f32,
-            ldb: isize,
-            c: *mut f32,
-            ldc: isize,
-            width: usize,
-            add: bool,
-        }
-
         /// `R` rows x `V` whole vectors of columns, or with `V` = 0 one partial vector of
         /// `width` columns: for each block of [`KC`] steps a chain from +0.0, stored into `c`
         /// (the first block, unless `add`) or added into it, rounded once.
         #[target_feature(enable = $feature)]
         #[inline]
-        unsafe fn product_tile<const R: usize, const V: usize>(t: Tile) {
+        unsafe fn product_tile<const R: usize, const V: usize>(t: Operands) {
             const { assert!(V <= 4) };
             let vectors = V.max(1);
             let load = |p: *const f32| if V == 0 { load_part(p, t.width) } else { $load(p) };
@@ -563,6 +563,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::conv_fma::tests::levels;
     use crate::kernels::gemm::gemm;
     use crate::testutil::{assert_within_rounded_sum_bound, differing_bits, random_array};
     use ndarray::{s, Array2, ArrayView2, Ix2};
@@ -589,14 +590,6 @@ mod tests {
             random_array::<f32, Ix2>((o, i), seed + 1),
             random_array::<f32, Ix2>((n, o), seed + 2),
         ]
-    }
-
-    /// The levels with a kernel that this CPU runs.
-    fn levels() -> Vec<Isa> {
-        [Isa::Avx2, Isa::Avx512]
-            .into_iter()
-            .filter(|&l| l <= isa::detected())
-            .collect()
     }
 
     /// The reference against the product in f64: the same terms rounded in f32 along the way,
