@@ -220,6 +220,15 @@ pub fn kernel_paths() -> Vec<KernelPath> {
         Isa::Generic => baseline,
     };
     let window_sums = if level >= Isa::Avx2 { "AVX2" } else { baseline };
+    // A kernel that keeps `matrixmultiply`'s FMA bits: taken (`chosen`) at AVX2 and above, its
+    // widest path at the level, else the GEMM path `instead`.
+    let fma_kernel = |chosen: bool, instead: &str| -> String {
+        match (chosen, level) {
+            (false, _) => format!("not taken at level {level}: {instead}"),
+            (true, Isa::Avx512) => "AVX-512F".into(),
+            (true, _) => "AVX2 + FMA".into(),
+        }
+    };
     // matrixmultiply 0.3.11 (`sgemm_kernel::detect`): AVX-512F when compiled in (its default
     // `avx512` feature, with rustc 1.89 or later), else FMA + AVX2, else AVX, else SSE2.
     let avx512_compiled = rustc_at_least(env!("ADVMNIST_RUSTC_VERSION"), 1, 89);
@@ -244,13 +253,7 @@ pub fn kernel_paths() -> Vec<KernelPath> {
             kernel: "conv2 forward, direct convolution with the GEMM's bits".into(),
             source: "src/kernels/conv_fma.rs (chosen)".into(),
             // Asked of the kernel's own tests of the CPU, rather than mirrored here.
-            path: if !crate::kernels::conv_fma::chosen() {
-                format!("not taken at level {level}: im2col + sgemm")
-            } else if level >= Isa::Avx512 {
-                "AVX-512F".into()
-            } else {
-                "AVX2 + FMA".into()
-            },
+            path: fma_kernel(crate::kernels::conv_fma::chosen(), "im2col + sgemm"),
         },
         KernelPath {
             kernel: "conv2 weight gradient, direct with the GEMM's bits".into(),
@@ -273,13 +276,7 @@ pub fn kernel_paths() -> Vec<KernelPath> {
         KernelPath {
             kernel: "dense layers' products (forward, weight and input gradients), the GEMM's bits without packing".into(),
             source: "src/kernels/dense_fma.rs (chosen)".into(),
-            path: if !crate::kernels::dense_fma::chosen() {
-                format!("not taken at level {level}: sgemm")
-            } else if level >= Isa::Avx512 {
-                "AVX-512F".into()
-            } else {
-                "AVX2 + FMA".into()
-            },
+            path: fma_kernel(crate::kernels::dense_fma::chosen(), "sgemm"),
         },
         KernelPath {
             kernel: "conv1 weight gradient through pool1, window sums".into(),

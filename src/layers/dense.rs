@@ -6,7 +6,7 @@
 //! Backward (docs/math.md, "Dense"):
 //!   `dW (O, I) += dY^T (O, N) x X (N, I)`,  `db += sum_n dY[n, :]`,  `dX (N, I) = dY (N, O) x W (O, I)`.
 
-use crate::kernels::dense_fma;
+use crate::kernels::dense_fma::{self, Beta};
 use crate::kernels::gemm::gemm;
 use crate::kernels::par_build::par_zeros;
 use crate::kernels::parallel::{min_pieces_per_job, piece_len};
@@ -131,7 +131,7 @@ pub fn backward_params<T: Scalar>(
         .zip(d_out.axis_chunks_iter(Axis(1), piece).into_par_iter())
         .with_min_len(min_pieces_per_job())
         // dW[o, :] (o, I) += dY[:, o]^T (o, N) x X (N, I)
-        .for_each(|(dw, dy)| accumulate_weight_gradient(dy, cache.input.view(), dw));
+        .for_each(|(dw, dy)| product_by_rows(dy.t(), cache.input.view(), Beta::One, dw));
     grads.bias += &d_out.sum_axis(Axis(0));
 }
 
@@ -141,21 +141,25 @@ fn unit_columns<T>(m: &ArrayView2<T>) -> bool {
     m.ncols() <= 1 || m.strides()[1] == 1
 }
 
-/// `dw (o, I) += dy^T (o, N) x x (N, I)` for one piece of the rows: with AVX2 + FMA, f32 goes
-/// through `dense_fma::product`, which reads `x` where it lies instead of packing it for
-/// every piece, and gives the GEMM's bits.
-fn accumulate_weight_gradient<T: Scalar>(
-    dy: ArrayView2<T>,
-    x: ArrayView2<T>,
-    dw: ArrayViewMut2<T>,
-) {
-    let level = dense_fma::chosen_level().filter(|_| unit_columns(&x) && unit_columns(&dw.view()));
-    match (as_f32_view(dy), as_f32_view(x), level) {
-        (Some(dy), Some(x), Some(level)) => {
-            let dw = as_f32_view_mut(dw).expect("T is f32: dy was");
-            dense_fma::product(level, dy.t(), x, dw, dense_fma::Beta::One)
+/// `c (M, N) = a (M, K) b (K, N)`, plus `c` when `beta` is [`Beta::One`], for one piece of a
+/// product whose lanes can be `c`'s rows (the input gradient `dX = dY W`, the weight gradient
+/// `dW += dY^T X`): with AVX2 + FMA, f32 goes through `dense_fma::product`, which reads `b`
+/// where it lies instead of packing it, and gives the GEMM's bits; else the GEMM.
+fn product_by_rows<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>, beta: Beta, c: ArrayViewMut2<T>) {
+    let level = dense_fma::chosen_level().filter(|_| unit_columns(&b) && unit_columns(&c.view()));
+    match (as_f32_view(a), as_f32_view(b), level) {
+        (Some(a), Some(b), Some(level)) => {
+            let c = as_f32_view_mut(c).expect("T is f32: a was");
+            dense_fma::product(level, a, b, c, beta)
         }
-        _ => gemm(T::one(), dy.t(), x, T::one(), dw),
+        _ => {
+            let beta = if beta == Beta::One {
+                T::one()
+            } else {
+                T::zero()
+            };
+            gemm(T::one(), a, b, beta, c)
+        }
     }
 }
 
@@ -189,7 +193,7 @@ pub fn backward_params_then_update<T: Scalar>(
         .for_each(|((w, v), dy)| {
             let mut dw = Array2::zeros(w.raw_dim());
             // dW[o, :] (o, I) += dY[:, o]^T (o, N) x X (N, I)
-            accumulate_weight_gradient(dy, cache.input.view(), dw.view_mut());
+            product_by_rows(dy.t(), cache.input.view(), Beta::One, dw.view_mut());
             update_weight(w, dw.view(), v);
         });
     // Onto zeros, as `backward_params` accumulates into a zeroed gradient: the same bits.
@@ -199,30 +203,16 @@ pub fn backward_params_then_update<T: Scalar>(
 }
 
 /// The input gradient `dX (N, I) = dY (N, O) x W (O, I)`, cut by the inputs into pieces
-/// computed in parallel, each packing its own columns of `W`.
+/// computed in parallel, each from its own columns of `W` ([`product_by_rows`]).
 pub fn backward_input<T: Scalar>(d_out: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
     let mut dx = Array2::zeros((d_out.nrows(), p.weight.ncols()));
     let piece = piece_len(p.weight.ncols(), d_out.nrows() * p.weight.len());
-    let pieces = dx
-        .axis_chunks_iter_mut(Axis(1), piece)
+    dx.axis_chunks_iter_mut(Axis(1), piece)
         .into_par_iter()
         .zip(p.weight.axis_chunks_iter(Axis(1), piece).into_par_iter())
-        .with_min_len(min_pieces_per_job());
-    // With AVX2 + FMA, f32 goes through `dense_fma`, which reads W where it lies instead of
-    // copying it into panels first, and gives the GEMM's bits.
-    let level = dense_fma::chosen_level().filter(|_| unit_columns(&p.weight.view()));
-    match (as_f32_view(d_out), level) {
-        (Some(dy), Some(level)) => pieces.for_each(|(dxc, wc)| {
-            let (dxc, wc) = (as_f32_view_mut(dxc), as_f32_view(wc));
-            let (dxc, wc) = (
-                dxc.expect("T is f32: dY was"),
-                wc.expect("T is f32: dY was"),
-            );
-            dense_fma::product(level, dy, wc, dxc, dense_fma::Beta::Zero)
-        }),
+        .with_min_len(min_pieces_per_job())
         // dX[:, i] (N, i) = dY (N, O) x W[:, i] (O, i)
-        _ => pieces.for_each(|(dxc, wc)| gemm(T::one(), d_out, wc, T::zero(), dxc)),
-    }
+        .for_each(|(dxc, wc)| product_by_rows(d_out, wc, Beta::Zero, dxc));
     dx
 }
 
