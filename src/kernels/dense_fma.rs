@@ -172,6 +172,10 @@ pub enum Beta {
     Zero,
     /// `C = A B + C`: every block's chain is added into `C`, rounded once.
     One,
+    /// `C = 0 + A B`: the first block's chain is added into +0.0, the others into `C`: the
+    /// bits [`Beta::One`] gives on a zeroed `C`, without zeroing `C` or reading it first (a
+    /// weight gradient made into a scratch block of unspecified contents).
+    OntoZeros,
 }
 
 /// `c (M, N) = a (M, K) b (K, N)` (or `+=`, by `beta`) with `b`'s and `c`'s rows contiguous
@@ -217,7 +221,7 @@ pub fn product(
         c: c.as_mut_ptr(),
         ldc: c.strides()[0],
         width: n,
-        add: beta == Beta::One,
+        beta,
     };
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU runs `level` (checked above); every element reached is inside one of the
@@ -234,8 +238,7 @@ pub fn product(
 }
 
 /// [`product`]'s operands as its tiles take them: `a (M, k)` through its strides, `b (k, width)`
-/// and `c (M, width)` with contiguous rows, each pointer at the block's first element; `add`
-/// is [`Beta::One`].
+/// and `c (M, width)` with contiguous rows, each pointer at the block's first element.
 #[derive(Clone, Copy)]
 struct Operands {
     k: usize,
@@ -247,11 +250,12 @@ struct Operands {
     c: *mut f32,
     ldc: isize,
     width: usize,
-    add: bool,
+    beta: Beta,
 }
 
 /// The naive twin of [`product`]: every element on its own, each block's chain stored (the
-/// first, with [`Beta::Zero`]) or added in.
+/// first, with [`Beta::Zero`]), added into +0.0 (the first, with [`Beta::OntoZeros`]) or added
+/// into `c`.
 pub fn product_reference(
     a: ArrayView2<f32>,
     b: ArrayView2<f32>,
@@ -259,6 +263,9 @@ pub fn product_reference(
     beta: Beta,
 ) {
     let k = a.ncols();
+    if k == 0 && beta != Beta::One {
+        c.fill(0.0);
+    }
     for (am, mut cm) in a.outer_iter().zip(c.outer_iter_mut()) {
         for (j, c) in cm.iter_mut().enumerate() {
             for block in (0..k).step_by(KC) {
@@ -266,10 +273,10 @@ pub fn product_reference(
                 for p in block..(block + KC).min(k) {
                     chain = am[p].mul_add(b[[p, j]], chain);
                 }
-                *c = if block == 0 && beta == Beta::Zero {
-                    chain
-                } else {
-                    *c + chain
+                *c = match (block, beta) {
+                    (0, Beta::Zero) => chain,
+                    (0, Beta::OntoZeros) => 0.0 + chain,
+                    _ => *c + chain,
                 };
             }
         }
@@ -282,7 +289,7 @@ pub fn product_reference(
 macro_rules! tiles {
     ($feature:literal, $vec:ty, $lanes:literal, [$($v:literal),+],
      $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $add:ident) => {
-        use super::{Batch, Operands, KC, OUTPUTS_AT_ONCE};
+        use super::{Batch, Beta, Operands, KC, OUTPUTS_AT_ONCE};
         use std::arch::x86_64::*;
 
         /// The batch in groups of up to `$v[0]` vectors of images, each group through every
@@ -446,7 +453,8 @@ macro_rules! tiles {
 
         /// `R` rows x `V` whole vectors of columns, or with `V` = 0 one partial vector of
         /// `width` columns: for each block of [`KC`] steps a chain from +0.0, stored into `c`
-        /// (the first block, unless `add`) or added into it, rounded once.
+        /// (the first block with [`Beta::Zero`]), added into +0.0 (the first with
+        /// [`Beta::OntoZeros`]) or added into `c`, rounded once.
         #[target_feature(enable = $feature)]
         #[inline]
         unsafe fn product_tile<const R: usize, const V: usize>(t: Operands) {
@@ -475,7 +483,11 @@ macro_rules! tiles {
                 for (r, acc_r) in acc.iter().enumerate() {
                     for (v, &chain) in acc_r.iter().enumerate().take(vectors) {
                         let p = out(r, v);
-                        let value = if block == 0 && !t.add { chain } else { $add(load(p), chain) };
+                        let value = match (block, t.beta) {
+                            (0, Beta::Zero) => chain,
+                            (0, Beta::OntoZeros) => $add($zero(), chain),
+                            _ => $add(load(p), chain),
+                        };
                         if V == 0 {
                             store_part(p, value, t.width)
                         } else {
@@ -570,8 +582,9 @@ mod tests {
 
     /// (images, inputs, outputs): the autoencoder's first layer and LeNet's fc1 and fc2 at a
     /// small batch; blocks of KC exactly (256, 512) and one step past them; ragged images (1,
-    /// 13, 17, 70: a partial vector, and 4 + 1 vectors) and outputs (1 to 7, 500).
-    const SHAPES: [(usize, usize, usize); 10] = [
+    /// 13, 17, 70: a partial vector, and 4 + 1 vectors) and outputs (1 to 7, 500); 300 images
+    /// (the weight gradient's sums past one block).
+    const SHAPES: [(usize, usize, usize); 11] = [
         (64, 784, 40),
         (64, 800, 500),
         (64, 500, 10),
@@ -582,6 +595,7 @@ mod tests {
         (3, 30, 250),
         (33, 1000, 3),
         (100, 250, 13),
+        (300, 40, 9),
     ];
 
     fn operands(n: usize, i: usize, o: usize, seed: u64) -> [Array2<f32>; 3] {
@@ -680,10 +694,12 @@ mod tests {
             // dW (O, I) += dY^T (O, N) X (N, I): here dY is `w_all`'s first N rows' columns.
             let x = random_array::<f32, Ix2>((n, i + 5), 7 + k as u64);
             let dw_case = (dy.t(), x.slice(cols), (o, i + 5), Beta::One);
-            for (a, b, shape, beta) in [dx_case, dw_case] {
+            // ... and into a scratch block: as `Beta::One` onto zeros, never reading it.
+            let scratch_case = (dy.t(), x.slice(cols), (o, i + 5), Beta::OntoZeros);
+            for (a, b, shape, beta) in [dx_case, dw_case, scratch_case] {
                 let fresh = || {
                     let mut c = random_array::<f32, Ix2>(shape, 99);
-                    if beta == Beta::Zero {
+                    if beta != Beta::One {
                         c.slice_mut(cols).fill(f32::NAN);
                     }
                     c
@@ -710,7 +726,14 @@ mod tests {
                 );
                 if available() {
                     let mut by_gemm = fresh();
-                    let beta = if beta == Beta::One { 1.0 } else { 0.0 };
+                    let beta = match beta {
+                        Beta::Zero => 0.0,
+                        Beta::One => 1.0,
+                        Beta::OntoZeros => {
+                            by_gemm.slice_mut(cols).fill(0.0);
+                            1.0
+                        }
+                    };
                     gemm(1.0, a, b, beta, by_gemm.slice_mut(cols));
                     assert_eq!(differing_bits(&by_gemm, &want), 0, "{what}: gemm");
                 }
