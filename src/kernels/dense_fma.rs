@@ -165,7 +165,8 @@ pub fn forward_reference(x: ArrayView2<f32>, w: ArrayView2<f32>, mut y: ArrayVie
     }
 }
 
-/// GEMM's `beta` as [`product`] takes it: whether it overwrites its output or adds into it.
+/// GEMM's `beta` as [`product`] takes it: whether it overwrites its output, adds into it, or
+/// adds onto +0.0 as if it were zeroed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Beta {
     /// `C = A B`: the first block's chain is stored as it is; `C` is never read.
@@ -678,12 +679,13 @@ mod tests {
         }
     }
 
-    /// `product` in both modes, as the dense layers call it: the input gradient `dX = dY W`
-    /// (overwrite; `W` a piece of a wider weight's columns, `dX` of a wider output's) and the
-    /// weight gradient `dW += dY^T X` (`a` a transposed view). The reference against f64 within
-    /// the rounded-sum bound, against `matrixmultiply`'s bits where it has a fused kernel, and
-    /// each kernel against the reference; the columns around the piece are left as they were
-    /// (NaN inside it first when overwriting: beta = 0 never reads it).
+    /// `product` in its three modes, as the dense layers call it: the input gradient
+    /// `dX = dY W` (overwrite; `W` a piece of a wider weight's columns, `dX` of a wider
+    /// output's), the weight gradient `dW += dY^T X` (`a` a transposed view), and the same onto
+    /// zeros in a scratch block. The reference against f64 within the rounded-sum bound, against
+    /// `matrixmultiply`'s bits where it has a fused kernel (onto a zeroed block for
+    /// `OntoZeros`), and each kernel against the reference; the columns around the piece are
+    /// left as they were (NaN inside it first for `Zero` and `OntoZeros`, which never read it).
     #[test]
     fn product_kernel_reference_and_gemm_agree() {
         for (k, (n, o, i)) in SHAPES.into_iter().enumerate() {
@@ -742,6 +744,47 @@ mod tests {
                     product(level, a, b, by_kernel.slice_mut(cols), beta);
                     assert_eq!(differing_bits(&by_kernel, &want), 0, "{what}: {level}");
                 }
+            }
+        }
+    }
+
+    /// Where the modes differ by more than a read: a product that underflows to -0.0 is stored
+    /// as -0.0 by `Zero`, but added onto +0.0 by `One` on a zeroed output and by `OntoZeros`
+    /// (-1e-30 x 1e-30 = -1e-60, below f32's smallest subnormal); with an empty inner
+    /// dimension `Zero` and `OntoZeros` write zeros and `One` leaves the output as it was. The
+    /// reference and every kernel alike.
+    #[test]
+    fn modes_on_negative_zero_and_an_empty_inner_dimension() {
+        let (a, b) = (ndarray::arr2(&[[-1e-30f32]]), ndarray::arr2(&[[1e-30f32]]));
+        let (a0, b0) = (Array2::<f32>::zeros((1, 0)), Array2::<f32>::zeros((0, 1)));
+        let cases = [
+            (Beta::Zero, -0.0f32, 0.0f32),
+            (Beta::One, 0.0, 5.0),
+            (Beta::OntoZeros, 0.0, 0.0),
+        ];
+        for (beta, underflowed, empty) in cases {
+            let start = if beta == Beta::One { 0.0 } else { f32::NAN };
+            let mut c = ndarray::arr2(&[[start]]);
+            product_reference(a.view(), b.view(), c.view_mut(), beta);
+            assert_eq!(
+                c[[0, 0]].to_bits(),
+                underflowed.to_bits(),
+                "{beta:?} reference"
+            );
+            let mut c = ndarray::arr2(&[[5.0f32]]);
+            product_reference(a0.view(), b0.view(), c.view_mut(), beta);
+            assert_eq!(c[[0, 0]], empty, "{beta:?} reference, empty");
+            for level in levels() {
+                let mut c = ndarray::arr2(&[[start]]);
+                product(level, a.view(), b.view(), c.view_mut(), beta);
+                assert_eq!(
+                    c[[0, 0]].to_bits(),
+                    underflowed.to_bits(),
+                    "{beta:?} {level}"
+                );
+                let mut c = ndarray::arr2(&[[5.0f32]]);
+                product(level, a0.view(), b0.view(), c.view_mut(), beta);
+                assert_eq!(c[[0, 0]], empty, "{beta:?} {level}, empty");
             }
         }
     }

@@ -202,7 +202,7 @@ pub fn backward_params_then_update<T: Scalar>(
         .with_min_len(min_pieces_per_job())
         .for_each(|((w, v), dy)| {
             // A block of this thread's scratch, not a new zeroed one: `Beta::OntoZeros` sums
-            // onto +0.0 without reading it (zeroing 11 MB of blocks was 2.4% of the step).
+            // onto +0.0 without reading it (docs/performance.md: the zeroing showed in `perf`).
             with_scratch::<T, _>(w.len(), |block| {
                 let mut dw = ArrayViewMut2::from_shape(w.raw_dim(), block).expect("w's size");
                 // dW[o, :] (o, I) = 0 + dY[:, o]^T (o, N) x X (N, I)
