@@ -217,7 +217,8 @@ pub fn backward_params_then_update<T: Scalar>(
 }
 
 /// The input gradient `dX (N, I) = dY (N, O) x W (O, I)`, cut by the inputs into pieces
-/// computed in parallel, each from its own columns of `W` ([`product_by_rows`]).
+/// computed in parallel, each from its own columns of `W` (through `dense_fma` where the CPU
+/// has AVX2 + FMA, else the GEMM: the same bits).
 pub fn backward_input<T: Scalar>(d_out: ArrayView2<T>, p: &DenseParams<T>) -> Array2<T> {
     let mut dx = Array2::zeros((d_out.nrows(), p.weight.ncols()));
     let piece = piece_len(p.weight.ncols(), d_out.nrows() * p.weight.len());
