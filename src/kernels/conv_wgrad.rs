@@ -26,6 +26,17 @@
 //! Per position, 4 loads and 5 broadcasts for 20 fused multiply-adds. The chains of all
 //! `C*K*K` weights live in a buffer `chains (C*K*K, 64)` between positions' runs (each block
 //! loads its 20 registers, runs a run of positions, stores them).
+//!
+//! **The channels past the last full vector, packed** ([`Packing`]). With 50 channels the
+//! fourth vector carries 2 channels in 16 lanes, and its 5 fused multiply-adds per position are
+//! a fifth of the work for 4% of the chains. Where the kernel is 5 wide and 1 to 3 channels are
+//! left over (5 x 3 <= 16), those channels' chains for all 5 taps share one register instead:
+//! lane `t * r + q` holds tap `t` of leftover channel `q` (`r` channels left). Per position it
+//! takes one more load (`dY` of the leftover channels, laid out once per image in the same
+//! pattern, `dyr (P, 16)`) and one permute (the row's 5 input values, each repeated `r`
+//! times) for 1 fused multiply-add instead of 5: for conv2, 16 instead of 20, and 250 of 256
+//! lanes in use instead of 250 of 320. Each lane is still one weight's chain over the same
+//! positions in the same order, so the bits are those of the unpacked kernel.
 
 use crate::kernels::isa::{self, Isa};
 #[cfg(target_arch = "x86_64")]
@@ -39,6 +50,25 @@ pub const KC: usize = crate::kernels::conv_fma::KC;
 pub const MAX_CHANNELS: usize = 64;
 /// Taps of one kernel row summed side by side.
 pub const TAPS_AT_ONCE: usize = 5;
+
+/// How the output channels are laid out in lanes: `full` vectors of 16 channels, then the
+/// `rest` channels left over, packed five taps to a register (module doc) when `packed`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Packing {
+    pub full: usize,
+    pub rest: usize,
+    pub packed: bool,
+}
+
+impl Packing {
+    /// The layout the kernel takes for `o` output channels and a kernel `k` wide: packed when
+    /// `k` is [`TAPS_AT_ONCE`] and 1 to 3 channels are left past the full vectors.
+    pub fn of(o: usize, k: usize) -> Packing {
+        let (full, rest) = (o / 16, o % 16);
+        let packed = k == TAPS_AT_ONCE && rest >= 1 && TAPS_AT_ONCE * rest <= 16;
+        Packing { full, rest, packed }
+    }
+}
 
 /// The shape of a group's convolution: `g` images of `c` input channels of `h x w`, `o`
 /// output channels, kernel `k` (stride 1, no padding).
@@ -112,25 +142,58 @@ pub fn weight_gradient(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
 /// The kernel: image by image, each image's positions in runs that end at the group's
 /// multiples of [`KC`]; a run that ends a KC block (or the group) leaves its chains in the
 /// output (written the first time, added after) instead of in `chains`, and the next run
-/// starts its chains from zero: no pass over the buffers of its own.
+/// starts its chains from zero: no pass over the buffers of its own. With [`Packing`]'s
+/// `packed`, the full vectors' chains go through `chains`/`out` and the leftover channels'
+/// through `rchains`/`rout`, one register of 16 lanes per input channel and kernel row.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
-    let Shape { g, c, h, w, o, .. } = shape;
+    let Shape { g, c, h, w, o, k } = shape;
     let (p, inner) = (shape.positions(), shape.inner());
-    let vectors = o.div_ceil(16);
+    let packing = Packing::of(o, k);
+    // Lanes of `dyt`, `chains` and `out`: the full vectors only when the rest is packed.
+    let vectors = if packing.packed {
+        packing.full
+    } else {
+        o.div_ceil(16)
+    };
     let lanes = vectors * 16;
-    with_scratch(p * lanes + 2 * inner * lanes, |buffer: &mut [f32]| {
+    // dyr (P, 16), rchains and rout (C*K, 16) each: empty unless packed.
+    let (dyr_len, rows_len) = if packing.packed {
+        (16 * p, 16 * c * k)
+    } else {
+        (0, 0)
+    };
+    let len = p * lanes + 2 * inner * lanes + dyr_len + 2 * rows_len;
+    with_scratch(len, |buffer: &mut [f32]| {
         let (dyt, rest) = buffer.split_at_mut(p * lanes);
-        let (chains, out) = rest.split_at_mut(inner * lanes);
+        let (chains, rest) = rest.split_at_mut(inner * lanes);
+        let (out, rest) = rest.split_at_mut(inner * lanes);
+        let (dyr, rest) = rest.split_at_mut(dyr_len);
+        let (rchains, rout) = rest.split_at_mut(rows_len);
         dyt.fill(0.0); // the lanes past `o` stay zero
+        dyr.fill(0.0); // the lanes past 5 taps x the rest stay zero
+        let split = if packing.packed { lanes } else { o };
+        // Lane of tap t, leftover channel qq in `dyr`'s and `rchains`' pattern: t * rest + qq.
+        let permute: [i32; 16] = std::array::from_fn(|lane| {
+            let t = lane / packing.rest.max(1);
+            t.min(TAPS_AT_ONCE) as i32 // lanes past the pattern read the masked-off zero
+        });
         let total = g * p;
         let mut r = 0; // the group's position index: image * P + position
         for image in 0..g {
-            // dY^T (P, lanes) of this image.
+            // dY^T (P, lanes) of this image, and `dyr` for the packed rest.
             for (q, row) in dy[image * o * p..][..o * p].chunks_exact(p).enumerate() {
-                for (pos, &v) in row.iter().enumerate() {
-                    dyt[pos * lanes + q] = v;
+                if q < split {
+                    for (pos, &v) in row.iter().enumerate() {
+                        dyt[pos * lanes + q] = v;
+                    }
+                } else {
+                    for (pos, &v) in row.iter().enumerate() {
+                        for t in 0..TAPS_AT_ONCE {
+                            dyr[pos * 16 + t * packing.rest + q - split] = v;
+                        }
+                    }
                 }
             }
             let xi = &x[image * c * h * w..][..c * h * w];
@@ -145,6 +208,10 @@ unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [
                     dyt: dyt.as_ptr(),
                     chains: chains.as_mut_ptr(),
                     out: out.as_mut_ptr(),
+                    dyr: dyr.as_ptr(),
+                    rchains: rchains.as_mut_ptr(),
+                    rout: rout.as_mut_ptr(),
+                    permute: &permute,
                     start,
                     end,
                     starts_block: r % KC == 0,
@@ -156,20 +223,30 @@ unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [
                         End::Add
                     },
                 };
-                match vectors {
-                    1 => rows::<1>(&run),
-                    2 => rows::<2>(&run),
-                    3 => rows::<3>(&run),
-                    _ => rows::<4>(&run),
+                match (packing.packed, vectors) {
+                    (true, 0) => rows_packed::<0>(&run),
+                    (true, 1) => rows_packed::<1>(&run),
+                    (true, 2) => rows_packed::<2>(&run),
+                    (true, _) => rows_packed::<3>(&run),
+                    (false, 1) => rows::<1>(&run),
+                    (false, 2) => rows::<2>(&run),
+                    (false, 3) => rows::<3>(&run),
+                    (false, _) => rows::<4>(&run),
                 }
                 r += end - start;
                 start = end;
             }
         }
-        // out (C*K*K, lanes) -> dw (O, C*K*K)
+        // out (C*K*K, lanes) and rout (C*K, 16) -> dw (O, C*K*K)
         for (q, dw_row) in dw.chunks_exact_mut(inner).enumerate() {
-            for (s, d) in dw_row.iter_mut().enumerate() {
-                *d = out[s * lanes + q];
+            if q < split {
+                for (s, d) in dw_row.iter_mut().enumerate() {
+                    *d = out[s * lanes + q];
+                }
+            } else {
+                for (s, d) in dw_row.iter_mut().enumerate() {
+                    *d = rout[s / k * 16 + s % k * packing.rest + q - split];
+                }
             }
         }
     })
@@ -184,6 +261,11 @@ struct Run {
     dyt: *const f32,  // (P, lanes): this image
     chains: *mut f32, // (C*K*K, lanes): the chains between runs of one KC block
     out: *mut f32,    // (C*K*K, lanes): the sum of the finished KC blocks
+    // The packed rest (unused otherwise): lane t * rest + qq is tap t of leftover channel qq.
+    dyr: *const f32, // (P, 16): this image's dY of the leftover channels, once per tap
+    rchains: *mut f32, // (C*K, 16): as `chains`, one register per (ci, ki)
+    rout: *mut f32,  // (C*K, 16): as `out`
+    permute: *const [i32; 16], // lane -> which of the row's 5 input values it multiplies
     start: usize,
     end: usize,
     /// The run starts a KC block: the chains start from +0.0 rather than from `chains`.
@@ -267,6 +349,77 @@ unsafe fn taps<const V: usize, const T: usize>(run: &Run, ci: usize, ki: usize, 
     }
 }
 
+/// As [`rows`], the full vectors' chains and the packed rest's together: every input channel
+/// and kernel row (the kernel is [`TAPS_AT_ONCE`] wide, so one block of taps per row).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn rows_packed<const F: usize>(run: &Run) {
+    let Shape { c, k, .. } = run.shape;
+    for ci in 0..c {
+        for ki in 0..k {
+            taps_packed::<F>(run, ci, ki);
+        }
+    }
+}
+
+/// [`taps`] for the whole kernel row, `F` full vectors of channels, and the leftover channels'
+/// chains of all 5 taps in one more register (`racc`): per position, its `dY` lanes from
+/// `dyr`, its input values the row's 5 (a masked load) spread by `permute`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn taps_packed<const F: usize>(run: &Run, ci: usize, ki: usize) {
+    use std::arch::x86_64::*;
+    const T: usize = TAPS_AT_ONCE;
+    let Shape { h, w, k, .. } = run.shape;
+    let row = ci * k + ki;
+    let s0 = row * k;
+    let chain = |t: usize, v: usize| run.chains.add((s0 + t) * run.lanes + v * 16);
+    let rchain = run.rchains.add(row * 16);
+    let mut acc: [[__m512; F]; T] = std::array::from_fn(|t| {
+        std::array::from_fn(|v| {
+            if run.starts_block {
+                _mm512_setzero_ps()
+            } else {
+                _mm512_loadu_ps(chain(t, v))
+            }
+        })
+    });
+    let mut racc = if run.starts_block {
+        _mm512_setzero_ps()
+    } else {
+        _mm512_loadu_ps(rchain)
+    };
+    let permute = _mm512_loadu_epi32((*run.permute).as_ptr());
+    for pos in run.start..run.end {
+        let (i, j) = (pos / OUT_WIDTH, pos % OUT_WIDTH);
+        let dv: [__m512; F] =
+            std::array::from_fn(|v| _mm512_loadu_ps(run.dyt.add(pos * run.lanes + v * 16)));
+        let xrow = run.x.add((ci * h + i + ki) * w + j);
+        for (t, acc_t) in acc.iter_mut().enumerate() {
+            let xb = _mm512_set1_ps(*xrow.add(t));
+            for (a, &d) in acc_t.iter_mut().zip(&dv) {
+                *a = _mm512_fmadd_ps(d, xb, *a);
+            }
+        }
+        let xs = _mm512_permutexvar_ps(permute, _mm512_maskz_loadu_ps((1 << T) - 1, xrow));
+        racc = _mm512_fmadd_ps(_mm512_loadu_ps(run.dyr.add(pos * 16)), xs, racc);
+    }
+    let out = |t: usize, v: usize| run.out.add((s0 + t) * run.lanes + v * 16);
+    let rout = run.rout.add(row * 16);
+    let store = |dst: *mut f32, sum: *mut f32, a: __m512| match run.ends {
+        End::Keep => _mm512_storeu_ps(dst, a),
+        End::Write => _mm512_storeu_ps(sum, a),
+        End::Add => _mm512_storeu_ps(sum, _mm512_add_ps(_mm512_loadu_ps(sum), a)),
+    };
+    for (t, acc_t) in acc.iter().enumerate() {
+        for (v, a) in acc_t.iter().enumerate() {
+            store(chain(t, v), out(t, v), *a);
+        }
+    }
+    store(rchain, rout, racc);
+}
+
 /// The naive twin: every weight's gradient on its own, by the same rule (each [`KC`] block of
 /// the group's positions a chain of fused multiply-adds from +0.0; the first block's chain
 /// written, each later one added). `f32::mul_add` is fused on every target, so this runs
@@ -305,13 +458,18 @@ mod tests {
     /// (g, c, h, k, o, seed), w = k + 7: LeNet's conv2 over a group of 8 images (two KC blocks
     /// at an image boundary) and of 3 (one block, not full); blocks that end inside an image
     /// (P = 72: 256 = 3 * 72 + 40); a kernel of 7 (taps 5 + 1 + 1); 1 to 4 vectors of channels.
-    const SHAPES: [(usize, usize, usize, usize, usize, u64); 6] = [
+    /// The channels left past the full vectors: packed, 1 to 3 of them (50, 17, 33, 51, and 3
+    /// with no full vector), and not (64: none left; 20: 4 left; 6: a kernel of 7).
+    const SHAPES: [(usize, usize, usize, usize, usize, u64); 9] = [
         (8, 20, 12, 5, 50, 1),
         (3, 20, 12, 5, 50, 2),
         (5, 2, 13, 5, 17, 3),
         (2, 3, 12, 7, 6, 4),
         (4, 1, 9, 5, 64, 5),
         (9, 4, 12, 5, 33, 6),
+        (5, 3, 13, 5, 51, 7),
+        (4, 2, 12, 5, 3, 8),
+        (6, 2, 12, 5, 20, 9),
     ];
 
     fn inputs(
@@ -387,6 +545,27 @@ mod tests {
             assert!(fast.iter().all(|v| v.is_finite()), "{shape:?}: unwritten");
             let differ = differing_bits(&fast, &reference);
             assert_eq!(differ, 0, "{shape:?}: {differ} weights differ in bits");
+        }
+    }
+
+    #[test]
+    fn packs_one_to_three_leftover_channels_of_a_kernel_five_wide() {
+        let packed = |o, k| Packing::of(o, k).packed;
+        assert_eq!(
+            Packing::of(50, 5),
+            Packing {
+                full: 3,
+                rest: 2,
+                packed: true
+            }
+        ); // LeNet's conv2
+        assert!(packed(3, 5) && packed(17, 5) && packed(51, 5));
+        assert!(!packed(64, 5) && !packed(20, 5)); // none left; 4 x 5 lanes > 16
+        assert!(!packed(50, 7) && !packed(50, 3)); // a kernel not 5 wide
+        for case in SHAPES {
+            let (_, _, _, k, o, _) = case;
+            let expect = k == 5 && matches!(o % 16, 1..=3);
+            assert_eq!(packed(o, k), expect, "{case:?}");
         }
     }
 
