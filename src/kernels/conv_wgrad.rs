@@ -15,15 +15,15 @@
 //! own shape (`advmnist bench --report`, 2026-12-07): it builds `cols` (im2col, 1 MB per group
 //! of 8 images) which `matrixmultiply` then copies again into packed panels, and conv2's 50
 //! output channels fill 50/64 of its 16 x 16 tiles anyway. Here the output channels are the
-//! vector lanes (4 registers of 16 hold 64 lanes, 50 used: the same waste as the GEMM's tiles),
-//! each step of the chain broadcasts one input value `x[c, i + ki, j + kj]` straight from the
+//! vector lanes (up to 4 registers of 16; for conv2, 3 and the 2 channels left over packed as
+//! below), each step of the chain broadcasts one input value `x[c, i + ki, j + kj]` straight from the
 //! image, and the output gradient is transposed once per image to `dY^T (P, 64)` (16 KB). No
 //! im2col, no packing; per image the image, `dY^T` and the running chains of one input row
 //! stay in L1 and L2.
 //!
-//! Register blocking: for one input channel `c` and kernel row `ki`, the 5 taps `kj` x 4
-//! vectors of channels = 20 registers of sums, plus 4 of `dY^T` and 1 broadcast: 25 of 32.
-//! Per position, 4 loads and 5 broadcasts for 20 fused multiply-adds. The chains of all
+//! Register blocking, whole registers: for one input channel `c` and kernel row `ki`, the 5
+//! taps `kj` x 4 vectors of channels = 20 registers of sums, plus 4 of `dY^T` and 1 broadcast:
+//! 25 of 32. Per position, 4 loads and 5 broadcasts for 20 fused multiply-adds. The chains of all
 //! `C*K*K` weights live in a buffer `chains (C*K*K, 64)` between positions' runs (each block
 //! loads its 20 registers, runs a run of positions, stores them).
 //!
@@ -35,7 +35,8 @@
 //! takes one more load (`dY` of the leftover channels, laid out once per image in the same
 //! pattern, `dyr (P, 16)`) and one permute (the row's 5 input values, each repeated `r`
 //! times) for 1 fused multiply-add instead of 5: for conv2, 16 instead of 20, and 250 of 256
-//! lanes in use instead of 250 of 320. Each lane is still one weight's chain over the same
+//! lanes in use instead of 250 of 320 (registers: 15 + 1 of sums, 3 + 1 of `dY`, the broadcast,
+//! the permuted row and the permute's indices: 23 of 32). Each lane is still one weight's chain over the same
 //! positions in the same order, so the bits are those of the unpacked kernel.
 
 use crate::kernels::isa::{self, Isa};
