@@ -19,8 +19,8 @@ use crate::kernels::scratch::with_scratch;
 use crate::kernels::window_sums::{window_sums_5, window_sums_any_k, PAD};
 use crate::kernels::{conv_fma, conv_igrad, conv_wgrad, direct};
 use ndarray::{
-    s, Array1, Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis,
-    CowArray, Ix4,
+    s, Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, ArrayViewMut3,
+    Axis, CowArray, Ix4,
 };
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -240,8 +240,32 @@ pub fn group_param_gradients<T: Scalar>(
     x: ArrayView4<T>,
     k: usize,
 ) -> (Array2<T>, Array1<T>) {
+    let (o, c) = (d_out.dim().1, x.dim().1);
+    let mut dw = Array2::<T>::zeros((o, c * k * k));
+    let mut db = Array1::<T>::zeros(o);
+    group_param_gradients_into(
+        d_out,
+        x,
+        k,
+        dw.as_slice_mut().expect("standard layout"),
+        db.as_slice_mut().expect("standard layout"),
+    );
+    (dw, db)
+}
+
+/// [`group_param_gradients`] into `dw (O*C*K*K)` and `db (O)`, whose contents are overwritten
+/// (they may hold anything before: a scratch block).
+pub fn group_param_gradients_into<T: Scalar>(
+    d_out: ArrayView4<T>,
+    x: ArrayView4<T>,
+    k: usize,
+    dw: &mut [T],
+    db: &mut [T],
+) {
     let (g, o, oh, ow) = d_out.dim();
     let (_, c, h, w) = x.dim();
+    assert_eq!(dw.len(), o * c * k * k, "dw is (O, C*K*K)");
+    assert_eq!(db.len(), o, "db is (O)");
     if conv_wgrad::applies(c, h, w, o, k) && conv_wgrad::chosen() {
         let (d_out, x) = (d_out.as_standard_layout(), x.as_standard_layout());
         let (dys, xs) = (
@@ -249,15 +273,18 @@ pub fn group_param_gradients<T: Scalar>(
             as_f32(x.as_slice().expect("standard layout")),
         );
         if let (Some(dys), Some(xs)) = (dys, xs) {
-            let mut dw = Array2::<T>::zeros((o, c * k * k));
-            let dw_f32 =
-                as_f32_mut(dw.as_slice_mut().expect("standard layout")).expect("T is f32: x was");
+            let dw_f32 = as_f32_mut(dw).expect("T is f32: x was");
             let shape = conv_wgrad::Shape { g, c, h, w, o, k };
+            // Writes every element of dw (its test fills the output with NaN first).
             conv_wgrad::weight_gradient(dys, xs, shape, dw_f32);
-            return (dw, bias_gradient(d_out.view(), o, oh * ow));
+            let bias = bias_gradient(d_out.view(), o, oh * ow);
+            db.copy_from_slice(bias.as_slice().expect("a new array"));
+            return;
         }
     }
-    group_param_gradients_gemm(d_out, x, k)
+    let (gw, gb) = group_param_gradients_gemm(d_out, x, k);
+    dw.copy_from_slice(gw.as_slice().expect("a new array"));
+    db.copy_from_slice(gb.as_slice().expect("a new array"));
 }
 
 /// `db_g[o] = sum` of `dY_g`'s row `o`, with `dY_g (O, G*P)` laid out as the GEMM path lays it
@@ -390,36 +417,50 @@ pub fn group_param_gradients_through_pool<T: Scalar>(
 /// Accumulates the parameter gradients: `grads.weight += dL/dW`, `grads.bias += dL/db`.
 ///
 /// `dW = sum_n dY_n cols_n^T`: per fixed group of [`IMAGES_PER_SUM`] images one
-/// [`group_param_gradients`], the groups in parallel, each rebuilding its `cols_g` from the
-/// cached input; their results are then added in group order (the weight gradient is small,
-/// so the partial copies cost little).
+/// [`group_param_gradients_into`], the groups in parallel, each into its own piece of one
+/// scratch block (on the GEMM path each rebuilding its `cols_g` from the cached input); the
+/// pieces are then added in group order. A scratch block rather than a new array per group:
+/// LeNet's conv2 makes 8 pieces of 100 KB per batch of 64, and newly zeroed ones cost 15% of
+/// the pass on one thread (docs/performance.md, "What is left").
 pub fn backward_params<T: Scalar>(
     d_out: ArrayView4<T>,
     cache: &ConvCache<T>,
     grads: &mut ConvParams<T>,
 ) {
     let (o, c, k, _) = grads.weight.dim();
-    let groups: Vec<(Array2<T>, Array1<T>)> = d_out
-        .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
-        .into_par_iter()
-        .zip(
-            cache
-                .input
-                .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
-                .into_par_iter(),
-        )
-        .with_min_len(min_pieces_per_job())
-        .map(|(dyg, xg)| group_param_gradients(dyg, xg, k))
-        .collect();
-    let mut dw = grads
-        .weight
-        .view_mut()
-        .into_shape_with_order((o, c * k * k))
-        .expect("standard layout");
-    for (gw, gb) in &groups {
-        dw += gw;
-        grads.bias += gb;
-    }
+    let inner = c * k * k;
+    let piece = o * inner + o; // dW_g (O, C*K*K), then db_g (O)
+    let groups = d_out.dim().0.div_ceil(IMAGES_PER_SUM);
+    with_scratch(groups * piece, |pieces: &mut [T]| {
+        pieces
+            .par_chunks_mut(piece)
+            .zip(
+                d_out
+                    .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
+                    .into_par_iter(),
+            )
+            .zip(
+                cache
+                    .input
+                    .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
+                    .into_par_iter(),
+            )
+            .with_min_len(min_pieces_per_job())
+            .for_each(|((out, dyg), xg)| {
+                let (dw, db) = out.split_at_mut(o * inner);
+                group_param_gradients_into(dyg, xg, k, dw, db);
+            });
+        let mut dw = grads
+            .weight
+            .view_mut()
+            .into_shape_with_order((o, inner))
+            .expect("standard layout");
+        for out in pieces.chunks_exact(piece) {
+            let (gw, gb) = out.split_at(o * inner);
+            dw += &ArrayView2::from_shape((o, inner), gw).expect("o * inner values");
+            grads.bias += &ArrayView1::from(gb);
+        }
+    })
 }
 
 /// The input gradient `dL/dx (N, C, H, W)`: per image `dcols = W^T dY`, then `dx = col2im(dcols)`;
