@@ -258,11 +258,7 @@ pub fn kernel_paths() -> Vec<KernelPath> {
         KernelPath {
             kernel: "conv2 weight gradient, direct with the GEMM's bits".into(),
             source: "src/kernels/conv_wgrad.rs (chosen)".into(),
-            path: if crate::kernels::conv_wgrad::chosen() {
-                "AVX-512F".into()
-            } else {
-                format!("not taken at level {level}: im2col + sgemm")
-            },
+            path: fma_kernel(crate::kernels::conv_wgrad::chosen(), "im2col + sgemm"),
         },
         KernelPath {
             kernel: "conv2 input gradient, direct with the GEMM + col2im path's bits".into(),

@@ -1,7 +1,8 @@
 //! A direct weight gradient for LeNet's conv2 (any convolution whose output rows are 8 wide and
-//! that has at most 64 output channels) on AVX-512 that gives **the same bits as the im2col +
-//! GEMM path** it replaces (`layers::conv::group_param_gradients`). Its naive twin is
-//! [`weight_gradient_reference`]; `im2col::conv2d_naive_backward` checks both to rounding.
+//! that has at most 64 output channels) on AVX-512 and on AVX2 + FMA that gives **the same bits
+//! as the im2col + GEMM path** it replaces (`layers::conv::group_param_gradients`). Its naive
+//! twin is [`weight_gradient_reference`]; `im2col::conv2d_naive_backward` checks both to
+//! rounding.
 //!
 //! For a group of `G` images the GEMM path computes `dW (O, C*K*K) = dY (O, G*P) x cols^T
 //! (G*P, C*K*K)` with `matrixmultiply`, `beta = 0`. Its rule per element (`sgemm_kernel.rs`,
@@ -9,7 +10,12 @@
 //! positions `r = image * P + p` in order, is cut into blocks of [`KC`] = 256; each block's
 //! products are one chain of fused multiply-adds from +0.0; the first block's chain is written
 //! (`beta = 0`: `c = 1 * ab`), each later block's added (`c = c + ab`, one rounding). This
-//! kernel does exactly that.
+//! kernel does exactly that, at both levels.
+//!
+//! One exception, unreachable with real data, as in `conv_fma`: `matrixmultiply`'s AVX2 kernel
+//! (`kernel_x86_avx`), which an AVX2 machine without AVX-512 takes, writes a `beta = 0` block
+//! as `fma(1, ab, +0.0)`, so where a first block's chain is -0.0 (its exact sum negative and
+//! below 2^-150 in magnitude) that GEMM stores +0.0 and this kernel -0.0.
 //!
 //! Why: on the 2-core AVX-512 Xeon the GEMM path's weight gradient ran at 62% of sgemm at its
 //! own shape (`advmnist bench --report`, 2026-12-07): it builds `cols` (im2col, 1 MB per group
@@ -38,6 +44,14 @@
 //! lanes in use instead of 250 of 320 (registers: 15 + 1 of sums, 3 + 1 of `dY`, the broadcast,
 //! the permuted row and the permute's indices: 23 of 32). Each lane is still one weight's chain over the same
 //! positions in the same order, so the bits are those of the unpacked kernel.
+//!
+//! **On AVX2 + FMA** (module `avx2`) the registers hold 8 channels and there are 16 of them:
+//! the full registers go two at a time (5 taps x 2 = 10 chains), each pair a pass over the
+//! run's positions, and the packed pattern (1 to 3 channels past the full registers of 8;
+//! conv2's 48 and 49 again) takes two registers in a pass of its own. The buffers and their
+//! layout are the AVX-512 level's with 8 lanes to a register. Per position and pair, 2 loads
+//! and 5 broadcasts for 10 fused multiply-adds; its timings against the GEMM path are in
+//! docs/performance.md.
 
 use crate::kernels::isa::{self, Isa};
 #[cfg(target_arch = "x86_64")]
@@ -62,14 +76,19 @@ pub struct Packing {
 }
 
 impl Packing {
-    /// The layout the kernel takes for `o` output channels and a kernel `k` wide: packed when
-    /// `k` is [`TAPS_AT_ONCE`] and 1 to 3 channels are left past the full vectors.
-    pub fn of(o: usize, k: usize) -> Packing {
-        let (full, rest) = (o / 16, o % 16);
-        let packed = k == TAPS_AT_ONCE && rest >= 1 && TAPS_AT_ONCE * rest <= 16;
+    /// The layout the kernel takes for `o` output channels, a kernel `k` wide and registers of
+    /// `width` lanes (16 on AVX-512, 8 on AVX2): packed when `k` is [`TAPS_AT_ONCE`] and 1 to 3
+    /// channels are left past the full registers. The packed pattern always spans 16 lanes:
+    /// one AVX-512 register, two of AVX2.
+    pub fn of(o: usize, k: usize, width: usize) -> Packing {
+        let (full, rest) = (o / width, o % width);
+        let packed = k == TAPS_AT_ONCE && rest >= 1 && TAPS_AT_ONCE * rest <= PACKED_LANES;
         Packing { full, rest, packed }
     }
 }
+
+/// The lanes of the packed pattern (`dyr`, `rchains`, `rout` rows).
+const PACKED_LANES: usize = 16;
 
 /// The shape of a group's convolution: `g` images of `c` input channels of `h x w`, `o`
 /// output channels, kernel `k` (stride 1, no padding).
@@ -115,28 +134,41 @@ pub fn applies(c: usize, h: usize, w: usize, o: usize, k: usize) -> bool {
     c >= 1 && k >= 1 && h >= k && w + 1 == k + OUT_WIDTH && (1..=MAX_CHANNELS).contains(&o)
 }
 
-/// Whether `conv::group_param_gradients` takes the kernel: at the AVX-512 level
-/// (`isa::selected()`). Elsewhere the GEMM path is kept.
+/// Whether `conv::group_param_gradients` takes the kernel: at the AVX2 level and above
+/// (`isa::selected()`), each level its own registers. At the generic level the GEMM path is
+/// kept.
 pub fn chosen() -> bool {
-    isa::selected() >= Isa::Avx512
+    isa::selected() >= Isa::Avx2
 }
 
-/// Whether this CPU runs the kernel (for the tests, which run it whatever the switch says).
+/// Whether this CPU runs the kernel at some level (for the tests, which run every level the
+/// CPU has whatever the switch says).
 pub fn available() -> bool {
-    isa::detected() >= Isa::Avx512
+    isa::detected() >= Isa::Avx2
 }
 
 /// `dw (O, C*K*K) = sum over the group's images and positions of dy x patch`, with the GEMM
-/// path's bits. [`available`] must be true and the shape must satisfy [`applies`]. Every
-/// element of `dw` is written.
+/// path's bits, at the level `isa::selected()` gives. [`available`] must be true and the shape
+/// must satisfy [`applies`]. Every element of `dw` is written.
 pub fn weight_gradient(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
+    weight_gradient_at(isa::selected(), dy, x, shape, dw)
+}
+
+/// [`weight_gradient`] at a given level: [`Isa::Avx512`] (registers of 16 channels) or
+/// [`Isa::Avx2`] (of 8), which this CPU must run. The same bits at both.
+pub fn weight_gradient_at(level: Isa, dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
     shape.check(dy.len(), x.len(), dw.len());
-    assert!(available(), "conv_wgrad: this CPU has no AVX-512");
+    assert!(
+        level >= Isa::Avx2 && level <= isa::detected(),
+        "conv_wgrad: level {} on a CPU with {}",
+        level.name(),
+        isa::detected().name()
+    );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU runs AVX-512 (just checked), and the slices' lengths match the shape
-    // (`check`), which is all the kernel's pointer arithmetic relies on.
+    // SAFETY: the CPU runs the level (just checked), and the slices' lengths match the shape
+    // (`check`), which is all the kernels' pointer arithmetic relies on.
     unsafe {
-        weight_gradient_avx512(dy, x, shape, dw)
+        weight_gradient_lanes(level, dy, x, shape, dw)
     }
 }
 
@@ -146,22 +178,24 @@ pub fn weight_gradient(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
 /// starts its chains from zero: no pass over the buffers of its own. With [`Packing`]'s
 /// `packed`, the full vectors' chains go through `chains`/`out` and the leftover channels'
 /// through `rchains`/`rout`, one register of 16 lanes per input channel and kernel row.
+/// The layout in buffers is the same at both levels; only the register width (`width` lanes)
+/// and the functions that run a run of positions differ.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
+unsafe fn weight_gradient_lanes(level: Isa, dy: &[f32], x: &[f32], shape: Shape, dw: &mut [f32]) {
     let Shape { g, c, h, w, o, k } = shape;
     let (p, inner) = (shape.positions(), shape.inner());
-    let packing = Packing::of(o, k);
+    let width = if level >= Isa::Avx512 { 16 } else { 8 };
+    let packing = Packing::of(o, k, width);
     // Lanes of `dyt`, `chains` and `out`: the full vectors only when the rest is packed.
     let vectors = if packing.packed {
         packing.full
     } else {
-        o.div_ceil(16)
+        o.div_ceil(width)
     };
-    let lanes = vectors * 16;
+    let lanes = vectors * width;
     // dyr (P, 16), rchains and rout (C*K, 16) each: empty unless packed.
     let (dyr_len, rows_len) = if packing.packed {
-        (16 * p, 16 * c * k)
+        (PACKED_LANES * p, PACKED_LANES * c * k)
     } else {
         (0, 0)
     };
@@ -176,7 +210,7 @@ unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [
         dyr.fill(0.0); // the lanes past 5 taps x the rest stay zero
         let split = if packing.packed { lanes } else { o };
         // Lane of tap t, leftover channel qq in `dyr`'s and `rchains`' pattern: t * rest + qq.
-        let permute: [i32; 16] = std::array::from_fn(|lane| {
+        let permute: [i32; PACKED_LANES] = std::array::from_fn(|lane| {
             let t = lane / packing.rest.max(1);
             t.min(TAPS_AT_ONCE) as i32 // lanes past the pattern read the masked-off zero
         });
@@ -192,7 +226,7 @@ unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [
                 } else {
                     for (pos, &v) in row.iter().enumerate() {
                         for t in 0..TAPS_AT_ONCE {
-                            dyr[pos * 16 + t * packing.rest + q - split] = v;
+                            dyr[pos * PACKED_LANES + t * packing.rest + q - split] = v;
                         }
                     }
                 }
@@ -224,15 +258,19 @@ unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [
                         End::Add
                     },
                 };
-                match (packing.packed, vectors) {
-                    (true, 0) => rows_packed::<0>(&run),
-                    (true, 1) => rows_packed::<1>(&run),
-                    (true, 2) => rows_packed::<2>(&run),
-                    (true, _) => rows_packed::<3>(&run),
-                    (false, 1) => rows::<1>(&run),
-                    (false, 2) => rows::<2>(&run),
-                    (false, 3) => rows::<3>(&run),
-                    (false, _) => rows::<4>(&run),
+                if level >= Isa::Avx512 {
+                    match (packing.packed, vectors) {
+                        (true, 0) => rows_packed::<0>(&run),
+                        (true, 1) => rows_packed::<1>(&run),
+                        (true, 2) => rows_packed::<2>(&run),
+                        (true, _) => rows_packed::<3>(&run),
+                        (false, 1) => rows::<1>(&run),
+                        (false, 2) => rows::<2>(&run),
+                        (false, 3) => rows::<3>(&run),
+                        (false, _) => rows::<4>(&run),
+                    }
+                } else {
+                    avx2::rows(&run, vectors, packing.packed);
                 }
                 r += end - start;
                 start = end;
@@ -246,7 +284,7 @@ unsafe fn weight_gradient_avx512(dy: &[f32], x: &[f32], shape: Shape, dw: &mut [
                 }
             } else {
                 for (s, d) in dw_row.iter_mut().enumerate() {
-                    *d = rout[s / k * 16 + s % k * packing.rest + q - split];
+                    *d = rout[s / k * PACKED_LANES + s % k * packing.rest + q - split];
                 }
             }
         }
@@ -421,6 +459,139 @@ unsafe fn taps_packed<const F: usize>(run: &Run, ci: usize, ki: usize) {
     store(rchain, rout, racc);
 }
 
+/// The AVX2 + FMA level: registers of 8 channels and 16 registers in all, so for one input
+/// channel and kernel row the full registers go in passes of two (5 taps x 2 = 10 chains, 2
+/// of `dY^T`, 1 broadcast: 13 registers), each pass over the run's positions; the packed
+/// rest, 16 lanes, takes two registers in a pass of its own. Per position and pass: 2 loads
+/// and 5 broadcasts for 10 fused multiply-adds. Each chain is the one the AVX-512 level runs,
+/// over the same positions in the same order: the same bits.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{End, Run, Shape, OUT_WIDTH, PACKED_LANES, TAPS_AT_ONCE};
+    use std::arch::x86_64::*;
+
+    /// Every input channel and kernel row of one run: `vectors` registers of channels (in
+    /// passes of two), then the packed rest if any.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows(run: &Run, vectors: usize, packed: bool) {
+        let Shape { c, k, .. } = run.shape;
+        let whole = k - k % TAPS_AT_ONCE;
+        for ci in 0..c {
+            for ki in 0..k {
+                for v0 in (0..vectors).step_by(2) {
+                    let two = v0 + 1 < vectors;
+                    for kj0 in (0..whole).step_by(TAPS_AT_ONCE) {
+                        if two {
+                            taps::<2, TAPS_AT_ONCE>(run, ci, ki, kj0, v0);
+                        } else {
+                            taps::<1, TAPS_AT_ONCE>(run, ci, ki, kj0, v0);
+                        }
+                    }
+                    for kj0 in whole..k {
+                        if two {
+                            taps::<2, 1>(run, ci, ki, kj0, v0);
+                        } else {
+                            taps::<1, 1>(run, ci, ki, kj0, v0);
+                        }
+                    }
+                }
+                if packed {
+                    rest(run, ci, ki);
+                }
+            }
+        }
+    }
+
+    /// Stores a finished run's sum: in `chain` (more of the block to come), or into `sum`
+    /// (written for the first block, added after).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn store(ends: End, chain: *mut f32, sum: *mut f32, a: __m256) {
+        match ends {
+            End::Keep => _mm256_storeu_ps(chain, a),
+            End::Write => _mm256_storeu_ps(sum, a),
+            End::Add => _mm256_storeu_ps(sum, _mm256_add_ps(_mm256_loadu_ps(sum), a)),
+        }
+    }
+
+    /// The chains of weights `(ci, ki, kj0..kj0 + T)` for the channels of registers
+    /// `v0..v0 + V` (8 each), over the run's positions in order.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn taps<const V: usize, const T: usize>(
+        run: &Run,
+        ci: usize,
+        ki: usize,
+        kj0: usize,
+        v0: usize,
+    ) {
+        let Shape { h, w, k, .. } = run.shape;
+        let s0 = (ci * k + ki) * k + kj0;
+        let at = |base: *mut f32, t: usize, v: usize| base.add((s0 + t) * run.lanes + (v0 + v) * 8);
+        let mut acc: [[__m256; V]; T] = std::array::from_fn(|t| {
+            std::array::from_fn(|v| {
+                if run.starts_block {
+                    _mm256_setzero_ps()
+                } else {
+                    _mm256_loadu_ps(at(run.chains, t, v))
+                }
+            })
+        });
+        for pos in run.start..run.end {
+            let (i, j) = (pos / OUT_WIDTH, pos % OUT_WIDTH);
+            let dv: [__m256; V] = std::array::from_fn(|v| {
+                _mm256_loadu_ps(run.dyt.add(pos * run.lanes + (v0 + v) * 8))
+            });
+            let xrow = run.x.add((ci * h + i + ki) * w + j + kj0);
+            for (t, acc_t) in acc.iter_mut().enumerate() {
+                let xb = _mm256_set1_ps(*xrow.add(t));
+                for (a, &d) in acc_t.iter_mut().zip(&dv) {
+                    *a = _mm256_fmadd_ps(d, xb, *a);
+                }
+            }
+        }
+        for (t, acc_t) in acc.iter().enumerate() {
+            for (v, a) in acc_t.iter().enumerate() {
+                store(run.ends, at(run.chains, t, v), at(run.out, t, v), *a);
+            }
+        }
+    }
+
+    /// The packed rest's chains of one input channel and kernel row (5 taps): lanes 0-7 and
+    /// 8-15 of the pattern in two registers, the row's 5 input values (a masked load) spread
+    /// to each half by `permute`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn rest(run: &Run, ci: usize, ki: usize) {
+        let Shape { h, w, k, .. } = run.shape;
+        let row = ci * k + ki;
+        let rchain = run.rchains.add(row * PACKED_LANES);
+        let rout = run.rout.add(row * PACKED_LANES);
+        let mut acc: [__m256; 2] = std::array::from_fn(|half| {
+            if run.starts_block {
+                _mm256_setzero_ps()
+            } else {
+                _mm256_loadu_ps(rchain.add(half * 8))
+            }
+        });
+        let permute: [__m256i; 2] = std::array::from_fn(|half| {
+            _mm256_loadu_si256(run.permute.cast::<i32>().add(half * 8).cast())
+        });
+        let taps = _mm256_setr_epi32(-1, -1, -1, -1, -1, 0, 0, 0); // TAPS_AT_ONCE = 5 values
+        for pos in run.start..run.end {
+            let (i, j) = (pos / OUT_WIDTH, pos % OUT_WIDTH);
+            let xs = _mm256_maskload_ps(run.x.add((ci * h + i + ki) * w + j), taps);
+            for (half, a) in acc.iter_mut().enumerate() {
+                let d = _mm256_loadu_ps(run.dyr.add(pos * PACKED_LANES + half * 8));
+                *a = _mm256_fmadd_ps(d, _mm256_permutevar8x32_ps(xs, permute[half]), *a);
+            }
+        }
+        for (half, a) in acc.iter().enumerate() {
+            store(run.ends, rchain.add(half * 8), rout.add(half * 8), *a);
+        }
+    }
+}
+
 /// The naive twin: every weight's gradient on its own, by the same rule (each [`KC`] block of
 /// the group's positions a chain of fused multiply-adds from +0.0; the first block's chain
 /// written, each later one added). `f32::mul_add` is fused on every target, so this runs
@@ -530,43 +701,74 @@ mod tests {
         }
     }
 
-    /// The kernel against its reference, bit for bit (and every output written). That the
-    /// GEMM path gives the reference's bits too is tested where that path lives:
-    /// `layers::conv::tests::gemm_weight_gradient_gives_the_conv_wgrad_reference_bits`.
+    /// The kernel against its reference, bit for bit (and every output written), at every
+    /// level this CPU runs. That the GEMM path gives the reference's bits too is tested where
+    /// that path lives: `layers::conv::tests::gemm_weight_gradient_gives_the_conv_wgrad_reference_bits`.
     #[test]
     fn kernel_and_reference_agree_bit_for_bit() {
-        if !available() {
-            eprintln!("skipped: no AVX-512 on this CPU");
+        let levels: Vec<Isa> = [Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&l| l <= isa::detected())
+            .collect();
+        if levels.is_empty() {
+            eprintln!("skipped: no AVX2 + FMA on this CPU");
             return;
         }
-        for case in SHAPES {
-            let (dy, x, shape) = inputs(case);
-            let reference = run(&dy, &x, shape, weight_gradient_reference);
-            let fast = run(&dy, &x, shape, weight_gradient);
-            assert!(fast.iter().all(|v| v.is_finite()), "{shape:?}: unwritten");
-            let differ = differing_bits(&fast, &reference);
-            assert_eq!(differ, 0, "{shape:?}: {differ} weights differ in bits");
+        for level in levels {
+            for case in SHAPES {
+                let (dy, x, shape) = inputs(case);
+                let reference = run(&dy, &x, shape, weight_gradient_reference);
+                let mut fast = Array2::from_elem((shape.o, shape.inner()), f32::NAN);
+                weight_gradient_at(
+                    level,
+                    dy.as_slice().unwrap(),
+                    x.as_slice().unwrap(),
+                    shape,
+                    fast.as_slice_mut().unwrap(),
+                );
+                let name = level.name();
+                assert!(
+                    fast.iter().all(|v| v.is_finite()),
+                    "{name} {shape:?}: unwritten"
+                );
+                let differ = differing_bits(&fast, &reference);
+                assert_eq!(
+                    differ, 0,
+                    "{name} {shape:?}: {differ} weights differ in bits"
+                );
+            }
         }
     }
 
     #[test]
     fn packs_one_to_three_leftover_channels_of_a_kernel_five_wide() {
-        let packed = |o, k| Packing::of(o, k).packed;
+        let packed = |o, k, width| Packing::of(o, k, width).packed;
         assert_eq!(
-            Packing::of(50, 5),
+            Packing::of(50, 5, 16),
             Packing {
                 full: 3,
                 rest: 2,
                 packed: true
             }
-        ); // LeNet's conv2
-        assert!(packed(3, 5) && packed(17, 5) && packed(51, 5));
-        assert!(!packed(64, 5) && !packed(20, 5)); // none left; 4 x 5 lanes > 16
-        assert!(!packed(50, 7) && !packed(50, 3)); // a kernel not 5 wide
+        ); // LeNet's conv2 on AVX-512
+        assert_eq!(
+            Packing::of(50, 5, 8),
+            Packing {
+                full: 6,
+                rest: 2,
+                packed: true
+            }
+        ); // and on AVX2
+        assert!(packed(3, 5, 16) && packed(17, 5, 16) && packed(51, 5, 16));
+        assert!(!packed(64, 5, 16) && !packed(20, 5, 16)); // none left; 4 x 5 lanes > 16
+        assert!(!packed(50, 7, 16) && !packed(50, 3, 8)); // a kernel not 5 wide
+        assert!(!packed(20, 5, 8) && !packed(64, 5, 8)); // 4 left of 8; none
         for case in SHAPES {
             let (_, _, _, k, o, _) = case;
-            let expect = k == 5 && matches!(o % 16, 1..=3);
-            assert_eq!(packed(o, k), expect, "{case:?}");
+            for width in [8, 16] {
+                let expect = k == 5 && matches!(o % width, 1..=3);
+                assert_eq!(packed(o, k, width), expect, "{case:?} at {width} lanes");
+            }
         }
     }
 
