@@ -177,10 +177,16 @@ pub fn layer_measurements(
             black_box(maxpool::backward(dp2.view(), &pool2));
         },
     );
+    // The dense layers' products: `kernels::dense_fma` at AVX2 and above, else sgemm.
+    let product = if crate::kernels::dense_fma::chosen() {
+        "dense_fma"
+    } else {
+        "sgemm"
+    };
     let mut fc1_grads = dense::DenseParams::zeros(500, 800);
     add(
         "fc1/forward",
-        "fc1 forward (sgemm)",
+        &format!("fc1 forward ({product})"),
         Work::flop(flop_of("fc1/forward"), p2s + wf1 + h1s),
         &mut || {
             black_box(dense::forward(f1.view(), &net.fc1));
@@ -188,13 +194,13 @@ pub fn layer_measurements(
     );
     add(
         "fc1/weight_gradient",
-        "fc1 weight gradient (sgemm, accumulated)",
+        &format!("fc1 weight gradient ({product}, accumulated)"),
         Work::flop(flop_of("fc1/weight_gradient"), h1s + p2s + 2.0 * wf1),
         &mut || dense::backward_params(dh.view(), &dense1, &mut fc1_grads),
     );
     add(
         "fc1/input_gradient",
-        "fc1 input gradient (sgemm)",
+        &format!("fc1 input gradient ({product})"),
         Work::flop(flop_of("fc1/input_gradient"), h1s + wf1 + p2s),
         &mut || {
             black_box(dense::backward_input(dh.view(), &net.fc1));
@@ -219,7 +225,7 @@ pub fn layer_measurements(
     let mut fc2_grads = dense::DenseParams::zeros(10, 500);
     add(
         "fc2/forward",
-        "fc2 forward (sgemm)",
+        &format!("fc2 forward ({product})"),
         Work::flop(flop_of("fc2/forward"), h1s + wf2 + zs),
         &mut || {
             black_box(dense::forward(r1.view(), &net.fc2));
@@ -227,13 +233,13 @@ pub fn layer_measurements(
     );
     add(
         "fc2/weight_gradient",
-        "fc2 weight gradient (sgemm, accumulated)",
+        &format!("fc2 weight gradient ({product}, accumulated)"),
         Work::flop(flop_of("fc2/weight_gradient"), zs + h1s + 2.0 * wf2),
         &mut || dense::backward_params(dz.view(), &dense2, &mut fc2_grads),
     );
     add(
         "fc2/input_gradient",
-        "fc2 input gradient (sgemm)",
+        &format!("fc2 input gradient ({product})"),
         Work::flop(flop_of("fc2/input_gradient"), zs + wf2 + h1s),
         &mut || {
             black_box(dense::backward_input(dz.view(), &net.fc2));

@@ -23,14 +23,14 @@
 //! output channels fill 50/64 of its 16 x 16 tiles anyway. Here the output channels are the
 //! vector lanes (up to 4 registers of 16; for conv2, 3 and the 2 channels left over packed as
 //! below), each step of the chain broadcasts one input value `x[c, i + ki, j + kj]` straight from the
-//! image, and the output gradient is transposed once per image to `dY^T (P, 64)` (16 KB). No
-//! im2col, no packing; per image the image, `dY^T` and the running chains of one input row
-//! stay in L1 and L2.
+//! image, and the output gradient is transposed once per image to `dY^T (P, lanes)` (at most
+//! 16 KB). No im2col and no copy into panels; per image the image, `dY^T` and the running
+//! chains of one input row stay in L1 and L2.
 //!
 //! Register blocking, whole registers: for one input channel `c` and kernel row `ki`, the 5
 //! taps `kj` x 4 vectors of channels = 20 registers of sums, plus 4 of `dY^T` and 1 broadcast:
 //! 25 of 32. Per position, 4 loads and 5 broadcasts for 20 fused multiply-adds. The chains of all
-//! `C*K*K` weights live in a buffer `chains (C*K*K, 64)` between positions' runs (each block
+//! `C*K*K` weights live in a buffer `chains (C*K*K, lanes)` between positions' runs (each block
 //! loads its 20 registers, runs a run of positions, stores them).
 //!
 //! **The channels past the last full vector, packed** ([`Packing`]). With 50 channels the
@@ -631,8 +631,11 @@ mod tests {
     /// at an image boundary) and of 3 (one block, not full); blocks that end inside an image
     /// (P = 72: 256 = 3 * 72 + 40); a kernel of 7 (taps 5 + 1 + 1); 1 to 4 vectors of channels.
     /// The channels left past the full vectors: packed, 1 to 3 of them (50, 17, 33, 51, and 3
-    /// with no full vector), and not (64: none left; 20: 4 left; 6: a kernel of 7).
-    const SHAPES: [(usize, usize, usize, usize, usize, u64); 9] = [
+    /// with no full vector), and not (64: none left; 20: 4 left; 6: a kernel of 7). At AVX2's
+    /// 8 lanes: a pair of registers and single taps (20 channels, a kernel of 7), and the packed
+    /// rest after an odd number of full registers (42: 5 of 8, 2 left; at AVX-512 10 are left,
+    /// unpacked).
+    const SHAPES: [(usize, usize, usize, usize, usize, u64); 11] = [
         (8, 20, 12, 5, 50, 1),
         (3, 20, 12, 5, 50, 2),
         (5, 2, 13, 5, 17, 3),
@@ -642,6 +645,8 @@ mod tests {
         (5, 3, 13, 5, 51, 7),
         (4, 2, 12, 5, 3, 8),
         (6, 2, 12, 5, 20, 9),
+        (3, 2, 12, 7, 20, 10),
+        (5, 2, 13, 5, 42, 11),
     ];
 
     fn inputs(

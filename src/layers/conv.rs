@@ -232,15 +232,18 @@ pub fn infer_gemm<T: Scalar>(x: ArrayView4<T>, p: &ConvParams<T>) -> Array4<T> {
 /// Used per fixed group of [`IMAGES_PER_SUM`] images, whose results are then summed in order.
 ///
 /// A convolution with output rows of 8 and at most 64 output channels (LeNet's conv2) takes
-/// `kernels::conv_wgrad` for `dW_g` at the AVX-512 level (`conv_wgrad::chosen`): the same bits
-/// as the GEMM without building `cols` or packing. Every other case takes
-/// [`group_param_gradients_gemm`].
+/// `kernels::conv_wgrad` for `dW_g` in f32 at the AVX2 level and above (`conv_wgrad::chosen`):
+/// the same bits as the GEMM without building `cols` or copying it into panels. Every other
+/// case takes [`group_param_gradients_gemm`].
 pub fn group_param_gradients<T: Scalar>(
     d_out: ArrayView4<T>,
     x: ArrayView4<T>,
     k: usize,
 ) -> (Array2<T>, Array1<T>) {
     let (o, c) = (d_out.dim().1, x.dim().1);
+    if !takes_wgrad_kernel::<T>(x.dim(), o, k) {
+        return group_param_gradients_gemm(d_out, x, k); // its own new arrays, not copied
+    }
     let mut dw = Array2::<T>::zeros((o, c * k * k));
     let mut db = Array1::<T>::zeros(o);
     group_param_gradients_into(
@@ -266,7 +269,7 @@ pub fn group_param_gradients_into<T: Scalar>(
     let (_, c, h, w) = x.dim();
     assert_eq!(dw.len(), o * c * k * k, "dw is (O, C*K*K)");
     assert_eq!(db.len(), o, "db is (O)");
-    if conv_wgrad::applies(c, h, w, o, k) && conv_wgrad::chosen() {
+    if takes_wgrad_kernel::<T>(x.dim(), o, k) {
         let (d_out, x) = (d_out.as_standard_layout(), x.as_standard_layout());
         let (dys, xs) = (
             as_f32(d_out.as_slice().expect("standard layout")),
@@ -285,6 +288,16 @@ pub fn group_param_gradients_into<T: Scalar>(
     let (gw, gb) = group_param_gradients_gemm(d_out, x, k);
     dw.copy_from_slice(gw.as_slice().expect("a new array"));
     db.copy_from_slice(gb.as_slice().expect("a new array"));
+}
+
+/// Whether [`group_param_gradients_into`] takes `kernels::conv_wgrad` for input `(G, C, H, W)`,
+/// `o` output channels and kernel `k`: a shape it handles, a level that has it, and f32.
+fn takes_wgrad_kernel<T: Scalar>(
+    (_, c, h, w): (usize, usize, usize, usize),
+    o: usize,
+    k: usize,
+) -> bool {
+    conv_wgrad::applies(c, h, w, o, k) && conv_wgrad::chosen() && as_f32::<T>(&[]).is_some()
 }
 
 /// `db_g[o] = sum` of `dY_g`'s row `o`, with `dY_g (O, G*P)` laid out as the GEMM path lays it
@@ -420,8 +433,10 @@ pub fn group_param_gradients_through_pool<T: Scalar>(
 /// [`group_param_gradients_into`], the groups in parallel, each into its own piece of one
 /// scratch block (on the GEMM path each rebuilding its `cols_g` from the cached input); the
 /// pieces are then added in group order. A scratch block rather than a new array per group:
-/// LeNet's conv2 makes 8 pieces of 100 KB per batch of 64, and newly zeroed ones cost 15% of
-/// the pass on one thread (docs/performance.md, "What is left").
+/// conv2 at batch 64 makes 8 pieces of 100 KB, and newly zeroed ones showed in the pass's time
+/// (docs/performance.md, "conv2's weight gradient with its leftover channels packed"). LeNet's
+/// training step does not come here: it takes [`group_param_gradients`] per chunk
+/// (`models::lenet`); `advmnist bench` times this pass on its own.
 pub fn backward_params<T: Scalar>(
     d_out: ArrayView4<T>,
     cache: &ConvCache<T>,
@@ -689,6 +704,43 @@ mod tests {
             assert_eq!(differing_bits(&w_any, &reference), 0, "dispatched dW");
             assert_eq!(differing_bits(&b_any, &gemm_b), 0, "dispatched db");
         }
+    }
+
+    /// `backward_params` sums its groups' gradients, made in pieces of a scratch block, in
+    /// group order: the bits of [`group_param_gradients`] per group of 8 added in order onto
+    /// the accumulator, for conv2's shape at 19 images (two full groups and one of 3), with the
+    /// scratch block NaN-filled first so that a piece left unwritten would show.
+    #[test]
+    fn backward_params_sums_its_groups_in_order() {
+        use crate::testutil::differing_bits;
+        let (n, c, h, k, o) = (19, 20, 12, 5, 50);
+        let x = random_array::<f32, Ix4>((n, c, h, h), 80);
+        let dy = random_array::<f32, Ix4>((n, o, h - k + 1, h - k + 1), 81);
+        let start = ConvParams {
+            weight: random_array::<f32, Ix4>((o, c, k, k), 82),
+            bias: random_array::<f32, Ix1>(o, 83),
+        };
+        let mut want = start.clone();
+        for (dyg, xg) in dy
+            .axis_chunks_iter(Axis(0), IMAGES_PER_SUM)
+            .zip(x.axis_chunks_iter(Axis(0), IMAGES_PER_SUM))
+        {
+            let (gw, gb) = group_param_gradients(dyg, xg, k);
+            let mut w = want
+                .weight
+                .view_mut()
+                .into_shape_with_order((o, c * k * k))
+                .unwrap();
+            w += &gw;
+            want.bias += &gb;
+        }
+        let pieces = n.div_ceil(IMAGES_PER_SUM) * (o * c * k * k + o);
+        with_scratch(pieces, |b: &mut [f32]| b.fill(f32::NAN));
+        let mut got = start.clone();
+        let cache = ConvCache { input: x.clone() };
+        backward_params(dy.view(), &cache, &mut got);
+        assert_eq!(differing_bits(&got.weight, &want.weight), 0, "dW");
+        assert_eq!(differing_bits(&got.bias, &want.bias), 0, "db");
     }
 
     /// The point of `kernels::conv_igrad`: the GEMM + col2im path gives the bits of the
