@@ -33,7 +33,7 @@
 //! `C*K*K` weights live in a buffer `chains (C*K*K, lanes)` between positions' runs (each block
 //! loads its 20 registers, runs a run of positions, stores them).
 //!
-//! **The channels past the last full vector, packed** ([`Packing`]). With 50 channels the
+//! **The channels past the last full vector, packed** (`Packing`). With 50 channels the
 //! fourth vector carries 2 channels in 16 lanes, and its 5 fused multiply-adds per position are
 //! a fifth of the work for 4% of the chains. Where the kernel is 5 wide and 1 to 3 channels are
 //! left over (5 x 3 <= 16), those channels' chains for all 5 taps share one register instead:
@@ -69,10 +69,10 @@ pub const TAPS_AT_ONCE: usize = 5;
 /// How the output channels are laid out in lanes: `full` vectors of 16 channels, then the
 /// `rest` channels left over, packed five taps to a register (module doc) when `packed`.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Packing {
-    pub full: usize,
-    pub rest: usize,
-    pub packed: bool,
+struct Packing {
+    full: usize,
+    rest: usize,
+    packed: bool,
 }
 
 impl Packing {
@@ -80,7 +80,7 @@ impl Packing {
     /// `width` lanes (16 on AVX-512, 8 on AVX2): packed when `k` is [`TAPS_AT_ONCE`] and 1 to 3
     /// channels are left past the full registers. The packed pattern always spans 16 lanes:
     /// one AVX-512 register, two of AVX2.
-    pub fn of(o: usize, k: usize, width: usize) -> Packing {
+    fn of(o: usize, k: usize, width: usize) -> Packing {
         let (full, rest) = (o / width, o % width);
         let packed = k == TAPS_AT_ONCE && rest >= 1 && TAPS_AT_ONCE * rest <= PACKED_LANES;
         Packing { full, rest, packed }
@@ -301,10 +301,10 @@ struct Run {
     chains: *mut f32, // (C*K*K, lanes): the chains between runs of one KC block
     out: *mut f32,    // (C*K*K, lanes): the sum of the finished KC blocks
     // The packed rest (unused otherwise): lane t * rest + qq is tap t of leftover channel qq.
-    dyr: *const f32, // (P, 16): this image's dY of the leftover channels, once per tap
-    rchains: *mut f32, // (C*K, 16): as `chains`, one register per (ci, ki)
-    rout: *mut f32,  // (C*K, 16): as `out`
-    permute: *const [i32; 16], // lane -> which of the row's 5 input values it multiplies
+    dyr: *const f32, // (P, PACKED_LANES): this image's dY of the leftover channels, once per tap
+    rchains: *mut f32, // (C*K, PACKED_LANES): as `chains`, one row per (ci, ki)
+    rout: *mut f32,  // (C*K, PACKED_LANES): as `out`
+    permute: *const [i32; PACKED_LANES], // lane -> which of the row's 5 input values it multiplies
     start: usize,
     end: usize,
     /// The run starts a KC block: the chains start from +0.0 rather than from `chains`.
@@ -377,14 +377,22 @@ unsafe fn taps<const V: usize, const T: usize>(run: &Run, ci: usize, ki: usize, 
     let out = |t: usize, v: usize| run.out.add((s0 + t) * run.lanes + v * 16);
     for (t, acc_t) in acc.iter().enumerate() {
         for (v, a) in acc_t.iter().enumerate() {
-            match run.ends {
-                End::Keep => _mm512_storeu_ps(chain(t, v), *a),
-                End::Write => _mm512_storeu_ps(out(t, v), *a),
-                End::Add => {
-                    _mm512_storeu_ps(out(t, v), _mm512_add_ps(_mm512_loadu_ps(out(t, v)), *a))
-                }
-            }
+            store(run.ends, chain(t, v), out(t, v), *a);
         }
+    }
+}
+
+/// Stores a finished run's sum: in `chain` (more of the block to come), or into `sum`
+/// (written for the first block, added after).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn store(ends: End, chain: *mut f32, sum: *mut f32, a: std::arch::x86_64::__m512) {
+    use std::arch::x86_64::*;
+    match ends {
+        End::Keep => _mm512_storeu_ps(chain, a),
+        End::Write => _mm512_storeu_ps(sum, a),
+        End::Add => _mm512_storeu_ps(sum, _mm512_add_ps(_mm512_loadu_ps(sum), a)),
     }
 }
 
@@ -414,7 +422,7 @@ unsafe fn taps_packed<const F: usize>(run: &Run, ci: usize, ki: usize) {
     let row = ci * k + ki;
     let s0 = row * k;
     let chain = |t: usize, v: usize| run.chains.add((s0 + t) * run.lanes + v * 16);
-    let rchain = run.rchains.add(row * 16);
+    let rchain = run.rchains.add(row * PACKED_LANES);
     let mut acc: [[__m512; F]; T] = std::array::from_fn(|t| {
         std::array::from_fn(|v| {
             if run.starts_block {
@@ -442,21 +450,16 @@ unsafe fn taps_packed<const F: usize>(run: &Run, ci: usize, ki: usize) {
             }
         }
         let xs = _mm512_permutexvar_ps(permute, _mm512_maskz_loadu_ps((1 << T) - 1, xrow));
-        racc = _mm512_fmadd_ps(_mm512_loadu_ps(run.dyr.add(pos * 16)), xs, racc);
+        racc = _mm512_fmadd_ps(_mm512_loadu_ps(run.dyr.add(pos * PACKED_LANES)), xs, racc);
     }
     let out = |t: usize, v: usize| run.out.add((s0 + t) * run.lanes + v * 16);
-    let rout = run.rout.add(row * 16);
-    let store = |dst: *mut f32, sum: *mut f32, a: __m512| match run.ends {
-        End::Keep => _mm512_storeu_ps(dst, a),
-        End::Write => _mm512_storeu_ps(sum, a),
-        End::Add => _mm512_storeu_ps(sum, _mm512_add_ps(_mm512_loadu_ps(sum), a)),
-    };
+    let rout = run.rout.add(row * PACKED_LANES);
     for (t, acc_t) in acc.iter().enumerate() {
         for (v, a) in acc_t.iter().enumerate() {
-            store(chain(t, v), out(t, v), *a);
+            store(run.ends, chain(t, v), out(t, v), *a);
         }
     }
-    store(rchain, rout, racc);
+    store(run.ends, rchain, rout, racc);
 }
 
 /// The AVX2 + FMA level: registers of 8 channels and 16 registers in all, so for one input

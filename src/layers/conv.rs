@@ -271,19 +271,15 @@ pub fn group_param_gradients_into<T: Scalar>(
     assert_eq!(db.len(), o, "db is (O)");
     if takes_wgrad_kernel::<T>(x.dim(), o, k) {
         let (d_out, x) = (d_out.as_standard_layout(), x.as_standard_layout());
-        let (dys, xs) = (
-            as_f32(d_out.as_slice().expect("standard layout")),
-            as_f32(x.as_slice().expect("standard layout")),
-        );
-        if let (Some(dys), Some(xs)) = (dys, xs) {
-            let dw_f32 = as_f32_mut(dw).expect("T is f32: x was");
-            let shape = conv_wgrad::Shape { g, c, h, w, o, k };
-            // Writes every element of dw (its test fills the output with NaN first).
-            conv_wgrad::weight_gradient(dys, xs, shape, dw_f32);
-            let bias = bias_gradient(d_out.view(), o, oh * ow);
-            db.copy_from_slice(bias.as_slice().expect("a new array"));
-            return;
-        }
+        let f32s = "T is f32 (takes_wgrad_kernel)";
+        let dys = as_f32(d_out.as_slice().expect("standard layout")).expect(f32s);
+        let xs = as_f32(x.as_slice().expect("standard layout")).expect(f32s);
+        let shape = conv_wgrad::Shape { g, c, h, w, o, k };
+        // Writes every element of dw (its test fills the output with NaN first).
+        conv_wgrad::weight_gradient(dys, xs, shape, as_f32_mut(dw).expect(f32s));
+        let bias = bias_gradient(d_out.view(), o, oh * ow);
+        db.copy_from_slice(bias.as_slice().expect("a new array"));
+        return;
     }
     let (gw, gb) = group_param_gradients_gemm(d_out, x, k);
     dw.copy_from_slice(gw.as_slice().expect("a new array"));
