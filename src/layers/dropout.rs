@@ -9,7 +9,7 @@
 //! the batch is split across threads.
 
 use crate::kernels::scalar::Scalar;
-use ndarray::{Array, ArrayView, Axis, Dimension, RemoveAxis};
+use ndarray::{Array, ArrayView, ArrayViewMut1, Axis, Dimension, RemoveAxis, Zip};
 use ndarray_rand::rand::Rng;
 use ndarray_rand::rand_distr::Bernoulli;
 use ndarray_rand::RandomExt;
@@ -21,7 +21,7 @@ pub struct DropoutCache<T, D: Dimension> {
 }
 
 /// Training-time forward with drop probability `p` in [0, 1). `rngs[n]` draws image `n`'s mask.
-pub fn forward<T: Scalar, D: Dimension + RemoveAxis, R: Rng>(
+pub fn forward<T: Scalar, D: Dimension + RemoveAxis, R: Rng + Send>(
     x: ArrayView<T, D>,
     p: f64,
     rngs: &mut [R],
@@ -34,11 +34,24 @@ pub fn forward<T: Scalar, D: Dimension + RemoveAxis, R: Rng>(
     let keep = Bernoulli::new(1.0 - p).expect("1 - p is a probability");
     let scale = T::of(1.0 / (1.0 - p));
     let mut mask = Array::zeros(x.raw_dim());
-    for (mut m, rng) in mask.axis_iter_mut(Axis(0)).zip(rngs.iter_mut()) {
-        let kept = Array::random_using(m.raw_dim(), keep, rng);
-        m.zip_mut_with(&kept, |v, &k| *v = if k { scale } else { T::zero() });
-    }
-    let y = &x * &mask;
+    let mut y = Array::zeros(x.raw_dim());
+    // Image by image in parallel: image n's mask comes from its own stream `rngs[n]`, drawn in
+    // the same order on whichever thread takes the image.
+    Zip::from(mask.axis_iter_mut(Axis(0)))
+        .and(y.axis_iter_mut(Axis(0)))
+        .and(x.axis_iter(Axis(0)))
+        .and(ArrayViewMut1::from(rngs))
+        .par_for_each(|mut m, mut y, x, rng| {
+            let kept = Array::random_using(m.raw_dim(), keep, rng);
+            Zip::from(&mut m)
+                .and(&mut y)
+                .and(&x)
+                .and(&kept)
+                .for_each(|m, y, &x, &k| {
+                    *m = if k { scale } else { T::zero() };
+                    *y = x * *m;
+                });
+        });
     (y, DropoutCache { mask })
 }
 
@@ -87,6 +100,40 @@ mod tests {
             (y.mean().unwrap() - 1.0).abs() < 0.01,
             "inverted dropout keeps E[y] = x"
         );
+    }
+
+    /// The naive twin: the images one after another, image n's units drawn in order from
+    /// `rngs[n]`. The parallel forward pass gives its bits on 1 and on 3 threads, and leaves
+    /// each stream where the naive loop leaves it.
+    #[test]
+    fn masks_equal_a_serial_loop_over_the_images_on_any_thread_count() {
+        let x = random_array::<f32, ndarray::Ix4>((9, 1, 5, 7), 82);
+        let (p, scale) = (0.3, (1.0 / (1.0 - 0.3)) as f32);
+        let mut naive_rngs = rngs(9);
+        let keep = Bernoulli::new(1.0 - p).unwrap();
+        let mut mask = Array::zeros(x.raw_dim());
+        for (mut m, rng) in mask.axis_iter_mut(Axis(0)).zip(naive_rngs.iter_mut()) {
+            for v in m.iter_mut() {
+                *v = if rng.sample(keep) { scale } else { 0.0 };
+            }
+        }
+        let want_y = &x * &mask;
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut streams = rngs(9);
+            let (y, cache) = pool.install(|| forward(x.view(), p, &mut streams));
+            assert_eq!(cache.mask, mask, "{threads} threads");
+            assert_eq!(y, want_y, "{threads} threads");
+            let after: Vec<u64> = streams.iter_mut().map(|r| r.random()).collect();
+            let naive_after: Vec<u64> = naive_rngs.clone().iter_mut().map(|r| r.random()).collect();
+            assert_eq!(
+                after, naive_after,
+                "each stream advanced as in the naive loop"
+            );
+        }
     }
 
     #[test]
