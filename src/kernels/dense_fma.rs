@@ -679,9 +679,6 @@ mod tests {
         }
     }
 
-    /// Each kernel this CPU runs against the reference, bit for bit, writing into a piece of a
-    /// wider output (a layer's parallel piece) from a piece of a taller weight: the columns
-    /// around the piece are left as they were.
     /// The batch's naive twin: `X^T[i][n] = X[n][i]`, zeros past the images, on 1 and 3
     /// threads, for a contiguous and a strided `x`, with pieces whole, cut short, and absent.
     #[test]
@@ -713,6 +710,9 @@ mod tests {
         }
     }
 
+    /// Each kernel this CPU runs against the reference, bit for bit, writing into a piece of a
+    /// wider output (a layer's parallel piece) from a piece of a taller weight: the columns
+    /// around the piece are left as they were.
     #[test]
     fn kernel_and_reference_agree_bit_for_bit() {
         for level in levels() {
