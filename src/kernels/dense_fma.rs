@@ -692,7 +692,11 @@ mod tests {
             let want: Vec<f32> = (0..i * padded)
                 .map(|at| {
                     let (input, image) = (at / padded.max(1), at % padded.max(1));
-                    if image < n { x[[image, input]] } else { 0.0 }
+                    if image < n {
+                        x[[image, input]]
+                    } else {
+                        0.0
+                    }
                 })
                 .collect();
             let xt = x.t().as_standard_layout().into_owned();
