@@ -238,11 +238,10 @@ pub fn product(
     unreachable!("no level above generic off x86-64: {m} {}", operands.k);
 }
 
-/// How many tiles of outputs ahead [`forward`] prefetches its weights: in a training step they
-/// come from memory (the previous step's update last wrote them), one line per row every 16
-/// steps, at a pace the hardware's own prefetchers do not keep up with. One tile ahead made
-/// the autoencoder's training step 0.6% faster, two 1.1% (2 threads, a Zen 4 EPYC,
-/// docs/performance.md).
+/// How many tiles of outputs ahead [`forward`] prefetches its weights, one line per row every
+/// 16 steps: in a training step they come from memory (the previous step's update last wrote
+/// them). One tile ahead made the autoencoder's training step 0.6% faster, two 1.1% (2
+/// threads, a Zen 4 EPYC, docs/performance.md).
 pub const PREFETCH_TILES_AHEAD: usize = 2;
 
 /// The rows a forward tile prefetches: `rows` rows of the weights from `first` on, at the

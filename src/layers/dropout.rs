@@ -12,7 +12,6 @@ use crate::kernels::scalar::Scalar;
 use ndarray::{Array, ArrayView, ArrayViewMut1, Axis, Dimension, RemoveAxis, Zip};
 use ndarray_rand::rand::Rng;
 use ndarray_rand::rand_distr::Bernoulli;
-use ndarray_rand::RandomExt;
 
 /// What the forward pass keeps.
 #[derive(Clone, Debug)]
@@ -42,15 +41,14 @@ pub fn forward<T: Scalar, D: Dimension + RemoveAxis, R: Rng + Send>(
         .and(x.axis_iter(Axis(0)))
         .and(ArrayViewMut1::from(rngs))
         .par_for_each(|mut m, mut y, x, rng| {
-            let kept = Array::random_using(m.raw_dim(), keep, rng);
-            Zip::from(&mut m)
-                .and(&mut y)
+            // The units in logical (row-major) order, as `iter_mut` visits them.
+            for m in m.iter_mut() {
+                *m = if rng.sample(keep) { scale } else { T::zero() };
+            }
+            Zip::from(&mut y)
                 .and(&x)
-                .and(&kept)
-                .for_each(|m, y, &x, &k| {
-                    *m = if k { scale } else { T::zero() };
-                    *y = x * *m;
-                });
+                .and(&m)
+                .for_each(|y, &x, &m| *y = x * m);
         });
     (y, DropoutCache { mask })
 }
